@@ -1,0 +1,387 @@
+//! The board: `Story`, `Status`, scanning the stories folder, queue order,
+//! the slug rule, and writing fields back (SPEC §1, §4).
+
+pub mod frontmatter;
+pub mod lock;
+
+use frontmatter::{Change, Value};
+use std::cmp::Ordering;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use yaml_rust2::Yaml;
+
+pub const STORY_FILE: &str = "story.md";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Backlog,
+    Ready,
+    InProgress,
+    Done,
+    Blocked,
+    /// A status this tool does not run (ai-sdlc has more); shown, never run.
+    Other(String),
+}
+
+impl Status {
+    pub fn parse(s: &str) -> Status {
+        match s {
+            "backlog" => Status::Backlog,
+            "ready" => Status::Ready,
+            "in-progress" => Status::InProgress,
+            "done" => Status::Done,
+            "blocked" => Status::Blocked,
+            other => Status::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Status::Backlog => "backlog",
+            Status::Ready => "ready",
+            Status::InProgress => "in-progress",
+            Status::Done => "done",
+            Status::Blocked => "blocked",
+            Status::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Story {
+    pub id: String,
+    pub title: String,
+    pub status: Status,
+    pub priority: Option<i64>,
+    pub created: Option<String>,
+    pub kind: Option<String>,
+    pub labels: Vec<String>,
+    pub epic: Option<String>,
+    pub dependencies: Vec<String>,
+    pub slug: String,
+    pub branch: Option<String>,
+    pub worktree_path: Option<String>,
+    pub blocked_reason: Option<String>,
+    /// The story's `story.md`, absolute.
+    pub path: PathBuf,
+}
+
+impl Story {
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// In epic `name`: `epic: name` or the label `epic-name`.
+    pub fn in_epic(&self, name: &str) -> bool {
+        self.epic.as_deref() == Some(name)
+            || self.labels.iter().any(|l| l == &format!("epic-{name}"))
+    }
+
+    /// The story's branch and worktree folder name: `<ID>-<slug>`.
+    pub fn key(&self) -> String {
+        if self.slug.is_empty() {
+            self.id.clone()
+        } else {
+            format!("{}-{}", self.id, self.slug)
+        }
+    }
+}
+
+/// ai-sdlc's slug rule: lowercase, each run of characters outside `[a-z0-9]`
+/// becomes one `-`, trimmed of `-`, cut to 50 characters.
+pub fn slugify(title: &str) -> String {
+    let mut out = String::with_capacity(title.len());
+    for c in title.to_lowercase().chars() {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let trimmed = out.trim_matches('-');
+    let cut: String = trimmed.chars().take(50).collect();
+    cut.trim_end_matches('-').to_string()
+}
+
+/// Queue order (SPEC §4): priority ascending (none last), then `created`, then id.
+pub fn queue_order(a: &Story, b: &Story) -> Ordering {
+    let pa = a.priority.unwrap_or(i64::MAX);
+    let pb = b.priority.unwrap_or(i64::MAX);
+    pa.cmp(&pb)
+        .then_with(|| match (&a.created, &b.created) {
+            (Some(x), Some(y)) => x.cmp(y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        })
+        .then_with(|| a.id.cmp(&b.id))
+}
+
+/// A story file that could not be read.
+#[derive(Debug, Clone)]
+pub struct BadStory {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl fmt::Display for BadStory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
+}
+
+fn yaml_string(y: &Yaml) -> Option<String> {
+    match y {
+        Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
+        Yaml::Integer(n) => Some(n.to_string()),
+        Yaml::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn field_error(field: &str, want: &str, got: &Yaml) -> String {
+    format!("field `{field}` must be {want}, got {got:?}")
+}
+
+fn opt_string(map: &Yaml, field: &str) -> Result<Option<String>, String> {
+    match &map[field] {
+        Yaml::BadValue | Yaml::Null => Ok(None),
+        y => yaml_string(y)
+            .map(Some)
+            .ok_or_else(|| field_error(field, "a string", y)),
+    }
+}
+
+fn string_list(map: &Yaml, field: &str) -> Result<Vec<String>, String> {
+    match &map[field] {
+        Yaml::BadValue | Yaml::Null => Ok(Vec::new()),
+        Yaml::Array(items) => items
+            .iter()
+            .map(|i| yaml_string(i).ok_or_else(|| field_error(field, "a list of strings", i)))
+            .collect(),
+        // ai-sdlc tolerates a single string where a list is expected; so do we.
+        y => yaml_string(y)
+            .map(|s| vec![s])
+            .ok_or_else(|| field_error(field, "a list of strings", y)),
+    }
+}
+
+/// Read a story from the text of its `story.md`; `folder` is the folder name.
+pub fn parse_story(text: &str, path: &Path, folder: &str) -> Result<Story, String> {
+    let map = frontmatter::parse(text)?;
+    let id = opt_string(&map, "id")?.ok_or("required field `id` is missing")?;
+    if id != folder {
+        return Err(format!(
+            "field `id` is {id:?} but the folder is {folder:?}; they must be equal"
+        ));
+    }
+    let title = opt_string(&map, "title")?.ok_or("required field `title` is missing")?;
+    let status = opt_string(&map, "status")?.ok_or("required field `status` is missing")?;
+    let priority = match &map["priority"] {
+        Yaml::BadValue | Yaml::Null => None,
+        Yaml::Integer(n) => Some(*n),
+        y => return Err(field_error("priority", "an integer", y)),
+    };
+    let slug = match opt_string(&map, "slug")? {
+        Some(s) if !s.is_empty() => s,
+        _ => slugify(&title),
+    };
+    Ok(Story {
+        status: Status::parse(&status),
+        priority,
+        created: opt_string(&map, "created")?,
+        kind: opt_string(&map, "type")?,
+        labels: string_list(&map, "labels")?,
+        epic: opt_string(&map, "epic")?,
+        dependencies: string_list(&map, "dependencies")?,
+        branch: opt_string(&map, "branch")?,
+        worktree_path: opt_string(&map, "worktree_path")?,
+        blocked_reason: opt_string(&map, "blocked_reason")?,
+        path: path.to_path_buf(),
+        slug,
+        id,
+        title,
+    })
+}
+
+/// Every story of a board, and the files that could not be read.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// In queue order.
+    pub stories: Vec<Story>,
+    pub bad: Vec<BadStory>,
+}
+
+impl Scan {
+    pub fn get(&self, id: &str) -> Option<&Story> {
+        self.stories.iter().find(|s| s.id == id)
+    }
+}
+
+/// The stories folder of one repo.
+#[derive(Debug, Clone)]
+pub struct Board {
+    pub dir: PathBuf,
+}
+
+impl Board {
+    pub fn new(dir: PathBuf) -> Board {
+        Board { dir }
+    }
+
+    pub fn story_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    pub fn story_path(&self, id: &str) -> PathBuf {
+        self.story_dir(id).join(STORY_FILE)
+    }
+
+    /// Story folder names (whether or not their story parses).
+    pub fn ids(&self) -> std::io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                if let Some(name) = entry.file_name().to_str() {
+                    if !name.starts_with('.') {
+                        ids.push(name.to_string());
+                    }
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Read one story.
+    pub fn load(&self, id: &str) -> Result<Story, BadStory> {
+        let path = self.story_path(id);
+        let text = fs::read_to_string(&path).map_err(|e| BadStory {
+            path: path.clone(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        parse_story(&text, &path, id).map_err(|reason| BadStory { path, reason })
+    }
+
+    /// Read every story. A missing stories folder is an empty board.
+    pub fn scan(&self) -> std::io::Result<Scan> {
+        let ids = match self.ids() {
+            Ok(ids) => ids,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut scan = Scan::default();
+        for id in ids {
+            if !self.story_path(&id).exists() {
+                // A folder without story.md (logs of a deleted story, say) is not a story.
+                continue;
+            }
+            match self.load(&id) {
+                Ok(s) => scan.stories.push(s),
+                Err(bad) => scan.bad.push(bad),
+            }
+        }
+        scan.stories.sort_by(queue_order);
+        Ok(scan)
+    }
+
+    /// Change fields of a story's frontmatter in place (SPEC §1).
+    pub fn patch(&self, id: &str, changes: &[Change]) -> Result<(), String> {
+        let path = self.story_path(id);
+        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let new =
+            frontmatter::patch(&text, changes).map_err(|e| format!("{}: {e}", path.display()))?;
+        frontmatter::write_atomic(&path, new.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+}
+
+/// A string field value.
+pub fn text(s: impl Into<String>) -> Option<Value> {
+    Some(Value::Str(s.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_rule() {
+        assert_eq!(slugify("Fix login"), "fix-login");
+        assert_eq!(
+            slugify("  Add OAuth2 (Google) -- & GitHub!! "),
+            "add-oauth2-google-github"
+        );
+        assert_eq!(slugify("Ünïcode café"), "n-code-caf");
+        assert_eq!(slugify("!!!"), "");
+        let long = "word ".repeat(20);
+        let s = slugify(&long);
+        assert!(s.len() <= 50 && !s.ends_with('-'), "{s}");
+    }
+
+    fn story(id: &str, priority: Option<i64>, created: Option<&str>) -> Story {
+        parse_story(
+            &format!(
+                "---\nid: {id}\ntitle: t\nstatus: ready\n{}{}---\n",
+                priority
+                    .map(|p| format!("priority: {p}\n"))
+                    .unwrap_or_default(),
+                created
+                    .map(|c| format!("created: '{c}'\n"))
+                    .unwrap_or_default()
+            ),
+            Path::new("x"),
+            id,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn queue_order_is_priority_then_created_then_id() {
+        let mut v = vec![
+            story("S-5", None, None),
+            story("S-4", Some(2), Some("2024-01-02")),
+            story("S-3", Some(2), Some("2024-01-01")),
+            story("S-2", Some(2), Some("2024-01-01")),
+            story("S-1", Some(9), None),
+        ];
+        v.sort_by(queue_order);
+        let ids: Vec<&str> = v.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["S-2", "S-3", "S-4", "S-1", "S-5"]);
+    }
+
+    #[test]
+    fn reads_every_field_and_reports_bad_ones() {
+        let text = "---\nid: S-0001\ntitle: Fix login\nstatus: in-progress\npriority: 3\ncreated: 2024-01-02\ntype: bug\nlabels:\n  - epic-auth\n  - ui\ndependencies: [S-0000]\nbranch: ai-sdlc/S-0001-x\nfuture_field: {a: 1}\n---\nbody\n";
+        let s = parse_story(text, Path::new("p"), "S-0001").unwrap();
+        assert_eq!(s.status, Status::InProgress);
+        assert_eq!(s.priority, Some(3));
+        assert_eq!(s.created.as_deref(), Some("2024-01-02"));
+        assert_eq!(s.kind.as_deref(), Some("bug"));
+        assert!(s.in_epic("auth") && !s.in_epic("ui"));
+        assert_eq!(s.dependencies, ["S-0000"]);
+        assert_eq!(s.slug, "fix-login");
+        assert_eq!(s.key(), "S-0001-fix-login");
+
+        let e = parse_story(
+            &text.replace("priority: 3", "priority: high"),
+            Path::new("p"),
+            "S-0001",
+        )
+        .unwrap_err();
+        assert!(e.contains("priority"), "{e}");
+        let e = parse_story(text, Path::new("p"), "S-0002").unwrap_err();
+        assert!(e.contains("folder"), "{e}");
+        let e =
+            parse_story("---\nid: S-1\nstatus: ready\n---\n", Path::new("p"), "S-1").unwrap_err();
+        assert!(e.contains("title"), "{e}");
+    }
+}

@@ -1,0 +1,397 @@
+//! Every command and flag, as argh structs with their help text.
+//!
+//! Parsing goes through `parse`, which maps argh's errors to exit code 2
+//! (SPEC §7), accepts `--flag=value`, and lets the global flags `-v`, `-q`
+//! and `-C DIR` stand after the command too.
+
+use argh::FromArgs;
+use std::path::PathBuf;
+
+/// ai-sdlc: run a repo's stories (.ai-sdlc/stories/<ID>/story.md) through an
+/// AI coding agent of your choice, several at once, each in its own git
+/// worktree and branch.
+#[derive(FromArgs, Debug)]
+#[argh(
+    example = "ai-sdlc demo",
+    example = "ai-sdlc init && ai-sdlc add \"Fix login\" --ready --priority 2",
+    example = "ai-sdlc run --concurrent 3",
+    note = "Global options go before or after the command. RUST_LOG sets log levels; NO_COLOR turns colour off."
+)]
+pub struct Cli {
+    /// the repo to work in (default: the current directory, searched upward for .ai-sdlc)
+    #[argh(option, short = 'C', long = "dir")]
+    pub dir: Option<PathBuf>,
+    /// more log output; repeat for more (-vv)
+    #[argh(switch, short = 'v')]
+    pub verbose: u8,
+    /// print only errors and the run summary
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+    /// print the version and exit
+    #[argh(switch)]
+    pub version: bool,
+    #[argh(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Init(InitArgs),
+    Demo(DemoArgs),
+    Add(AddArgs),
+    Status(StatusArgs),
+    Run(RunArgs),
+    Logs(LogsArgs),
+    Worktrees(WorktreesArgs),
+}
+
+/// Create .ai-sdlc/stories, a default .ai-sdlc.json and .gitignore entries.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "init")]
+pub struct InitArgs {}
+
+/// Run the built-in demo: a throwaway git repo with six stories and a scripted agent (needs only sh and git).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "demo")]
+pub struct DemoArgs {
+    /// how many stories to run at once (default 3)
+    #[argh(option)]
+    pub concurrent: Option<String>,
+    /// where to make the demo repo (default: a new temporary directory); must not exist or be empty
+    #[argh(option)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Add a story to the board and print its id.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "add")]
+pub struct AddArgs {
+    /// the story's title
+    #[argh(positional)]
+    pub title: String,
+    /// priority; lower runs first (default: the highest on the board + 10)
+    #[argh(option)]
+    pub priority: Option<i64>,
+    /// status ready instead of backlog
+    #[argh(switch)]
+    pub ready: bool,
+    /// feature, bug, chore or spike (default feature)
+    #[argh(option, long = "type")]
+    pub kind: Option<String>,
+    /// a label (repeatable); epic-<name> puts the story in an epic
+    #[argh(option)]
+    pub label: Vec<String>,
+    /// a story this one depends on (repeatable)
+    #[argh(option)]
+    pub depends: Vec<String>,
+}
+
+/// Show the board: stories grouped by status, in priority order.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "status")]
+pub struct StatusArgs {
+    /// print the board as JSON on stdout
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Run stories: the top ready one in the foreground, or up to N at once with --concurrent N.
+#[derive(FromArgs, Debug, Default, Clone)]
+#[argh(
+    subcommand,
+    name = "run",
+    example = "ai-sdlc run                      # the top ready story, in the foreground",
+    example = "ai-sdlc run --concurrent 4       # every ready story, four at a time",
+    example = "ai-sdlc run --story S-0003 --story S-0007 --timeout 900",
+    note = "Exit codes: 0 every started story succeeded (or nothing to run); 1 a story failed, timed out or was skipped; 2 usage or configuration error; 130/143 interrupted."
+)]
+pub struct RunArgs {
+    /// run up to N stories at once, each in its own child process (default 1: the foreground single-story mode)
+    #[argh(option)]
+    pub concurrent: Option<String>,
+    /// run this story instead of the ready queue (repeatable; any status but done)
+    #[argh(option)]
+    pub story: Vec<String>,
+    /// with --story: run a done story too
+    #[argh(switch)]
+    pub force: bool,
+    /// only ready stories of this epic (epic: <name> or label epic-<name>)
+    #[argh(option)]
+    pub epic: Option<String>,
+    /// start at most K stories
+    #[argh(option)]
+    pub max: Option<usize>,
+    /// per-story time limit in seconds (overrides timeouts.agentTimeout)
+    #[argh(option)]
+    pub timeout: Option<String>,
+    /// seconds between SIGTERM and SIGKILL on shutdown (default 10)
+    #[argh(option)]
+    pub shutdown_timeout: Option<String>,
+    /// run in the repo itself, no worktree
+    #[argh(switch)]
+    pub no_worktree: bool,
+    /// never remove worktrees after a run
+    #[argh(switch)]
+    pub keep_worktrees: bool,
+    /// print the plan (order, worktrees, branches, commands) and exit
+    #[argh(switch)]
+    pub dry_run: bool,
+    /// print the run summary as JSON on stdout; human output goes to stderr
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Show a story's latest (or K-th latest) run log.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "logs")]
+pub struct LogsArgs {
+    /// the story id
+    #[argh(positional)]
+    pub id: String,
+    /// keep printing as the log grows, until its run ends
+    #[argh(switch, short = 'f')]
+    pub follow: bool,
+    /// print only the last N lines
+    #[argh(option, short = 'n')]
+    pub lines: Option<usize>,
+    /// which run: 1 is the latest (default), 2 the one before, ...
+    #[argh(option)]
+    pub run: Option<usize>,
+}
+
+/// List and clean up the tool's worktrees (default: list).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "worktrees")]
+pub struct WorktreesArgs {
+    #[argh(subcommand)]
+    pub action: Option<WorktreeAction>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum WorktreeAction {
+    List(WorktreeList),
+    Remove(WorktreeRemove),
+    Prune(WorktreePrune),
+}
+
+/// List worktrees with story, status, branch, clean/dirty, age and size.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+pub struct WorktreeList {}
+
+/// Remove one story's worktree (never its branch).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "remove")]
+pub struct WorktreeRemove {
+    /// the story id
+    #[argh(positional)]
+    pub id: String,
+    /// remove it even with uncommitted or untracked changes (they are lost)
+    #[argh(switch)]
+    pub force: bool,
+}
+
+/// Remove the clean worktrees of done stories, then `git worktree prune`.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "prune")]
+pub struct WorktreePrune {}
+
+/// Internal: the child process that runs one story's phases and speaks JSON lines (SPEC §6).
+#[derive(FromArgs, Debug)]
+pub struct ExecutorArgs {
+    /// the story id
+    #[argh(positional)]
+    pub id: String,
+    /// the worktree (the agents' working directory)
+    #[argh(option)]
+    pub worktree: PathBuf,
+    /// the story's branch
+    #[argh(option)]
+    pub branch: String,
+}
+
+/// What `parse` returns: a command line to run, or text to print and an exit code.
+pub enum Parsed {
+    Cli(Cli),
+    Executor {
+        dir: Option<PathBuf>,
+        args: ExecutorArgs,
+    },
+    Exit {
+        output: String,
+        code: i32,
+    },
+}
+
+pub const EXECUTOR_COMMAND: &str = "agent-executor";
+
+/// Parse `args` (without the program name).
+pub fn parse(args: &[String]) -> Parsed {
+    let args = normalize(args);
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Some(pos) = strs.iter().position(|a| *a == EXECUTOR_COMMAND) {
+        // The executor is internal and hidden from --help, so it is not an argh subcommand.
+        let global = match Cli::from_args(&["ai-sdlc"], &strs[..pos]) {
+            Ok(cli) => cli,
+            Err(e) => return early_exit(e),
+        };
+        return match ExecutorArgs::from_args(&["ai-sdlc", EXECUTOR_COMMAND], &strs[pos + 1..]) {
+            Ok(args) => Parsed::Executor {
+                dir: global.dir,
+                args,
+            },
+            Err(e) => early_exit(e),
+        };
+    }
+    match Cli::from_args(&["ai-sdlc"], &strs) {
+        Ok(cli) => Parsed::Cli(cli),
+        Err(e) => early_exit(e),
+    }
+}
+
+fn early_exit(e: argh::EarlyExit) -> Parsed {
+    let code = if e.status.is_ok() { 0 } else { 2 };
+    let mut output = e.output;
+    if code == 2 && !output.contains("--help") {
+        output.push_str("Run ai-sdlc --help for usage.");
+    }
+    Parsed::Exit { output, code }
+}
+
+const SUBCOMMANDS: [&str; 8] = [
+    "init",
+    "demo",
+    "add",
+    "status",
+    "run",
+    "logs",
+    "worktrees",
+    EXECUTOR_COMMAND,
+];
+
+/// Splits `--flag=value`, and moves the global flags that stand after the
+/// command to before it, where argh expects them.
+fn normalize(args: &[String]) -> Vec<String> {
+    let mut split = Vec::with_capacity(args.len());
+    for a in args {
+        match a.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") && flag.len() > 2 => {
+                split.push(flag.to_string());
+                split.push(value.to_string());
+            }
+            _ => split.push(a.clone()),
+        }
+    }
+    let Some(cmd) = split.iter().position(|a| SUBCOMMANDS.contains(&a.as_str())) else {
+        return split;
+    };
+    let (mut global, mut rest): (Vec<String>, Vec<String>) = (split[..=cmd].to_vec(), Vec::new());
+    let mut i = cmd + 1;
+    while i < split.len() {
+        let a = &split[i];
+        let is_counted = a.len() > 1
+            && a.starts_with('-')
+            && !a.starts_with("--")
+            && a[1..].chars().all(|c| c == 'v' || c == 'q');
+        if a == "--" {
+            rest.extend_from_slice(&split[i..]);
+            break;
+        } else if is_counted || a == "--verbose" || a == "--quiet" {
+            if is_counted && a.len() > 2 {
+                // argh does not expand -vv; spell it out.
+                global.splice(cmd..cmd, a[1..].chars().map(|c| format!("-{c}")));
+            } else {
+                global.insert(cmd, a.clone());
+            }
+        } else if a == "-C" && i + 1 < split.len() {
+            global.insert(cmd, split[i + 1].clone());
+            global.insert(cmd, a.clone());
+            i += 1;
+        } else {
+            rest.push(a.clone());
+        }
+        i += 1;
+    }
+    // -vv before the command, too.
+    let mut out = Vec::with_capacity(global.len() + rest.len());
+    for a in global {
+        if a.len() > 2
+            && a.starts_with('-')
+            && !a.starts_with("--")
+            && a[1..].chars().all(|c| c == 'v')
+        {
+            out.extend(a[1..].chars().map(|c| format!("-{c}")));
+        } else {
+            out.push(a);
+        }
+    }
+    out.extend(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn global_flags_may_follow_the_command() {
+        let Parsed::Cli(cli) = parse(&args("run -vv --concurrent=3 -C /tmp/x -q")) else {
+            panic!("did not parse");
+        };
+        assert_eq!(cli.verbose, 2);
+        assert!(cli.quiet);
+        assert_eq!(cli.dir.as_deref(), Some(std::path::Path::new("/tmp/x")));
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.concurrent.as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn demo_keeps_its_own_dir_flag() {
+        let Parsed::Cli(cli) = parse(&args("demo --dir /tmp/d")) else {
+            panic!("did not parse");
+        };
+        assert!(cli.dir.is_none());
+        let Some(Command::Demo(d)) = cli.command else {
+            panic!("not demo")
+        };
+        assert_eq!(d.dir.as_deref(), Some(std::path::Path::new("/tmp/d")));
+    }
+
+    #[test]
+    fn usage_errors_exit_2_and_help_exits_0() {
+        match parse(&args("run --bogus")) {
+            Parsed::Exit { code, .. } => assert_eq!(code, 2),
+            _ => panic!("accepted --bogus"),
+        }
+        match parse(&args("--help")) {
+            Parsed::Exit { code, output } => {
+                assert_eq!(code, 0);
+                assert!(output.contains("run"), "{output}");
+                assert!(!output.contains(EXECUTOR_COMMAND), "{output}");
+            }
+            _ => panic!("no help"),
+        }
+    }
+
+    #[test]
+    fn executor_is_parsed_apart() {
+        match parse(&args(
+            "-C /r agent-executor S-0001 --worktree /w --branch b",
+        )) {
+            Parsed::Executor { dir, args } => {
+                assert_eq!(dir.as_deref(), Some(std::path::Path::new("/r")));
+                assert_eq!(args.id, "S-0001");
+                assert_eq!(args.branch, "b");
+            }
+            _ => panic!("not the executor"),
+        }
+    }
+}

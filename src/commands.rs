@@ -1,0 +1,346 @@
+//! The board commands: `init`, `add`, `status`.
+
+use crate::board::frontmatter::{self, scalar};
+use crate::board::{self, Board, Scan, Status, lock};
+use crate::cli::{AddArgs, StatusArgs};
+use crate::config::{self, CONFIG_FILE, Config};
+use crate::error::{Failure, Outcome};
+use crate::time;
+use serde_json::json;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The repo to work in: `-C DIR` or the cwd, searched upward for a board.
+pub fn locate(dir: Option<&Path>) -> Result<PathBuf, Failure> {
+    let start = start_dir(dir)?;
+    config::find_root(&start).ok_or_else(|| {
+        Failure::usage(format!(
+            "no ai-sdlc board in {} or any folder above it; run `ai-sdlc init` in your repo first, or pass -C <repo>",
+            start.display()
+        ))
+    })
+}
+
+/// `-C DIR` made absolute, or the cwd.
+pub fn start_dir(dir: Option<&Path>) -> Result<PathBuf, Failure> {
+    match dir {
+        Some(d) => fs::canonicalize(d)
+            .and_then(|p| {
+                if p.is_dir() {
+                    Ok(p)
+                } else {
+                    Err(io::Error::other("not a directory"))
+                }
+            })
+            .map_err(|e| Failure::usage(format!("cannot use -C {}: {e}", d.display()))),
+        None => std::env::current_dir()
+            .map_err(|e| Failure::usage(format!("cannot read the current directory: {e}"))),
+    }
+}
+
+/// `path` relative to `root` when it is inside it, for messages.
+pub fn rel(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| path.display().to_string())
+}
+
+pub fn scan(config: &Config) -> Result<Scan, Failure> {
+    Board::new(config.stories_dir()).scan().map_err(|e| {
+        Failure::failed(format!(
+            "cannot read {}: {e}",
+            config.stories_dir().display()
+        ))
+    })
+}
+
+const GITIGNORE_LINES: [&str; 3] = [
+    ".ai-sdlc/worktrees/",
+    ".ai-sdlc/stories/*/logs/",
+    ".ai-sdlc/stories/*/.lock",
+];
+
+pub fn init(dir: Option<&Path>) -> Outcome {
+    let root = start_dir(dir)?;
+    let fail = |what: &str, e: io::Error| Failure::failed(format!("cannot {what}: {e}"));
+    let stories = root.join(config::DEFAULT_FOLDER).join("stories");
+    let mut done = Vec::new();
+    if stories.is_dir() {
+        done.push("kept .ai-sdlc/stories/ (already there)".to_string());
+    } else {
+        fs::create_dir_all(&stories)
+            .map_err(|e| fail(&format!("create {}", stories.display()), e))?;
+        done.push("created .ai-sdlc/stories/".to_string());
+    }
+    let config_path = root.join(CONFIG_FILE);
+    if config_path.exists() {
+        done.push(format!("kept {CONFIG_FILE} (already there)"));
+    } else {
+        frontmatter::write_atomic(&config_path, config::default_file_text().as_bytes())
+            .map_err(|e| fail(&format!("write {}", config_path.display()), e))?;
+        done.push(format!(
+            "created {CONFIG_FILE} (agent.command: [\"claude\", \"-p\"])"
+        ));
+    }
+    let ignore = root.join(".gitignore");
+    let existing = fs::read_to_string(&ignore).unwrap_or_default();
+    let missing: Vec<&str> = GITIGNORE_LINES
+        .iter()
+        .copied()
+        .filter(|l| !existing.lines().any(|e| e.trim() == *l))
+        .collect();
+    if !missing.is_empty() {
+        let mut text = existing.clone();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("# ai-sdlc: worktrees, run logs and claim locks\n");
+        for l in &missing {
+            text.push_str(l);
+            text.push('\n');
+        }
+        frontmatter::write_atomic(&ignore, text.as_bytes())
+            .map_err(|e| fail(&format!("write {}", ignore.display()), e))?;
+        done.push(format!(
+            "{} .gitignore (worktrees, logs, locks)",
+            if existing.is_empty() {
+                "created"
+            } else {
+                "updated"
+            }
+        ));
+    }
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "Initialized an ai-sdlc board in {}", root.display());
+    for d in done {
+        let _ = writeln!(out, "  {d}");
+    }
+    if !root.join(".git").exists() {
+        let _ = writeln!(
+            out,
+            "note: {} is not a git repo; `run` needs one for worktrees (git init && git commit), or use --no-worktree",
+            root.display()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nNext:\n  choose your agent: set \"agent\": {{\"command\": [...]}} in {CONFIG_FILE}, e.g. [\"claude\", \"-p\"], [\"codex\", \"exec\"] or [\"sh\", \"my-agent.sh\"]\n  ai-sdlc add \"My first story\" --ready\n  ai-sdlc run"
+    );
+    Ok(0)
+}
+
+const TYPES: [&str; 4] = ["feature", "bug", "chore", "spike"];
+
+pub fn add(config: &Config, args: &AddArgs) -> Outcome {
+    let title = args.title.trim();
+    if title.is_empty() {
+        return Err(Failure::usage(
+            "add: the title is empty; give the story a title",
+        ));
+    }
+    let kind = args.kind.as_deref().unwrap_or("feature");
+    if !TYPES.contains(&kind) {
+        return Err(Failure::usage(format!(
+            "add: --type {kind:?} is not one of {}",
+            TYPES.join(", ")
+        )));
+    }
+    let board = Board::new(config.stories_dir());
+    fs::create_dir_all(&board.dir)
+        .map_err(|e| Failure::failed(format!("cannot create {}: {e}", board.dir.display())))?;
+    let scan = scan(config)?;
+    for dep in &args.depends {
+        if scan.get(dep).is_none() {
+            eprintln!("warning: --depends {dep}: no such story on the board (yet)");
+        }
+    }
+    let priority = args.priority.unwrap_or_else(|| {
+        scan.stories
+            .iter()
+            .filter_map(|s| s.priority)
+            .max()
+            .unwrap_or(0)
+            + 10
+    });
+    let ids = board.ids().unwrap_or_default();
+    let mut number = ids
+        .iter()
+        .filter_map(|id| id.strip_prefix("S-").and_then(|n| n.parse::<u64>().ok()))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    // create_dir fails if another `add` took the number first: take the next.
+    let id = loop {
+        let id = format!("S-{number:04}");
+        match fs::create_dir(board.story_dir(&id)) {
+            Ok(()) => break id,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => number += 1,
+            Err(e) => {
+                return Err(Failure::failed(format!(
+                    "cannot create {}: {e}",
+                    board.story_dir(&id).display()
+                )));
+            }
+        }
+    };
+    let status = if args.ready {
+        Status::Ready
+    } else {
+        Status::Backlog
+    };
+    let list = |items: &[String]| -> String {
+        let v: Vec<String> = items.iter().map(|s| scalar(s)).collect();
+        format!("[{}]", v.join(", "))
+    };
+    let mut text = format!(
+        "---\nid: {id}\ntitle: {}\nslug: {}\npriority: {priority}\nstatus: {status}\ntype: {kind}\ncreated: '{}'\nlabels: {}\n",
+        scalar(title),
+        scalar(&board::slugify(title)),
+        time::date(time::now_ms()),
+        list(&args.label),
+    );
+    if !args.depends.is_empty() {
+        text.push_str(&format!("dependencies: {}\n", list(&args.depends)));
+    }
+    text.push_str(
+        "research_complete: false\nplan_complete: false\nimplementation_complete: false\nreviews_complete: false\n---\n",
+    );
+    text.push_str(&format!(
+        "# {title}\n\n<!-- What to build and how to check it. The whole file is the agent's prompt. -->\n"
+    ));
+    let path = board.story_path(&id);
+    if let Err(e) = frontmatter::write_atomic(&path, text.as_bytes()) {
+        let _ = fs::remove_dir(board.story_dir(&id));
+        return Err(Failure::failed(format!(
+            "cannot write {}: {e}",
+            path.display()
+        )));
+    }
+    println!("{id}");
+    Ok(0)
+}
+
+const GROUPS: [&str; 5] = ["in-progress", "ready", "backlog", "blocked", "done"];
+
+pub fn status(config: &Config, args: &StatusArgs) -> Outcome {
+    let scan = scan(config)?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let held = |s: &board::Story| s.status == Status::InProgress && lock::is_held(s.dir());
+    let res = if args.json {
+        let stories: Vec<_> = scan
+            .stories
+            .iter()
+            .map(|s| {
+                json!({
+                    "id": s.id, "title": s.title, "status": s.status.as_str(),
+                    "priority": s.priority, "created": s.created, "type": s.kind,
+                    "labels": s.labels, "epic": s.epic, "dependencies": s.dependencies,
+                    "slug": s.slug, "branch": s.branch, "worktree_path": s.worktree_path,
+                    "blocked_reason": s.blocked_reason,
+                    "path": rel(&config.root, &s.path),
+                    "claimed": held(s),
+                })
+            })
+            .collect();
+        let errors: Vec<_> = scan
+            .bad
+            .iter()
+            .map(|b| json!({"path": rel(&config.root, &b.path), "reason": b.reason}))
+            .collect();
+        writeln!(out, "{}", json!({"stories": stories, "errors": errors}))
+    } else {
+        print_board(&mut out, config, &scan, held)
+    };
+    let flushed = res.and_then(|_| out.flush());
+    drop(out);
+    if !args.json {
+        for b in &scan.bad {
+            eprintln!(
+                "warning: {}: {} (skipped; fix the file to bring it back)",
+                rel(&config.root, &b.path),
+                b.reason
+            );
+        }
+    }
+    match flushed {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(Failure::failed(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+fn print_board(
+    out: &mut impl Write,
+    config: &Config,
+    scan: &Scan,
+    held: impl Fn(&board::Story) -> bool,
+) -> io::Result<()> {
+    let n = scan.stories.len();
+    writeln!(
+        out,
+        "Board {} ({n} {})",
+        config.root.display(),
+        if n == 1 { "story" } else { "stories" }
+    )?;
+    if n == 0 {
+        writeln!(
+            out,
+            "\nNo stories yet. Add one: ai-sdlc add \"Fix login\" --ready"
+        )?;
+    }
+    let title_width = scan
+        .stories
+        .iter()
+        .map(|s| s.title.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(48);
+    let mut others: Vec<&str> = scan
+        .stories
+        .iter()
+        .map(|s| s.status.as_str())
+        .filter(|s| !GROUPS.contains(s))
+        .collect();
+    others.sort();
+    others.dedup();
+    for group in GROUPS.iter().copied().chain(others) {
+        let members: Vec<&board::Story> = scan
+            .stories
+            .iter()
+            .filter(|s| s.status.as_str() == group)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        writeln!(out, "\n{} ({})", group.to_uppercase(), members.len())?;
+        for s in members {
+            let title: String = if s.title.chars().count() > title_width {
+                let mut t: String = s.title.chars().take(title_width - 1).collect();
+                t.push('…');
+                t
+            } else {
+                s.title.clone()
+            };
+            let note = match s.status {
+                Status::InProgress if held(s) => "running (claimed by a runner)".to_string(),
+                Status::InProgress => {
+                    "stale: no runner holds it; the next `run` returns it to ready".to_string()
+                }
+                Status::Blocked => s.blocked_reason.clone().unwrap_or_default(),
+                _ if !s.dependencies.is_empty() => format!("after {}", s.dependencies.join(", ")),
+                _ => String::new(),
+            };
+            let prio = s
+                .priority
+                .map(|p| format!("p{p}"))
+                .unwrap_or_else(|| "p-".into());
+            let line = format!(
+                "  {:<8} {:>5}  {:<title_width$}  {}",
+                s.id, prio, title, note
+            );
+            writeln!(out, "{}", line.trim_end())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,419 @@
+//! `.ai-sdlc.json` -> `Config`: defaults, environment overrides and
+//! validation (SPEC §2). Errors name the key and the file.
+
+use serde_json::{Map, Value};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = ".ai-sdlc.json";
+pub const DEFAULT_FOLDER: &str = ".ai-sdlc";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    pub name: String,
+    /// `None` runs `agent.command`.
+    pub command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorktreeConfig {
+    pub enabled: bool,
+    pub base_path: String,
+    pub base_branch: Option<String>,
+    pub keep: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The repo root: the directory holding `.ai-sdlc.json` or the board folder.
+    pub root: PathBuf,
+    /// The config file, when there is one.
+    pub file: Option<PathBuf>,
+    pub sdlc_folder: String,
+    pub agent_command: Option<Vec<String>>,
+    pub phases: Vec<Phase>,
+    pub agent_timeout_ms: u64,
+    /// As configured; `run` turns 0 or less into 1 with a warning.
+    pub concurrency: i64,
+    pub shutdown_timeout_ms: u64,
+    pub health_check_interval_ms: u64,
+    pub health_miss_threshold: u32,
+    pub worktree: WorktreeConfig,
+    pub logs_keep: usize,
+}
+
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Config {
+    pub fn defaults(root: PathBuf) -> Config {
+        Config {
+            root,
+            file: None,
+            sdlc_folder: DEFAULT_FOLDER.to_string(),
+            agent_command: None,
+            phases: vec![Phase {
+                name: "implement".to_string(),
+                command: None,
+            }],
+            agent_timeout_ms: 1_800_000,
+            concurrency: 1,
+            shutdown_timeout_ms: 10_000,
+            health_check_interval_ms: 5_000,
+            health_miss_threshold: 2,
+            worktree: WorktreeConfig {
+                enabled: true,
+                base_path: ".ai-sdlc/worktrees".to_string(),
+                base_branch: None,
+                keep: false,
+            },
+            logs_keep: 5,
+        }
+    }
+
+    /// The board folder, absolute.
+    pub fn sdlc_dir(&self) -> PathBuf {
+        self.root.join(&self.sdlc_folder)
+    }
+
+    pub fn stories_dir(&self) -> PathBuf {
+        self.sdlc_dir().join("stories")
+    }
+
+    pub fn worktree_base(&self) -> PathBuf {
+        self.root.join(&self.worktree.base_path)
+    }
+
+    /// Where to tell the user to put a setting.
+    pub fn file_name(&self) -> String {
+        match &self.file {
+            Some(f) => f.display().to_string(),
+            None => self.root.join(CONFIG_FILE).display().to_string(),
+        }
+    }
+
+    /// Load the config of the repo at `root` (which need not have a config file).
+    pub fn load(root: &Path) -> Result<Config, ConfigError> {
+        let mut config = Config::defaults(root.to_path_buf());
+        let file = root.join(CONFIG_FILE);
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                let value: Value = serde_json::from_str(&text).map_err(|e| {
+                    ConfigError(format!(
+                        "{}: not valid JSON: {e}; fix the file or delete it to use the defaults",
+                        file.display()
+                    ))
+                })?;
+                config.file = Some(file.clone());
+                apply(&mut config, &value, &file)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(ConfigError(format!("cannot read {}: {e}", file.display())));
+            }
+        }
+        apply_env(&mut config, |k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+}
+
+/// Search upward from `start` for a directory with `.ai-sdlc.json` or `.ai-sdlc/`.
+pub fn find_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|dir| dir.join(CONFIG_FILE).is_file() || dir.join(DEFAULT_FOLDER).is_dir())
+        .map(Path::to_path_buf)
+}
+
+struct Reader<'a> {
+    file: &'a Path,
+}
+
+impl Reader<'_> {
+    fn err(&self, key: &str, want: &str, got: &Value) -> ConfigError {
+        ConfigError(format!(
+            "{}: key `{key}` must be {want}, not {got}",
+            self.file.display()
+        ))
+    }
+
+    fn object<'v>(&self, v: &'v Value, key: &str) -> Result<&'v Map<String, Value>, ConfigError> {
+        v.as_object().ok_or_else(|| self.err(key, "an object", v))
+    }
+
+    fn uint(&self, v: &Value, key: &str) -> Result<u64, ConfigError> {
+        v.as_u64()
+            .ok_or_else(|| self.err(key, "a non-negative integer", v))
+    }
+
+    fn int(&self, v: &Value, key: &str) -> Result<i64, ConfigError> {
+        v.as_i64().ok_or_else(|| self.err(key, "an integer", v))
+    }
+
+    fn bool(&self, v: &Value, key: &str) -> Result<bool, ConfigError> {
+        v.as_bool().ok_or_else(|| self.err(key, "true or false", v))
+    }
+
+    fn string(&self, v: &Value, key: &str) -> Result<String, ConfigError> {
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| self.err(key, "a string", v))
+    }
+
+    fn command(&self, v: &Value, key: &str) -> Result<Vec<String>, ConfigError> {
+        let want = "a non-empty list of strings, like [\"claude\", \"-p\"]";
+        let list = v.as_array().ok_or_else(|| self.err(key, want, v))?;
+        let words: Option<Vec<String>> =
+            list.iter().map(|w| w.as_str().map(String::from)).collect();
+        match words {
+            Some(w) if !w.is_empty() && !w[0].is_empty() => Ok(w),
+            _ => Err(self.err(key, want, v)),
+        }
+    }
+
+    fn unknown(&self, key: &str) {
+        log::debug!("{}: ignoring unknown key `{key}`", self.file.display());
+    }
+}
+
+fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
+    let r = Reader { file };
+    for (key, value) in r.object(v, "(top level)")? {
+        match key.as_str() {
+            "sdlcFolder" => c.sdlc_folder = r.string(value, "sdlcFolder")?,
+            "agent" => {
+                for (k, v) in r.object(value, "agent")? {
+                    match k.as_str() {
+                        "command" if v.is_null() => c.agent_command = None,
+                        "command" => c.agent_command = Some(r.command(v, "agent.command")?),
+                        _ => r.unknown(&format!("agent.{k}")),
+                    }
+                }
+            }
+            "workflow" => {
+                for (k, v) in r.object(value, "workflow")? {
+                    match k.as_str() {
+                        "phases" => c.phases = phases(&r, v)?,
+                        _ => r.unknown(&format!("workflow.{k}")),
+                    }
+                }
+            }
+            "timeouts" => {
+                for (k, v) in r.object(value, "timeouts")? {
+                    match k.as_str() {
+                        "agentTimeout" => {
+                            c.agent_timeout_ms = r.uint(v, "timeouts.agentTimeout")?
+                        }
+                        _ => r.unknown(&format!("timeouts.{k}")),
+                    }
+                }
+            }
+            "orchestrator" => {
+                for (k, v) in r.object(value, "orchestrator")? {
+                    let key = format!("orchestrator.{k}");
+                    match k.as_str() {
+                        "concurrency" => c.concurrency = r.int(v, &key)?,
+                        "shutdownTimeout" => c.shutdown_timeout_ms = r.uint(v, &key)?,
+                        "healthCheckInterval" => {
+                            c.health_check_interval_ms = r.uint(v, &key)?.max(1)
+                        }
+                        "healthMissThreshold" => {
+                            c.health_miss_threshold = r.uint(v, &key)?.clamp(1, 1000) as u32
+                        }
+                        _ => r.unknown(&key),
+                    }
+                }
+            }
+            "worktree" => {
+                for (k, v) in r.object(value, "worktree")? {
+                    let key = format!("worktree.{k}");
+                    match k.as_str() {
+                        "enabled" => c.worktree.enabled = r.bool(v, &key)?,
+                        "basePath" => c.worktree.base_path = r.string(v, &key)?,
+                        "baseBranch" if v.is_null() => c.worktree.base_branch = None,
+                        "baseBranch" => c.worktree.base_branch = Some(r.string(v, &key)?),
+                        "keep" => c.worktree.keep = r.bool(v, &key)?,
+                        _ => r.unknown(&key),
+                    }
+                }
+            }
+            "logs" => {
+                for (k, v) in r.object(value, "logs")? {
+                    match k.as_str() {
+                        "keep" => c.logs_keep = r.uint(v, "logs.keep")?.max(1) as usize,
+                        _ => r.unknown(&format!("logs.{k}")),
+                    }
+                }
+            }
+            _ => r.unknown(key),
+        }
+    }
+    Ok(())
+}
+
+fn phases(r: &Reader, v: &Value) -> Result<Vec<Phase>, ConfigError> {
+    let list = v
+        .as_array()
+        .ok_or_else(|| r.err("workflow.phases", "a list of {\"name\": ...} objects", v))?;
+    if list.is_empty() {
+        return Err(r.err("workflow.phases", "a non-empty list", v));
+    }
+    let mut out = Vec::new();
+    for (i, p) in list.iter().enumerate() {
+        let key = format!("workflow.phases[{i}]");
+        let obj = r.object(p, &key)?;
+        let name = match obj.get("name") {
+            Some(n) => r.string(n, &format!("{key}.name"))?,
+            None => return Err(r.err(&format!("{key}.name"), "a string", &Value::Null)),
+        };
+        let command = match obj.get("command") {
+            None | Some(Value::Null) => None,
+            Some(c) => Some(r.command(c, &format!("{key}.command"))?),
+        };
+        for k in obj.keys().filter(|k| *k != "name" && *k != "command") {
+            r.unknown(&format!("{key}.{k}"));
+        }
+        out.push(Phase { name, command });
+    }
+    Ok(out)
+}
+
+fn apply_env(c: &mut Config, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    let parse = |name: &str| -> Result<Option<i64>, ConfigError> {
+        match get(name) {
+            None => Ok(None),
+            Some(s) if s.trim().is_empty() => Ok(None),
+            Some(s) => s.trim().parse::<i64>().map(Some).map_err(|_| {
+                ConfigError(format!(
+                    "environment variable {name}={s:?} must be an integer; unset it or fix it"
+                ))
+            }),
+        }
+    };
+    if let Some(n) = parse("AI_SDLC_CONCURRENCY")? {
+        c.concurrency = n;
+    }
+    if let Some(n) = parse("AI_SDLC_AGENT_TIMEOUT")? {
+        c.agent_timeout_ms = n.max(0) as u64;
+    }
+    if let Some(n) = parse("AI_SDLC_SHUTDOWN_TIMEOUT")? {
+        c.shutdown_timeout_ms = n.max(0) as u64;
+    }
+    Ok(())
+}
+
+/// The config `init` writes.
+pub fn default_file_text() -> String {
+    let v = serde_json::json!({
+        "agent": { "command": ["claude", "-p"] },
+        "orchestrator": { "concurrency": 1, "shutdownTimeout": 10000 },
+        "timeouts": { "agentTimeout": 1800000 },
+        "worktree": { "enabled": true, "basePath": ".ai-sdlc/worktrees" },
+        "logs": { "keep": 5 }
+    });
+    let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!(
+            "ai-sdlc-config-{}-{}",
+            std::process::id(),
+            crate::time::now_ms() ^ text.len() as u64
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(CONFIG_FILE), text).unwrap();
+        let mut c = Config::defaults(dir.clone());
+        let value: Value = serde_json::from_str(text).unwrap();
+        let r = apply(&mut c, &value, &dir.join(CONFIG_FILE));
+        std::fs::remove_dir_all(&dir).unwrap();
+        r.map(|_| c)
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let c = Config::defaults(PathBuf::from("/r"));
+        assert_eq!(c.agent_timeout_ms, 1_800_000);
+        assert_eq!(c.shutdown_timeout_ms, 10_000);
+        assert_eq!(c.phases.len(), 1);
+        assert_eq!(c.phases[0].name, "implement");
+        assert!(c.worktree.enabled);
+        assert_eq!(c.logs_keep, 5);
+        assert_eq!(c.stories_dir(), PathBuf::from("/r/.ai-sdlc/stories"));
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let c = load_text(
+            r#"{"sdlcFolder": ".board", "agent": {"command": ["codex", "exec"]},
+               "workflow": {"phases": [{"name": "implement"}, {"name": "verify", "command": ["cargo", "test"]}]},
+               "timeouts": {"agentTimeout": 5000},
+               "orchestrator": {"concurrency": 4, "shutdownTimeout": 2000, "healthCheckInterval": 100, "healthMissThreshold": 3},
+               "worktree": {"enabled": false, "basePath": "wt", "baseBranch": "main", "keep": true},
+               "logs": {"keep": 2}, "reviewConfig": {"whatever": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.sdlc_folder, ".board");
+        assert_eq!(c.agent_command, Some(vec!["codex".into(), "exec".into()]));
+        assert_eq!(
+            c.phases[1].command,
+            Some(vec!["cargo".into(), "test".into()])
+        );
+        assert_eq!(c.agent_timeout_ms, 5000);
+        assert_eq!(
+            (
+                c.concurrency,
+                c.shutdown_timeout_ms,
+                c.health_check_interval_ms
+            ),
+            (4, 2000, 100)
+        );
+        assert_eq!(c.health_miss_threshold, 3);
+        assert!(!c.worktree.enabled && c.worktree.keep);
+        assert_eq!(c.worktree.base_branch.as_deref(), Some("main"));
+        assert_eq!(c.logs_keep, 2);
+    }
+
+    #[test]
+    fn wrong_types_name_the_key_and_file() {
+        let e = load_text(r#"{"orchestrator": {"concurrency": "lots"}}"#).unwrap_err();
+        assert!(e.0.contains("orchestrator.concurrency"), "{e}");
+        assert!(e.0.contains(CONFIG_FILE), "{e}");
+        assert!(e.0.contains("\"lots\""), "{e}");
+        let e = load_text(r#"{"agent": {"command": "claude -p"}}"#).unwrap_err();
+        assert!(
+            e.0.contains("agent.command") && e.0.contains("list of strings"),
+            "{e}"
+        );
+        let e = load_text(r#"{"workflow": {"phases": [{"command": ["x"]}]}}"#).unwrap_err();
+        assert!(e.0.contains("workflow.phases[0].name"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_and_bad_env() {
+        let mut c = Config::defaults(PathBuf::from("/r"));
+        apply_env(&mut c, |k| match k {
+            "AI_SDLC_CONCURRENCY" => Some("6".into()),
+            "AI_SDLC_SHUTDOWN_TIMEOUT" => Some("250".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!((c.concurrency, c.shutdown_timeout_ms), (6, 250));
+        let e = apply_env(&mut c, |k| {
+            (k == "AI_SDLC_AGENT_TIMEOUT").then(|| "soon".into())
+        })
+        .unwrap_err();
+        assert!(e.0.contains("AI_SDLC_AGENT_TIMEOUT"), "{e}");
+    }
+}
