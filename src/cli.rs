@@ -210,6 +210,9 @@ pub struct ExecutorArgs {
     /// the story's branch
     #[argh(option)]
     pub branch: String,
+    /// milliseconds between SIGTERM and SIGKILL when stopping agents
+    #[argh(option)]
+    pub grace_ms: Option<u64>,
 }
 
 /// What `parse` returns: a command line to run, or text to print and an exit code.

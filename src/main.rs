@@ -6,7 +6,17 @@ mod cli;
 mod commands;
 mod config;
 mod error;
+mod executor;
+mod ipc;
+mod logs;
+mod orchestrator;
+mod process;
+mod report;
+mod shutdown;
+mod story_run;
+
 mod time;
+mod worktree;
 
 use cli::{Command, Parsed};
 use error::{Failure, Outcome};
@@ -24,6 +34,21 @@ fn init_logging(verbose: u8, quiet: bool) {
             writeln!(
                 buf,
                 "ai-sdlc: {}: {}",
+                record.level().as_str().to_lowercase(),
+                record.args()
+            )
+        })
+        .init();
+}
+
+/// The executor's stderr is the story's run log: timestamp its lines too.
+fn init_executor_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "{} [executor] {}: {}",
+                time::iso_millis(time::now_ms()),
                 record.level().as_str().to_lowercase(),
                 record.args()
             )
@@ -52,6 +77,7 @@ fn run_cli(cli: cli::Cli) -> Outcome {
             let config = config::Config::load(&commands::locate(dir)?)?;
             commands::status(&config, &args)
         }
+        Command::Run(args) => orchestrator::command(&commands::locate(dir)?, &args, cli.quiet),
         _ => Err(Failure::usage("not implemented yet")),
     }
 }
@@ -67,9 +93,15 @@ fn main() {
             }
             code
         }
-        Parsed::Executor { .. } => {
-            init_logging(0, false);
-            2
+        Parsed::Executor { dir, args } => {
+            init_executor_logging();
+            match commands::start_dir(dir.as_deref()) {
+                Ok(root) => executor::main(&root, args),
+                Err(f) => {
+                    eprintln!("ai-sdlc agent-executor: {f}");
+                    f.code
+                }
+            }
         }
         Parsed::Cli(cli) => {
             init_logging(cli.verbose, cli.quiet);

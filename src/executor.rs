@@ -1,0 +1,208 @@
+//! `ai-sdlc agent-executor <ID>`: the child of SPEC §6. Runs the story's
+//! phases with `story_run`, reports over JSON lines on stdout, answers the
+//! runner on stdin. Treats stdin EOF, EPIPE, SIGTERM and SIGHUP as "stop".
+//! Never writes story files: the runner records the outcome.
+
+use crate::board::Board;
+use crate::cli::ExecutorArgs;
+use crate::config::Config;
+use crate::ipc::{self, Body, Line, LineReader, MAX_LINE, Message};
+use crate::orchestrator::build_job;
+use crate::process;
+use crate::shutdown;
+use crate::story_run::{self, Event, Group, Limits, Observer, Outcome};
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// What the stdout writer gets: a message, or the end (the stdin listener
+/// keeps a sender until the process exits, so a closed channel cannot be the signal).
+enum Out {
+    Msg(Message),
+    Close,
+}
+
+/// Owns stdout: writes messages, flushing when nothing more is queued.
+fn writer(rx: Receiver<Out>) {
+    let mut out = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let mut broken = false;
+    for item in rx.iter() {
+        let Out::Msg(msg) = item else { break };
+        if broken {
+            continue;
+        }
+        let mut ok = ipc::write_message(&mut out, &msg).is_ok();
+        if ok && rx.is_empty() {
+            ok = out.flush().is_ok();
+        }
+        if !ok {
+            // EPIPE: the runner is gone. Stop the story; drain the rest.
+            broken = true;
+            shutdown::request_soft();
+        }
+    }
+    let _ = out.flush();
+}
+
+/// Reads the runner's messages from stdin.
+fn listen(id: String, tx: Sender<Out>) {
+    let mut reader = LineReader::new(std::io::stdin().lock(), MAX_LINE);
+    loop {
+        match reader.next_line() {
+            Ok(Some(Line::Full(b))) => match ipc::decode(b) {
+                Ok(Message {
+                    body: Body::HealthCheck,
+                    ..
+                }) => {
+                    let body = Body::HealthResponse {
+                        pid: std::process::id(),
+                        rss_kb: process::rss_kb(),
+                    };
+                    let _ = tx.send(Out::Msg(Message::new(&id, body)));
+                }
+                Ok(Message {
+                    body: Body::Shutdown { .. },
+                    ..
+                }) => shutdown::request_soft(),
+                Ok(_) => log::warn!("ignoring a child-bound message sent to the executor"),
+                Err(why) => log::warn!("ignoring a line from the runner: {why}"),
+            },
+            Ok(Some(Line::TooLong(n))) => log::warn!("ignoring a {n}-byte line from the runner"),
+            // EOF (or a cut line, or an error): the runner is gone or wants us to stop.
+            Ok(Some(Line::Cut(_))) | Ok(None) | Err(_) => {
+                shutdown::request_soft();
+                return;
+            }
+        }
+    }
+}
+
+struct Ipc {
+    id: String,
+    tx: Sender<Out>,
+}
+
+impl Ipc {
+    fn send(&self, body: Body) {
+        let _ = self.tx.send(Out::Msg(Message::new(&self.id, body)));
+    }
+}
+
+impl Observer for Ipc {
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::PhaseStarted {
+                index,
+                count,
+                name,
+                pid,
+            } => self.send(Body::Status {
+                phase: name.to_string(),
+                phase_index: index,
+                phase_count: count,
+                progress: (index * 100 / count.max(1)) as u8,
+                message: format!("started, pid {pid}"),
+            }),
+            Event::Output { stream, line } => self.send(Body::Log {
+                stream,
+                line: line.to_string(),
+            }),
+            Event::PhaseFinished {
+                index,
+                count,
+                name,
+                summary,
+            } => self.send(Body::Status {
+                phase: name.to_string(),
+                phase_index: index,
+                phase_count: count,
+                progress: ((index + 1) * 100 / count.max(1)) as u8,
+                message: summary.to_string(),
+            }),
+            Event::Problem { code, message } => self.send(Body::Error {
+                code: code.to_string(),
+                message: message.to_string(),
+                recoverable: false,
+            }),
+        }
+    }
+}
+
+pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
+    if let Err(e) = shutdown::install(|_, _| {}) {
+        log::warn!("cannot handle SIGTERM: {e}");
+    }
+    let (tx, rx) = unbounded::<Out>();
+    let writer = std::thread::Builder::new()
+        .name("ipc-out".into())
+        .stack_size(128 * 1024)
+        .spawn(move || writer(rx));
+    let listen_tx = tx.clone();
+    let id = args.id.clone();
+    let _ = std::thread::Builder::new()
+        .name("ipc-in".into())
+        .stack_size(128 * 1024)
+        .spawn(move || listen(id, listen_tx));
+    let ipc = Ipc {
+        id: args.id.clone(),
+        tx,
+    };
+    let code = match prepare(root, &args) {
+        Ok((job, grace)) => {
+            let limits = Limits {
+                deadline: None,
+                grace,
+                group: Group::Shared,
+            };
+            let mut obs = Ipc {
+                id: ipc.id.clone(),
+                tx: ipc.tx.clone(),
+            };
+            let r = story_run::run(&job, &limits, &mut obs);
+            ipc.send(Body::Complete {
+                success: r.outcome == Outcome::Succeeded,
+                exit_code: r.exit_code,
+                duration_ms: r.duration_ms,
+                failed_phase: r.failed_phase,
+                signal: r.signal,
+                error: r.error,
+            });
+            i32::from(r.outcome != Outcome::Succeeded)
+        }
+        Err(e) => {
+            log::error!("{e}");
+            ipc.send(Body::Error {
+                code: "setup_failed".into(),
+                message: e.clone(),
+                recoverable: false,
+            });
+            ipc.send(Body::Complete {
+                success: false,
+                exit_code: None,
+                duration_ms: 0,
+                failed_phase: None,
+                signal: None,
+                error: Some(e),
+            });
+            1
+        }
+    };
+    // No descendant outlives the executor.
+    process::signal_own_group_except_self(libc::SIGKILL);
+    let _ = ipc.tx.send(Out::Close);
+    if let Ok(w) = writer {
+        let _ = w.join();
+    }
+    code
+}
+
+fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story_run::Job, Duration), String> {
+    let config = Config::load(root).map_err(|e| e.0)?;
+    let story = Board::new(config.stories_dir())
+        .load(&args.id)
+        .map_err(|b| b.to_string())?;
+    let job = build_job(&config, &story, args.worktree.clone(), &args.branch)?;
+    let grace = Duration::from_millis(args.grace_ms.unwrap_or(config.shutdown_timeout_ms));
+    Ok((job, grace))
+}

@@ -1,0 +1,369 @@
+//! The runner <-> executor protocol (SPEC §6): newline-delimited JSON, one
+//! `Message` per line, and a bounded line reader that never lets a child
+//! grow the reader's memory past `MAX_LINE`.
+
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+
+pub const VERSION: u32 = 1;
+pub const MAX_LINE: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Body {
+    Status {
+        phase: String,
+        phase_index: usize,
+        phase_count: usize,
+        progress: u8,
+        message: String,
+    },
+    Log {
+        stream: Stream,
+        line: String,
+    },
+    HealthResponse {
+        pid: u32,
+        rss_kb: u64,
+    },
+    Error {
+        code: String,
+        message: String,
+        recoverable: bool,
+    },
+    Complete {
+        success: bool,
+        exit_code: Option<i32>,
+        duration_ms: u64,
+        failed_phase: Option<String>,
+        /// Beyond SPEC §6, optional: the signal that ended the failed phase.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
+        /// Beyond SPEC §6, optional: why it failed, for `blocked_reason`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    HealthCheck,
+    Shutdown {
+        grace_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub v: u32,
+    pub story_id: String,
+    pub ts: u64,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+impl Message {
+    pub fn new(story_id: &str, body: Body) -> Message {
+        Message {
+            v: VERSION,
+            story_id: story_id.to_string(),
+            ts: crate::time::now_ms(),
+            body,
+        }
+    }
+}
+
+/// Write `msg` as one whole line (one `write_all` of the line and its newline).
+pub fn write_message(w: &mut impl Write, msg: &Message) -> io::Result<()> {
+    let mut line = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    line.push(b'\n');
+    w.write_all(&line)
+}
+
+/// Decode one line. An error is a reason for a warning, never a failure.
+pub fn decode(line: &[u8]) -> Result<Message, String> {
+    let msg: Message = serde_json::from_slice(line).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("unknown variant") {
+            format!("unknown message type ({text})")
+        } else {
+            format!("not a valid message: {text}")
+        }
+    })?;
+    if msg.v != VERSION {
+        return Err(format!("unsupported protocol version {}", msg.v));
+    }
+    Ok(msg)
+}
+
+/// One line from a `LineReader`.
+#[derive(Debug, PartialEq)]
+pub enum Line<'a> {
+    /// A whole line, without its `\n` (or `\r\n`).
+    Full(&'a [u8]),
+    /// A line longer than the limit was skipped; this many bytes.
+    TooLong(usize),
+    /// The stream ended in the middle of a line.
+    Cut(&'a [u8]),
+}
+
+/// Reads `\n`-terminated lines with a hard limit on line length.
+pub struct LineReader<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// A line that spans reads.
+    partial: Vec<u8>,
+    /// `partial` was handed out by the last call; clear it on the next.
+    handed_out: bool,
+    /// Bytes of an over-long line skipped so far.
+    skipping: Option<usize>,
+    eof: bool,
+    max: usize,
+}
+
+impl<R: Read> LineReader<R> {
+    pub fn new(inner: R, max: usize) -> LineReader<R> {
+        LineReader {
+            inner,
+            buf: vec![0; 64 * 1024].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            partial: Vec::new(),
+            handed_out: false,
+            skipping: None,
+            eof: false,
+            max,
+        }
+    }
+
+    /// Is more input already buffered? When false, the next call blocks:
+    /// the moment to flush whatever was written downstream.
+    pub fn has_buffered(&self) -> bool {
+        self.start < self.end
+    }
+
+    pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
+        if self.handed_out {
+            self.partial.clear();
+            self.handed_out = false;
+        }
+        loop {
+            if let Some(i) = self.buf[self.start..self.end]
+                .iter()
+                .position(|&b| b == b'\n')
+            {
+                let (from, to) = (self.start, self.start + i);
+                self.start = to + 1;
+                let total = self.partial.len() + i;
+                if let Some(skipped) = self.skipping.take() {
+                    return Ok(Some(Line::TooLong(skipped + i)));
+                }
+                if total > self.max {
+                    self.partial.clear();
+                    return Ok(Some(Line::TooLong(total)));
+                }
+                if self.partial.is_empty() {
+                    return Ok(Some(Line::Full(trim_cr(&self.buf[from..to]))));
+                }
+                self.partial.extend_from_slice(&self.buf[from..to]);
+                self.handed_out = true;
+                return Ok(Some(Line::Full(trim_cr(&self.partial))));
+            }
+            // No newline buffered: keep what is there (or count it as skipped).
+            let rest = &self.buf[self.start..self.end];
+            if let Some(skipped) = self.skipping.as_mut() {
+                *skipped += rest.len();
+            } else if self.partial.len() + rest.len() > self.max {
+                self.skipping = Some(self.partial.len() + rest.len());
+                self.partial.clear();
+            } else {
+                self.partial.extend_from_slice(rest);
+            }
+            self.start = 0;
+            self.end = 0;
+            if self.eof {
+                return Ok(None);
+            }
+            match self.inner.read(&mut self.buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    if let Some(skipped) = self.skipping.take() {
+                        return Ok(Some(Line::TooLong(skipped)));
+                    }
+                    if self.partial.is_empty() {
+                        return Ok(None);
+                    }
+                    self.handed_out = true;
+                    return Ok(Some(Line::Cut(&self.partial)));
+                }
+                Ok(n) => self.end = n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(body: Body) {
+        let msg = Message::new("S-0001", body);
+        let mut out = Vec::new();
+        write_message(&mut out, &msg).unwrap();
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(*out.last().unwrap(), b'\n');
+        let back = decode(&out[..out.len() - 1]).unwrap();
+        assert_eq!(back, msg);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["v"], 1);
+        assert_eq!(v["story_id"], "S-0001");
+        assert!(v["ts"].as_u64().unwrap() > 0);
+        assert!(v["type"].is_string());
+    }
+
+    #[test]
+    fn every_message_type_round_trips() {
+        roundtrip(Body::Status {
+            phase: "implement".into(),
+            phase_index: 0,
+            phase_count: 2,
+            progress: 50,
+            message: "started".into(),
+        });
+        roundtrip(Body::Log {
+            stream: Stream::Stderr,
+            line: "ünïcode \"quoted\" \t tab".into(),
+        });
+        roundtrip(Body::HealthResponse {
+            pid: 42,
+            rss_kb: 1234,
+        });
+        roundtrip(Body::Error {
+            code: "spawn_failed".into(),
+            message: "no such file".into(),
+            recoverable: false,
+        });
+        roundtrip(Body::Complete {
+            success: false,
+            exit_code: Some(3),
+            duration_ms: 10,
+            failed_phase: Some("verify".into()),
+            signal: None,
+            error: Some("boom".into()),
+        });
+        roundtrip(Body::HealthCheck);
+        roundtrip(Body::Shutdown { grace_ms: 10_000 });
+    }
+
+    #[test]
+    fn the_wire_format_is_the_spec_one() {
+        let line = br#"{"v":1,"type":"health_check","story_id":"S-1","ts":5}"#;
+        assert_eq!(decode(line).unwrap().body, Body::HealthCheck);
+        let line = br#"{"v":1,"type":"complete","story_id":"S-1","ts":5,"success":true,"exit_code":0,"duration_ms":1,"failed_phase":null,"extra":"ignored"}"#;
+        assert!(matches!(
+            decode(line).unwrap().body,
+            Body::Complete { success: true, .. }
+        ));
+    }
+
+    #[test]
+    fn bad_lines_are_reasons_not_panics() {
+        let unknown = br#"{"v":1,"type":"teleport","story_id":"S-1","ts":5}"#;
+        assert!(
+            decode(unknown)
+                .unwrap_err()
+                .contains("unknown message type")
+        );
+        assert!(
+            decode(b"{not json")
+                .unwrap_err()
+                .contains("not a valid message")
+        );
+        assert!(decode(b"").is_err());
+        assert!(decode(&[0xff, 0xfe, b'{']).is_err());
+        let v2 = br#"{"v":2,"type":"health_check","story_id":"S-1","ts":5}"#;
+        assert!(decode(v2).unwrap_err().contains("version"));
+        let missing = br#"{"v":1,"type":"log","story_id":"S-1","ts":5}"#;
+        assert!(decode(missing).is_err());
+    }
+
+    /// A reader that hands out its input a few bytes at a time.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(self.0.len()).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn lines(input: &[u8], chunk: usize, max: usize) -> Vec<String> {
+        let mut r = LineReader::new(Trickle(input, chunk), max);
+        let mut out = Vec::new();
+        while let Some(l) = r.next_line().unwrap() {
+            out.push(match l {
+                Line::Full(b) => format!("full:{}", String::from_utf8_lossy(b)),
+                Line::TooLong(n) => format!("long:{n}"),
+                Line::Cut(b) => format!("cut:{}", String::from_utf8_lossy(b)),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn line_reader_limits_and_edges() {
+        for chunk in [1, 3, 7, 1 << 16] {
+            assert_eq!(
+                lines(b"a\r\nbb\n\nccc", chunk, 10),
+                ["full:a", "full:bb", "full:", "cut:ccc"],
+                "chunk {chunk}"
+            );
+            assert_eq!(
+                lines(b"short\n0123456789abcdef\nafter\n", chunk, 10),
+                ["full:short", "long:16", "full:after"],
+                "chunk {chunk}"
+            );
+            assert_eq!(
+                lines(b"0123456789abc", chunk, 10),
+                ["long:13"],
+                "chunk {chunk}"
+            );
+        }
+        // Non-UTF-8 bytes pass through as bytes; the caller decides.
+        let mut r = LineReader::new(&b"\xff\xfe\n"[..], 10);
+        assert_eq!(r.next_line().unwrap(), Some(Line::Full(&b"\xff\xfe"[..])));
+        assert_eq!(r.next_line().unwrap(), None);
+        assert_eq!(r.next_line().unwrap(), None);
+    }
+
+    #[test]
+    fn a_huge_line_does_not_grow_memory() {
+        let mut input = vec![b'x'; 5 * MAX_LINE];
+        input.extend_from_slice(b"\nok\n");
+        let mut r = LineReader::new(&input[..], MAX_LINE);
+        assert_eq!(r.next_line().unwrap(), Some(Line::TooLong(5 * MAX_LINE)));
+        assert!(r.partial.capacity() <= MAX_LINE + 64 * 1024);
+        assert_eq!(r.next_line().unwrap(), Some(Line::Full(&b"ok"[..])));
+    }
+}

@@ -1,0 +1,400 @@
+//! One story, start to end, on a worker thread: claim, worktree, write
+//! `in-progress`, run (in-process or in a child), write the outcome, keep or
+//! remove the worktree (SPEC §5). The runner alone writes story files.
+
+use super::{Ctx, child};
+use crate::board::frontmatter::Value;
+use crate::board::lock::{ClaimError, StoryClaim};
+use crate::board::{Status, Story, text};
+use crate::commands::rel;
+use crate::config::Config;
+use crate::logs::RunLog;
+use crate::report::{Note, StoryResult};
+use crate::story_run::{
+    self, Event, Group, Job, Limits, Observer, Outcome, PhaseCommand, RunResult,
+};
+use crate::time;
+use crate::worktree;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+pub enum Attempt {
+    Ran(Box<StoryResult>),
+    /// Not ours to run any more (another runner has it, or it changed status).
+    Gone(String),
+}
+
+fn not_run(story: &Story, outcome: Outcome, why: String) -> Attempt {
+    let mut r = StoryResult::new(&story.id, &story.title, outcome);
+    r.error = Some(why);
+    Attempt::Ran(Box::new(r))
+}
+
+/// The job for `story` with its phases resolved from the config.
+pub fn build_job(
+    config: &Config,
+    story: &Story,
+    workdir: PathBuf,
+    branch: &str,
+) -> Result<Job, String> {
+    let prompt = std::fs::read_to_string(&story.path)
+        .map_err(|e| format!("cannot read {}: {e}", story.path.display()))?;
+    let mut phases = Vec::new();
+    for p in &config.phases {
+        let argv = p
+            .command
+            .clone()
+            .or_else(|| config.agent_command.clone())
+            .ok_or_else(|| {
+                format!(
+                    "no agent configured: set agent.command in {}",
+                    config.file_name()
+                )
+            })?;
+        phases.push(PhaseCommand {
+            name: p.name.clone(),
+            argv,
+        });
+    }
+    Ok(Job {
+        id: story.id.clone(),
+        title: story.title.clone(),
+        slug: story.slug.clone(),
+        branch: branch.to_string(),
+        story_file: story.path.clone(),
+        repo: config.root.clone(),
+        workdir,
+        phases,
+        prompt,
+    })
+}
+
+fn runnable(ctx: &Ctx, s: &Story) -> bool {
+    match s.status {
+        Status::Done => ctx.by_id && ctx.force,
+        Status::Ready => true,
+        _ => ctx.by_id,
+    }
+}
+
+pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
+    if crate::shutdown::stopping() {
+        return not_run(
+            queued,
+            Outcome::Cancelled,
+            "not started: the run was interrupted".into(),
+        );
+    }
+    let claim = match StoryClaim::try_claim(queued.dir()) {
+        Ok(c) => c,
+        Err(ClaimError::Held) => return Attempt::Gone("another runner has claimed it".into()),
+        Err(ClaimError::Io(p, e)) => {
+            return not_run(
+                queued,
+                Outcome::Skipped,
+                format!("cannot claim {}: {e}", p.display()),
+            );
+        }
+    };
+    // Re-read under the claim: another runner may have run it meanwhile.
+    let story = match ctx.board.load(&queued.id) {
+        Ok(s) => s,
+        Err(bad) => return not_run(queued, Outcome::Skipped, bad.to_string()),
+    };
+    if !runnable(ctx, &story) {
+        return Attempt::Gone(format!("it is {} now", story.status));
+    }
+    let root = &ctx.config.root;
+    let (workdir, branch, worktree) = if ctx.settings.worktrees {
+        let key = story.key();
+        let path = ctx.config.worktree_base().join(&key);
+        let branch = worktree::branch_name(&key);
+        let base = ctx.settings.base_branch.as_deref().unwrap_or("HEAD");
+        let made = {
+            let _serial = ctx.worktree_lock.lock().unwrap_or_else(|p| p.into_inner());
+            worktree::prepare(root, &path, &branch, base)
+        };
+        match made {
+            Ok(how) => {
+                if how == worktree::Prepared::Reused {
+                    let _ = ctx.notes.send(Note::Info {
+                        id: Some(story.id.clone()),
+                        text: format!("reusing the existing worktree {}", rel(root, &path)),
+                    });
+                }
+                (path.clone(), branch, Some(path))
+            }
+            Err(e) => {
+                return not_run(
+                    &story,
+                    Outcome::Skipped,
+                    format!("cannot create its worktree: {e}"),
+                );
+            }
+        }
+    } else {
+        (
+            root.clone(),
+            ctx.settings.base_branch.clone().unwrap_or_default(),
+            None,
+        )
+    };
+    let log = match RunLog::create(story.dir(), ctx.config.logs_keep) {
+        Ok(l) => l,
+        Err(e) => {
+            return not_run(
+                &story,
+                Outcome::Skipped,
+                format!("cannot create a run log in {}: {e}", story.dir().display()),
+            );
+        }
+    };
+    let log_rel = rel(root, &log.path);
+    let log = Arc::new(Mutex::new(log));
+    let now = time::iso_seconds(time::now_ms());
+    let mut changes = vec![
+        ("status", text("in-progress")),
+        ("started_at", text(&now)),
+        ("updated", text(&now)),
+    ];
+    if worktree.is_some() {
+        changes.push(("branch", text(&branch)));
+        changes.push(("worktree_path", text(rel(root, &workdir))));
+    }
+    if let Err(e) = ctx.board.patch(&story.id, &changes) {
+        return not_run(
+            &story,
+            Outcome::Skipped,
+            format!("cannot mark it in-progress: {e}"),
+        );
+    }
+    let job = match build_job(&ctx.config, &story, workdir.clone(), &branch) {
+        Ok(j) => j,
+        Err(e) => {
+            let r = RunResult {
+                outcome: Outcome::Failed,
+                exit_code: None,
+                signal: None,
+                failed_phase: None,
+                duration_ms: 0,
+                error: Some(e),
+            };
+            return Attempt::Ran(Box::new(finish(ctx, &story, r, worktree, &branch, log_rel)));
+        }
+    };
+    lock_log(&log).line(
+        "runner",
+        &format!(
+            "run of {} {:?} in {}",
+            story.id,
+            story.title,
+            workdir.display()
+        ),
+    );
+    let result = if ctx.settings.in_process() {
+        let _ = ctx.notes.send(Note::Started {
+            id: story.id.clone(),
+            title: story.title.clone(),
+            pid: None,
+            worktree: worktree.as_ref().map(|w| rel(root, w)),
+            branch: worktree.as_ref().map(|_| branch.clone()),
+        });
+        run_in_process(ctx, &job, &log)
+    } else {
+        child::run(ctx, &job, &log, worktree.as_ref().map(|w| rel(root, w)))
+    };
+    lock_log(&log).line(
+        "runner",
+        &format!(
+            "outcome {} after {}{}",
+            result.outcome.as_str(),
+            time::human_duration(result.duration_ms),
+            result
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ),
+    );
+    drop(log);
+    let r = finish(ctx, &story, result, worktree, &branch, log_rel);
+    drop(claim);
+    Attempt::Ran(Box::new(r))
+}
+
+pub fn lock_log(log: &Mutex<RunLog>) -> std::sync::MutexGuard<'_, RunLog> {
+    log.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Single-story mode: the phases run here; their output streams to the terminal and the log.
+struct Console<'a> {
+    id: &'a str,
+    ctx: &'a Ctx,
+    log: &'a Mutex<RunLog>,
+}
+
+impl Observer for Console<'_> {
+    fn event(&mut self, e: Event) {
+        let id = self.id.to_string();
+        match e {
+            Event::PhaseStarted {
+                index,
+                count,
+                name,
+                pid,
+            } => {
+                let message = format!("started, pid {pid}");
+                lock_log(self.log).line(
+                    "runner",
+                    &format!("phase {}/{count} {name}: {message}", index + 1),
+                );
+                let _ = self.ctx.notes.send(Note::Phase {
+                    id,
+                    name: name.to_string(),
+                    index,
+                    count,
+                    message,
+                });
+            }
+            Event::Output { stream, line } => {
+                lock_log(self.log).line(stream.as_str(), line);
+                let _ = self.ctx.notes.send(Note::Output {
+                    id,
+                    line: line.to_string(),
+                });
+            }
+            Event::PhaseFinished {
+                index,
+                count,
+                name,
+                summary,
+            } => {
+                lock_log(self.log).line(
+                    "runner",
+                    &format!("phase {}/{count} {name}: {summary}", index + 1),
+                );
+                let _ = self.ctx.notes.send(Note::Phase {
+                    id,
+                    name: name.to_string(),
+                    index,
+                    count,
+                    message: summary.to_string(),
+                });
+            }
+            Event::Problem { message, .. } => {
+                lock_log(self.log).line("runner", message);
+                let _ = self.ctx.notes.send(Note::Warn {
+                    id: Some(id),
+                    text: message.to_string(),
+                });
+            }
+        }
+    }
+
+    fn idle(&mut self) {
+        lock_log(self.log).flush();
+    }
+}
+
+fn run_in_process(ctx: &Ctx, job: &Job, log: &Mutex<RunLog>) -> RunResult {
+    let limits = Limits {
+        deadline: Some(Instant::now() + ctx.settings.timeout),
+        grace: ctx.settings.grace,
+        group: Group::Own,
+    };
+    let mut console = Console {
+        id: &job.id,
+        ctx,
+        log,
+    };
+    story_run::run(job, &limits, &mut console)
+}
+
+/// Write the outcome (SPEC §5 table) and keep or remove the worktree.
+fn finish(
+    ctx: &Ctx,
+    story: &Story,
+    run: RunResult,
+    worktree: Option<PathBuf>,
+    branch: &str,
+    log_rel: String,
+) -> StoryResult {
+    let root = &ctx.config.root;
+    let now = time::iso_seconds(time::now_ms());
+    let last_run = Value::Map(vec![
+        ("outcome".into(), Value::Str(run.outcome.as_str().into())),
+        (
+            "exit_code".into(),
+            run.exit_code.map_or(Value::Null, |c| Value::Int(c.into())),
+        ),
+        ("duration_ms".into(), Value::Int(run.duration_ms as i64)),
+        ("log".into(), Value::Str(log_rel.clone())),
+    ]);
+    let reason = run.error.clone().unwrap_or_else(|| "failed".into());
+    let changes = match run.outcome {
+        Outcome::Succeeded => vec![
+            ("status", text("done")),
+            ("finished_at", text(&now)),
+            ("updated", text(&now)),
+            ("last_run", Some(last_run)),
+            ("blocked_reason", None),
+            ("blocked_at", None),
+        ],
+        Outcome::Failed | Outcome::TimedOut => vec![
+            ("status", text("blocked")),
+            ("blocked_reason", text(reason)),
+            ("blocked_at", text(&now)),
+            ("updated", text(&now)),
+            ("last_run", Some(last_run)),
+        ],
+        Outcome::Cancelled => vec![
+            ("status", text("ready")),
+            ("updated", text(&now)),
+            ("last_run", Some(last_run)),
+        ],
+        Outcome::Skipped => Vec::new(),
+    };
+    if let Err(e) = ctx.board.patch(&story.id, &changes) {
+        let _ = ctx.notes.send(Note::Warn {
+            id: Some(story.id.clone()),
+            text: format!("cannot record the outcome ({e}); the next run will find it stale and return it to ready"),
+        });
+    }
+    let mut r = StoryResult::new(&story.id, &story.title, run.outcome);
+    r.exit_code = run.exit_code;
+    r.signal = run.signal;
+    r.duration_ms = run.duration_ms;
+    r.log = Some(log_rel);
+    r.error = run.error;
+    if let Some(path) = worktree {
+        r.branch = Some(branch.to_string());
+        r.worktree = Some(rel(root, &path));
+        r.worktree_kept = true;
+        r.kept_because = Some(match (run.outcome, ctx.settings.keep_worktrees) {
+            (Outcome::Succeeded, false) => match worktree::changes(&path) {
+                Ok(c) if c.is_empty() => match worktree::remove(root, &path, false) {
+                    Ok(()) => {
+                        r.worktree_kept = false;
+                        String::new()
+                    }
+                    Err(e) => format!("cannot remove it: {e}"),
+                },
+                Ok(c) => format!(
+                    "{} uncommitted or untracked {}",
+                    c.len(),
+                    if c.len() == 1 { "change" } else { "changes" }
+                ),
+                Err(e) => format!("cannot check it: {e}"),
+            },
+            (_, true) => "asked to keep worktrees".into(),
+            (Outcome::Cancelled, _) => "run interrupted".into(),
+            (Outcome::TimedOut, _) => "timed out".into(),
+            _ => "story failed".into(),
+        });
+        if !r.worktree_kept {
+            r.kept_because = None;
+        }
+    }
+    r
+}

@@ -1,0 +1,398 @@
+//! One `agent-executor` child: spawn it in its own process group with
+//! PDEATHSIG, read its JSON lines on a thread, health-check it, enforce the
+//! time limit and shutdown, reap it, and sweep its group (DESIGN.md, "Child
+//! processes: the rules"). Only this worker thread signals the child.
+
+use super::Ctx;
+use super::attempt::lock_log;
+use crate::cli::EXECUTOR_COMMAND;
+use crate::ipc::{self, Body, Line, LineReader, MAX_LINE, Message};
+use crate::logs::RunLog;
+use crate::process;
+use crate::report::Note;
+use crate::shutdown::{self, State};
+use crate::story_run::{Job, Outcome, RunResult};
+use crossbeam_channel::{Sender, bounded};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wait_timeout::ChildExt;
+
+const TICK: Duration = Duration::from_millis(50);
+/// The dashboard needs the latest line, not every line.
+const OUTPUT_NOTE_EVERY: Duration = Duration::from_millis(100);
+
+/// What the reader thread learned from the child.
+struct Heard {
+    /// Milliseconds after `start` of the last health response.
+    last_health_ms: AtomicU64,
+    complete: Mutex<Option<Body>>,
+    start: Instant,
+}
+
+fn failed(error: String, started: Instant) -> RunResult {
+    RunResult {
+        outcome: Outcome::Failed,
+        exit_code: None,
+        signal: None,
+        failed_phase: None,
+        duration_ms: started.elapsed().as_millis() as u64,
+        error: Some(error),
+    }
+}
+
+pub fn run(ctx: &Ctx, job: &Job, log: &Arc<Mutex<RunLog>>, worktree: Option<String>) -> RunResult {
+    let started = Instant::now();
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            return failed(
+                format!("cannot find the ai-sdlc binary to start the executor: {e}"),
+                started,
+            );
+        }
+    };
+    let stderr = match lock_log(log).file() {
+        Ok(f) => Stdio::from(f),
+        Err(_) => Stdio::inherit(),
+    };
+    let mut cmd = Command::new(exe);
+    cmd.arg("-C")
+        .arg(&ctx.config.root)
+        .arg(EXECUTOR_COMMAND)
+        .arg(&job.id)
+        .arg("--worktree")
+        .arg(&job.workdir)
+        .arg("--branch")
+        .arg(&job.branch)
+        .arg("--grace-ms")
+        .arg(ctx.settings.grace.as_millis().to_string())
+        .current_dir(&job.workdir)
+        .env("AI_SDLC_STORY_ID", &job.id)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    process::supervise_from_this_thread(&mut cmd, true, libc::SIGTERM);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return failed(format!("cannot start the executor: {e}"), started),
+    };
+    let pgid = child.id();
+    // wait_timeout drops child.stdin on every call: keep our own handle.
+    let mut stdin = child.stdin.take();
+    let heard = Arc::new(Heard {
+        last_health_ms: AtomicU64::new(0),
+        complete: Mutex::new(None),
+        start: started,
+    });
+    let (done_tx, done_rx) = bounded::<()>(1);
+    if let Some(out) = child.stdout.take() {
+        let (heard, log, notes, id) = (
+            Arc::clone(&heard),
+            Arc::clone(log),
+            ctx.notes.clone(),
+            job.id.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("ipc-{id}"))
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                read_child(out, &id, &heard, &log, &notes);
+                drop(done_tx);
+            });
+        if let Err(e) = spawned {
+            log::warn!("[{}] cannot start its reader: {e}", job.id);
+        }
+    }
+    lock_log(log).line(
+        "runner",
+        &format!("executor started, pid {pid}", pid = pgid),
+    );
+    let _ = ctx.notes.send(Note::Started {
+        id: job.id.clone(),
+        title: job.title.clone(),
+        pid: Some(pgid),
+        worktree,
+        branch: Some(job.branch.clone()).filter(|b| !b.is_empty()),
+    });
+    let sup = supervise(ctx, job, &mut child, &mut stdin, &heard, log);
+    // After reaping: sweep anything the story left behind in its group.
+    process::signal_group(pgid, libc::SIGKILL);
+    drop(stdin);
+    if done_rx.recv_timeout(Duration::from_secs(2)).is_err() {
+        log::debug!(
+            "[{}] executor output still open after exit; not waiting",
+            job.id
+        );
+    }
+    let complete = heard
+        .complete
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    judge(sup, complete, started, ctx)
+}
+
+struct Supervised {
+    status: Option<ExitStatus>,
+    timed_out: bool,
+    stopped: bool,
+}
+
+fn supervise(
+    ctx: &Ctx,
+    job: &Job,
+    child: &mut std::process::Child,
+    stdin: &mut Option<std::process::ChildStdin>,
+    heard: &Heard,
+    log: &Mutex<RunLog>,
+) -> Supervised {
+    let pgid = child.id();
+    let deadline = heard.start + ctx.settings.timeout;
+    let interval = ctx.settings.health_interval;
+    let mut next_health = Instant::now() + interval;
+    let mut checks_sent = 0u64;
+    let mut unresponsive = false;
+    let mut kill_at: Option<Instant> = None;
+    let mut killed = false;
+    let mut sup = Supervised {
+        status: None,
+        timed_out: false,
+        stopped: false,
+    };
+    let send = |stdin: &mut Option<std::process::ChildStdin>, body: Body| {
+        if let Some(w) = stdin.as_mut() {
+            // A child that is gone makes this fail: that is for the exit status to tell.
+            if ipc::write_message(w, &Message::new(&job.id, body)).is_err() {
+                *stdin = None;
+            }
+        }
+    };
+    loop {
+        match child.wait_timeout(TICK) {
+            Ok(Some(st)) => {
+                sup.status = Some(st);
+                return sup;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::warn!("[{}] cannot wait for the executor: {e}", job.id);
+                std::thread::sleep(TICK);
+            }
+        }
+        let now = Instant::now();
+        let state = shutdown::state();
+        if kill_at.is_none() && (state != State::Running || now >= deadline) {
+            sup.timed_out = state == State::Running;
+            sup.stopped = !sup.timed_out;
+            let why = if sup.timed_out {
+                "time limit reached"
+            } else {
+                "shutting down"
+            };
+            lock_log(log).line(
+                "runner",
+                &format!("{why}: SIGTERM to the executor's group {pgid}"),
+            );
+            send(
+                stdin,
+                Body::Shutdown {
+                    grace_ms: ctx.settings.grace.as_millis() as u64,
+                },
+            );
+            process::signal_group(pgid, libc::SIGTERM);
+            kill_at = Some(now + ctx.settings.grace);
+        }
+        if !killed && (state == State::Forced || kill_at.is_some_and(|k| now >= k)) {
+            lock_log(log).line("runner", &format!("SIGKILL to the executor's group {pgid}"));
+            let _ = ctx.notes.send(Note::Info {
+                id: Some(job.id.clone()),
+                text: "did not stop in time: SIGKILL".into(),
+            });
+            process::signal_group(pgid, libc::SIGKILL);
+            killed = true;
+        }
+        if now >= next_health && kill_at.is_none() {
+            next_health = now + interval;
+            send(stdin, Body::HealthCheck);
+            checks_sent += 1;
+            let last =
+                heard.start + Duration::from_millis(heard.last_health_ms.load(Ordering::Relaxed));
+            let silent = now.saturating_duration_since(last);
+            let limit = interval * ctx.settings.health_misses;
+            if checks_sent > u64::from(ctx.settings.health_misses)
+                && silent > limit
+                && !unresponsive
+            {
+                unresponsive = true;
+                let text = format!(
+                    "unresponsive: no health response for {}",
+                    crate::time::human_duration(silent.as_millis() as u64)
+                );
+                lock_log(log).line("runner", &text);
+                let _ = ctx.notes.send(Note::Warn {
+                    id: Some(job.id.clone()),
+                    text,
+                });
+            } else if unresponsive && silent <= limit {
+                unresponsive = false;
+                let _ = ctx.notes.send(Note::Info {
+                    id: Some(job.id.clone()),
+                    text: "responsive again".into(),
+                });
+            }
+        }
+    }
+}
+
+fn judge(sup: Supervised, complete: Option<Body>, started: Instant, ctx: &Ctx) -> RunResult {
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let status = sup.status;
+    let mut r = RunResult {
+        outcome: Outcome::Failed,
+        exit_code: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+        failed_phase: None,
+        duration_ms,
+        error: None,
+    };
+    if let Some(Body::Complete {
+        success,
+        exit_code,
+        failed_phase,
+        signal,
+        error,
+        ..
+    }) = complete
+    {
+        if success && !sup.timed_out {
+            r.outcome = Outcome::Succeeded;
+            r.exit_code = Some(0);
+            r.signal = None;
+            return r;
+        }
+        r.exit_code = exit_code;
+        r.signal = signal;
+        r.failed_phase = failed_phase;
+        r.error = error;
+    } else {
+        r.error = Some(match status {
+            Some(s) => match (s.code(), s.signal()) {
+                (Some(c), _) => {
+                    format!("the executor exited with code {c} without reporting completion")
+                }
+                (_, Some(sig)) => {
+                    format!("the executor was killed by {}", process::signal_name(sig))
+                }
+                _ => format!("the executor ended: {s}"),
+            },
+            None => "the executor could not be waited for".into(),
+        });
+    }
+    if sup.timed_out {
+        r.outcome = Outcome::TimedOut;
+        r.error = Some(format!(
+            "timed out after {}",
+            crate::time::human_duration(ctx.settings.timeout.as_millis() as u64)
+        ));
+    } else if sup.stopped {
+        r.outcome = Outcome::Cancelled;
+        r.error = Some("run interrupted".into());
+    }
+    r
+}
+
+fn read_child(
+    out: ChildStdout,
+    id: &str,
+    heard: &Heard,
+    log: &Mutex<RunLog>,
+    notes: &Sender<Note>,
+) {
+    let mut reader = LineReader::new(out, MAX_LINE);
+    let mut bad = 0u64;
+    let mut pending_output: Option<String> = None;
+    let mut last_note = Instant::now() - OUTPUT_NOTE_EVERY;
+    loop {
+        let item = match reader.next_line() {
+            Ok(Some(Line::Full(b))) => ipc::decode(b),
+            Ok(Some(Line::Cut(_))) => Err("a line cut off by the end of the stream".to_string()),
+            Ok(Some(Line::TooLong(n))) => Err(format!("a {n}-byte line, over the 1 MiB limit")),
+            Ok(None) | Err(_) => break,
+        };
+        match item {
+            Ok(msg) => {
+                let mut log = lock_log(log);
+                match msg.body {
+                    Body::Log { stream, line } => {
+                        log.line(stream.as_str(), &line);
+                        pending_output = Some(line);
+                    }
+                    Body::Status {
+                        phase,
+                        phase_index,
+                        phase_count,
+                        message,
+                        ..
+                    } => {
+                        log.line(
+                            "runner",
+                            &format!("phase {}/{phase_count} {phase}: {message}", phase_index + 1),
+                        );
+                        let _ = notes.send(Note::Phase {
+                            id: id.to_string(),
+                            name: phase,
+                            index: phase_index,
+                            count: phase_count,
+                            message,
+                        });
+                    }
+                    Body::Error { code, message, .. } => {
+                        log.line("runner", &format!("error {code}: {message}"));
+                        let _ = notes.send(Note::Warn {
+                            id: Some(id.to_string()),
+                            text: message,
+                        });
+                    }
+                    Body::HealthResponse { .. } => {
+                        heard
+                            .last_health_ms
+                            .store(heard.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    }
+                    body @ Body::Complete { .. } => {
+                        *heard.complete.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
+                    }
+                    Body::HealthCheck | Body::Shutdown { .. } => {
+                        log.line("runner", "ignored a runner-bound message from the executor");
+                    }
+                }
+            }
+            Err(why) => {
+                bad += 1;
+                lock_log(log).line("runner", &format!("ignored an IPC line: {why}"));
+                if bad <= 3 {
+                    log::warn!("[{id}] ignored a line from the executor: {why}");
+                }
+            }
+        }
+        let quiet = !reader.has_buffered();
+        if pending_output.is_some() && (quiet || last_note.elapsed() >= OUTPUT_NOTE_EVERY) {
+            last_note = Instant::now();
+            if let Some(line) = pending_output.take() {
+                let _ = notes.send(Note::Output {
+                    id: id.to_string(),
+                    line,
+                });
+            }
+        }
+        if quiet {
+            lock_log(log).flush();
+        }
+    }
+    if bad > 3 {
+        log::warn!("[{id}] ignored {bad} bad lines from the executor in all; see its log");
+    }
+    lock_log(log).flush();
+}

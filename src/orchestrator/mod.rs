@@ -1,0 +1,385 @@
+//! `ai-sdlc run`: a fixed pool of worker threads fed in queue order, holding
+//! back stories until their dependencies are done (SPEC §3, §4, §6).
+//!
+//! `--concurrent 1` (single-story mode) is the same machinery with one
+//! worker that runs the story in-process and streams its output;
+//! `--concurrent N>1` runs each story in an `agent-executor` child.
+
+mod attempt;
+mod child;
+pub mod plan;
+
+pub use attempt::build_job;
+
+use crate::board::{Board, Status, Story};
+use crate::cli::RunArgs;
+use crate::config::Config;
+use crate::error::{EXIT_FAILED, Failure, Outcome as Exit};
+use crate::report::{self, Note, Reporter, StoryResult};
+use crate::shutdown;
+use crate::story_run::Outcome;
+use crossbeam_channel::{Sender, unbounded};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The run's options, resolved from flags, environment and config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub grace: Duration,
+    pub worktrees: bool,
+    pub keep_worktrees: bool,
+    pub max: Option<usize>,
+    /// Worktrees branch from this; without worktrees, the repo's branch.
+    pub base_branch: Option<String>,
+    pub health_interval: Duration,
+    pub health_misses: u32,
+}
+
+impl Settings {
+    pub fn in_process(&self) -> bool {
+        self.concurrency == 1
+    }
+}
+
+fn seconds(flag: &str, value: &str) -> Result<Duration, Failure> {
+    match value.trim().parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(s)),
+        _ => Err(Failure::usage(format!(
+            "{flag} {value:?}: expected a number of seconds greater than 0, like {flag} 900"
+        ))),
+    }
+}
+
+/// Resolve the options of `run`; warnings go to stderr.
+pub fn settings(config: &Config, args: &RunArgs) -> Result<Settings, Failure> {
+    let requested = match &args.concurrent {
+        Some(v) => v.trim().parse::<i64>().map_err(|_| {
+            Failure::usage(format!(
+                "--concurrent {v:?}: expected a whole number of stories to run at once, like --concurrent 3"
+            ))
+        })?,
+        None => config.concurrency,
+    };
+    let concurrency = if requested < 1 {
+        eprintln!(
+            "ai-sdlc: warning: concurrency {requested} is less than 1; running one story at a time"
+        );
+        1
+    } else {
+        requested.min(1024) as usize
+    };
+    let timeout = match &args.timeout {
+        Some(v) => seconds("--timeout", v)?,
+        None => Duration::from_millis(config.agent_timeout_ms.max(1)),
+    };
+    let grace = match &args.shutdown_timeout {
+        Some(v) => seconds("--shutdown-timeout", v)?,
+        None => Duration::from_millis(config.shutdown_timeout_ms),
+    };
+    let worktrees = config.worktree.enabled && !args.no_worktree;
+    if !worktrees && concurrency > 1 {
+        eprintln!(
+            "ai-sdlc: warning: without worktrees, the {concurrency} concurrent stories share one directory and can overwrite each other's work"
+        );
+    }
+    // Single-story mode runs the top story, unless told which or how many.
+    let max = args
+        .max
+        .or((concurrency == 1 && args.story.is_empty()).then_some(1));
+    Ok(Settings {
+        concurrency,
+        timeout,
+        grace,
+        worktrees,
+        keep_worktrees: args.keep_worktrees || config.worktree.keep,
+        max,
+        base_branch: None,
+        health_interval: Duration::from_millis(config.health_check_interval_ms),
+        health_misses: config.health_miss_threshold,
+    })
+}
+
+/// Shared by the workers of one run.
+pub struct Ctx {
+    pub config: Config,
+    pub board: Board,
+    pub settings: Settings,
+    /// Phase names and their commands (before placeholders).
+    pub phases: Vec<(String, Vec<String>)>,
+    pub notes: Sender<Note>,
+    /// git's own locks do not make parallel `git worktree add` safe.
+    pub worktree_lock: Mutex<()>,
+    /// `run --story`: any status but done (or done with --force) may run.
+    pub by_id: bool,
+    pub force: bool,
+}
+
+pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
+    let config = Config::load(root)?;
+    let mut settings = settings(&config, args)?;
+    let scan = crate::commands::scan(&config)?;
+    for b in &scan.bad {
+        eprintln!(
+            "ai-sdlc: warning: {}: {} (skipped)",
+            crate::commands::rel(&config.root, &b.path),
+            b.reason
+        );
+    }
+    let scan = if plan::recover_stale(&config, &scan) > 0 {
+        crate::commands::scan(&config)?
+    } else {
+        scan
+    };
+    let selected = plan::select(&scan, args, &config.root)?;
+    plan::check_cycles(&scan, &selected)?;
+    if selected.is_empty() {
+        let what = match &args.epic {
+            Some(e) => format!("no ready stories in epic {e:?}"),
+            None => "no ready stories".to_string(),
+        };
+        eprintln!(
+            "ai-sdlc: {what}; nothing to run. Mark one ready (status: ready) or add one: ai-sdlc add \"Title\" --ready"
+        );
+        if args.json {
+            println!("{}", report::json(&[], 0));
+        }
+        return Ok(0);
+    }
+    let phases = plan::phase_commands(&config)?;
+    if settings.worktrees {
+        crate::worktree::check_repo(&config.root).map_err(Failure::usage)?;
+        settings.base_branch = Some(
+            crate::worktree::base_branch(&config.root, config.worktree.base_branch.as_deref())
+                .map_err(Failure::usage)?,
+        );
+    } else {
+        settings.base_branch = crate::worktree::base_branch(&config.root, None).ok();
+    }
+    if args.dry_run {
+        plan::print(&config, &settings, &selected, &phases);
+        return Ok(0);
+    }
+    let sink: Box<dyn report::Sink> = if quiet {
+        Box::new(report::Quiet)
+    } else {
+        Box::new(report::Plain {
+            stream_output: settings.in_process(),
+        })
+    };
+    let reporter = Reporter::start(sink);
+    let notes = reporter.sender();
+    let grace = settings.grace;
+    let signal_notes = notes.clone();
+    if let Err(e) = shutdown::install(move |sig, state| {
+        let text = match state {
+            shutdown::State::Forced => format!(
+                "{} again: killing every running story now (SIGKILL)",
+                crate::process::signal_name(sig)
+            ),
+            _ => format!(
+                "{}: stopping; nothing new starts, running stories get SIGTERM and, after {}, SIGKILL. Press Ctrl-C again to kill them now",
+                crate::process::signal_name(sig),
+                crate::time::human_duration(grace.as_millis() as u64)
+            ),
+        };
+        let _ = signal_notes.send(Note::Warn { id: None, text });
+    }) {
+        log::warn!("cannot handle Ctrl-C ({e}); an interrupted run may leave stories in-progress");
+    }
+    let started = Instant::now();
+    let ctx = Arc::new(Ctx {
+        board: Board::new(config.stories_dir()),
+        config,
+        settings,
+        phases,
+        notes,
+        worktree_lock: Mutex::new(()),
+        by_id: !args.story.is_empty(),
+        force: args.force,
+    });
+    let results = dispatch(&ctx, &scan_statuses(&scan.stories), selected);
+    let duration_ms = started.elapsed().as_millis() as u64;
+    drop(ctx);
+    reporter.finish();
+    eprint!("{}", report::summary(&results, duration_ms));
+    if args.json {
+        println!("{}", report::json(&results, duration_ms));
+    }
+    if let Some(code) = shutdown::exit_code() {
+        return Ok(code);
+    }
+    let t = report::Totals::of(&results);
+    if t.failed + t.timed_out + t.skipped + t.cancelled > 0 {
+        if !results.is_empty()
+            && t.succeeded == 0
+            && t.failed + t.timed_out == results.len()
+            && results.len() > 1
+        {
+            eprintln!("ai-sdlc: every story failed; see the logs above");
+        }
+        return Ok(EXIT_FAILED);
+    }
+    Ok(0)
+}
+
+fn scan_statuses(stories: &[Story]) -> HashMap<String, Status> {
+    stories
+        .iter()
+        .map(|s| (s.id.clone(), s.status.clone()))
+        .collect()
+}
+
+enum Gate {
+    Go,
+    Wait,
+    Skip(String),
+}
+
+fn gate(
+    story: &Story,
+    board: &HashMap<String, Status>,
+    finished: &HashMap<String, Outcome>,
+    pending: &HashSet<String>,
+) -> Gate {
+    for dep in &story.dependencies {
+        match finished.get(dep) {
+            Some(Outcome::Succeeded) => continue,
+            Some(o) => return Gate::Skip(format!("dependency {dep} {}", describe(*o))),
+            None => {}
+        }
+        if pending.contains(dep) {
+            return Gate::Wait;
+        }
+        match board.get(dep) {
+            Some(Status::Done) => {}
+            Some(s) => return Gate::Skip(format!("dependency {dep} is {s}, not done")),
+            None => return Gate::Skip(format!("dependency {dep} does not exist")),
+        }
+    }
+    Gate::Go
+}
+
+fn describe(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed => "failed",
+        Outcome::TimedOut => "timed out",
+        Outcome::Cancelled => "was cancelled",
+        Outcome::Skipped => "was skipped",
+    }
+}
+
+/// Feed the workers in queue order and collect their results.
+fn dispatch(
+    ctx: &Arc<Ctx>,
+    board: &HashMap<String, Status>,
+    selected: Vec<Story>,
+) -> Vec<StoryResult> {
+    let n = ctx.settings.concurrency.min(selected.len()).max(1);
+    let max = ctx.settings.max.unwrap_or(usize::MAX);
+    let (job_tx, job_rx) = unbounded::<Story>();
+    let (result_tx, result_rx) = unbounded::<(Story, attempt::Attempt)>();
+    let mut workers = Vec::new();
+    for i in 0..n {
+        let (ctx, jobs, results) = (Arc::clone(ctx), job_rx.clone(), result_tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                // This thread spawns and reaps each child: PDEATHSIG follows the thread.
+                for story in jobs {
+                    let a = attempt::attempt(&ctx, &story);
+                    if results.send((story, a)).is_err() {
+                        return;
+                    }
+                }
+            });
+        match spawned {
+            Ok(h) => workers.push(h),
+            Err(e) => log::warn!("cannot start worker {i}: {e}"),
+        }
+    }
+    drop(result_tx);
+    let mut waiting: Vec<Story> = selected;
+    let mut pending: HashSet<String> = waiting.iter().map(|s| s.id.clone()).collect();
+    let mut finished: HashMap<String, Outcome> = HashMap::new();
+    let mut results = Vec::new();
+    let (mut in_flight, mut started) = (0usize, 0usize);
+    let skip = |s: &Story, why: String, results: &mut Vec<StoryResult>| {
+        let mut r = StoryResult::new(&s.id, &s.title, Outcome::Skipped);
+        r.error = Some(why);
+        let _ = ctx.notes.send(Note::Finished(Box::new(r.clone())));
+        results.push(r);
+    };
+    loop {
+        let mut i = 0;
+        while !shutdown::stopping()
+            && in_flight < workers.len()
+            && started < max
+            && i < waiting.len()
+        {
+            match gate(&waiting[i], board, &finished, &pending) {
+                Gate::Go => {
+                    let s = waiting.remove(i);
+                    if job_tx.send(s).is_ok() {
+                        in_flight += 1;
+                        started += 1;
+                    }
+                }
+                Gate::Wait => i += 1,
+                Gate::Skip(why) => {
+                    let s = waiting.remove(i);
+                    pending.remove(&s.id);
+                    finished.insert(s.id.clone(), Outcome::Skipped);
+                    skip(&s, why, &mut results);
+                    i = 0;
+                }
+            }
+        }
+        if in_flight == 0 {
+            break;
+        }
+        let Ok((story, a)) = result_rx.recv() else {
+            break;
+        };
+        in_flight -= 1;
+        pending.remove(&story.id);
+        match a {
+            attempt::Attempt::Ran(r) => {
+                finished.insert(story.id.clone(), r.outcome);
+                let _ = ctx.notes.send(Note::Finished(r.clone()));
+                results.push(*r);
+            }
+            attempt::Attempt::Gone(why) => {
+                let _ = ctx.notes.send(Note::Info {
+                    id: Some(story.id.clone()),
+                    text: format!("not run: {why}"),
+                });
+            }
+        }
+    }
+    drop(job_tx);
+    for w in workers {
+        let _ = w.join();
+    }
+    // What never started: interrupted, or held back by a dependency that did not finish.
+    for s in waiting {
+        if shutdown::stopping() {
+            let mut r = StoryResult::new(&s.id, &s.title, Outcome::Cancelled);
+            r.error = Some("not started: the run was interrupted".into());
+            results.push(r);
+        } else if started < max {
+            let deps = s.dependencies.join(", ");
+            skip(
+                &s,
+                format!("dependencies {deps} did not succeed in this run"),
+                &mut results,
+            );
+        }
+    }
+    results
+}

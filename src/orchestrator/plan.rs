@@ -1,0 +1,240 @@
+//! Before anything starts: which stories run, in what order; stale claims
+//! recovered; dependency cycles and a missing agent refused (SPEC §4).
+
+use super::Settings;
+use crate::board::lock::{ClaimError, StoryClaim};
+use crate::board::{Scan, Status, Story, text};
+use crate::cli::RunArgs;
+use crate::commands::rel;
+use crate::config::Config;
+use crate::error::Failure;
+use crate::time;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Return `in-progress` stories that no runner holds to `ready` (their runner
+/// died). Returns how many were recovered.
+pub fn recover_stale(config: &Config, scan: &Scan) -> usize {
+    let board = crate::board::Board::new(config.stories_dir());
+    let mut n = 0;
+    for s in scan
+        .stories
+        .iter()
+        .filter(|s| s.status == Status::InProgress)
+    {
+        let claim = match StoryClaim::try_claim(s.dir()) {
+            Ok(c) => c,
+            Err(ClaimError::Held) => continue,
+            Err(ClaimError::Io(p, e)) => {
+                log::warn!("[{}] cannot check its claim {}: {e}", s.id, p.display());
+                continue;
+            }
+        };
+        // Re-read under the claim: its runner may have finished meanwhile.
+        if board
+            .load(&s.id)
+            .is_ok_and(|now| now.status == Status::InProgress)
+        {
+            let stamp = time::iso_seconds(time::now_ms());
+            match board.patch(
+                &s.id,
+                &[("status", text("ready")), ("updated", text(stamp))],
+            ) {
+                Ok(()) => {
+                    eprintln!(
+                        "[{}] was in-progress but no runner holds it (its runner died); returned it to ready",
+                        s.id
+                    );
+                    n += 1;
+                }
+                Err(e) => log::warn!("[{}] cannot return the stale story to ready: {e}", s.id),
+            }
+        }
+        drop(claim);
+    }
+    n
+}
+
+/// The stories this run is about, in the order to try them.
+pub fn select(scan: &Scan, args: &RunArgs, root: &Path) -> Result<Vec<Story>, Failure> {
+    if args.story.is_empty() {
+        return Ok(scan
+            .stories
+            .iter()
+            .filter(|s| s.status == Status::Ready)
+            .filter(|s| args.epic.as_deref().is_none_or(|e| s.in_epic(e)))
+            .cloned()
+            .collect());
+    }
+    let mut out: Vec<Story> = Vec::new();
+    for id in &args.story {
+        if out.iter().any(|s| &s.id == id) {
+            continue;
+        }
+        let Some(story) = scan.get(id) else {
+            if let Some(bad) = scan
+                .bad
+                .iter()
+                .find(|b| b.path.parent().is_some_and(|p| p.ends_with(id)))
+            {
+                return Err(Failure::usage(format!(
+                    "--story {id}: {}: {}; fix the file first",
+                    rel(root, &bad.path),
+                    bad.reason
+                )));
+            }
+            return Err(Failure::usage(format!(
+                "--story {id}: no such story on the board; `ai-sdlc status` lists them"
+            )));
+        };
+        if story.status == Status::Done && !args.force {
+            return Err(Failure::usage(format!(
+                "--story {id}: the story is done; add --force to run it again"
+            )));
+        }
+        out.push(story.clone());
+    }
+    Ok(out)
+}
+
+/// Refuse dependency cycles that involve a selected story.
+pub fn check_cycles(scan: &Scan, selected: &[Story]) -> Result<(), Failure> {
+    let deps: HashMap<&str, &[String]> = scan
+        .stories
+        .iter()
+        .map(|s| (s.id.as_str(), s.dependencies.as_slice()))
+        .collect();
+    // 1 = on the current path, 2 = finished.
+    let mut mark: HashMap<&str, u8> = HashMap::new();
+    fn visit<'a>(
+        id: &'a str,
+        deps: &HashMap<&'a str, &'a [String]>,
+        mark: &mut HashMap<&'a str, u8>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match mark.get(id) {
+            Some(2) => return None,
+            Some(_) => {
+                let from = path.iter().position(|p| *p == id).unwrap_or(0);
+                let mut cycle: Vec<String> = path[from..].iter().map(|s| s.to_string()).collect();
+                cycle.push(id.to_string());
+                return Some(cycle);
+            }
+            None => {}
+        }
+        mark.insert(id, 1);
+        path.push(id);
+        for d in deps.get(id).copied().unwrap_or_default() {
+            if let Some(c) = visit(d.as_str(), deps, mark, path) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        mark.insert(id, 2);
+        None
+    }
+    for s in selected {
+        if let Some(cycle) = visit(&s.id, &deps, &mut mark, &mut Vec::new()) {
+            return Err(Failure::usage(format!(
+                "dependency cycle: {}; remove one of these dependencies",
+                cycle.join(" -> ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Is `program` something we can start? (On PATH, or a path that exists.)
+fn findable(program: &str, root: &Path) -> bool {
+    if program.contains('/') {
+        return root.join(program).exists();
+    }
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            let p = dir.join(program);
+            p.metadata().is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+    })
+}
+
+/// The command of each phase; refuse a missing or unfindable agent before anything starts.
+pub fn phase_commands(config: &Config) -> Result<Vec<(String, Vec<String>)>, Failure> {
+    let mut out = Vec::new();
+    for phase in &config.phases {
+        let argv = match (&phase.command, &config.agent_command) {
+            (Some(c), _) | (None, Some(c)) => c.clone(),
+            (None, None) => {
+                return Err(Failure::usage(format!(
+                    "no agent configured. Set agent.command in {}, for example:\n  {{ \"agent\": {{ \"command\": [\"claude\", \"-p\"] }} }}\nAny command works: it runs in the story's worktree with the story on stdin.",
+                    config.file_name()
+                )));
+            }
+        };
+        if !argv[0].contains('{') && !findable(&argv[0], &config.root) {
+            let key = if phase.command.is_some() {
+                format!("the command of phase {:?}", phase.name)
+            } else {
+                "agent.command".to_string()
+            };
+            return Err(Failure::usage(format!(
+                "agent command {:?} not found on PATH ({key} in {}); install it or change {key}",
+                argv[0],
+                config.file_name()
+            )));
+        }
+        out.push((phase.name.clone(), argv));
+    }
+    Ok(out)
+}
+
+/// `--dry-run`: what would run, where, and how.
+pub fn print(
+    config: &Config,
+    settings: &Settings,
+    selected: &[Story],
+    phases: &[(String, Vec<String>)],
+) {
+    let n = settings.max.unwrap_or(selected.len()).min(selected.len());
+    println!(
+        "Plan: {n} of {} selected {} would start, up to {} at once{}",
+        selected.len(),
+        if selected.len() == 1 {
+            "story"
+        } else {
+            "stories"
+        },
+        settings.concurrency,
+        match (&settings.worktrees, &settings.base_branch) {
+            (true, Some(b)) => format!(", each in a worktree branched from {b}"),
+            (true, None) => ", each in a worktree".to_string(),
+            (false, _) => ", in the repo itself (no worktrees)".to_string(),
+        }
+    );
+    for (i, s) in selected.iter().enumerate() {
+        let prio = s
+            .priority
+            .map(|p| format!("p{p}"))
+            .unwrap_or_else(|| "p-".into());
+        let after = if s.dependencies.is_empty() {
+            String::new()
+        } else {
+            format!("  (after {})", s.dependencies.join(", "))
+        };
+        let marker = if i < n { "" } else { "  [beyond --max]" };
+        println!("{:>3}. {}  {prio}  {}{after}{marker}", i + 1, s.id, s.title);
+        if settings.worktrees {
+            let key = s.key();
+            println!(
+                "     worktree {}  branch {}",
+                rel(&config.root, &config.worktree_base().join(&key)),
+                crate::worktree::branch_name(&key)
+            );
+        }
+        for (name, argv) in phases {
+            println!("     {name}: {}", argv.join(" "));
+        }
+    }
+}

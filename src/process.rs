@@ -1,0 +1,131 @@
+//! The low-level process rules in one place: process groups, PDEATHSIG,
+//! signalling a group, and finding a group's members in /proc.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Put the child in a new process group (when `own_group`) and make the
+/// kernel send it `death_signal` when the spawning *thread* dies.
+pub fn supervise_from_this_thread(cmd: &mut Command, own_group: bool, death_signal: libc::c_int) {
+    if own_group {
+        cmd.process_group(0);
+    }
+    // SAFETY: getpid is async-signal-safe and runs here, in the parent.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: only async-signal-safe calls (prctl, getppid) run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                death_signal as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl took effect.
+            if libc::getppid() != parent {
+                return Err(io::Error::other(
+                    "the parent exited while starting this process",
+                ));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Send `sig` to process group `pgid`. False when the group is gone.
+pub fn signal_group(pgid: u32, sig: libc::c_int) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: kill has no memory effects; a negative pid addresses the group.
+    unsafe { libc::kill(-(pgid as libc::pid_t), sig) == 0 }
+}
+
+/// The pids of the live processes in process group `pgid` (from /proc).
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| stat_field(&stat, 5))
+                .is_some_and(|g| g == pgid as u64)
+        })
+        .collect()
+}
+
+/// Field `n` (1-based, as in proc(5)) of a /proc/<pid>/stat line. The
+/// command name may hold spaces and parentheses, so count from its last `)`.
+pub fn stat_field(stat: &str, n: usize) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 2..];
+    // Field 3 (state) is the first after the name.
+    after.split(' ').nth(n - 3)?.parse().ok()
+}
+
+/// Signal every process of this process's own group except this process:
+/// how the executor stops the agents that share its group.
+pub fn signal_own_group_except_self(sig: libc::c_int) -> usize {
+    // SAFETY: trivial getters.
+    let (me, group) = unsafe { (libc::getpid() as u32, libc::getpgrp() as u32) };
+    let mut n = 0;
+    for pid in group_members(group) {
+        // SAFETY: kill has no memory effects.
+        if pid != me && unsafe { libc::kill(pid as libc::pid_t, sig) } == 0 {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// This process's resident set size in KiB.
+pub fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * 4)
+        .unwrap_or(0)
+}
+
+/// A signal's name for people: `SIGKILL`.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGBUS => "SIGBUS",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_survive_odd_command_names() {
+        let stat = "1234 (a b) c)) S 1 1234 1234 0 -1";
+        assert_eq!(stat_field(stat, 4), Some(1));
+        assert_eq!(stat_field(stat, 5), Some(1234));
+    }
+
+    #[test]
+    fn finds_this_process_in_its_group() {
+        let me = std::process::id();
+        let group = unsafe { libc::getpgrp() } as u32;
+        assert!(group_members(group).contains(&me));
+        assert!(rss_kb() > 0);
+    }
+}

@@ -1,0 +1,320 @@
+//! The reporter: one thread owns the terminal. Workers, readers and the
+//! signal thread send `Note`s; a `Sink` renders them (plain lines, quiet;
+//! the live dashboard plugs in here). Also the run summary and its JSON.
+
+use crate::story_run::Outcome;
+use crate::time::human_duration;
+use crossbeam_channel::{Sender, unbounded};
+use serde::Serialize;
+use std::io::Write;
+use std::thread::JoinHandle;
+
+/// What happened, for people.
+#[derive(Debug, Clone)]
+pub enum Note {
+    Started {
+        id: String,
+        title: String,
+        pid: Option<u32>,
+        worktree: Option<String>,
+        branch: Option<String>,
+    },
+    Phase {
+        id: String,
+        name: String,
+        index: usize,
+        count: usize,
+        /// "started, pid 42", "succeeded", "exited with code 3: ..."
+        message: String,
+    },
+    /// The agent's latest output line.
+    Output {
+        id: String,
+        line: String,
+    },
+    Info {
+        id: Option<String>,
+        text: String,
+    },
+    Warn {
+        id: Option<String>,
+        text: String,
+    },
+    Finished(Box<StoryResult>),
+}
+
+/// One story's line in the summary and in `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoryResult {
+    pub id: String,
+    pub title: String,
+    pub outcome: Outcome,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub duration_ms: u64,
+    pub branch: Option<String>,
+    pub worktree: Option<String>,
+    pub worktree_kept: bool,
+    /// Why the worktree was kept, for people.
+    #[serde(skip)]
+    pub kept_because: Option<String>,
+    pub log: Option<String>,
+    pub error: Option<String>,
+}
+
+impl StoryResult {
+    pub fn new(id: &str, title: &str, outcome: Outcome) -> StoryResult {
+        StoryResult {
+            id: id.to_string(),
+            title: title.to_string(),
+            outcome,
+            exit_code: None,
+            signal: None,
+            duration_ms: 0,
+            branch: None,
+            worktree: None,
+            worktree_kept: false,
+            kept_because: None,
+            log: None,
+            error: None,
+        }
+    }
+}
+
+/// Renders notes. One implementation per output style.
+pub trait Sink: Send {
+    fn note(&mut self, note: Note);
+    /// Called about ten times a second while the run lasts (redraws).
+    fn tick(&mut self) {}
+    /// The run is over: clear whatever is live on screen.
+    fn close(&mut self) {}
+}
+
+/// One line per lifecycle event, prefixed with the story id.
+pub struct Plain {
+    /// Single-story mode streams the agent's output as it comes.
+    pub stream_output: bool,
+}
+
+impl Sink for Plain {
+    fn note(&mut self, note: Note) {
+        let mut err = std::io::stderr().lock();
+        let _ = match note {
+            Note::Started {
+                id,
+                title,
+                pid,
+                worktree,
+                branch,
+            } => {
+                let mut line = format!("[{id}] started {title:?}");
+                if let Some(pid) = pid {
+                    line.push_str(&format!(", pid {pid}"));
+                }
+                if let Some(w) = worktree {
+                    line.push_str(&format!(", worktree {w}"));
+                }
+                if let Some(b) = branch {
+                    line.push_str(&format!(", branch {b}"));
+                }
+                writeln!(err, "{line}")
+            }
+            Note::Phase {
+                id,
+                name,
+                index,
+                count,
+                message,
+            } => writeln!(err, "[{id}] phase {}/{count} {name}: {message}", index + 1),
+            Note::Output { line, .. } if self.stream_output => writeln!(err, "{line}"),
+            Note::Output { .. } => Ok(()),
+            Note::Info { id: Some(id), text } => writeln!(err, "[{id}] {text}"),
+            Note::Info { id: None, text } => writeln!(err, "ai-sdlc: {text}"),
+            Note::Warn { id: Some(id), text } => writeln!(err, "[{id}] warning: {text}"),
+            Note::Warn { id: None, text } => writeln!(err, "ai-sdlc: warning: {text}"),
+            Note::Finished(r) => writeln!(err, "[{}] {}", r.id, finished_line(&r)),
+        };
+    }
+}
+
+/// Only the summary.
+pub struct Quiet;
+
+impl Sink for Quiet {
+    fn note(&mut self, note: Note) {
+        if let Note::Warn { id, text } = note {
+            match id {
+                Some(id) => eprintln!("[{id}] warning: {text}"),
+                None => eprintln!("ai-sdlc: warning: {text}"),
+            }
+        }
+    }
+}
+
+pub fn finished_line(r: &StoryResult) -> String {
+    let what = match r.outcome {
+        Outcome::Succeeded => "succeeded".to_string(),
+        Outcome::Failed => "failed".to_string(),
+        Outcome::TimedOut => "timed out".to_string(),
+        Outcome::Cancelled => "cancelled".to_string(),
+        Outcome::Skipped => "skipped".to_string(),
+    };
+    let mut line = format!("{what} in {}", human_duration(r.duration_ms));
+    if r.outcome == Outcome::Skipped {
+        line = what;
+    }
+    if let Some(e) = &r.error {
+        line.push_str(&format!(": {e}"));
+    }
+    line
+}
+
+pub struct Reporter {
+    tx: Sender<Note>,
+    /// Dropped by `finish`: other senders (the signal handler's) may live on.
+    close: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Reporter {
+    pub fn start(mut sink: Box<dyn Sink>) -> Reporter {
+        let (tx, rx) = unbounded::<Note>();
+        let (close, closed) = crossbeam_channel::bounded::<()>(0);
+        let thread = std::thread::Builder::new()
+            .name("reporter".into())
+            .spawn(move || {
+                let tick = crossbeam_channel::tick(std::time::Duration::from_millis(100));
+                loop {
+                    crossbeam_channel::select! {
+                        recv(rx) -> note => match note {
+                            Ok(n) => sink.note(n),
+                            Err(_) => break,
+                        },
+                        recv(tick) -> _ => sink.tick(),
+                        recv(closed) -> _ => {
+                            // Render what was sent before the close.
+                            for n in rx.try_iter() {
+                                sink.note(n);
+                            }
+                            break;
+                        }
+                    }
+                }
+                sink.close();
+            })
+            .ok();
+        Reporter {
+            tx,
+            close: Some(close),
+            thread,
+        }
+    }
+
+    pub fn sender(&self) -> Sender<Note> {
+        self.tx.clone()
+    }
+
+    /// Wait until every note sent so far is rendered, and close the sink.
+    pub fn finish(mut self) {
+        drop(self.close.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Counts by outcome.
+#[derive(Debug, Default, Serialize)]
+pub struct Totals {
+    pub succeeded: usize,
+    pub failed: usize,
+    pub timed_out: usize,
+    pub cancelled: usize,
+    pub skipped: usize,
+}
+
+impl Totals {
+    pub fn of(results: &[StoryResult]) -> Totals {
+        let mut t = Totals::default();
+        for r in results {
+            *match r.outcome {
+                Outcome::Succeeded => &mut t.succeeded,
+                Outcome::Failed => &mut t.failed,
+                Outcome::TimedOut => &mut t.timed_out,
+                Outcome::Cancelled => &mut t.cancelled,
+                Outcome::Skipped => &mut t.skipped,
+            } += 1;
+        }
+        t
+    }
+}
+
+/// The `--json` object of SPEC §7.
+pub fn json(results: &[StoryResult], duration_ms: u64) -> String {
+    let t = Totals::of(results);
+    serde_json::json!({
+        "results": results,
+        "succeeded": t.succeeded,
+        "failed": t.failed,
+        "timed_out": t.timed_out,
+        "cancelled": t.cancelled,
+        "skipped": t.skipped,
+        "duration_ms": duration_ms,
+    })
+    .to_string()
+}
+
+/// The human summary: one line per story, and why things were kept.
+pub fn summary(results: &[StoryResult], duration_ms: u64) -> String {
+    let t = Totals::of(results);
+    let mut s = format!(
+        "\nSummary: {} succeeded, {} failed, {} timed out, {} cancelled, {} skipped in {}\n",
+        t.succeeded,
+        t.failed,
+        t.timed_out,
+        t.cancelled,
+        t.skipped,
+        human_duration(duration_ms)
+    );
+    let id_w = results.iter().map(|r| r.id.len()).max().unwrap_or(0);
+    for r in results {
+        let wt = match (&r.worktree, r.worktree_kept) {
+            (Some(w), true) => format!(
+                "worktree kept{}: {w}",
+                r.kept_because
+                    .as_deref()
+                    .map(|b| format!(" ({b})"))
+                    .unwrap_or_default()
+            ),
+            (Some(_), false) => "worktree removed".to_string(),
+            (None, _) => String::new(),
+        };
+        let mut parts = vec![format!(
+            "  {:<id_w$}  {:<9}  {:>7}",
+            r.id,
+            r.outcome.as_str(),
+            if r.outcome == Outcome::Skipped {
+                "-".into()
+            } else {
+                human_duration(r.duration_ms)
+            }
+        )];
+        if let Some(b) = &r.branch {
+            parts.push(b.clone());
+        }
+        if !wt.is_empty() {
+            parts.push(wt);
+        }
+        if let Some(l) = &r.log {
+            parts.push(format!("log {l}"));
+        }
+        s.push_str(&parts.join("  "));
+        s.push('\n');
+        if let Some(e) = &r.error {
+            if r.outcome != Outcome::Succeeded {
+                s.push_str(&format!("  {:<id_w$}  {e}\n", ""));
+            }
+        }
+    }
+    s
+}
