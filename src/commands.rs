@@ -189,26 +189,16 @@ pub fn add(config: &Config, args: &AddArgs) -> Outcome {
     } else {
         Status::Backlog
     };
-    let list = |items: &[String]| -> String {
-        let v: Vec<String> = items.iter().map(|s| scalar(s)).collect();
-        format!("[{}]", v.join(", "))
-    };
-    let mut text = format!(
-        "---\nid: {id}\ntitle: {}\nslug: {}\npriority: {priority}\nstatus: {status}\ntype: {kind}\ncreated: '{}'\nlabels: {}\n",
-        scalar(title),
-        scalar(&board::slugify(title)),
-        time::date(time::now_ms()),
-        list(&args.label),
-    );
-    if !args.depends.is_empty() {
-        text.push_str(&format!("dependencies: {}\n", list(&args.depends)));
-    }
-    text.push_str(
-        "research_complete: false\nplan_complete: false\nimplementation_complete: false\nreviews_complete: false\n---\n",
-    );
-    text.push_str(&format!(
-        "# {title}\n\n<!-- What to build and how to check it. The whole file is the agent's prompt. -->\n"
-    ));
+    let text = story_text(&NewStory {
+        id: &id,
+        title,
+        priority,
+        status: status.as_str(),
+        kind,
+        labels: &args.label,
+        dependencies: &args.depends,
+        body: "<!-- What to build and how to check it. The whole file is the agent's prompt. -->",
+    });
     let path = board.story_path(&id);
     if let Err(e) = frontmatter::write_atomic(&path, text.as_bytes()) {
         let _ = fs::remove_dir(board.story_dir(&id));
@@ -219,6 +209,45 @@ pub fn add(config: &Config, args: &AddArgs) -> Outcome {
     }
     println!("{id}");
     Ok(0)
+}
+
+/// A new story, as `add` and the demo write it.
+pub struct NewStory<'a> {
+    pub id: &'a str,
+    pub title: &'a str,
+    pub priority: i64,
+    pub status: &'a str,
+    pub kind: &'a str,
+    pub labels: &'a [String],
+    pub dependencies: &'a [String],
+    pub body: &'a str,
+}
+
+/// The text of a new `story.md`, with every field ai-sdlc requires (SPEC §1).
+pub fn story_text(s: &NewStory) -> String {
+    let list = |items: &[String]| -> String {
+        let v: Vec<String> = items.iter().map(|s| scalar(s)).collect();
+        format!("[{}]", v.join(", "))
+    };
+    let mut text = format!(
+        "---\nid: {}\ntitle: {}\nslug: {}\npriority: {}\nstatus: {}\ntype: {}\ncreated: '{}'\nlabels: {}\n",
+        s.id,
+        scalar(s.title),
+        scalar(&board::slugify(s.title)),
+        s.priority,
+        s.status,
+        s.kind,
+        time::date(time::now_ms()),
+        list(s.labels),
+    );
+    if !s.dependencies.is_empty() {
+        text.push_str(&format!("dependencies: {}\n", list(s.dependencies)));
+    }
+    text.push_str(
+        "research_complete: false\nplan_complete: false\nimplementation_complete: false\nreviews_complete: false\n---\n",
+    );
+    text.push_str(&format!("# {}\n\n{}\n", s.title, s.body));
+    text
 }
 
 const GROUPS: [&str; 5] = ["in-progress", "ready", "backlog", "blocked", "done"];

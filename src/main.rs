@@ -5,6 +5,7 @@ mod board;
 mod cli;
 mod commands;
 mod config;
+mod demo;
 mod error;
 mod executor;
 mod ipc;
@@ -78,6 +79,7 @@ fn run_cli(cli: cli::Cli) -> Outcome {
             commands::status(&config, &args)
         }
         Command::Run(args) => orchestrator::command(&commands::locate(dir)?, &args, cli.quiet),
+        Command::Demo(args) => demo::run(&args, cli.quiet),
         _ => Err(Failure::usage("not implemented yet")),
     }
 }

@@ -304,6 +304,11 @@ fn dispatch(
         }
     }
     drop(result_tx);
+    let order: HashMap<String, usize> = selected
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect();
     let mut waiting: Vec<Story> = selected;
     let mut pending: HashSet<String> = waiting.iter().map(|s| s.id.clone()).collect();
     let mut finished: HashMap<String, Outcome> = HashMap::new();

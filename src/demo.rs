@@ -1,0 +1,227 @@
+//! `ai-sdlc demo`: a throwaway git repo with six stories and a scripted
+//! agent that needs only sh and git, run with `run --concurrent N`; then the
+//! board, and where the branches, kept worktrees and logs are.
+
+use crate::cli::{DemoArgs, RunArgs, StatusArgs};
+use crate::commands::{self, NewStory, story_text};
+use crate::config::{self, Config};
+use crate::error::{Failure, Outcome};
+use crate::orchestrator;
+use crate::worktree::git;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const AGENT: &str = r#"#!/bin/sh
+# The demo's scripted agent. A real one (claude -p, codex exec, ...) gets the
+# same things: the story on stdin, the worktree as its cwd, AI_SDLC_* variables.
+prompt=$(cat)
+echo "agent: picked up $AI_SDLC_STORY_ID \"$AI_SDLC_STORY_TITLE\" on $AI_SDLC_BRANCH"
+steps=$(( $(printf '%s' "$AI_SDLC_STORY_ID" | tr -cd '0-9' | sed 's/^0*//') % 3 + 1 ))
+for step in reading planning editing; do
+  [ "$steps" -gt 0 ] || break
+  echo "agent: $step..."
+  sleep 1
+  steps=$((steps - 1))
+done
+case "$prompt" in
+  *"demo: fail"*)
+    echo "agent: running the integration tests"
+    echo "error: integration test failed: expected HTTP 200, got 503" >&2
+    exit 1 ;;
+esac
+mkdir -p src
+file="src/$(printf '%s' "$AI_SDLC_STORY_ID" | tr 'A-Z' 'a-z').txt"
+printf 'Work for %s: %s\n' "$AI_SDLC_STORY_ID" "$AI_SDLC_STORY_TITLE" > "$file"
+git add "$file" && git commit -q -m "$AI_SDLC_STORY_ID: $AI_SDLC_STORY_TITLE" || exit 1
+case "$prompt" in
+  *"demo: leave notes"*)
+    echo "draft notes the agent did not commit" > NOTES.txt
+    echo "agent: left NOTES.txt uncommitted" ;;
+esac
+echo "agent: committed $file"
+"#;
+
+struct DemoStory {
+    title: &'static str,
+    body: &'static str,
+    deps: &'static [&'static str],
+}
+
+const STORIES: [DemoStory; 6] = [
+    DemoStory {
+        title: "Add a greeting module",
+        body: "Create the greeting module.",
+        deps: &[],
+    },
+    DemoStory {
+        title: "Write the command-line entry point",
+        body: "Parse arguments and call the module.",
+        deps: &[],
+    },
+    DemoStory {
+        title: "Document the public API",
+        body: "Describe every function.\n\ndemo: leave notes (the agent leaves a file uncommitted, so the worktree is kept)",
+        deps: &[],
+    },
+    DemoStory {
+        title: "Fix the flaky integration test",
+        body: "demo: fail (this story fails on purpose, to show a blocked story)",
+        deps: &[],
+    },
+    DemoStory {
+        title: "Validate user input",
+        body: "Runs after S-0001 is done.",
+        deps: &["S-0001"],
+    },
+    DemoStory {
+        title: "Polish the README",
+        body: "Make it read well.",
+        deps: &[],
+    },
+];
+
+fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::failed(format!("demo: cannot {what}: {e}"))
+}
+
+fn make_dir(dir: Option<&Path>) -> Result<PathBuf, Failure> {
+    let dir = match dir {
+        Some(d) => {
+            if d.exists()
+                && fs::read_dir(d)
+                    .map(|mut r| r.next().is_some())
+                    .unwrap_or(true)
+            {
+                return Err(Failure::usage(format!(
+                    "demo --dir {}: the folder exists and is not empty; give a new or empty folder",
+                    d.display()
+                )));
+            }
+            d.to_path_buf()
+        }
+        None => std::env::temp_dir().join(format!(
+            "ai-sdlc-demo-{}",
+            crate::time::file_stamp(crate::time::now_ms()).replace('.', "")
+        )),
+    };
+    fs::create_dir_all(&dir).map_err(|e| fail(&format!("create {}", dir.display()), e))?;
+    fs::canonicalize(&dir).map_err(|e| fail(&format!("resolve {}", dir.display()), e))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Failure> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| fail(&format!("create {}", parent.display()), e))?;
+    }
+    fs::write(path, text).map_err(|e| fail(&format!("write {}", path.display()), e))
+}
+
+fn build_repo(root: &Path) -> Result<(), Failure> {
+    let g = |args: &[&str]| {
+        git(root, args).map_err(|e| fail(&format!("run git {}", args.join(" ")), e))
+    };
+    g(&["init", "-q"])?;
+    g(&["symbolic-ref", "HEAD", "refs/heads/main"])?;
+    g(&["config", "user.name", "ai-sdlc demo"])?;
+    g(&["config", "user.email", "demo@ai-sdlc.invalid"])?;
+    g(&["config", "commit.gpgsign", "false"])?;
+    write(
+        &root.join("README.md"),
+        "# Demo project\n\nMade by `ai-sdlc demo`.\n",
+    )?;
+    write(
+        &root.join(".gitignore"),
+        ".ai-sdlc/worktrees/\n.ai-sdlc/stories/*/logs/\n.ai-sdlc/stories/*/.lock\n",
+    )?;
+    let agent = root.join(".ai-sdlc").join("demo-agent.sh");
+    write(&agent, AGENT)?;
+    let cfg = serde_json::json!({
+        "agent": { "command": ["sh", agent.to_string_lossy()] },
+        "orchestrator": { "shutdownTimeout": 3000 },
+    });
+    write(&root.join(config::CONFIG_FILE), &format!("{cfg:#}\n"))?;
+    for (i, s) in STORIES.iter().enumerate() {
+        let id = format!("S-{:04}", i + 1);
+        let deps: Vec<String> = s.deps.iter().map(|d| d.to_string()).collect();
+        let text = story_text(&NewStory {
+            id: &id,
+            title: s.title,
+            priority: (i as i64 + 1) * 10,
+            status: "ready",
+            kind: "feature",
+            labels: &[],
+            dependencies: &deps,
+            body: s.body,
+        });
+        write(
+            &root.join(".ai-sdlc/stories").join(&id).join("story.md"),
+            &text,
+        )?;
+    }
+    g(&["add", "-A"])?;
+    g(&["commit", "-q", "-m", "Demo project with six stories"])?;
+    Ok(())
+}
+
+pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
+    let root = make_dir(args.dir.as_deref())?;
+    build_repo(&root)?;
+    let concurrent = args.concurrent.clone().unwrap_or_else(|| "3".into());
+    eprintln!(
+        "Demo repo: {}\nRunning its 6 stories with `ai-sdlc run --concurrent {concurrent}` and a scripted agent (S-0004 fails on purpose).\n",
+        root.display()
+    );
+    let run_args = RunArgs {
+        concurrent: Some(concurrent),
+        ..RunArgs::default()
+    };
+    let code = orchestrator::command(&root, &run_args, quiet)?;
+    let config = Config::load(&root)?;
+    println!();
+    commands::status(&config, &StatusArgs { json: false })?;
+    let branches = git(&root, &["branch", "--list", "ai-sdlc/*"]).unwrap_or_default();
+    let kept: Vec<String> = fs::read_dir(config.worktree_base())
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| commands::rel(&root, &e.path()))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!("\nWhere things are:");
+    println!("  branches (one per story, never deleted by run):");
+    for b in branches.lines() {
+        println!("    {}", b.trim_start_matches(['*', '+', ' ']));
+    }
+    println!(
+        "  worktrees kept (failed, or with uncommitted work): {}",
+        if kept.is_empty() {
+            "none".to_string()
+        } else {
+            kept.join(", ")
+        }
+    );
+    println!("  run logs: .ai-sdlc/stories/<ID>/logs/");
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("ai-sdlc").is_file()));
+    let me = if on_path {
+        "ai-sdlc".to_string()
+    } else {
+        std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "ai-sdlc".into())
+    };
+    let dir = root.display();
+    println!(
+        "\nLook around:\n  {me} -C {dir} status\n  {me} -C {dir} logs S-0004\n  {me} -C {dir} worktrees\n  git -C {dir} log --oneline --all"
+    );
+    // The one failure is on purpose: a demo that went as planned exits 0.
+    let failed_only_on_purpose = code == 1
+        && fs::read_to_string(root.join(".ai-sdlc/stories/S-0004/story.md"))
+            .is_ok_and(|t| t.contains("status: blocked"))
+        && crate::commands::scan(&config)?
+            .stories
+            .iter()
+            .filter(|s| s.status == crate::board::Status::Blocked)
+            .count()
+            == 1;
+    Ok(if failed_only_on_purpose { 0 } else { code })
+}
