@@ -1,0 +1,289 @@
+//! Test harness: a temporary git repo with a board, scripted agents that
+//! record what they saw, the real binary, and liveness checks from /proc.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ai-sdlc");
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A temporary folder, removed on drop (set AI_SDLC_KEEP_TEST_DIRS to keep it).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let p = std::env::temp_dir().join(format!(
+            "ai-sdlc-t-{tag}-{}-{n}-{nanos}",
+            std::process::id()
+        ));
+        fs::create_dir_all(&p).unwrap();
+        TempDir(fs::canonicalize(&p).unwrap())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("AI_SDLC_KEEP_TEST_DIRS").is_none() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A git repo with one commit, a board and a place for agents to record.
+pub struct TestRepo {
+    _tmp: TempDir,
+    pub root: PathBuf,
+    /// Agents write what they saw here: `<ID>.start`, `<ID>.env`, ...
+    pub rec: PathBuf,
+    pub agents: PathBuf,
+}
+
+impl TestRepo {
+    pub fn new() -> TestRepo {
+        let tmp = TempDir::new("repo");
+        let root = tmp.0.join("repo");
+        let rec = tmp.0.join("rec");
+        let agents = tmp.0.join("agents");
+        for d in [&root, &rec, &agents] {
+            fs::create_dir_all(d).unwrap();
+        }
+        git(&root, &["init", "-q"]);
+        git(&root, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+        git(&root, &["config", "user.name", "Test"]);
+        git(&root, &["config", "user.email", "test@example.invalid"]);
+        git(&root, &["config", "commit.gpgsign", "false"]);
+        fs::write(
+            root.join(".gitignore"),
+            ".ai-sdlc/worktrees/\n.ai-sdlc/stories/*/logs/\n.ai-sdlc/stories/*/.lock\n",
+        )
+        .unwrap();
+        fs::write(root.join("README.md"), "test repo\n").unwrap();
+        git(&root, &["add", "-A"]);
+        git(&root, &["commit", "-q", "-m", "init"]);
+        fs::create_dir_all(root.join(".ai-sdlc/stories")).unwrap();
+        TestRepo {
+            _tmp: tmp,
+            root,
+            rec,
+            agents,
+        }
+    }
+
+    /// Write an agent script; it starts by recording start time, pid, parent,
+    /// cwd, env and stdin (unless `RECORD_STDIN=0`), and records its end on exit.
+    pub fn agent(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.agents.join(name);
+        let script = format!(
+            "#!/bin/sh\nREC={rec}\nid=$AI_SDLC_STORY_ID\necho \"$(date +%s%N)\" > \"$REC/$id.start.tmp\" && mv \"$REC/$id.start.tmp\" \"$REC/$id.start\"\necho $$ > \"$REC/$id.pid\"\necho $PPID > \"$REC/$id.ppid\"\npwd > \"$REC/$id.cwd\"\nenv | grep '^AI_SDLC_' | sort > \"$REC/$id.env\"\necho \"$AI_SDLC_PHASE\" >> \"$REC/$id.phases\"\nif [ \"${{RECORD_STDIN:-1}}\" = 1 ]; then cat > \"$REC/$id.stdin\"; fi\ntrap 'echo \"$(date +%s%N)\" > \"$REC/$id.end\"' EXIT\n{body}\n",
+            rec = self.rec.display()
+        );
+        fs::write(&path, script).unwrap();
+        let mut perm = fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        fs::set_permissions(&path, perm).unwrap();
+        path
+    }
+
+    pub fn config(&self, v: serde_json::Value) {
+        fs::write(self.root.join(".ai-sdlc.json"), v.to_string()).unwrap();
+    }
+
+    /// Use `agent` as agent.command, with extra config merged in.
+    pub fn use_agent(&self, agent: &Path) {
+        self.config(serde_json::json!({
+            "agent": {"command": [agent.to_string_lossy()]},
+            "orchestrator": {"healthCheckInterval": 200}
+        }));
+    }
+
+    pub fn story_path(&self, id: &str) -> PathBuf {
+        self.root.join(".ai-sdlc/stories").join(id).join("story.md")
+    }
+
+    /// Add a story file; `extra` is more frontmatter lines.
+    pub fn story(&self, id: &str, title: &str, priority: i64, status: &str, extra: &str) {
+        let p = self.story_path(id);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(
+            &p,
+            format!(
+                "---\nid: {id}\ntitle: {title}\n# a comment the tool must keep\npriority: {priority}\nstatus: {status}\ncreated: '2024-01-0{}'\n{extra}---\n# {title}\n\nBody of {id}.\n---\nnot frontmatter\n",
+                1 + priority.rem_euclid(9)
+            ),
+        )
+        .unwrap();
+    }
+
+    pub fn read_story(&self, id: &str) -> String {
+        fs::read_to_string(self.story_path(id)).unwrap()
+    }
+
+    /// A top-level frontmatter field's raw value.
+    pub fn field(&self, id: &str, name: &str) -> Option<String> {
+        let text = self.read_story(id);
+        let fm = text.split("\n---\n").next().unwrap_or("").to_string();
+        fm.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(|v| v.trim_matches('\'').to_string())
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.field(id, "status").unwrap_or_default()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("-C")
+            .arg(&self.root)
+            .args(args)
+            .env_remove("RUST_LOG");
+        c.env_remove("AI_SDLC_CONCURRENCY")
+            .env_remove("AI_SDLC_AGENT_TIMEOUT")
+            .env_remove("AI_SDLC_SHUTDOWN_TIMEOUT");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn rec_file(&self, name: &str) -> Option<String> {
+        fs::read_to_string(self.rec.join(name)).ok()
+    }
+
+    pub fn started(&self, id: &str) -> bool {
+        self.rec.join(format!("{id}.start")).exists()
+    }
+
+    /// The start and end times (ns) an agent recorded.
+    pub fn span(&self, id: &str) -> (u128, u128) {
+        let read = |s: &str| {
+            self.rec_file(&format!("{id}.{s}"))
+                .unwrap_or_else(|| panic!("{id} recorded no {s}"))
+                .trim()
+                .parse::<u128>()
+                .unwrap()
+        };
+        (read("start"), read("end"))
+    }
+
+    pub fn pid(&self, id: &str, which: &str) -> i32 {
+        self.rec_file(&format!("{id}.{which}"))
+            .unwrap_or_else(|| panic!("{id} recorded no {which}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    pub fn worktree(&self, key: &str) -> PathBuf {
+        self.root.join(".ai-sdlc/worktrees").join(key)
+    }
+}
+
+/// Is `pid` a live process (not gone, not a zombie)?
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start().chars().next());
+            !matches!(state, Some(Some('Z')) | Some(Some('X')))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Poll `f` every 20 ms until it holds or `secs` pass.
+pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait for a child with a deadline; kill it and panic if it hangs.
+pub fn finish(mut child: Child, secs: u64) -> (i32, String, String) {
+    let ok = wait_for(secs, || child.try_wait().unwrap().is_some());
+    if !ok {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "ai-sdlc did not exit within {secs}s\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}):\n{}\nstderr:\n{}",
+            stdout(out),
+            stderr(out)
+        )
+    })
+}
