@@ -1,0 +1,211 @@
+//! `ai-sdlc agent-executor` spoken to directly over its pipes (SPEC §6).
+
+mod support;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use support::*;
+
+struct Exec {
+    child: std::process::Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Exec {
+    fn start(repo: &TestRepo, id: &str) -> Exec {
+        let mut child = Command::new(BIN)
+            .arg("-C")
+            .arg(&repo.root)
+            .args(["agent-executor", id, "--worktree"])
+            .arg(&repo.root)
+            .args(["--branch", "main", "--grace-ms", "500"])
+            .current_dir(&repo.root)
+            .env("AI_SDLC_STORY_ID", id)
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let line = line.unwrap();
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Exec {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    fn send(&mut self, v: Value) {
+        let w = self.stdin.as_mut().unwrap();
+        writeln!(w, "{v}").unwrap();
+        w.flush().unwrap();
+    }
+
+    /// Messages until one of `kind` arrives (panics after 20 s).
+    fn until(&self, kind: &str) -> (Value, Vec<Value>) {
+        let mut seen = Vec::new();
+        loop {
+            let v = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no {kind} message; got {seen:?}"));
+            for k in ["v", "type", "story_id", "ts"] {
+                assert!(v.get(k).is_some(), "message without {k}: {v}");
+            }
+            if v["type"] == kind {
+                return (v, seen);
+            }
+            seen.push(v);
+        }
+    }
+
+    fn exit_code(mut self) -> i32 {
+        assert!(
+            wait_for(20, || self.child.try_wait().unwrap().is_some()),
+            "the executor did not exit"
+        );
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+use std::os::unix::process::CommandExt;
+
+#[test]
+fn runs_the_story_reports_and_answers_health_checks() {
+    let repo = TestRepo::new();
+    let agent = repo.agent(
+        "a.sh",
+        "echo hello; echo oops >&2\nwhile [ ! -f \"$REC/go\" ]; do sleep 0.05; done",
+    );
+    repo.use_agent(&agent);
+    repo.story("S-0001", "Direct", 1, "in-progress", "");
+    let before = repo.read_story("S-0001");
+    let mut ex = Exec::start(&repo, "S-0001");
+    let (status, _) = ex.until("status");
+    assert_eq!(status["story_id"], "S-0001");
+    assert_eq!(status["phase"], "implement");
+    assert_eq!(status["phase_count"], 1);
+    ex.send(json!({"v": 1, "type": "health_check", "story_id": "S-0001", "ts": 1}));
+    let (health, seen) = ex.until("health_response");
+    assert_eq!(health["pid"], ex.child.id());
+    assert!(health["rss_kb"].as_u64().unwrap() > 0);
+    ex.send(json!({"v": 1, "type": "teleport", "story_id": "S-0001", "ts": 1}));
+    std::fs::write(repo.rec.join("go"), "").unwrap();
+    let (complete, rest) = ex.until("complete");
+    let logs: Vec<&Value> = seen
+        .iter()
+        .chain(rest.iter())
+        .filter(|v| v["type"] == "log")
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|v| v["stream"] == "stdout" && v["line"] == "hello"),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|v| v["stream"] == "stderr" && v["line"] == "oops"),
+        "{logs:?}"
+    );
+    assert_eq!(complete["success"], true);
+    assert_eq!(complete["exit_code"], 0);
+    drop(ex.stdin.take());
+    assert_eq!(ex.exit_code(), 0);
+    assert_eq!(
+        repo.read_story("S-0001"),
+        before,
+        "the executor never writes story files"
+    );
+}
+
+#[test]
+fn a_failing_agent_is_reported_in_complete() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("f.sh", "echo 'bad thing' >&2; exit 7");
+    repo.use_agent(&agent);
+    repo.story("S-0001", "Failing", 1, "in-progress", "");
+    let ex = Exec::start(&repo, "S-0001");
+    let (complete, _) = ex.until("complete");
+    assert_eq!(complete["success"], false);
+    assert_eq!(complete["exit_code"], 7);
+    assert_eq!(complete["failed_phase"], "implement");
+    assert!(complete["error"].as_str().unwrap().contains("bad thing"));
+    assert_eq!(ex.exit_code(), 1);
+}
+
+fn stops_on(how: &str) {
+    let repo = TestRepo::new();
+    let agent = repo.agent("h.sh", "sleep 300 &\necho $! > \"$REC/$id.bg\"\nsleep 300");
+    repo.use_agent(&agent);
+    repo.story("S-0001", "Hanging", 1, "in-progress", "");
+    let mut ex = Exec::start(&repo, "S-0001");
+    assert!(
+        wait_for(20, || repo.rec_file("S-0001.bg").is_some()),
+        "agent did not start"
+    );
+    match how {
+        "eof" => drop(ex.stdin.take()),
+        "shutdown" => ex.send(
+            json!({"v": 1, "type": "shutdown", "story_id": "S-0001", "ts": 1, "grace_ms": 500}),
+        ),
+        "sigterm" => signal(ex.child.id(), libc::SIGTERM),
+        "sighup" => signal(ex.child.id(), libc::SIGHUP),
+        _ => unreachable!(),
+    }
+    let (complete, _) = ex.until("complete");
+    assert_eq!(complete["success"], false, "{how}");
+    ex.exit_code();
+    for which in ["pid", "bg"] {
+        let p = repo.pid("S-0001", which);
+        assert!(
+            wait_for(5, || !alive(p)),
+            "{how}: agent {which} {p} left running"
+        );
+    }
+}
+
+#[test]
+fn stdin_eof_stops_the_agent_and_its_children() {
+    stops_on("eof");
+}
+
+#[test]
+fn a_shutdown_message_stops_the_agent() {
+    stops_on("shutdown");
+}
+
+#[test]
+fn sigterm_and_sighup_stop_the_agent() {
+    stops_on("sigterm");
+    stops_on("sighup");
+}
+
+#[test]
+fn an_unknown_story_is_a_complete_with_the_reason() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("a.sh", "exit 0");
+    repo.use_agent(&agent);
+    let ex = Exec::start(&repo, "S-0404");
+    let (complete, _) = ex.until("complete");
+    assert_eq!(complete["success"], false);
+    assert!(
+        complete["error"].as_str().unwrap().contains("S-0404"),
+        "{complete}"
+    );
+    assert_eq!(ex.exit_code(), 1);
+}
