@@ -1,0 +1,434 @@
+//! `ai-sdlc run --concurrent N`: real worktrees, real children, real signals.
+
+mod support;
+use std::collections::HashSet;
+use support::*;
+
+/// An agent that works `$SLEEP` seconds (default 1.5) and commits.
+const WORK: &str = "sleep ${SLEEP:-1.5}\necho \"$AI_SDLC_STORY_ID\" > \"w-$AI_SDLC_STORY_ID.txt\"\ngit add -A && git commit -q -m \"$AI_SDLC_STORY_ID\"";
+
+fn six(repo: &TestRepo) {
+    for (i, p) in [60, 10, 50, 20, 40, 30].iter().enumerate() {
+        repo.story(
+            &format!("S-000{}", i + 1),
+            &format!("Story {}", i + 1),
+            *p,
+            "ready",
+            "",
+        );
+    }
+}
+
+#[test]
+fn six_stories_three_at_a_time() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("work.sh", WORK);
+    repo.use_agent(&agent);
+    six(&repo);
+    let out = repo.run(&["run", "--concurrent", "3", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let ids: Vec<String> = (1..=6).map(|i| format!("S-000{i}")).collect();
+    let spans: Vec<(u128, u128)> = ids.iter().map(|id| repo.span(id)).collect();
+    // How many ran at once, at each start.
+    let overlap = |t: u128| spans.iter().filter(|(s, e)| *s <= t && t < *e).count();
+    let max = spans.iter().map(|(s, _)| overlap(*s)).max().unwrap();
+    assert_eq!(
+        max, 3,
+        "never more than 3 at once, and 3 at some point: {spans:?}"
+    );
+    // The first three to start are the three highest priorities (10, 20, 30).
+    let mut by_start: Vec<(u128, &String)> = spans.iter().map(|s| s.0).zip(ids.iter()).collect();
+    by_start.sort();
+    let first: HashSet<&str> = by_start[..3].iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(first, HashSet::from(["S-0002", "S-0004", "S-0006"]));
+    let cwds: HashSet<String> = ids
+        .iter()
+        .map(|id| repo.rec_file(&format!("{id}.cwd")).unwrap())
+        .collect();
+    assert_eq!(cwds.len(), 6, "each story ran in its own worktree");
+    for id in &ids {
+        assert_eq!(repo.status(id), "done", "{id}");
+    }
+    let j = json(&out);
+    assert_eq!(j["succeeded"], 6);
+    assert_eq!(j["failed"], 0);
+    assert_eq!(j["results"].as_array().unwrap().len(), 6);
+    let r0 = &j["results"][0];
+    for k in [
+        "id",
+        "title",
+        "outcome",
+        "exit_code",
+        "signal",
+        "duration_ms",
+        "branch",
+        "worktree",
+        "worktree_kept",
+        "log",
+        "error",
+    ] {
+        assert!(r0.get(k).is_some(), "result without {k}: {r0}");
+    }
+}
+
+#[test]
+fn a_killed_executor_and_a_failing_agent_fail_only_their_stories() {
+    let repo = TestRepo::new();
+    let agent = repo.agent(
+        "mixed.sh",
+        "case $AI_SDLC_STORY_ID in\n S-0001) while [ ! -f \"$REC/never\" ]; do sleep 0.05; done ;;\n S-0002) echo 'compile error' >&2; exit 2 ;;\n *) sleep 0.5 ;;\nesac",
+    );
+    repo.use_agent(&agent);
+    for i in 1..=4 {
+        repo.story(&format!("S-000{i}"), &format!("S{i}"), i, "ready", "");
+    }
+    let child = repo.spawn(&["run", "--concurrent", "4"]);
+    assert!(wait_for(20, || repo.rec_file("S-0001.ppid").is_some()));
+    let executor = repo.pid("S-0001", "ppid");
+    signal(executor as u32, libc::SIGKILL);
+    let (code, _, err) = finish(child, 30);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(repo.status("S-0001"), "blocked");
+    assert!(
+        repo.field("S-0001", "blocked_reason")
+            .unwrap()
+            .contains("SIGKILL"),
+        "{err}"
+    );
+    assert_eq!(repo.status("S-0002"), "blocked");
+    assert!(
+        repo.field("S-0002", "blocked_reason")
+            .unwrap()
+            .contains("compile error")
+    );
+    assert_eq!(repo.status("S-0003"), "done");
+    assert_eq!(repo.status("S-0004"), "done");
+    assert!(
+        !alive(repo.pid("S-0001", "pid")),
+        "the killed executor's agent lives on"
+    );
+}
+
+fn interrupt(agent_body: &str, extra: &[&str], second: bool) {
+    let repo = TestRepo::new();
+    let agent = repo.agent("a.sh", agent_body);
+    repo.use_agent(&agent);
+    for i in 1..=5 {
+        repo.story(&format!("S-000{i}"), &format!("S{i}"), i, "ready", "");
+    }
+    let mut args = vec!["run", "--concurrent", "3"];
+    args.extend_from_slice(extra);
+    let child = repo.spawn(&args);
+    let running = ["S-0001", "S-0002", "S-0003"];
+    assert!(wait_for(20, || running
+        .iter()
+        .all(|id| repo.rec_file(&format!("{id}.ready")).is_some())));
+    let pids: Vec<i32> = running.iter().map(|id| repo.pid(id, "pid")).collect();
+    let t0 = std::time::Instant::now();
+    signal(child.id(), libc::SIGINT);
+    if second {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        signal(child.id(), libc::SIGINT);
+    }
+    let (code, _, err) = finish(child, 30);
+    let took = t0.elapsed();
+    assert_eq!(code, 130, "{err}");
+    for p in &pids {
+        assert!(!alive(*p), "agent {p} outlived the runner");
+    }
+    for i in 1..=5 {
+        assert_eq!(
+            repo.status(&format!("S-000{i}")),
+            "ready",
+            "S-000{i}: {err}"
+        );
+    }
+    assert!(
+        !repo.started("S-0004") && !repo.started("S-0005"),
+        "queued stories started"
+    );
+    if second {
+        assert!(
+            took.as_secs() < 20,
+            "a second Ctrl-C did not kill at once: {took:?}"
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_stops_running_agents_and_starts_no_queued_one() {
+    interrupt("touch \"$REC/$id.ready\"\nsleep 300", &[], false);
+}
+
+#[test]
+fn agents_that_ignore_sigterm_are_killed_after_the_shutdown_timeout() {
+    interrupt(
+        "trap '' TERM\ntouch \"$REC/$id.ready\"\nwhile :; do sleep 0.1; done",
+        &["--shutdown-timeout", "1"],
+        false,
+    );
+}
+
+#[test]
+fn a_second_ctrl_c_kills_at_once() {
+    interrupt(
+        "trap '' TERM\ntouch \"$REC/$id.ready\"\nwhile :; do sleep 0.1; done",
+        &["--shutdown-timeout", "60"],
+        true,
+    );
+}
+
+#[test]
+fn sigkill_of_the_runner_leaves_nothing_and_the_next_run_recovers() {
+    let repo = TestRepo::new();
+    let agent = repo.agent(
+        "a.sh",
+        "if [ ! -f \"$REC/fast\" ]; then sleep 300 & echo $! > \"$REC/$id.bg\"; sleep 300; fi",
+    );
+    repo.use_agent(&agent);
+    for i in 1..=3 {
+        repo.story(&format!("S-000{i}"), &format!("S{i}"), i, "ready", "");
+    }
+    let child = repo.spawn(&["run", "--concurrent", "3"]);
+    let ids = ["S-0001", "S-0002", "S-0003"];
+    assert!(wait_for(20, || ids
+        .iter()
+        .all(|id| repo.rec_file(&format!("{id}.bg")).is_some())));
+    let mut pids = Vec::new();
+    for id in ids {
+        pids.extend([
+            repo.pid(id, "pid"),
+            repo.pid(id, "ppid"),
+            repo.pid(id, "bg"),
+        ]);
+    }
+    signal(child.id(), libc::SIGKILL);
+    let _ = finish(child, 10);
+    for p in &pids {
+        assert!(
+            wait_for(10, || !alive(*p)),
+            "process {p} outlived the SIGKILLed runner"
+        );
+    }
+    assert_eq!(repo.status("S-0001"), "in-progress");
+    std::fs::write(repo.rec.join("fast"), "").unwrap();
+    let out = repo.run(&["run", "--concurrent", "3"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("returned it to ready"),
+        "{}",
+        stderr(&out)
+    );
+    for id in ids {
+        assert_eq!(repo.status(id), "done", "{id}");
+    }
+}
+
+#[test]
+fn a_branch_checked_out_elsewhere_skips_only_that_story() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("a.sh", "exit 0");
+    repo.use_agent(&agent);
+    for i in 1..=3 {
+        repo.story(&format!("S-000{i}"), &format!("S{i}"), i, "ready", "");
+    }
+    let elsewhere = TempDir::new("elsewhere");
+    let path = elsewhere.0.join("wt");
+    git(
+        &repo.root,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "ai-sdlc/S-0002-s2",
+            path.to_str().unwrap(),
+        ],
+    );
+    let out = repo.run(&["run", "--concurrent", "2", "--json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(repo.status("S-0002"), "ready");
+    assert_eq!(repo.status("S-0001"), "done");
+    assert_eq!(repo.status("S-0003"), "done");
+    let j = json(&out);
+    assert_eq!(j["skipped"], 1);
+    let r = j["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "S-0002")
+        .unwrap()
+        .clone();
+    assert!(r["error"].as_str().unwrap().contains("worktree"), "{r}");
+}
+
+#[test]
+fn two_runners_on_one_repo_run_each_story_once() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("a.sh", "echo $AI_SDLC_STORY_ID >> \"$REC/ran\"\nsleep 0.3");
+    repo.use_agent(&agent);
+    six(&repo);
+    let a = repo.spawn(&["run", "--concurrent", "3"]);
+    let b = repo.spawn(&["run", "--concurrent", "3"]);
+    let (ca, _, ea) = finish(a, 60);
+    let (cb, _, eb) = finish(b, 60);
+    assert_eq!((ca, cb), (0, 0), "{ea}\n{eb}");
+    let mut ran: Vec<String> = repo
+        .rec_file("ran")
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    ran.sort();
+    let want: Vec<String> = (1..=6).map(|i| format!("S-000{i}")).collect();
+    assert_eq!(ran, want, "every story exactly once");
+}
+
+#[test]
+fn background_processes_die_with_their_story() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("bg.sh", "sleep 300 &\necho $! > \"$REC/$id.bg\"\nexit 0");
+    repo.use_agent(&agent);
+    repo.story("S-0001", "Leaves a child", 1, "ready", "");
+    repo.story("S-0002", "Also", 2, "ready", "");
+    let out = repo.run(&["run", "--concurrent", "2"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    for id in ["S-0001", "S-0002"] {
+        let p = repo.pid(id, "bg");
+        assert!(
+            wait_for(5, || !alive(p)),
+            "{id}'s sleep 300 & ({p}) outlived its story"
+        );
+    }
+    // Single-story mode too.
+    repo.story("S-0003", "Single", 3, "ready", "");
+    let out = repo.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let p = repo.pid("S-0003", "bg");
+    assert!(
+        wait_for(5, || !alive(p)),
+        "single mode: sleep 300 & ({p}) outlived its story"
+    );
+}
+
+#[test]
+fn a_timeout_blocks_only_the_slow_story() {
+    let repo = TestRepo::new();
+    let agent = repo.agent(
+        "t.sh",
+        "[ $AI_SDLC_STORY_ID = S-0001 ] && sleep 300\nexit 0",
+    );
+    repo.use_agent(&agent);
+    repo.story("S-0001", "Slow", 1, "ready", "");
+    repo.story("S-0002", "Quick", 2, "ready", "");
+    let out = repo.run(&[
+        "run",
+        "--concurrent",
+        "2",
+        "--timeout",
+        "2",
+        "--shutdown-timeout",
+        "1",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(repo.status("S-0001"), "blocked");
+    assert!(
+        repo.field("S-0001", "blocked_reason")
+            .unwrap()
+            .contains("timed out")
+    );
+    assert_eq!(repo.status("S-0002"), "done");
+    assert!(!alive(repo.pid("S-0001", "pid")));
+}
+
+#[test]
+fn dependencies_wait_for_success_and_skip_on_failure() {
+    let repo = TestRepo::new();
+    let agent = repo.agent(
+        "d.sh",
+        "[ $AI_SDLC_STORY_ID = S-0004 ] && exit 1\nsleep 0.5",
+    );
+    repo.use_agent(&agent);
+    repo.story("S-0002", "B", 1, "ready", "dependencies: [S-0001]\n");
+    repo.story("S-0001", "A", 2, "ready", "");
+    repo.story("S-0003", "C", 3, "ready", "dependencies:\n  - S-0004\n");
+    repo.story("S-0004", "D", 4, "ready", "");
+    let out = repo.run(&["run", "--concurrent", "3", "--json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let (a_start, a_end) = repo.span("S-0001");
+    let (b_start, _) = repo.span("S-0002");
+    assert!(
+        b_start >= a_end && a_start < b_start,
+        "B started before A ended"
+    );
+    assert_eq!(repo.status("S-0002"), "done");
+    assert_eq!(repo.status("S-0003"), "ready");
+    assert!(!repo.started("S-0003"));
+    let j = json(&out);
+    let c = j["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "S-0003")
+        .unwrap()
+        .clone();
+    assert_eq!(c["outcome"], "skipped");
+    assert!(c["error"].as_str().unwrap().contains("S-0004"), "{c}");
+}
+
+#[test]
+fn a_dependency_cycle_stops_before_anything_starts() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("a.sh", "exit 0");
+    repo.use_agent(&agent);
+    repo.story("S-0001", "A", 1, "ready", "dependencies: [S-0002]\n");
+    repo.story("S-0002", "B", 2, "ready", "dependencies: [S-0001]\n");
+    let out = repo.run(&["run", "--concurrent", "2"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("cycle"), "{}", stderr(&out));
+    assert!(!repo.started("S-0001") && !repo.started("S-0002"));
+}
+
+#[test]
+fn concurrency_flag_validation() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("a.sh", "sleep 0.3");
+    repo.use_agent(&agent);
+    repo.story("S-0001", "A", 1, "ready", "");
+    repo.story("S-0002", "B", 2, "ready", "");
+    let out = repo.run(&["run", "--concurrent", "abc"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("--concurrent"), "{}", stderr(&out));
+    assert_eq!(repo.status("S-0001"), "ready");
+    let out = repo.run(&["run", "--concurrent", "0", "--max", "2"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning") && stderr(&out).contains("one story at a time"));
+    let (a, b) = (repo.span("S-0001"), repo.span("S-0002"));
+    assert!(a.1 <= b.0, "ran at the same time: {a:?} {b:?}");
+    let out = repo.run(&["run", "--concurrent", "-2"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+#[test]
+fn every_story_failing_is_an_aggregate_failure() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("crash.sh", "kill -SEGV $$");
+    repo.use_agent(&agent);
+    for i in 1..=3 {
+        repo.story(&format!("S-000{i}"), &format!("S{i}"), i, "ready", "");
+    }
+    let out = repo.run(&["run", "--concurrent", "3", "--json"]);
+    assert_eq!(code(&out), 1);
+    let j = json(&out);
+    assert_eq!(j["failed"], 3);
+    assert!(
+        stderr(&out).contains("every story failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        repo.field("S-0001", "blocked_reason")
+            .unwrap()
+            .contains("SIGSEGV")
+    );
+}
