@@ -1,10 +1,15 @@
 //! Per-story run logs: `stories/<ID>/logs/<UTC timestamp>.log`, one per run,
 //! every line timestamped; the newest `logs.keep` are kept.
 
+use crate::board::{Board, lock};
+use crate::cli::LogsArgs;
+use crate::config::Config;
+use crate::error::{Failure, Outcome};
 use crate::time;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const LOGS_DIR: &str = "logs";
 
@@ -24,7 +29,7 @@ impl RunLog {
         // After the newest run of this same millisecond, never in a gap that rotation left.
         let mut n = runs(story_dir)
             .first()
-            .map(run_key)
+            .map(|p| run_key(p))
             .filter(|(s, _)| *s == stamp)
             .map_or(0, |(_, n)| n + 1);
         let (path, file) = loop {
@@ -67,10 +72,10 @@ impl RunLog {
     }
 
     pub fn flush(&mut self) {
-        if !self.failed {
-            if let Err(e) = self.out.flush() {
-                self.fail(e);
-            }
+        if !self.failed
+            && let Err(e) = self.out.flush()
+        {
+            self.fail(e);
         }
     }
 
@@ -103,7 +108,7 @@ pub fn runs(story_dir: &Path) -> Vec<PathBuf> {
     logs
 }
 
-fn run_key(p: &PathBuf) -> (String, u32) {
+fn run_key(p: &Path) -> (String, u32) {
     let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     match stem.rsplit_once('-').map(|(s, n)| (s, n.parse::<u32>())) {
         Some((stamp, Ok(n))) => (stamp.to_string(), n),
@@ -120,8 +125,102 @@ fn rotate(dir: &Path, keep: usize) {
     }
 }
 
+/// `ai-sdlc logs <ID> [--follow] [--lines N] [--run K]`.
+pub fn command(config: &Config, args: &LogsArgs) -> Outcome {
+    let board = Board::new(config.stories_dir());
+    let dir = board.story_dir(&args.id);
+    if !dir.is_dir() {
+        return Err(Failure::usage(format!(
+            "no story {} on the board; `ai-sdlc status` lists them",
+            args.id
+        )));
+    }
+    let all = runs(&dir);
+    let k = args.run.unwrap_or(1);
+    if all.is_empty() {
+        return Err(Failure::failed(format!(
+            "{} has no run logs yet; one is written each time it runs (ai-sdlc run --story {})",
+            args.id, args.id
+        )));
+    }
+    let Some(path) = k.checked_sub(1).and_then(|i| all.get(i)) else {
+        return Err(Failure::usage(format!(
+            "--run {k}: {} has {} run {} (1 is the latest)",
+            args.id,
+            all.len(),
+            if all.len() == 1 { "log" } else { "logs" }
+        )));
+    };
+    let follow = args.follow && k == 1;
+    match print(path, &dir, args.lines, follow) {
+        Ok(()) => Ok(0),
+        // `ai-sdlc logs X | head`: the reader left; that is fine.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(Failure::failed(format!(
+            "cannot show {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Print the log (or its last `lines`); with `follow`, keep printing what is
+/// appended while a runner holds the story's claim.
+fn print(path: &Path, story_dir: &Path, lines: Option<usize>, follow: bool) -> io::Result<()> {
+    let mut file = File::open(path)?;
+    let mut text = Vec::new();
+    file.read_to_end(&mut text)?;
+    let start = lines.map_or(0, |n| tail_start(&text, n));
+    let mut out = io::stdout().lock();
+    out.write_all(&text[start..])?;
+    out.flush()?;
+    if !follow {
+        return Ok(());
+    }
+    let mut pos = text.len() as u64;
+    loop {
+        // Read the claim first: a run that ends after this still gets its last lines printed.
+        let running = lock::is_held(story_dir);
+        file.seek(SeekFrom::Start(pos))?;
+        let mut more = Vec::new();
+        file.read_to_end(&mut more)?;
+        pos += more.len() as u64;
+        out.write_all(&more)?;
+        out.flush()?;
+        if !running && more.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Where the last `n` lines of `text` start.
+fn tail_start(text: &[u8], n: usize) -> usize {
+    if n == 0 {
+        return text.len();
+    }
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let mut seen = 0;
+    for (i, b) in body.iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == n {
+                return i + 1;
+            }
+        }
+    }
+    0
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tail_finds_the_last_lines() {
+        assert_eq!(super::tail_start(b"a\nb\nc\n", 2), 2);
+        assert_eq!(super::tail_start(b"a\nb\nc", 1), 4);
+        assert_eq!(super::tail_start(b"a\nb\n", 5), 0);
+        assert_eq!(super::tail_start(b"a\n", 0), 2);
+    }
+
     use super::*;
 
     #[test]

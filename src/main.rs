@@ -18,6 +18,7 @@ mod story_run;
 
 mod time;
 mod worktree;
+mod worktrees;
 
 use cli::{Command, Parsed};
 use error::{Failure, Outcome};
@@ -80,7 +81,14 @@ fn run_cli(cli: cli::Cli) -> Outcome {
         }
         Command::Run(args) => orchestrator::command(&commands::locate(dir)?, &args, cli.quiet),
         Command::Demo(args) => demo::run(&args, cli.quiet),
-        _ => Err(Failure::usage("not implemented yet")),
+        Command::Logs(args) => {
+            let config = config::Config::load(&commands::locate(dir)?)?;
+            logs::command(&config, &args)
+        }
+        Command::Worktrees(args) => {
+            let config = config::Config::load(&commands::locate(dir)?)?;
+            worktrees::command(&config, &args)
+        }
     }
 }
 

@@ -66,9 +66,7 @@ pub fn parse(text: &str) -> Result<Yaml, String> {
 pub enum Value {
     Str(String),
     Int(i64),
-    Bool(bool),
     Null,
-    List(Vec<String>),
     /// Written in flow style on one line: `{outcome: done, exit_code: 0}`.
     Map(Vec<(String, Value)>),
 }
@@ -124,12 +122,7 @@ fn render(v: &Value) -> String {
     match v {
         Value::Str(s) => scalar(s),
         Value::Int(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
         Value::Null => "null".to_string(),
-        Value::List(items) => {
-            let items: Vec<String> = items.iter().map(|s| flow_scalar(s)).collect();
-            format!("[{}]", items.join(", "))
-        }
         Value::Map(pairs) => {
             let pairs: Vec<String> = pairs
                 .iter()
@@ -275,20 +268,20 @@ mod tests {
         let out = patch(
             text,
             &[
-                ("labels", Some(Value::List(vec!["c".into()]))),
+                ("labels", Some(Value::Str("c".into()))),
                 (
                     "last_test_run",
-                    Some(Value::Map(vec![("passed".into(), Value::Bool(false))])),
+                    Some(Value::Map(vec![("passed".into(), Value::Int(0))])),
                 ),
             ],
         )
         .unwrap();
         assert_eq!(
             out,
-            "---\nid: S-1\nlabels: [c]\nlast_test_run: {passed: false}\n\nstatus: ready\n---\n"
+            "---\nid: S-1\nlabels: c\nlast_test_run: {passed: 0}\n\nstatus: ready\n---\n"
         );
         let y = parse(&out).unwrap();
-        assert_eq!(y["last_test_run"]["passed"], Yaml::Boolean(false));
+        assert_eq!(y["last_test_run"]["passed"], Yaml::Integer(0));
     }
 
     #[test]

@@ -249,12 +249,11 @@ impl Board {
         let mut ids = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                if let Some(name) = entry.file_name().to_str() {
-                    if !name.starts_with('.') {
-                        ids.push(name.to_string());
-                    }
-                }
+            if entry.file_type()?.is_dir()
+                && let Some(name) = entry.file_name().to_str()
+                && !name.starts_with('.')
+            {
+                ids.push(name.to_string());
             }
         }
         ids.sort();
@@ -346,7 +345,7 @@ mod tests {
 
     #[test]
     fn queue_order_is_priority_then_created_then_id() {
-        let mut v = vec![
+        let mut v = [
             story("S-5", None, None),
             story("S-4", Some(2), Some("2024-01-02")),
             story("S-3", Some(2), Some("2024-01-01")),

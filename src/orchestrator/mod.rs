@@ -108,8 +108,6 @@ pub struct Ctx {
     pub config: Config,
     pub board: Board,
     pub settings: Settings,
-    /// Phase names and their commands (before placeholders).
-    pub phases: Vec<(String, Vec<String>)>,
     pub notes: Sender<Note>,
     /// git's own locks do not make parallel `git worktree add` safe.
     pub worktree_lock: Mutex<()>,
@@ -165,6 +163,8 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     }
     let sink: Box<dyn report::Sink> = if quiet {
         Box::new(report::Quiet)
+    } else if report::stderr_is_terminal() {
+        Box::new(report::dashboard::Dashboard::new(settings.in_process()))
     } else {
         Box::new(report::Plain {
             stream_output: settings.in_process(),
@@ -172,6 +172,8 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     };
     let reporter = Reporter::start(sink);
     let notes = reporter.sender();
+    let total = settings.max.unwrap_or(usize::MAX).min(selected.len());
+    let _ = notes.send(Note::Planned { total });
     let grace = settings.grace;
     let signal_notes = notes.clone();
     if let Err(e) = shutdown::install(move |sig, state| {
@@ -195,7 +197,6 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
         board: Board::new(config.stories_dir()),
         config,
         settings,
-        phases,
         notes,
         worktree_lock: Mutex::new(()),
         by_id: !args.story.is_empty(),
@@ -386,5 +387,6 @@ fn dispatch(
             );
         }
     }
+    results.sort_by_key(|r| order.get(&r.id).copied().unwrap_or(usize::MAX));
     results
 }

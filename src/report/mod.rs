@@ -1,6 +1,8 @@
 //! The reporter: one thread owns the terminal. Workers, readers and the
-//! signal thread send `Note`s; a `Sink` renders them (plain lines, quiet;
-//! the live dashboard plugs in here). Also the run summary and its JSON.
+//! signal thread send `Note`s; a `Sink` renders them (plain lines, quiet,
+//! the live dashboard). Also the run summary and its JSON.
+
+pub mod dashboard;
 
 use crate::story_run::Outcome;
 use crate::time::human_duration;
@@ -12,6 +14,10 @@ use std::thread::JoinHandle;
 /// What happened, for people.
 #[derive(Debug, Clone)]
 pub enum Note {
+    /// How many stories the run may start.
+    Planned {
+        total: usize,
+    },
     Started {
         id: String,
         title: String,
@@ -133,8 +139,16 @@ impl Sink for Plain {
             Note::Warn { id: Some(id), text } => writeln!(err, "[{id}] warning: {text}"),
             Note::Warn { id: None, text } => writeln!(err, "ai-sdlc: warning: {text}"),
             Note::Finished(r) => writeln!(err, "[{}] {}", r.id, finished_line(&r)),
+            Note::Planned { .. } => Ok(()),
         };
     }
+}
+
+/// Is stderr a terminal that can show the dashboard?
+pub fn stderr_is_terminal() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    let tty = unsafe { libc::isatty(libc::STDERR_FILENO) } == 1;
+    tty && std::env::var("TERM").map_or(true, |t| t != "dumb")
 }
 
 /// Only the summary.
@@ -310,10 +324,10 @@ pub fn summary(results: &[StoryResult], duration_ms: u64) -> String {
         }
         s.push_str(&parts.join("  "));
         s.push('\n');
-        if let Some(e) = &r.error {
-            if r.outcome != Outcome::Succeeded {
-                s.push_str(&format!("  {:<id_w$}  {e}\n", ""));
-            }
+        if let Some(e) = &r.error
+            && r.outcome != Outcome::Succeeded
+        {
+            s.push_str(&format!("  {:<id_w$}  {e}\n", ""));
         }
     }
     s

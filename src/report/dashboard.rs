@@ -1,0 +1,302 @@
+//! The live dashboard on a terminal: one line per running story, a footer
+//! of counts, finished stories scrolling up above it. Redraws at most ten
+//! times a second, only when something changed, in one write (no flicker),
+//! and reads the terminal width on every draw (so it follows resizes).
+
+use super::{Note, Sink, StoryResult, finished_line};
+use crate::story_run::Outcome;
+use crate::time::human_duration;
+use std::io::Write;
+use std::time::Instant;
+
+struct Row {
+    id: String,
+    title: String,
+    phase: String,
+    index: usize,
+    count: usize,
+    started: Instant,
+    last: String,
+}
+
+pub struct Dashboard {
+    rows: Vec<Row>,
+    /// Lines to print above the live area at the next draw.
+    scroll: Vec<String>,
+    total: usize,
+    done: usize,
+    failed: usize,
+    skipped: usize,
+    start: Instant,
+    color: bool,
+    /// Single-story mode: the agent's output scrolls above the status line.
+    stream_output: bool,
+    /// Lines of the live area now on screen.
+    live: usize,
+    dirty: bool,
+    /// Elapsed times change every second: redraw for them too.
+    last_second: u64,
+}
+
+fn width() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize struct we own.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 {
+        ws.ws_col as usize
+    } else {
+        80
+    }
+}
+
+/// `s` cut to `max` characters, with `…` when cut.
+fn fit(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+fn clean(line: &str) -> String {
+    // The agent's own escape sequences would break the layout.
+    line.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+impl Dashboard {
+    pub fn new(stream_output: bool) -> Dashboard {
+        Dashboard {
+            rows: Vec::new(),
+            scroll: Vec::new(),
+            total: 0,
+            done: 0,
+            failed: 0,
+            skipped: 0,
+            start: Instant::now(),
+            color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            stream_output,
+            live: 0,
+            dirty: true,
+            last_second: 0,
+        }
+    }
+
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    fn row_line(&self, r: &Row, w: usize) -> String {
+        let elapsed = human_duration(r.started.elapsed().as_millis() as u64);
+        // Phases done, then `>` for the one running.
+        let filled = (r.index * 10).checked_div(r.count).unwrap_or(0).min(9);
+        let bar = format!("[{}>{}]", "#".repeat(filled), "-".repeat(9 - filled));
+        let phase = if r.count == 0 {
+            "starting".to_string()
+        } else {
+            format!("{} {}/{}", r.phase, r.index + 1, r.count)
+        };
+        let title = fit(&r.title, 24);
+        let fixed = format!(
+            "{:<7} {:<24} {:<16} {} {:>7}  ",
+            r.id,
+            title,
+            fit(&phase, 16),
+            bar,
+            elapsed
+        );
+        let room = w.saturating_sub(fixed.chars().count() + 1);
+        let last = fit(&r.last, room);
+        // Colour goes on after the width is worked out.
+        format!(
+            "{} {:<24} {:<16} {} {}  {}",
+            self.paint("1;36", &format!("{:<7}", r.id)),
+            title,
+            fit(&phase, 16),
+            bar,
+            self.paint("2", &format!("{elapsed:>7}")),
+            self.paint("2", &last)
+        )
+    }
+
+    fn footer(&self, w: usize) -> String {
+        let running = self.rows.len();
+        let queued = self
+            .total
+            .saturating_sub(running + self.done + self.failed + self.skipped);
+        let text = format!(
+            "queued {queued} · running {running} · done {} · failed {} · skipped {} · {}",
+            self.done,
+            self.failed,
+            self.skipped,
+            human_duration(self.start.elapsed().as_millis() as u64)
+        );
+        self.paint("1", &fit(&text, w.saturating_sub(1)))
+    }
+
+    fn draw(&mut self) {
+        let w = width();
+        let mut frame = String::new();
+        if self.live > 0 {
+            // Back to the top of the live area, and clear it and below.
+            frame.push_str(&format!("\r\x1b[{}A\x1b[J", self.live));
+        }
+        for line in self.scroll.drain(..) {
+            frame.push_str(&line);
+            frame.push_str("\x1b[K\n");
+        }
+        let rows: Vec<String> = self.rows.iter().map(|r| self.row_line(r, w)).collect();
+        for r in &rows {
+            frame.push_str(r);
+            frame.push('\n');
+        }
+        frame.push_str(&self.footer(w));
+        frame.push('\n');
+        self.live = rows.len() + 1;
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(frame.as_bytes());
+        let _ = err.flush();
+        self.dirty = false;
+    }
+
+    fn finished(&mut self, r: &StoryResult) {
+        self.rows.retain(|row| row.id != r.id);
+        let (mark, code) = match r.outcome {
+            Outcome::Succeeded => {
+                self.done += 1;
+                ("✓", "32")
+            }
+            Outcome::Skipped => {
+                self.skipped += 1;
+                ("-", "33")
+            }
+            Outcome::Cancelled => ("·", "33"),
+            _ => {
+                self.failed += 1;
+                ("✗", "31")
+            }
+        };
+        let line = format!(
+            "{} {} {}  {}",
+            self.paint(code, mark),
+            r.id,
+            finished_line(r),
+            r.title
+        );
+        self.scroll.push(fit(
+            &line,
+            width().saturating_sub(1) + if self.color { 9 } else { 0 },
+        ));
+    }
+}
+
+impl Sink for Dashboard {
+    fn note(&mut self, note: Note) {
+        self.dirty = true;
+        match note {
+            Note::Planned { total } => self.total = total,
+            Note::Started { id, title, .. } => self.rows.push(Row {
+                id,
+                title,
+                phase: String::new(),
+                index: 0,
+                count: 0,
+                started: Instant::now(),
+                last: String::new(),
+            }),
+            Note::Phase {
+                id,
+                name,
+                index,
+                count,
+                ..
+            } => {
+                if let Some(r) = self.rows.iter_mut().find(|r| r.id == id) {
+                    (r.phase, r.index, r.count) = (name, index, count);
+                }
+            }
+            Note::Output { id, line } => {
+                if self.stream_output {
+                    self.scroll.push(line.clone());
+                }
+                if let Some(r) = self.rows.iter_mut().find(|r| r.id == id) {
+                    r.last = clean(&line);
+                }
+            }
+            Note::Info { id, text } => self.scroll.push(match id {
+                Some(id) => format!("[{id}] {text}"),
+                None => format!("ai-sdlc: {text}"),
+            }),
+            Note::Warn { id, text } => {
+                let line = match id {
+                    Some(id) => format!("[{id}] warning: {text}"),
+                    None => format!("ai-sdlc: warning: {text}"),
+                };
+                let painted = self.paint("33", &line);
+                self.scroll.push(painted);
+            }
+            Note::Finished(r) => self.finished(&r),
+        }
+    }
+
+    fn tick(&mut self) {
+        let second = self.start.elapsed().as_secs();
+        if self.dirty || second != self.last_second {
+            self.last_second = second;
+            self.draw();
+        }
+    }
+
+    fn close(&mut self) {
+        self.rows.clear();
+        self.draw();
+        // Leave the final counts on screen, above the summary.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_cuts_with_an_ellipsis() {
+        assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(fit("abc", 4), "abc");
+        assert_eq!(fit("ünïcödé", 3), "ün…");
+        assert_eq!(clean("\x1b[31mred\x1b[0m\r"), "[31mred [0m");
+    }
+
+    #[test]
+    fn a_row_fits_the_width_without_colour() {
+        let mut d = Dashboard::new(false);
+        d.color = false;
+        let r = Row {
+            id: "S-0001".into(),
+            title: "A very long title that will not fit in the column".into(),
+            phase: "implement".into(),
+            index: 0,
+            count: 2,
+            started: Instant::now(),
+            last: "x".repeat(500),
+        };
+        for w in [60, 80, 120] {
+            let line = d.row_line(&r, w);
+            assert!(
+                line.chars().count() < w,
+                "{w}: {} chars: {line}",
+                line.chars().count()
+            );
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! `ai-sdlc worktrees [list|remove <ID>|prune]`: the tool's worktrees, with
+//! their story, state and size; removal that never loses uncommitted work
+//! without --force, and never deletes a branch.
+
+use crate::board::{Scan, Status, Story, lock};
+use crate::cli::{WorktreeAction, WorktreesArgs};
+use crate::commands::{self, rel};
+use crate::config::Config;
+use crate::error::{Failure, Outcome};
+use crate::worktree::{self, Entry};
+use std::io::Write;
+use std::path::Path;
+use std::time::SystemTime;
+
+/// One of our worktrees, and its story when the board has one.
+struct Ours<'a> {
+    entry: Entry,
+    story: Option<&'a Story>,
+}
+
+fn ours<'a>(config: &Config, scan: &'a Scan) -> Result<Vec<Ours<'a>>, Failure> {
+    let base = config.worktree_base();
+    let base = base.canonicalize().unwrap_or(base);
+    let entries = worktree::list(&config.root).map_err(Failure::usage)?;
+    Ok(entries
+        .into_iter()
+        .filter(|e| e.path.starts_with(&base))
+        .map(|entry| {
+            let name = entry
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string();
+            let story = scan
+                .stories
+                .iter()
+                .find(|s| {
+                    name == s.key()
+                        || entry.branch.as_deref() == Some(&worktree::branch_name(&s.key()))
+                })
+                .or_else(|| {
+                    scan.stories
+                        .iter()
+                        .find(|s| name.starts_with(&format!("{}-", s.id)) || name == s.id)
+                });
+            Ours { entry, story }
+        })
+        .collect())
+}
+
+fn size_on_disk(path: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = p.symlink_metadata() else {
+            continue;
+        };
+        total += std::os::unix::fs::MetadataExt::blocks(&meta) * 512;
+        if meta.is_dir()
+            && let Ok(rd) = std::fs::read_dir(&p)
+        {
+            stack.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+        }
+    }
+    total
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "K", "M", "G"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+fn age(path: &Path) -> String {
+    // git writes the worktree's `.git` file when it creates the worktree.
+    let made = path.join(".git").metadata().and_then(|m| m.modified());
+    let Ok(secs) = made.map(|t| {
+        SystemTime::now()
+            .duration_since(t)
+            .unwrap_or_default()
+            .as_secs()
+    }) else {
+        return "?".into();
+    };
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn state(path: &Path) -> (String, Vec<String>) {
+    match worktree::changes(path) {
+        Ok(c) if c.is_empty() => ("clean".into(), c),
+        Ok(c) => (format!("dirty ({})", c.len()), c),
+        Err(e) => (format!("unknown: {e}"), Vec::new()),
+    }
+}
+
+pub fn command(config: &Config, args: &WorktreesArgs) -> Outcome {
+    let scan = commands::scan(config)?;
+    match &args.action {
+        None | Some(WorktreeAction::List(_)) => list(config, &scan),
+        Some(WorktreeAction::Remove(r)) => remove(config, &scan, &r.id, r.force),
+        Some(WorktreeAction::Prune(_)) => prune(config, &scan),
+    }
+}
+
+fn list(config: &Config, scan: &Scan) -> Outcome {
+    let all = ours(config, scan)?;
+    let mut out = std::io::stdout().lock();
+    if all.is_empty() {
+        let _ = writeln!(
+            out,
+            "No ai-sdlc worktrees under {}.",
+            rel(&config.root, &config.worktree_base())
+        );
+        return Ok(0);
+    }
+    let rows: Vec<[String; 7]> = all
+        .iter()
+        .map(|o| {
+            [
+                o.story.map(|s| s.id.clone()).unwrap_or_else(|| "?".into()),
+                o.story
+                    .map(|s| s.status.to_string())
+                    .unwrap_or_else(|| "(no story)".into()),
+                o.entry
+                    .branch
+                    .clone()
+                    .unwrap_or_else(|| "(detached)".into()),
+                state(&o.entry.path).0,
+                age(&o.entry.path),
+                human_size(size_on_disk(&o.entry.path)),
+                rel(&config.root, &o.entry.path),
+            ]
+        })
+        .collect();
+    let head = ["STORY", "STATUS", "BRANCH", "STATE", "AGE", "SIZE", "PATH"];
+    let widths: Vec<usize> = (0..7)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([head[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in std::iter::once(head.map(String::from)).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    Ok(0)
+}
+
+fn remove(config: &Config, scan: &Scan, id: &str, force: bool) -> Outcome {
+    let all = ours(config, scan)?;
+    let Some(o) = all.iter().find(|o| o.story.is_some_and(|s| s.id == id)) else {
+        return Err(Failure::usage(format!(
+            "{id} has no worktree; `ai-sdlc worktrees` lists them"
+        )));
+    };
+    let path = &o.entry.path;
+    if o.story
+        .is_some_and(|s| s.status == Status::InProgress && lock::is_held(s.dir()))
+    {
+        return Err(Failure::failed(format!(
+            "{id} is running right now (a runner holds it); stop that run first"
+        )));
+    }
+    let (st, changes) = state(path);
+    if !changes.is_empty() && !force {
+        let mut msg = format!(
+            "{} has uncommitted or untracked changes; commit them there, or pass --force to delete them:",
+            rel(&config.root, path)
+        );
+        for c in changes.iter().take(20) {
+            msg.push_str(&format!("\n  {c}"));
+        }
+        if changes.len() > 20 {
+            msg.push_str(&format!("\n  ... and {} more", changes.len() - 20));
+        }
+        return Err(Failure::failed(msg));
+    }
+    worktree::remove(&config.root, path, force)
+        .map_err(|e| Failure::failed(format!("git could not remove it: {e}")))?;
+    println!(
+        "removed {} ({st}); branch {} is kept",
+        rel(&config.root, path),
+        o.entry.branch.as_deref().unwrap_or("(none)")
+    );
+    Ok(0)
+}
+
+fn prune(config: &Config, scan: &Scan) -> Outcome {
+    let mut removed = 0;
+    for o in ours(config, scan)? {
+        let shown = rel(&config.root, &o.entry.path);
+        let Some(story) = o.story else {
+            println!("kept    {shown}: no story on the board matches it");
+            continue;
+        };
+        if story.status != Status::Done {
+            println!("kept    {shown}: {} is {}", story.id, story.status);
+            continue;
+        }
+        match state(&o.entry.path) {
+            (_, c) if !c.is_empty() => println!(
+                "kept    {shown}: {} uncommitted or untracked changes",
+                c.len()
+            ),
+            (s, _) if s != "clean" => println!("kept    {shown}: {s}"),
+            _ => match worktree::remove(&config.root, &o.entry.path, false) {
+                Ok(()) => {
+                    println!("removed {shown}");
+                    removed += 1;
+                }
+                Err(e) => println!("kept    {shown}: {e}"),
+            },
+        }
+    }
+    worktree::git(&config.root, &["worktree", "prune"]).map_err(Failure::failed)?;
+    println!("{removed} removed; branches are kept; ran git worktree prune");
+    Ok(0)
+}
