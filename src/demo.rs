@@ -182,6 +182,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
     let kept: Vec<String> = fs::read_dir(config.worktree_base())
         .map(|r| {
             r.filter_map(|e| e.ok())
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
                 .map(|e| commands::rel(&root, &e.path()))
                 .collect()
         })

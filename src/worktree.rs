@@ -112,6 +112,15 @@ fn same_path(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Serializes worktree changes across every runner on this repo: git's own
+/// locks do not make concurrent `git worktree add` and `prune` safe. Held
+/// until dropped.
+pub fn serialize(base: &Path) -> Result<std::fs::File, String> {
+    std::fs::create_dir_all(base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
+    let path = base.join(".lock");
+    crate::board::lock::hold(&path).map_err(|e| format!("cannot lock {}: {e}", path.display()))
+}
+
 /// What `prepare` did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Prepared {

@@ -110,10 +110,18 @@ fn state(path: &Path) -> (String, Vec<String>) {
 
 pub fn command(config: &Config, args: &WorktreesArgs) -> Outcome {
     let scan = commands::scan(config)?;
+    // Changes wait while a runner adds or removes a worktree.
+    let serialize = || worktree::serialize(&config.worktree_base()).map_err(Failure::failed);
     match &args.action {
         None | Some(WorktreeAction::List(_)) => list(config, &scan),
-        Some(WorktreeAction::Remove(r)) => remove(config, &scan, &r.id, r.force),
-        Some(WorktreeAction::Prune(_)) => prune(config, &scan),
+        Some(WorktreeAction::Remove(r)) => {
+            let _lock = serialize()?;
+            remove(config, &scan, &r.id, r.force)
+        }
+        Some(WorktreeAction::Prune(_)) => {
+            let _lock = serialize()?;
+            prune(config, &scan)
+        }
     }
 }
 

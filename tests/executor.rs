@@ -150,7 +150,7 @@ fn a_failing_agent_is_reported_in_complete() {
 
 fn stops_on(how: &str) {
     let repo = TestRepo::new();
-    let agent = repo.agent("h.sh", "sleep 300 &\necho $! > \"$REC/$id.bg\"\nsleep 300");
+    let agent = repo.agent("h.sh", "sleep 300 &\nrec bg $!\nsleep 300");
     repo.use_agent(&agent);
     repo.story("S-0001", "Hanging", 1, "in-progress", "");
     let mut ex = Exec::start(&repo, "S-0001");

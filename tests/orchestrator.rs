@@ -183,7 +183,7 @@ fn sigkill_of_the_runner_leaves_nothing_and_the_next_run_recovers() {
     let repo = TestRepo::new();
     let agent = repo.agent(
         "a.sh",
-        "if [ ! -f \"$REC/fast\" ]; then sleep 300 & echo $! > \"$REC/$id.bg\"; sleep 300; fi",
+        "if [ ! -f \"$REC/fast\" ]; then sleep 300 & rec bg $!; sleep 300; fi",
     );
     repo.use_agent(&agent);
     for i in 1..=3 {
@@ -287,7 +287,7 @@ fn two_runners_on_one_repo_run_each_story_once() {
 #[test]
 fn background_processes_die_with_their_story() {
     let repo = TestRepo::new();
-    let agent = repo.agent("bg.sh", "sleep 300 &\necho $! > \"$REC/$id.bg\"\nexit 0");
+    let agent = repo.agent("bg.sh", "sleep 300 &\nrec bg $!\nexit 0");
     repo.use_agent(&agent);
     repo.story("S-0001", "Leaves a child", 1, "ready", "");
     repo.story("S-0002", "Also", 2, "ready", "");

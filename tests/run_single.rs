@@ -154,10 +154,7 @@ fn uncommitted_work_keeps_the_worktree() {
 #[test]
 fn ctrl_c_returns_the_story_to_ready_and_leaves_no_agent() {
     let repo = TestRepo::new();
-    let agent = repo.agent(
-        "hang.sh",
-        "sleep 300 &\necho $! > \"$REC/$id.bg\"\nsleep 300",
-    );
+    let agent = repo.agent("hang.sh", "sleep 300 &\nrec bg $!\nsleep 300");
     repo.use_agent(&agent);
     repo.story("S-0001", "Hang", 1, "ready", "");
     let child = repo.spawn(&["run"]);

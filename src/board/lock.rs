@@ -61,6 +61,27 @@ impl StoryClaim {
     }
 }
 
+/// Wait for an exclusive lock on `path` (created if missing); held until the
+/// file is dropped. For short critical sections shared by several runners.
+pub fn hold(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
 /// Is the story held by a runner right now? (A story without a lock file is not.)
 pub fn is_held(story_dir: &Path) -> bool {
     let path = story_dir.join(LOCK_FILE);

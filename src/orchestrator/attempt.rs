@@ -112,8 +112,9 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
         let branch = worktree::branch_name(&key);
         let base = ctx.settings.base_branch.as_deref().unwrap_or("HEAD");
         let made = {
-            let _serial = ctx.worktree_lock.lock().unwrap_or_else(|p| p.into_inner());
-            worktree::prepare(root, &path, &branch, base)
+            let _in_runner = ctx.worktree_lock.lock().unwrap_or_else(|p| p.into_inner());
+            worktree::serialize(&ctx.config.worktree_base())
+                .and_then(|_across_runners| worktree::prepare(root, &path, &branch, base))
         };
         match made {
             Ok(how) => {
@@ -373,7 +374,9 @@ fn finish(
         r.worktree_kept = true;
         r.kept_because = Some(match (run.outcome, ctx.settings.keep_worktrees) {
             (Outcome::Succeeded, false) => match worktree::changes(&path) {
-                Ok(c) if c.is_empty() => match worktree::remove(root, &path, false) {
+                Ok(c) if c.is_empty() => match worktree::serialize(&ctx.config.worktree_base())
+                    .and_then(|_lock| worktree::remove(root, &path, false))
+                {
                     Ok(()) => {
                         r.worktree_kept = false;
                         String::new()

@@ -97,6 +97,31 @@ impl Dashboard {
         }
     }
 
+    /// Coloured segments cut to `w - 1` visible characters (the last column
+    /// stays empty so the terminal never wraps).
+    fn segments(&self, parts: &[(&str, String)], w: usize) -> String {
+        let mut room = w.saturating_sub(1);
+        let mut out = String::new();
+        for (code, text) in parts {
+            if room == 0 {
+                break;
+            }
+            let n = text.chars().count();
+            let shown = if n > room {
+                fit(text, room)
+            } else {
+                text.clone()
+            };
+            room -= shown.chars().count();
+            out.push_str(&if code.is_empty() {
+                shown
+            } else {
+                self.paint(code, &shown)
+            });
+        }
+        out
+    }
+
     fn row_line(&self, r: &Row, w: usize) -> String {
         let elapsed = human_duration(r.started.elapsed().as_millis() as u64);
         // Phases done, then `>` for the one running.
@@ -107,26 +132,17 @@ impl Dashboard {
         } else {
             format!("{} {}/{}", r.phase, r.index + 1, r.count)
         };
-        let title = fit(&r.title, 24);
-        let fixed = format!(
-            "{:<7} {:<24} {:<16} {} {:>7}  ",
-            r.id,
-            title,
-            fit(&phase, 16),
-            bar,
-            elapsed
-        );
-        let room = w.saturating_sub(fixed.chars().count() + 1);
-        let last = fit(&r.last, room);
-        // Colour goes on after the width is worked out.
-        format!(
-            "{} {:<24} {:<16} {} {}  {}",
-            self.paint("1;36", &format!("{:<7}", r.id)),
-            title,
-            fit(&phase, 16),
-            bar,
-            self.paint("2", &format!("{elapsed:>7}")),
-            self.paint("2", &last)
+        let title_w = w.saturating_sub(62).clamp(10, 24);
+        self.segments(
+            &[
+                ("1;36", format!("{:<7} ", r.id)),
+                ("", format!("{:<title_w$} ", fit(&r.title, title_w))),
+                ("", format!("{:<14} ", fit(&phase, 14))),
+                ("", format!("{bar} ")),
+                ("2", format!("{elapsed:>7}  ")),
+                ("2", r.last.clone()),
+            ],
+            w,
         )
     }
 

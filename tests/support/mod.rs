@@ -99,7 +99,7 @@ impl TestRepo {
     pub fn agent(&self, name: &str, body: &str) -> PathBuf {
         let path = self.agents.join(name);
         let script = format!(
-            "#!/bin/sh\nREC={rec}\nid=$AI_SDLC_STORY_ID\necho \"$(date +%s%N)\" > \"$REC/$id.start.tmp\" && mv \"$REC/$id.start.tmp\" \"$REC/$id.start\"\necho $$ > \"$REC/$id.pid\"\necho $PPID > \"$REC/$id.ppid\"\npwd > \"$REC/$id.cwd\"\nenv | grep '^AI_SDLC_' | sort > \"$REC/$id.env\"\necho \"$AI_SDLC_PHASE\" >> \"$REC/$id.phases\"\nif [ \"${{RECORD_STDIN:-1}}\" = 1 ]; then cat > \"$REC/$id.stdin\"; fi\ntrap 'echo \"$(date +%s%N)\" > \"$REC/$id.end\"' EXIT\n{body}\n",
+            "#!/bin/sh\nREC={rec}\nid=$AI_SDLC_STORY_ID\nrec() {{ printf '%s\\n' \"$2\" > \"$REC/$id.$1.tmp\" && mv \"$REC/$id.$1.tmp\" \"$REC/$id.$1\"; }}\nrec start \"$(date +%s%N)\"\nrec pid $$\nrec ppid $PPID\nrec cwd \"$(pwd)\"\nrec env \"$(env | grep '^AI_SDLC_' | sort)\"\necho \"$AI_SDLC_PHASE\" >> \"$REC/$id.phases\"\nif [ \"${{RECORD_STDIN:-1}}\" = 1 ]; then cat > \"$REC/$id.stdin\"; fi\ntrap 'rec end \"$(date +%s%N)\"' EXIT\n{body}\n",
             rec = self.rec.display()
         );
         fs::write(&path, script).unwrap();
