@@ -130,6 +130,8 @@ impl Observer for Ipc {
 }
 
 pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
+    // Orphans of the agents become ours, so the sweep below finds them all.
+    process::become_subreaper();
     if let Err(e) = shutdown::install(|_, _| {}) {
         log::warn!("cannot handle SIGTERM: {e}");
     }
@@ -189,7 +191,7 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
         }
     };
     // No descendant outlives the executor.
-    process::signal_own_group_except_self(libc::SIGKILL);
+    process::signal_descendants(libc::SIGKILL, true);
     let _ = ipc.tx.send(Out::Close);
     if let Ok(w) = writer {
         let _ = w.join();

@@ -93,6 +93,13 @@ fn run_cli(cli: cli::Cli) -> Outcome {
 }
 
 fn main() {
+    // One malloc arena: each thread that allocates would otherwise get its
+    // own, and the runner has two threads per running story.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match cli::parse(&args) {
         Parsed::Exit { output, code } => {

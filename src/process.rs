@@ -84,6 +84,73 @@ pub fn signal_own_group_except_self(sig: libc::c_int) -> usize {
     n
 }
 
+/// Adopt this process's orphaned descendants (an agent's `sleep 300 &`
+/// after the agent exits), so `descendants` still finds them.
+pub fn become_subreaper() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+/// Every live descendant of this process, walking
+/// `/proc/<pid>/task/<tid>/children`; `None` when the kernel lacks them.
+pub fn descendants() -> Option<Vec<u32>> {
+    let mut found = Vec::new();
+    let mut stack = vec![std::process::id()];
+    while let Some(pid) = stack.pop() {
+        let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+            Ok(t) => t,
+            // It died meanwhile: nothing below it to find.
+            Err(_) if pid != std::process::id() => continue,
+            Err(_) => return None,
+        };
+        for task in tasks.flatten() {
+            let children = match std::fs::read_to_string(task.path().join("children")) {
+                Ok(c) => c,
+                Err(_) if pid == std::process::id() => return None,
+                Err(_) => continue,
+            };
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                found.push(child);
+                stack.push(child);
+            }
+        }
+    }
+    Some(found)
+}
+
+/// Signal every descendant of this process (or, without
+/// `/proc/.../children`, every other member of its group). With `reap`,
+/// also reaps those that are its own children (adopted orphans), so no
+/// zombie stays behind: only when no `Child` handle still waits for them.
+pub fn signal_descendants(sig: libc::c_int, reap: bool) -> usize {
+    let Some(pids) = descendants() else {
+        return signal_own_group_except_self(sig);
+    };
+    for &pid in &pids {
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(pid as libc::pid_t, sig) };
+    }
+    if reap {
+        for &pid in &pids {
+            // Only our own (adopted) children can be reaped; others give ECHILD at once.
+            for _ in 0..100 {
+                // SAFETY: waitpid on one pid, status not needed.
+                let r = unsafe {
+                    libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG)
+                };
+                if r != 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+    pids.len()
+}
+
 /// This process's resident set size in KiB.
 pub fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/statm")

@@ -5,8 +5,10 @@
 //! which signal came (130 for SIGINT, 143 for SIGTERM), and ctrlc's handler
 //! is not told. The handler only writes one byte; a thread does the rest.
 
+use crossbeam_channel::{Receiver, Sender, bounded};
 use std::io;
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 const RUNNING: u8 = 0;
 const STOPPING: u8 = 1;
@@ -23,6 +25,50 @@ extern "C" fn on_signal(sig: libc::c_int) {
         // SAFETY: write(2) is async-signal-safe; a full pipe drops the byte,
         // which is fine: the thread already has one to read.
         unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    }
+}
+
+/// Channels that close when the state moves on, so a waiting thread can
+/// `select!` on them instead of polling the state.
+struct Wake {
+    stop: Mutex<Option<Sender<()>>>,
+    force: Mutex<Option<Sender<()>>>,
+    on_stop: Receiver<()>,
+    on_force: Receiver<()>,
+}
+
+static WAKE: OnceLock<Wake> = OnceLock::new();
+
+fn wake() -> &'static Wake {
+    WAKE.get_or_init(|| {
+        let (stop, on_stop) = bounded(0);
+        let (force, on_force) = bounded(0);
+        Wake {
+            stop: Mutex::new(Some(stop)),
+            force: Mutex::new(Some(force)),
+            on_stop,
+            on_force,
+        }
+    })
+}
+
+/// Ready (disconnected) once a stop is requested.
+pub fn on_stop() -> Receiver<()> {
+    wake().on_stop.clone()
+}
+
+/// Ready (disconnected) once a forced stop is requested.
+pub fn on_force() -> Receiver<()> {
+    wake().on_force.clone()
+}
+
+fn announce(state: State) {
+    let w = wake();
+    if state != State::Running {
+        w.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+    if state == State::Forced {
+        w.force.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 
@@ -58,12 +104,15 @@ pub fn request(sig: libc::c_int) -> State {
     {
         STATE.store(FORCED, Ordering::SeqCst);
     }
-    state()
+    let st = state();
+    announce(st);
+    st
 }
 
 /// Stop without counting toward "force": for soft causes like stdin EOF.
 pub fn request_soft() {
     let _ = STATE.compare_exchange(RUNNING, STOPPING, Ordering::SeqCst, Ordering::SeqCst);
+    announce(state());
 }
 
 /// The exit code of an interrupted run: 128 + the first signal (130, 143, 129).

@@ -98,7 +98,8 @@ impl Job {
 pub enum Group {
     /// Each agent leads its own group (the single-story mode, in the runner).
     Own,
-    /// Agents share this process's group (the executor); signal all but self.
+    /// Agents share this process's group (the executor); signal its
+    /// descendants, never itself.
     Shared,
 }
 
@@ -342,7 +343,8 @@ fn signal_agents(child: &Child, group: Group, sig: libc::c_int) {
             process::signal_group(child.id(), sig);
         }
         Group::Shared => {
-            process::signal_own_group_except_self(sig);
+            // No reaping here: the agent's `Child` is reaped by its owner.
+            process::signal_descendants(sig, false);
         }
     }
 }
@@ -446,7 +448,13 @@ fn run_phase(
             Ok(Some(st)) => break st,
             Ok(None) => {}
             Err(e) => {
-                log::warn!("[{}] cannot wait for the agent: {e}", job.id);
+                // Never spin on a child we cannot wait for: report it as lost.
+                let message = format!("lost track of the agent (pid {}): {e}", child.id());
+                obs.event(Event::Problem {
+                    code: "wait_failed",
+                    message: &message,
+                });
+                break std::os::unix::process::ExitStatusExt::from_raw(255 << 8);
             }
         }
         let now = Instant::now();

@@ -12,7 +12,7 @@ use crate::process;
 use crate::report::Note;
 use crate::shutdown::{self, State};
 use crate::story_run::{Job, Outcome, RunResult};
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,11 +117,14 @@ pub fn run(ctx: &Ctx, job: &Job, log: &Arc<Mutex<RunLog>>, worktree: Option<Stri
         worktree,
         branch: Some(job.branch.clone()).filter(|b| !b.is_empty()),
     });
-    let sup = supervise(ctx, job, &mut child, &mut stdin, &heard, log);
+    let sup = supervise(ctx, job, &mut child, &mut stdin, &heard, log, &done_rx);
     // After reaping: sweep anything the story left behind in its group.
     process::signal_group(pgid, libc::SIGKILL);
     drop(stdin);
-    if done_rx.recv_timeout(Duration::from_secs(2)).is_err() {
+    if !matches!(
+        done_rx.recv_timeout(Duration::from_secs(2)),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+    ) {
         log::debug!(
             "[{}] executor output still open after exit; not waiting",
             job.id
@@ -141,6 +144,10 @@ struct Supervised {
     stopped: bool,
 }
 
+/// Wait for the child to exit while enforcing the shutdown, the time limit
+/// and health checks. Sleeps until something happens: the child closes its
+/// stdout (it is exiting), a stop or force is requested, or the next
+/// deadline or health check is due; no polling while children just work.
 fn supervise(
     ctx: &Ctx,
     job: &Job,
@@ -148,6 +155,7 @@ fn supervise(
     stdin: &mut Option<std::process::ChildStdin>,
     heard: &Heard,
     log: &Mutex<RunLog>,
+    closed: &Receiver<()>,
 ) -> Supervised {
     let pgid = child.id();
     let deadline = heard.start + ctx.settings.timeout;
@@ -162,6 +170,8 @@ fn supervise(
         timed_out: false,
         stopped: false,
     };
+    let (mut on_stop, mut on_force) = (shutdown::on_stop(), shutdown::on_force());
+    let mut output_open = true;
     let send = |stdin: &mut Option<std::process::ChildStdin>, body: Body| {
         if let Some(w) = stdin.as_mut() {
             // A child that is gone makes this fail: that is for the exit status to tell.
@@ -171,15 +181,16 @@ fn supervise(
         }
     };
     loop {
-        match child.wait_timeout(TICK) {
+        match child.try_wait() {
             Ok(Some(st)) => {
                 sup.status = Some(st);
                 return sup;
             }
             Ok(None) => {}
             Err(e) => {
-                log::warn!("[{}] cannot wait for the executor: {e}", job.id);
-                std::thread::sleep(TICK);
+                // Never spin on a child we cannot wait for.
+                lock_log(log).line("runner", &format!("cannot wait for the executor: {e}"));
+                return sup;
             }
         }
         let now = Instant::now();
@@ -243,6 +254,25 @@ fn supervise(
                     text: "responsive again".into(),
                 });
             }
+        }
+        let mut wake_at = next_health.min(deadline);
+        if let Some(k) = kill_at.filter(|_| !killed) {
+            wake_at = wake_at.min(k);
+        }
+        let wait = wake_at.saturating_duration_since(Instant::now());
+        if !output_open || killed {
+            // It closed its stdout, or was killed: its exit is moments away.
+            if let Ok(Some(st)) = child.wait_timeout(wait.min(TICK)) {
+                sup.status = Some(st);
+                return sup;
+            }
+            continue;
+        }
+        crossbeam_channel::select! {
+            recv(closed) -> _ => output_open = false,
+            recv(on_stop) -> _ => on_stop = crossbeam_channel::never(),
+            recv(on_force) -> _ => on_force = crossbeam_channel::never(),
+            default(wait) => {}
         }
     }
 }

@@ -266,6 +266,10 @@ impl Sink for Dashboard {
         }
     }
 
+    fn ticks(&self) -> bool {
+        true
+    }
+
     fn tick(&mut self) {
         let second = self.start.elapsed().as_secs();
         if self.dirty || second != self.last_second {

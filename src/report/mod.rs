@@ -90,6 +90,10 @@ impl StoryResult {
 /// Renders notes. One implementation per output style.
 pub trait Sink: Send {
     fn note(&mut self, note: Note);
+    /// Does this sink redraw on a timer? (Only then does `tick` run.)
+    fn ticks(&self) -> bool {
+        false
+    }
     /// Called about ten times a second while the run lasts (redraws).
     fn tick(&mut self) {}
     /// The run is over: clear whatever is live on screen.
@@ -197,7 +201,12 @@ impl Reporter {
         let thread = std::thread::Builder::new()
             .name("reporter".into())
             .spawn(move || {
-                let tick = crossbeam_channel::tick(std::time::Duration::from_millis(100));
+                // An idle run must cost nothing: no timer unless the sink redraws.
+                let tick = if sink.ticks() {
+                    crossbeam_channel::tick(std::time::Duration::from_millis(100))
+                } else {
+                    crossbeam_channel::never()
+                };
                 loop {
                     crossbeam_channel::select! {
                         recv(rx) -> note => match note {

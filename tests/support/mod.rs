@@ -56,6 +56,8 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 
 /// A git repo with one commit, a board and a place for agents to record.
 pub struct TestRepo {
+    /// Runners this test started: killed when the test ends, even by a panic.
+    spawned: std::cell::RefCell<Vec<u32>>,
     _tmp: TempDir,
     pub root: PathBuf,
     /// Agents write what they saw here: `<ID>.start`, `<ID>.env`, ...
@@ -87,6 +89,7 @@ impl TestRepo {
         git(&root, &["commit", "-q", "-m", "init"]);
         fs::create_dir_all(root.join(".ai-sdlc/stories")).unwrap();
         TestRepo {
+            spawned: Default::default(),
             _tmp: tmp,
             root,
             rec,
@@ -173,12 +176,15 @@ impl TestRepo {
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args)
+        let child = self
+            .cmd(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap()
+            .unwrap();
+        self.spawned.borrow_mut().push(child.id());
+        child
     }
 
     pub fn rec_file(&self, name: &str) -> Option<String> {
@@ -211,6 +217,18 @@ impl TestRepo {
 
     pub fn worktree(&self, key: &str) -> PathBuf {
         self.root.join(".ai-sdlc/worktrees").join(key)
+    }
+}
+
+impl Drop for TestRepo {
+    fn drop(&mut self) {
+        // A failed test must not leave its runner (and so its agents) behind.
+        for &pid in self.spawned.borrow().iter() {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if alive(pid as i32) && String::from_utf8_lossy(&cmdline).contains(BIN) {
+                signal(pid, libc::SIGKILL);
+            }
+        }
     }
 }
 
