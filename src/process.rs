@@ -94,20 +94,19 @@ pub fn become_subreaper() {
 /// Every live descendant of this process, walking
 /// `/proc/<pid>/task/<tid>/children`; `None` when the kernel lacks them.
 pub fn descendants() -> Option<Vec<u32>> {
+    let me = std::process::id();
+    // The kernel has the files (CONFIG_PROC_CHILDREN) if the main thread's is there.
+    std::fs::metadata(format!("/proc/{me}/task/{me}/children")).ok()?;
     let mut found = Vec::new();
-    let mut stack = vec![std::process::id()];
+    let mut stack = vec![me];
     while let Some(pid) = stack.pop() {
-        let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
-            Ok(t) => t,
-            // It died meanwhile: nothing below it to find.
-            Err(_) if pid != std::process::id() => continue,
-            Err(_) => return None,
+        // A process or thread that ended meanwhile has nothing below it.
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
         };
         for task in tasks.flatten() {
-            let children = match std::fs::read_to_string(task.path().join("children")) {
-                Ok(c) => c,
-                Err(_) if pid == std::process::id() => return None,
-                Err(_) => continue,
+            let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+                continue;
             };
             for child in children
                 .split_whitespace()

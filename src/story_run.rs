@@ -326,7 +326,12 @@ fn start_agent(job: &Job, phase: &PhaseCommand, limits: &Limits) -> Result<Child
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    process::supervise_from_this_thread(&mut cmd, limits.group == Group::Own, libc::SIGKILL);
+    if limits.group == Group::Own {
+        // In the runner itself: nothing else would stop the agent if the runner died.
+        process::supervise_from_this_thread(&mut cmd, true, libc::SIGKILL);
+    }
+    // In the executor no pre_exec hook is needed (so std can use posix_spawn):
+    // the executor sweeps its descendants, and the runner sweeps the group.
     cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!(
             "cannot start phase {}: command {program:?} not found (run from {}); check agent.command or the phase's command in .ai-sdlc.json",

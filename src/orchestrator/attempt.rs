@@ -31,6 +31,22 @@ fn not_run(story: &Story, outcome: Outcome, why: String) -> Attempt {
     Attempt::Ran(Box::new(r))
 }
 
+/// The result of a story whose handling panicked in the runner. Its claim
+/// was released while unwinding; the next run finds it stale if it was left
+/// in-progress.
+pub fn crashed(story: &Story, panic: Box<dyn std::any::Any + Send>) -> Attempt {
+    let what = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    not_run(
+        story,
+        Outcome::Failed,
+        format!("internal error in ai-sdlc while running this story ({what}); please report it"),
+    )
+}
+
 /// The job for `story` with its phases resolved from the config.
 pub fn build_job(
     config: &Config,

@@ -293,7 +293,11 @@ fn dispatch(
             .spawn(move || {
                 // This thread spawns and reaps each child: PDEATHSIG follows the thread.
                 for story in jobs {
-                    let a = attempt::attempt(&ctx, &story);
+                    // A bug in handling one story fails that story, not the run.
+                    let a = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        attempt::attempt(&ctx, &story)
+                    }))
+                    .unwrap_or_else(|panic| attempt::crashed(&story, panic));
                     if results.send((story, a)).is_err() {
                         return;
                     }
