@@ -214,14 +214,10 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
         return Ok(code);
     }
     let t = report::Totals::of(&results);
+    if results.len() > 1 && t.failed + t.timed_out == results.len() {
+        eprintln!("ai-sdlc: every story failed; their logs say why (ai-sdlc logs <ID>)");
+    }
     if t.failed + t.timed_out + t.skipped + t.cancelled > 0 {
-        if !results.is_empty()
-            && t.succeeded == 0
-            && t.failed + t.timed_out == results.len()
-            && results.len() > 1
-        {
-            eprintln!("ai-sdlc: every story failed; see the logs above");
-        }
         return Ok(EXIT_FAILED);
     }
     Ok(0)

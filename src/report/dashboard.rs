@@ -27,6 +27,7 @@ pub struct Dashboard {
     done: usize,
     failed: usize,
     skipped: usize,
+    cancelled: usize,
     start: Instant,
     color: bool,
     /// Single-story mode: the agent's output scrolls above the status line.
@@ -80,6 +81,7 @@ impl Dashboard {
             done: 0,
             failed: 0,
             skipped: 0,
+            cancelled: 0,
             start: Instant::now(),
             color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
             stream_output,
@@ -148,11 +150,15 @@ impl Dashboard {
 
     fn footer(&self, w: usize) -> String {
         let running = self.rows.len();
-        let queued = self
-            .total
-            .saturating_sub(running + self.done + self.failed + self.skipped);
+        let ended = self.done + self.failed + self.skipped + self.cancelled;
+        let queued = self.total.saturating_sub(running + ended);
+        let cancelled = if self.cancelled > 0 {
+            format!(" · cancelled {}", self.cancelled)
+        } else {
+            String::new()
+        };
         let text = format!(
-            "queued {queued} · running {running} · done {} · failed {} · skipped {} · {}",
+            "queued {queued} · running {running} · done {} · failed {} · skipped {}{cancelled} · {}",
             self.done,
             self.failed,
             self.skipped,
@@ -197,7 +203,10 @@ impl Dashboard {
                 self.skipped += 1;
                 ("-", "33")
             }
-            Outcome::Cancelled => ("·", "33"),
+            Outcome::Cancelled => {
+                self.cancelled += 1;
+                ("·", "33")
+            }
             _ => {
                 self.failed += 1;
                 ("✗", "31")
