@@ -91,41 +91,7 @@ impl Ipc {
 
 impl Observer for Ipc {
     fn event(&mut self, e: Event) {
-        match e {
-            Event::PhaseStarted {
-                index,
-                count,
-                name,
-                pid,
-            } => self.send(Body::Status {
-                phase: name.to_string(),
-                phase_index: index,
-                phase_count: count,
-                progress: (index * 100 / count.max(1)) as u8,
-                message: format!("started, pid {pid}"),
-            }),
-            Event::Output { stream, line } => self.send(Body::Log {
-                stream,
-                line: line.to_string(),
-            }),
-            Event::PhaseFinished {
-                index,
-                count,
-                name,
-                summary,
-            } => self.send(Body::Status {
-                phase: name.to_string(),
-                phase_index: index,
-                phase_count: count,
-                progress: ((index + 1) * 100 / count.max(1)) as u8,
-                message: summary.to_string(),
-            }),
-            Event::Problem { code, message } => self.send(Body::Error {
-                code: code.to_string(),
-                message: message.to_string(),
-                recoverable: false,
-            }),
-        }
+        self.send(Body::from_event(&e));
     }
 }
 

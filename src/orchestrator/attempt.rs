@@ -253,59 +253,20 @@ struct Console<'a> {
 
 impl Observer for Console<'_> {
     fn event(&mut self, e: Event) {
-        let id = self.id.to_string();
-        match e {
-            Event::PhaseStarted {
-                index,
-                count,
-                name,
-                pid,
-            } => {
-                let message = format!("started, pid {pid}");
-                lock_log(self.log).line(
-                    "runner",
-                    &format!("phase {}/{count} {name}: {message}", index + 1),
-                );
-                let _ = self.ctx.notes.send(Note::Phase {
-                    id,
-                    name: name.to_string(),
-                    index,
-                    count,
-                    message,
-                });
-            }
-            Event::Output { stream, line } => {
-                lock_log(self.log).line(stream.as_str(), line);
-                let _ = self.ctx.notes.send(Note::Output {
-                    id,
-                    line: line.to_string(),
-                });
-            }
-            Event::PhaseFinished {
-                index,
-                count,
-                name,
-                summary,
-            } => {
-                lock_log(self.log).line(
-                    "runner",
-                    &format!("phase {}/{count} {name}: {summary}", index + 1),
-                );
-                let _ = self.ctx.notes.send(Note::Phase {
-                    id,
-                    name: name.to_string(),
-                    index,
-                    count,
-                    message: summary.to_string(),
-                });
-            }
-            Event::Problem { message, .. } => {
-                lock_log(self.log).line("runner", message);
-                let _ = self.ctx.notes.send(Note::Warn {
-                    id: Some(id),
-                    text: message.to_string(),
-                });
-            }
+        let body = crate::ipc::Body::from_event(&e);
+        let line = child::record(
+            self.id,
+            body,
+            &mut lock_log(self.log),
+            &self.ctx.notes,
+            None,
+        );
+        if let Some(line) = line {
+            // Every line: single-story mode streams the agent's output.
+            let _ = self.ctx.notes.send(Note::Output {
+                id: self.id.to_string(),
+                line,
+            });
         }
     }
 

@@ -25,7 +25,7 @@ const TICK: Duration = Duration::from_millis(50);
 const OUTPUT_NOTE_EVERY: Duration = Duration::from_millis(100);
 
 /// What the reader thread learned from the child.
-struct Heard {
+pub(super) struct Heard {
     /// Milliseconds after `start` of the last health response.
     last_health_ms: AtomicU64,
     complete: Mutex<Option<Body>>,
@@ -334,6 +334,65 @@ fn judge(sup: Supervised, complete: Option<Body>, started: Instant, ctx: &Ctx) -
     r
 }
 
+/// Put what a story reported into its log and tell the reporter; the same
+/// for a child's IPC messages and the single-story mode's events. Returns
+/// the agent's output line, for the caller to pass on as it sees fit.
+pub(super) fn record(
+    id: &str,
+    body: Body,
+    log: &mut RunLog,
+    notes: &Sender<Note>,
+    heard: Option<&Heard>,
+) -> Option<String> {
+    match body {
+        Body::Log { stream, line } => {
+            log.line(stream.as_str(), &line);
+            return Some(line);
+        }
+        Body::Status {
+            phase,
+            phase_index,
+            phase_count,
+            message,
+            ..
+        } => {
+            log.line(
+                "runner",
+                &format!("phase {}/{phase_count} {phase}: {message}", phase_index + 1),
+            );
+            let _ = notes.send(Note::Phase {
+                id: id.to_string(),
+                name: phase,
+                index: phase_index,
+                count: phase_count,
+                message,
+            });
+        }
+        Body::Error { code, message, .. } => {
+            log.line("runner", &format!("error {code}: {message}"));
+            let _ = notes.send(Note::Warn {
+                id: Some(id.to_string()),
+                text: message,
+            });
+        }
+        Body::HealthResponse { .. } => {
+            if let Some(h) = heard {
+                h.last_health_ms
+                    .store(h.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+            }
+        }
+        body @ Body::Complete { .. } => {
+            if let Some(h) = heard {
+                *h.complete.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
+            }
+        }
+        Body::HealthCheck | Body::Shutdown { .. } => {
+            log.line("runner", "ignored a runner-bound message from the executor");
+        }
+    }
+    None
+}
+
 fn read_child(
     out: ChildStdout,
     id: &str,
@@ -354,49 +413,8 @@ fn read_child(
         };
         match item {
             Ok(msg) => {
-                let mut log = lock_log(log);
-                match msg.body {
-                    Body::Log { stream, line } => {
-                        log.line(stream.as_str(), &line);
-                        pending_output = Some(line);
-                    }
-                    Body::Status {
-                        phase,
-                        phase_index,
-                        phase_count,
-                        message,
-                        ..
-                    } => {
-                        log.line(
-                            "runner",
-                            &format!("phase {}/{phase_count} {phase}: {message}", phase_index + 1),
-                        );
-                        let _ = notes.send(Note::Phase {
-                            id: id.to_string(),
-                            name: phase,
-                            index: phase_index,
-                            count: phase_count,
-                            message,
-                        });
-                    }
-                    Body::Error { code, message, .. } => {
-                        log.line("runner", &format!("error {code}: {message}"));
-                        let _ = notes.send(Note::Warn {
-                            id: Some(id.to_string()),
-                            text: message,
-                        });
-                    }
-                    Body::HealthResponse { .. } => {
-                        heard
-                            .last_health_ms
-                            .store(heard.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-                    }
-                    body @ Body::Complete { .. } => {
-                        *heard.complete.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
-                    }
-                    Body::HealthCheck | Body::Shutdown { .. } => {
-                        log.line("runner", "ignored a runner-bound message from the executor");
-                    }
+                if let Some(line) = record(id, msg.body, &mut lock_log(log), notes, Some(heard)) {
+                    pending_output = Some(line);
                 }
             }
             Err(why) => {
