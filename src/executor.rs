@@ -96,6 +96,10 @@ impl Observer for Ipc {
 }
 
 pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
+    if !process::die_with_parent(libc::SIGTERM) {
+        // The runner died while starting us: nothing to report to, nothing to run.
+        return 1;
+    }
     // Orphans of the agents become ours, so the sweep below finds them all.
     process::become_subreaper();
     if let Err(e) = shutdown::install(|_, _| {}) {

@@ -5,12 +5,11 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// Put the child in a new process group (when `own_group`) and make the
-/// kernel send it `death_signal` when the spawning *thread* dies.
-pub fn supervise_from_this_thread(cmd: &mut Command, own_group: bool, death_signal: libc::c_int) {
-    if own_group {
-        cmd.process_group(0);
-    }
+/// Put the child in a new process group and make the kernel send it
+/// `death_signal` when the spawning *thread* dies. (A pre_exec hook: std
+/// then forks instead of posix_spawn; see `die_with_parent` for the other way.)
+pub fn supervise_from_this_thread(cmd: &mut Command, death_signal: libc::c_int) {
+    cmd.process_group(0);
     // SAFETY: getpid is async-signal-safe and runs here, in the parent.
     let parent = unsafe { libc::getpid() };
     // SAFETY: only async-signal-safe calls (prctl, getppid) run between fork and exec.
@@ -34,6 +33,34 @@ pub fn supervise_from_this_thread(cmd: &mut Command, own_group: bool, death_sign
             }
             Ok(())
         });
+    }
+}
+
+/// The variable that carries the runner's pid to the executor.
+pub const RUNNER_PID_VAR: &str = "AI_SDLC_RUNNER_PID";
+
+/// For a process started without a pre_exec hook (so std can posix_spawn
+/// it): ask for `death_signal` when the parent thread dies, then make sure
+/// the parent named in `RUNNER_PID_VAR` is still the parent. False when it
+/// is already gone: the caller should exit at once.
+pub fn die_with_parent(death_signal: libc::c_int) -> bool {
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            death_signal as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    match std::env::var(RUNNER_PID_VAR)
+        .ok()
+        .and_then(|p| p.parse::<libc::pid_t>().ok())
+    {
+        // SAFETY: trivial getter.
+        Some(parent) => (unsafe { libc::getppid() }) == parent,
+        None => true,
     }
 }
 

@@ -319,6 +319,7 @@ fn start_agent(job: &Job, phase: &PhaseCommand, limits: &Limits) -> Result<Child
         .current_dir(&job.workdir)
         .envs(job.env(&phase.name))
         .env_remove("AI_SDLC_ROOT")
+        .env_remove(process::RUNNER_PID_VAR)
         .stdin(if used_prompt {
             Stdio::null()
         } else {
@@ -328,7 +329,7 @@ fn start_agent(job: &Job, phase: &PhaseCommand, limits: &Limits) -> Result<Child
         .stderr(Stdio::piped());
     if limits.group == Group::Own {
         // In the runner itself: nothing else would stop the agent if the runner died.
-        process::supervise_from_this_thread(&mut cmd, true, libc::SIGKILL);
+        process::supervise_from_this_thread(&mut cmd, libc::SIGKILL);
     }
     // In the executor no pre_exec hook is needed (so std can use posix_spawn):
     // the executor sweeps its descendants, and the runner sweeps the group.

@@ -13,7 +13,7 @@ use crate::report::Note;
 use crate::shutdown::{self, State};
 use crate::story_run::{Job, Outcome, RunResult};
 use crossbeam_channel::{Receiver, Sender, bounded};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,10 +71,15 @@ pub fn run(ctx: &Ctx, job: &Job, log: &Arc<Mutex<RunLog>>, worktree: Option<Stri
         .arg(ctx.settings.grace.as_millis().to_string())
         .current_dir(&job.workdir)
         .env("AI_SDLC_STORY_ID", &job.id)
+        .env(process::RUNNER_PID_VAR, std::process::id().to_string())
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(stderr);
-    process::supervise_from_this_thread(&mut cmd, true, libc::SIGTERM);
+    // No pre_exec hook, so std can posix_spawn (a fork of this multi-threaded
+    // runner costs copy-on-write faults in every thread): the executor sets
+    // its PDEATHSIG itself and checks it still has this parent. It is
+    // spawned from this worker thread, which lives until it is reaped.
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return failed(format!("cannot start the executor: {e}"), started),
