@@ -192,14 +192,14 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
     for b in branches.lines() {
         println!("    {}", b.trim_start_matches(['*', '+', ' ']));
     }
-    println!(
-        "  worktrees kept (failed, or with uncommitted work): {}",
-        if kept.is_empty() {
-            "none".to_string()
-        } else {
-            kept.join(", ")
+    if kept.is_empty() {
+        println!("  worktrees kept: none");
+    } else {
+        println!("  worktrees kept (not finished, or with uncommitted work):");
+        for w in &kept {
+            println!("    {w}");
         }
-    );
+    }
     println!("  run logs: .ai-sdlc/stories/<ID>/logs/");
     let on_path = std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("ai-sdlc").is_file()));

@@ -206,7 +206,10 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     let duration_ms = started.elapsed().as_millis() as u64;
     drop(ctx);
     reporter.finish();
-    eprint!("{}", report::summary(&results, duration_ms));
+    eprint!(
+        "{}",
+        report::summary(&results, duration_ms, report::terminal_width())
+    );
     if args.json {
         println!("{}", report::json(&results, duration_ms));
     }

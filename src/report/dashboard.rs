@@ -40,14 +40,7 @@ pub struct Dashboard {
 }
 
 fn width() -> usize {
-    // SAFETY: TIOCGWINSZ fills a winsize struct we own.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
-    if ok && ws.ws_col > 0 {
-        ws.ws_col as usize
-    } else {
-        80
-    }
+    super::terminal_width().unwrap_or(80)
 }
 
 /// `s` cut to `max` characters, with `…` when cut.

@@ -287,8 +287,25 @@ pub fn json(results: &[StoryResult], duration_ms: u64) -> String {
     .to_string()
 }
 
-/// The human summary: one line per story, and why things were kept.
-pub fn summary(results: &[StoryResult], duration_ms: u64) -> String {
+/// The terminal's width in columns, when stderr is a terminal.
+pub fn terminal_width() -> Option<usize> {
+    if !stderr_is_terminal() {
+        return None;
+    }
+    // SAFETY: TIOCGWINSZ fills a winsize struct we own.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    Some(if ok && ws.ws_col > 0 {
+        ws.ws_col as usize
+    } else {
+        80
+    })
+}
+
+/// The human summary: one line per story (cut to `width` on a terminal, so
+/// nothing wraps; the most useful columns first), the reason under each
+/// story that did not succeed, and where to look next.
+pub fn summary(results: &[StoryResult], duration_ms: u64, width: Option<usize>) -> String {
     let t = Totals::of(results);
     let mut s = format!(
         "\nSummary: {} succeeded, {} failed, {} timed out, {} cancelled, {} skipped in {}\n",
@@ -300,18 +317,15 @@ pub fn summary(results: &[StoryResult], duration_ms: u64) -> String {
         human_duration(duration_ms)
     );
     let id_w = results.iter().map(|r| r.id.len()).max().unwrap_or(0);
+    let cut = |line: String| match width {
+        Some(w) if line.chars().count() >= w => {
+            let mut l: String = line.chars().take(w.saturating_sub(2)).collect();
+            l.push('…');
+            l
+        }
+        _ => line,
+    };
     for r in results {
-        let wt = match (&r.worktree, r.worktree_kept) {
-            (Some(w), true) => format!(
-                "worktree kept{}: {w}",
-                r.kept_because
-                    .as_deref()
-                    .map(|b| format!(" ({b})"))
-                    .unwrap_or_default()
-            ),
-            (Some(_), false) => "worktree removed".to_string(),
-            (None, _) => String::new(),
-        };
         let mut parts = vec![format!(
             "  {:<id_w$}  {:<9}  {:>7}",
             r.id,
@@ -322,22 +336,28 @@ pub fn summary(results: &[StoryResult], duration_ms: u64) -> String {
                 human_duration(r.duration_ms)
             }
         )];
+        match (&r.worktree, r.worktree_kept, &r.kept_because) {
+            (Some(w), true, Some(why)) => parts.push(format!("worktree kept ({why}): {w}")),
+            (Some(w), true, None) => parts.push(format!("worktree kept: {w}")),
+            (Some(_), false, _) => parts.push("worktree removed".into()),
+            (None, _, _) => {}
+        }
         if let Some(b) = &r.branch {
             parts.push(b.clone());
-        }
-        if !wt.is_empty() {
-            parts.push(wt);
         }
         if let Some(l) = &r.log {
             parts.push(format!("log {l}"));
         }
-        s.push_str(&parts.join("  "));
+        s.push_str(&cut(parts.join("  ")));
         s.push('\n');
         if let Some(e) = &r.error
             && r.outcome != Outcome::Succeeded
         {
             s.push_str(&format!("  {:<id_w$}  {e}\n", ""));
         }
+    }
+    if width.is_some() && !results.is_empty() {
+        s.push_str("More: ai-sdlc logs <ID>, ai-sdlc worktrees, ai-sdlc status\n");
     }
     s
 }
