@@ -127,11 +127,9 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
         let path = ctx.config.worktree_base().join(&key);
         let branch = worktree::branch_name(&key);
         let base = ctx.settings.base_branch.as_deref().unwrap_or("HEAD");
-        let made = {
-            let _in_runner = ctx.worktree_lock.lock().unwrap_or_else(|p| p.into_inner());
-            worktree::serialize(&ctx.config.worktree_base())
-                .and_then(|_across_runners| worktree::prepare(root, &path, &branch, base))
-        };
+        // One worktree change at a time, across threads and runners.
+        let made = worktree::serialize(&ctx.config.worktree_base())
+            .and_then(|_lock| worktree::prepare(root, &path, &branch, base));
         match made {
             Ok(how) => {
                 if how == worktree::Prepared::Reused {

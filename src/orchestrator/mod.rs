@@ -21,7 +21,7 @@ use crate::story_run::Outcome;
 use crossbeam_channel::{Sender, unbounded};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The run's options, resolved from flags, environment and config.
@@ -109,8 +109,6 @@ pub struct Ctx {
     pub board: Board,
     pub settings: Settings,
     pub notes: Sender<Note>,
-    /// git's own locks do not make parallel `git worktree add` safe.
-    pub worktree_lock: Mutex<()>,
     /// `run --story`: any status but done (or done with --force) may run.
     pub by_id: bool,
     pub force: bool,
@@ -198,7 +196,6 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
         config,
         settings,
         notes,
-        worktree_lock: Mutex::new(()),
         by_id: !args.story.is_empty(),
         force: args.force,
     });
