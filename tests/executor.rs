@@ -172,10 +172,7 @@ fn stops_on(how: &str) {
     ex.exit_code();
     for which in ["pid", "bg"] {
         let p = repo.pid("S-0001", which);
-        assert!(
-            wait_for(5, || !alive(p)),
-            "{how}: agent {which} {p} left running"
-        );
+        assert_dies(p, 5, &format!("{how}: agent process {which}"));
     }
 }
 

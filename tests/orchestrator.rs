@@ -103,10 +103,7 @@ fn a_killed_executor_and_a_failing_agent_fail_only_their_stories() {
     );
     assert_eq!(repo.status("S-0003"), "done");
     assert_eq!(repo.status("S-0004"), "done");
-    assert!(
-        !alive(repo.pid("S-0001", "pid")),
-        "the killed executor's agent lives on"
-    );
+    assert_dies(repo.pid("S-0001", "pid"), 2, "the killed executor's agent");
 }
 
 fn interrupt(agent_body: &str, extra: &[&str], second: bool) {
@@ -134,7 +131,7 @@ fn interrupt(agent_body: &str, extra: &[&str], second: bool) {
     let took = t0.elapsed();
     assert_eq!(code, 130, "{err}");
     for p in &pids {
-        assert!(!alive(*p), "agent {p} outlived the runner");
+        assert_dies(*p, 2, "an agent of the interrupted runner");
     }
     for i in 1..=5 {
         assert_eq!(
@@ -205,10 +202,7 @@ fn sigkill_of_the_runner_leaves_nothing_and_the_next_run_recovers() {
     signal(child.id(), libc::SIGKILL);
     let _ = finish(child, 10);
     for p in &pids {
-        assert!(
-            wait_for(10, || !alive(*p)),
-            "process {p} outlived the SIGKILLed runner"
-        );
+        assert_dies(*p, 10, "a process of the SIGKILLed runner");
     }
     assert_eq!(repo.status("S-0001"), "in-progress");
     std::fs::write(repo.rec.join("fast"), "").unwrap();
@@ -295,20 +289,14 @@ fn background_processes_die_with_their_story() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     for id in ["S-0001", "S-0002"] {
         let p = repo.pid(id, "bg");
-        assert!(
-            wait_for(5, || !alive(p)),
-            "{id}'s sleep 300 & ({p}) outlived its story"
-        );
+        assert_dies(p, 5, &format!("{id}'s sleep 300 &"));
     }
     // Single-story mode too.
     repo.story("S-0003", "Single", 3, "ready", "");
     let out = repo.run(&["run"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let p = repo.pid("S-0003", "bg");
-    assert!(
-        wait_for(5, || !alive(p)),
-        "single mode: sleep 300 & ({p}) outlived its story"
-    );
+    assert_dies(p, 5, "single mode: sleep 300 &");
 }
 
 #[test]
@@ -338,7 +326,7 @@ fn a_timeout_blocks_only_the_slow_story() {
             .contains("timed out")
     );
     assert_eq!(repo.status("S-0002"), "done");
-    assert!(!alive(repo.pid("S-0001", "pid")));
+    assert_dies(repo.pid("S-0001", "pid"), 2, "the timed-out agent");
 }
 
 #[test]

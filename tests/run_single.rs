@@ -131,9 +131,10 @@ fn a_timed_out_agent_is_killed_and_blocked() {
             .unwrap()
             .contains("timed out")
     );
-    assert!(
-        !alive(repo.pid("S-0001", "pid")),
-        "the agent outlived its time limit"
+    assert_dies(
+        repo.pid("S-0001", "pid"),
+        2,
+        "the agent past its time limit",
     );
 }
 
@@ -170,10 +171,7 @@ fn ctrl_c_returns_the_story_to_ready_and_leaves_no_agent() {
     assert_eq!(repo.status("S-0001"), "ready");
     for which in ["pid", "bg"] {
         let p = repo.pid("S-0001", which);
-        assert!(
-            wait_for(5, || !alive(p)),
-            "agent process {which} {p} is still alive"
-        );
+        assert_dies(p, 5, &format!("agent process {which}"));
     }
 }
 

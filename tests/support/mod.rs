@@ -245,6 +245,14 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+/// Fail unless process `pid` is gone within `secs`; `what` says what it was.
+pub fn assert_dies(pid: i32, secs: u64, what: &str) {
+    assert!(
+        wait_for(secs, || !alive(pid)),
+        "{what} (pid {pid}) is still running"
+    );
+}
+
 /// Poll `f` every 20 ms until it holds or `secs` pass.
 pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
