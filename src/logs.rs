@@ -71,6 +71,13 @@ impl RunLog {
         }
     }
 
+    /// A lifecycle line of the runner, written through at once so that
+    /// `logs --follow` and people see it when it happens.
+    pub fn note(&mut self, text: &str) {
+        self.line("runner", text);
+        self.flush();
+    }
+
     pub fn flush(&mut self) {
         if !self.failed
             && let Err(e) = self.out.flush()
@@ -230,7 +237,7 @@ mod tests {
         let mut paths = Vec::new();
         for i in 0..4 {
             let mut log = RunLog::create(&dir, 2).unwrap();
-            log.line("runner", &format!("run {i}"));
+            log.note(&format!("run {i}"));
             paths.push(log.path.clone());
         }
         let left = runs(&dir);

@@ -420,3 +420,38 @@ fn every_story_failing_is_an_aggregate_failure() {
             .contains("SIGSEGV")
     );
 }
+
+#[test]
+fn a_stopped_executor_is_reported_unresponsive_and_then_responsive() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("w.sh", "while [ ! -f \"$REC/go\" ]; do sleep 0.05; done");
+    repo.use_agent(&agent); // healthCheckInterval 200 ms, threshold 2
+    repo.story("S-0001", "Frozen", 1, "ready", "");
+    repo.story("S-0002", "Other", 2, "ready", "");
+    let child = repo.spawn(&["run", "--concurrent", "2"]);
+    assert!(wait_for(20, || repo.rec_file("S-0001.ppid").is_some()));
+    let executor = repo.pid("S-0001", "ppid");
+    let log = || {
+        let dir = repo.root.join(".ai-sdlc/stories/S-0001/logs");
+        std::fs::read_dir(dir)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .unwrap_or_default()
+    };
+    signal(executor as u32, libc::SIGSTOP);
+    let reported = wait_for(20, || log().contains("unresponsive: no health response"));
+    signal(executor as u32, libc::SIGCONT);
+    assert!(reported, "no unresponsive report in the log:\n{}", log());
+    assert!(
+        wait_for(20, || log().contains("responsive again")),
+        "no recovery in the log:\n{}",
+        log()
+    );
+    std::fs::write(repo.rec.join("go"), "").unwrap();
+    let (code, _, err) = finish(child, 30);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("[S-0001] warning: unresponsive"), "{err}");
+    assert!(err.contains("[S-0001] responsive again"), "{err}");
+    assert_eq!(repo.status("S-0001"), "done");
+}

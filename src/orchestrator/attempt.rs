@@ -198,15 +198,12 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
             return Attempt::Ran(Box::new(finish(ctx, &story, r, worktree, &branch, log_rel)));
         }
     };
-    lock_log(&log).line(
-        "runner",
-        &format!(
-            "run of {} {:?} in {}",
-            story.id,
-            story.title,
-            workdir.display()
-        ),
-    );
+    lock_log(&log).note(&format!(
+        "run of {} {:?} in {}",
+        story.id,
+        story.title,
+        workdir.display()
+    ));
     let result = if ctx.settings.in_process() {
         let _ = ctx.notes.send(Note::Started {
             id: story.id.clone(),
@@ -219,19 +216,16 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     } else {
         child::run(ctx, &job, &log, worktree.as_ref().map(|w| rel(root, w)))
     };
-    lock_log(&log).line(
-        "runner",
-        &format!(
-            "outcome {} after {}{}",
-            result.outcome.as_str(),
-            time::human_duration(result.duration_ms),
-            result
-                .error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        ),
-    );
+    lock_log(&log).note(&format!(
+        "outcome {} after {}{}",
+        result.outcome.as_str(),
+        time::human_duration(result.duration_ms),
+        result
+            .error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default()
+    ));
     drop(log);
     let r = finish(ctx, &story, result, worktree, &branch, log_rel);
     drop(claim);

@@ -111,10 +111,7 @@ pub fn run(ctx: &Ctx, job: &Job, log: &Arc<Mutex<RunLog>>, worktree: Option<Stri
             log::warn!("[{}] cannot start its reader: {e}", job.id);
         }
     }
-    lock_log(log).line(
-        "runner",
-        &format!("executor started, pid {pid}", pid = pgid),
-    );
+    lock_log(log).note(&format!("executor started, pid {pid}", pid = pgid));
     let _ = ctx.notes.send(Note::Started {
         id: job.id.clone(),
         title: job.title.clone(),
@@ -194,7 +191,7 @@ fn supervise(
             Ok(None) => {}
             Err(e) => {
                 // Never spin on a child we cannot wait for.
-                lock_log(log).line("runner", &format!("cannot wait for the executor: {e}"));
+                lock_log(log).note(&format!("cannot wait for the executor: {e}"));
                 return sup;
             }
         }
@@ -208,10 +205,7 @@ fn supervise(
             } else {
                 "shutting down"
             };
-            lock_log(log).line(
-                "runner",
-                &format!("{why}: SIGTERM to the executor's group {pgid}"),
-            );
+            lock_log(log).note(&format!("{why}: SIGTERM to the executor's group {pgid}"));
             send(
                 stdin,
                 Body::Shutdown {
@@ -222,7 +216,7 @@ fn supervise(
             kill_at = Some(now + ctx.settings.grace);
         }
         if !killed && (state == State::Forced || kill_at.is_some_and(|k| now >= k)) {
-            lock_log(log).line("runner", &format!("SIGKILL to the executor's group {pgid}"));
+            lock_log(log).note(&format!("SIGKILL to the executor's group {pgid}"));
             let _ = ctx.notes.send(Note::Info {
                 id: Some(job.id.clone()),
                 text: "did not stop in time: SIGKILL".into(),
@@ -247,13 +241,14 @@ fn supervise(
                     "unresponsive: no health response for {}",
                     crate::time::human_duration(silent.as_millis() as u64)
                 );
-                lock_log(log).line("runner", &text);
+                lock_log(log).note(&text);
                 let _ = ctx.notes.send(Note::Warn {
                     id: Some(job.id.clone()),
                     text,
                 });
             } else if unresponsive && silent <= limit {
                 unresponsive = false;
+                lock_log(log).note("responsive again");
                 let _ = ctx.notes.send(Note::Info {
                     id: Some(job.id.clone()),
                     text: "responsive again".into(),
@@ -361,10 +356,10 @@ pub(super) fn record(
             message,
             ..
         } => {
-            log.line(
-                "runner",
-                &format!("phase {}/{phase_count} {phase}: {message}", phase_index + 1),
-            );
+            log.note(&format!(
+                "phase {}/{phase_count} {phase}: {message}",
+                phase_index + 1
+            ));
             let _ = notes.send(Note::Phase {
                 id: id.to_string(),
                 name: phase,
@@ -374,7 +369,7 @@ pub(super) fn record(
             });
         }
         Body::Error { code, message, .. } => {
-            log.line("runner", &format!("error {code}: {message}"));
+            log.note(&format!("error {code}: {message}"));
             let _ = notes.send(Note::Warn {
                 id: Some(id.to_string()),
                 text: message,
