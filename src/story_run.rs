@@ -15,7 +15,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
 
-/// How often a running phase checks for a stop or the deadline.
+/// How often a running phase checks for a stop or the deadline, and the
+/// longest a supervisor waits between reaping attempts of an exiting child.
 pub const TICK: Duration = Duration::from_millis(50);
 
 /// Everything a story run needs, resolved by the runner.

@@ -11,7 +11,7 @@ use crate::logs::RunLog;
 use crate::process;
 use crate::report::Note;
 use crate::shutdown::{self, State};
-use crate::story_run::{Job, Outcome, RunResult};
+use crate::story_run::{self, Job, Outcome, RunResult};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{ChildStdout, Command, ExitStatus, Stdio};
@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
 
-const TICK: Duration = Duration::from_millis(50);
 /// The dashboard needs the latest line, not every line.
 const OUTPUT_NOTE_EVERY: Duration = Duration::from_millis(100);
 
@@ -262,7 +261,7 @@ fn supervise(
         let wait = wake_at.saturating_duration_since(Instant::now());
         if !output_open || killed {
             // It closed its stdout, or was killed: its exit is moments away.
-            if let Ok(Some(st)) = child.wait_timeout(wait.min(TICK)) {
+            if let Ok(Some(st)) = child.wait_timeout(wait.min(story_run::TICK)) {
                 sup.status = Some(st);
                 return sup;
             }
