@@ -186,6 +186,16 @@ pub fn rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
+/// How a process ended, for people: "exited with code 3", "was killed by SIGKILL".
+pub fn exit_text(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exited with code {c}"),
+        (None, Some(sig)) => format!("was killed by {}", signal_name(sig)),
+        _ => format!("ended: {status}"),
+    }
+}
+
 /// A signal's name for people: `SIGKILL`.
 pub fn signal_name(sig: i32) -> String {
     let name = match sig {

@@ -177,6 +177,20 @@ pub struct RunResult {
     pub error: Option<String>,
 }
 
+impl RunResult {
+    /// A run that failed before or outside its phases.
+    pub fn failed(error: String, duration_ms: u64) -> RunResult {
+        RunResult {
+            outcome: Outcome::Failed,
+            exit_code: None,
+            signal: None,
+            failed_phase: None,
+            duration_ms,
+            error: Some(error),
+        }
+    }
+}
+
 /// Run every phase of `job` in order. Stops early on a failing phase, the
 /// deadline, or a shutdown request (`shutdown::state()`).
 pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
@@ -259,11 +273,7 @@ impl PhaseEnd {
         } else {
             match self.status {
                 Some(s) if s.success() => return "succeeded".to_string(),
-                Some(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
-                    (Some(c), _) => format!("exited with code {c}"),
-                    (None, Some(sig)) => format!("was killed by {}", process::signal_name(sig)),
-                    _ => format!("ended: {s}"),
-                },
+                Some(s) => process::exit_text(s),
                 None => "did not run".to_string(),
             }
         };

@@ -187,14 +187,7 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     let job = match build_job(&ctx.config, &story, workdir.clone(), &branch) {
         Ok(j) => j,
         Err(e) => {
-            let r = RunResult {
-                outcome: Outcome::Failed,
-                exit_code: None,
-                signal: None,
-                failed_phase: None,
-                duration_ms: 0,
-                error: Some(e),
-            };
+            let r = RunResult::failed(e, 0);
             return Attempt::Ran(Box::new(finish(ctx, &story, r, worktree, &branch, log_rel)));
         }
     };

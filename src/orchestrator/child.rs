@@ -31,25 +31,14 @@ pub(super) struct Heard {
     start: Instant,
 }
 
-fn failed(error: String, started: Instant) -> RunResult {
-    RunResult {
-        outcome: Outcome::Failed,
-        exit_code: None,
-        signal: None,
-        failed_phase: None,
-        duration_ms: started.elapsed().as_millis() as u64,
-        error: Some(error),
-    }
-}
-
 pub fn run(ctx: &Ctx, job: &Job, log: &Arc<Mutex<RunLog>>, worktree: Option<String>) -> RunResult {
     let started = Instant::now();
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
-            return failed(
+            return RunResult::failed(
                 format!("cannot find the ai-sdlc binary to start the executor: {e}"),
-                started,
+                started.elapsed().as_millis() as u64,
             );
         }
     };
@@ -81,7 +70,12 @@ pub fn run(ctx: &Ctx, job: &Job, log: &Arc<Mutex<RunLog>>, worktree: Option<Stri
     // spawned from this worker thread, which lives until it is reaped.
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return failed(format!("cannot start the executor: {e}"), started),
+        Err(e) => {
+            return RunResult::failed(
+                format!("cannot start the executor: {e}"),
+                started.elapsed().as_millis() as u64,
+            );
+        }
     };
     let pgid = child.id();
     // wait_timeout drops child.stdin on every call: keep our own handle.
@@ -308,15 +302,10 @@ fn judge(sup: Supervised, complete: Option<Body>, started: Instant, ctx: &Ctx) -
         r.error = error;
     } else {
         r.error = Some(match status {
-            Some(s) => match (s.code(), s.signal()) {
-                (Some(c), _) => {
-                    format!("the executor exited with code {c} without reporting completion")
-                }
-                (_, Some(sig)) => {
-                    format!("the executor was killed by {}", process::signal_name(sig))
-                }
-                _ => format!("the executor ended: {s}"),
-            },
+            Some(s) => format!(
+                "the executor {} before reporting completion",
+                process::exit_text(s)
+            ),
             None => "the executor could not be waited for".into(),
         });
     }
