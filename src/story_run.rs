@@ -132,6 +132,14 @@ impl Outcome {
             Outcome::Skipped => "skipped",
         }
     }
+
+    /// The outcome in words, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Outcome::TimedOut => "timed out",
+            other => other.as_str(),
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -25,10 +25,11 @@ pub enum Attempt {
     Gone(String),
 }
 
+/// Why a queued story never started: the run was interrupted first.
+pub const INTERRUPTED: &str = "not started: the run was interrupted";
+
 fn not_run(story: &Story, outcome: Outcome, why: String) -> Attempt {
-    let mut r = StoryResult::new(&story.id, &story.title, outcome);
-    r.error = Some(why);
-    Attempt::Ran(Box::new(r))
+    Attempt::Ran(Box::new(StoryResult::not_run(story, outcome, why)))
 }
 
 /// The result of a story whose handling panicked in the runner. Its claim
@@ -96,11 +97,7 @@ fn runnable(ctx: &Ctx, s: &Story) -> bool {
 
 pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     if crate::shutdown::stopping() {
-        return not_run(
-            queued,
-            Outcome::Cancelled,
-            "not started: the run was interrupted".into(),
-        );
+        return not_run(queued, Outcome::Cancelled, INTERRUPTED.into());
     }
     let claim = match StoryClaim::try_claim(queued.dir()) {
         Ok(c) => c,

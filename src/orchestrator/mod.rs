@@ -245,7 +245,7 @@ fn gate(
     for dep in &story.dependencies {
         match finished.get(dep) {
             Some(Outcome::Succeeded) => continue,
-            Some(o) => return Gate::Skip(format!("dependency {dep} {}", describe(*o))),
+            Some(o) => return Gate::Skip(format!("dependency {dep} {}", o.describe())),
             None => {}
         }
         if pending.contains(dep) {
@@ -258,16 +258,6 @@ fn gate(
         }
     }
     Gate::Go
-}
-
-fn describe(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Succeeded => "succeeded",
-        Outcome::Failed => "failed",
-        Outcome::TimedOut => "timed out",
-        Outcome::Cancelled => "was cancelled",
-        Outcome::Skipped => "was skipped",
-    }
 }
 
 /// Feed the workers in queue order and collect their results.
@@ -316,8 +306,7 @@ fn dispatch(
     let mut results = Vec::new();
     let (mut in_flight, mut started) = (0usize, 0usize);
     let skip = |s: &Story, why: String, results: &mut Vec<StoryResult>| {
-        let mut r = StoryResult::new(&s.id, &s.title, Outcome::Skipped);
-        r.error = Some(why);
+        let r = StoryResult::not_run(s, Outcome::Skipped, why);
         let _ = ctx.notes.send(Note::Finished(Box::new(r.clone())));
         results.push(r);
     };
@@ -372,19 +361,26 @@ fn dispatch(
     for w in workers {
         let _ = w.join();
     }
-    // What never started: interrupted, or held back by a dependency that did not finish.
+    // What never started: interrupted, held back by a dependency that did
+    // not succeed, or left without a worker (none could be started).
     for s in waiting {
         if shutdown::stopping() {
-            let mut r = StoryResult::new(&s.id, &s.title, Outcome::Cancelled);
-            r.error = Some("not started: the run was interrupted".into());
-            results.push(r);
-        } else if started < max {
-            let deps = s.dependencies.join(", ");
-            skip(
+            results.push(StoryResult::not_run(
                 &s,
-                format!("dependencies {deps} did not succeed in this run"),
-                &mut results,
-            );
+                Outcome::Cancelled,
+                attempt::INTERRUPTED,
+            ));
+        } else if started < max {
+            let why = if s.dependencies.is_empty() {
+                "not started: no worker thread could be started (see the warnings above)"
+                    .to_string()
+            } else {
+                format!(
+                    "dependencies {} did not succeed in this run",
+                    s.dependencies.join(", ")
+                )
+            };
+            skip(&s, why, &mut results);
         }
     }
     results.sort_by_key(|r| order.get(&r.id).copied().unwrap_or(usize::MAX));

@@ -4,6 +4,7 @@
 
 pub mod dashboard;
 
+use crate::board::Story;
 use crate::story_run::Outcome;
 use crate::time::human_duration;
 use crossbeam_channel::{Sender, unbounded};
@@ -69,6 +70,13 @@ pub struct StoryResult {
 }
 
 impl StoryResult {
+    /// A story that did not run (or not to the end), and why.
+    pub fn not_run(story: &Story, outcome: Outcome, why: impl Into<String>) -> StoryResult {
+        let mut r = StoryResult::new(&story.id, &story.title, outcome);
+        r.error = Some(why.into());
+        r
+    }
+
     pub fn new(id: &str, title: &str, outcome: Outcome) -> StoryResult {
         StoryResult {
             id: id.to_string(),
@@ -170,17 +178,10 @@ impl Sink for Quiet {
 }
 
 pub fn finished_line(r: &StoryResult) -> String {
-    let what = match r.outcome {
-        Outcome::Succeeded => "succeeded".to_string(),
-        Outcome::Failed => "failed".to_string(),
-        Outcome::TimedOut => "timed out".to_string(),
-        Outcome::Cancelled => "cancelled".to_string(),
-        Outcome::Skipped => "skipped".to_string(),
+    let mut line = match r.outcome {
+        Outcome::Skipped => r.outcome.describe().to_string(),
+        o => format!("{} in {}", o.describe(), human_duration(r.duration_ms)),
     };
-    let mut line = format!("{what} in {}", human_duration(r.duration_ms));
-    if r.outcome == Outcome::Skipped {
-        line = what;
-    }
     if let Some(e) = &r.error {
         line.push_str(&format!(": {e}"));
     }
