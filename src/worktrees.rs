@@ -100,11 +100,12 @@ fn age(path: &Path) -> String {
     }
 }
 
-fn state(path: &Path) -> (String, Vec<String>) {
-    match worktree::changes(path) {
-        Ok(c) if c.is_empty() => ("clean".into(), c),
-        Ok(c) => (format!("dirty ({})", c.len()), c),
-        Err(e) => (format!("unknown: {e}"), Vec::new()),
+/// "clean", "dirty (3)", or why it could not be told, from `worktree::changes`.
+fn label(changes: &Result<Vec<String>, String>) -> String {
+    match changes {
+        Ok(c) if c.is_empty() => "clean".into(),
+        Ok(c) => format!("dirty ({})", c.len()),
+        Err(e) => format!("unknown: {e}"),
     }
 }
 
@@ -148,7 +149,7 @@ fn list(config: &Config, scan: &Scan) -> Outcome {
                     .branch
                     .clone()
                     .unwrap_or_else(|| "(detached)".into()),
-                state(&o.entry.path).0,
+                label(&worktree::changes(&o.entry.path)),
                 age(&o.entry.path),
                 human_size(size_on_disk(&o.entry.path)),
                 rel(&config.root, &o.entry.path),
@@ -191,7 +192,10 @@ fn remove(config: &Config, scan: &Scan, id: &str, force: bool) -> Outcome {
             "{id} is running right now (a runner holds it); stop that run first"
         )));
     }
-    let (st, changes) = state(path);
+    let changes = worktree::changes(path);
+    let st = label(&changes);
+    // If git cannot tell, `git worktree remove` (without --force) still refuses a dirty one.
+    let changes = changes.unwrap_or_default();
     if !changes.is_empty() && !force {
         let mut msg = format!(
             "{} has uncommitted or untracked changes; commit them there, or pass --force to delete them:",
@@ -227,13 +231,13 @@ fn prune(config: &Config, scan: &Scan) -> Outcome {
             println!("kept    {shown}: {} is {}", story.id, story.status);
             continue;
         }
-        match state(&o.entry.path) {
-            (_, c) if !c.is_empty() => println!(
+        match worktree::changes(&o.entry.path) {
+            Err(e) => println!("kept    {shown}: cannot tell if it is clean: {e}"),
+            Ok(c) if !c.is_empty() => println!(
                 "kept    {shown}: {} uncommitted or untracked changes",
                 c.len()
             ),
-            (s, _) if s != "clean" => println!("kept    {shown}: {s}"),
-            _ => match worktree::remove(&config.root, &o.entry.path, false) {
+            Ok(_) => match worktree::remove(&config.root, &o.entry.path, false) {
                 Ok(()) => {
                     println!("removed {shown}");
                     removed += 1;
