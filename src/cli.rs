@@ -274,64 +274,57 @@ const SUBCOMMANDS: [&str; 8] = [
     EXECUTOR_COMMAND,
 ];
 
-/// Splits `--flag=value`, and moves the global flags that stand after the
-/// command to before it, where argh expects them.
+/// `-vv`, `-vq`: clusters of the global short switches, which argh wants one per word.
+fn is_switch_cluster(a: &str) -> bool {
+    a.len() > 2
+        && a.starts_with('-')
+        && !a.starts_with("--")
+        && a[1..].chars().all(|c| c == 'v' || c == 'q')
+}
+
+/// Splits `--flag=value` and `-vv`, and moves the global flags that stand
+/// after the command to before it, where argh expects them.
 fn normalize(args: &[String]) -> Vec<String> {
-    let mut split = Vec::with_capacity(args.len());
-    for a in args {
+    let mut words = Vec::with_capacity(args.len());
+    let mut iter = args.iter();
+    for a in iter.by_ref() {
         match a.split_once('=') {
+            _ if a == "--" => {
+                words.push(a.clone());
+                break;
+            }
             Some((flag, value)) if flag.starts_with("--") && flag.len() > 2 => {
-                split.push(flag.to_string());
-                split.push(value.to_string());
+                words.push(flag.to_string());
+                words.push(value.to_string());
             }
-            _ => split.push(a.clone()),
+            _ if is_switch_cluster(a) => words.extend(a[1..].chars().map(|c| format!("-{c}"))),
+            _ => words.push(a.clone()),
         }
     }
-    let Some(cmd) = split.iter().position(|a| SUBCOMMANDS.contains(&a.as_str())) else {
-        return split;
+    // After `--`, nothing is touched.
+    words.extend(iter.cloned());
+    let Some(cmd) = words.iter().position(|a| SUBCOMMANDS.contains(&a.as_str())) else {
+        return words;
     };
-    let (mut global, mut rest): (Vec<String>, Vec<String>) = (split[..=cmd].to_vec(), Vec::new());
-    let mut i = cmd + 1;
-    while i < split.len() {
-        let a = &split[i];
-        let is_counted = a.len() > 1
-            && a.starts_with('-')
-            && !a.starts_with("--")
-            && a[1..].chars().all(|c| c == 'v' || c == 'q');
-        if a == "--" {
-            rest.extend_from_slice(&split[i..]);
-            break;
-        } else if is_counted || a == "--verbose" || a == "--quiet" {
-            if is_counted && a.len() > 2 {
-                // argh does not expand -vv; spell it out.
-                global.splice(cmd..cmd, a[1..].chars().map(|c| format!("-{c}")));
-            } else {
-                global.insert(cmd, a.clone());
+    let mut front = words[..cmd].to_vec();
+    let mut back = vec![words[cmd].clone()];
+    let mut rest = words[cmd + 1..].iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--" => {
+                back.push(a.clone());
+                back.extend(rest.by_ref().cloned());
             }
-        } else if a == "-C" && i + 1 < split.len() {
-            global.insert(cmd, split[i + 1].clone());
-            global.insert(cmd, a.clone());
-            i += 1;
-        } else {
-            rest.push(a.clone());
-        }
-        i += 1;
-    }
-    // -vv before the command, too.
-    let mut out = Vec::with_capacity(global.len() + rest.len());
-    for a in global {
-        if a.len() > 2
-            && a.starts_with('-')
-            && !a.starts_with("--")
-            && a[1..].chars().all(|c| c == 'v')
-        {
-            out.extend(a[1..].chars().map(|c| format!("-{c}")));
-        } else {
-            out.push(a);
+            "-v" | "-q" | "--verbose" | "--quiet" => front.push(a.clone()),
+            "-C" => match rest.next() {
+                Some(dir) => front.extend([a.clone(), dir.clone()]),
+                None => back.push(a.clone()),
+            },
+            _ => back.push(a.clone()),
         }
     }
-    out.extend(rest);
-    out
+    front.extend(back);
+    front
 }
 
 #[cfg(test)]
@@ -354,6 +347,12 @@ mod tests {
             panic!("not run")
         };
         assert_eq!(run.concurrent.as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn clusters_expand_without_a_command_and_not_after_double_dash() {
+        assert_eq!(normalize(&args("-vv --version")), args("-v -v --version"));
+        assert_eq!(normalize(&args("add -vq -- -vv")), args("-v -q add -- -vv"));
     }
 
     #[test]
