@@ -51,11 +51,10 @@ impl Drop for Tmux {
 #[test]
 fn the_dashboard_shows_running_stories_a_footer_and_the_summary() {
     let repo = TestRepo::new();
-    let agent = repo.agent(
+    repo.with_agent(
         "d.sh",
         "echo \"working on $AI_SDLC_STORY_ID\"\nwhile [ ! -f \"$REC/go\" ]; do sleep 0.05; done\necho finished",
     );
-    repo.use_agent(&agent);
     for i in 1..=5 {
         repo.story(
             &format!("S-000{i}"),

@@ -88,11 +88,10 @@ use std::os::unix::process::CommandExt;
 #[test]
 fn runs_the_story_reports_and_answers_health_checks() {
     let repo = TestRepo::new();
-    let agent = repo.agent(
+    repo.with_agent(
         "a.sh",
         "echo hello; echo oops >&2\nwhile [ ! -f \"$REC/go\" ]; do sleep 0.05; done",
     );
-    repo.use_agent(&agent);
     repo.story("S-0001", "Direct", 1, "in-progress", "");
     let before = repo.read_story("S-0001");
     let mut ex = Exec::start(&repo, "S-0001");
@@ -136,8 +135,7 @@ fn runs_the_story_reports_and_answers_health_checks() {
 #[test]
 fn a_failing_agent_is_reported_in_complete() {
     let repo = TestRepo::new();
-    let agent = repo.agent("f.sh", "echo 'bad thing' >&2; exit 7");
-    repo.use_agent(&agent);
+    repo.with_agent("f.sh", "echo 'bad thing' >&2; exit 7");
     repo.story("S-0001", "Failing", 1, "in-progress", "");
     let ex = Exec::start(&repo, "S-0001");
     let (complete, _) = ex.until("complete");
@@ -150,14 +148,10 @@ fn a_failing_agent_is_reported_in_complete() {
 
 fn stops_on(how: &str) {
     let repo = TestRepo::new();
-    let agent = repo.agent("h.sh", "sleep 300 &\nrec bg $!\nsleep 300");
-    repo.use_agent(&agent);
+    repo.with_agent("h.sh", "sleep 300 &\nrec bg $!\nsleep 300");
     repo.story("S-0001", "Hanging", 1, "in-progress", "");
     let mut ex = Exec::start(&repo, "S-0001");
-    assert!(
-        wait_for(20, || repo.rec_file("S-0001.bg").is_some()),
-        "agent did not start"
-    );
+    repo.wait_rec("S-0001.bg");
     match how {
         "eof" => drop(ex.stdin.take()),
         "shutdown" => ex.send(
@@ -195,8 +189,7 @@ fn sigterm_and_sighup_stop_the_agent() {
 #[test]
 fn an_unknown_story_is_a_complete_with_the_reason() {
     let repo = TestRepo::new();
-    let agent = repo.agent("a.sh", "exit 0");
-    repo.use_agent(&agent);
+    repo.with_agent("a.sh", "exit 0");
     let ex = Exec::start(&repo, "S-0404");
     let (complete, _) = ex.until("complete");
     assert_eq!(complete["success"], false);

@@ -7,8 +7,7 @@ use support::*;
 #[test]
 fn logs_shows_runs_lines_and_k_th_latest() {
     let repo = TestRepo::new();
-    let agent = repo.agent("a.sh", "echo \"line one of $(cat \"$REC/n\" 2>/dev/null || echo 1)\"\necho line two\necho 2 > \"$REC/n\"\nexit 1");
-    repo.use_agent(&agent);
+    repo.with_agent("a.sh", "echo \"line one of $(cat \"$REC/n\" 2>/dev/null || echo 1)\"\necho line two\necho 2 > \"$REC/n\"\nexit 1");
     repo.story("S-0001", "Logged", 1, "ready", "");
     assert_eq!(code(&repo.run(&["run"])), 1);
     assert_eq!(code(&repo.run(&["run", "--story", "S-0001"])), 1);
@@ -43,11 +42,10 @@ fn logs_shows_runs_lines_and_k_th_latest() {
 #[test]
 fn logs_follow_prints_a_log_as_it_is_written_and_stops_with_the_run() {
     let repo = TestRepo::new();
-    let agent = repo.agent(
+    repo.with_agent(
         "slow.sh",
         "echo first-line\nwhile [ ! -f \"$REC/go\" ]; do sleep 0.05; done\necho second-line\nexit 0",
     );
-    repo.use_agent(&agent);
     repo.story("S-0001", "Followed", 1, "ready", "");
     let run = repo.spawn(&["run", "--concurrent", "2"]);
     assert!(wait_for(20, || {
@@ -79,11 +77,10 @@ fn logs_follow_prints_a_log_as_it_is_written_and_stops_with_the_run() {
 #[test]
 fn worktrees_list_remove_and_prune() {
     let repo = TestRepo::new();
-    let agent = repo.agent(
+    repo.with_agent(
         "w.sh",
         "case $AI_SDLC_STORY_ID in\n S-0001) echo draft > notes.txt ;;\n S-0002) exit 1 ;;\n *) echo x > f.txt; git add f.txt; git commit -qm x ;;\nesac",
     );
-    repo.use_agent(&agent);
     repo.story("S-0001", "Dirty done", 1, "ready", "");
     repo.story("S-0002", "Failed", 2, "ready", "");
     repo.story("S-0003", "Clean done", 3, "ready", "");
@@ -151,8 +148,7 @@ fn worktrees_list_remove_and_prune() {
 #[test]
 fn status_tells_running_from_stale() {
     let repo = TestRepo::new();
-    let agent = repo.agent("hold.sh", "while [ ! -f \"$REC/go\" ]; do sleep 0.05; done");
-    repo.use_agent(&agent);
+    repo.with_agent("hold.sh", "while [ ! -f \"$REC/go\" ]; do sleep 0.05; done");
     repo.story("S-0001", "Running", 1, "ready", "");
     let run = repo.spawn(&["run", "--story", "S-0001"]);
     assert!(wait_for(20, || repo.started("S-0001")));
@@ -179,8 +175,7 @@ fn status_tells_running_from_stale() {
 #[test]
 fn a_broken_story_is_reported_and_the_board_still_works() {
     let repo = TestRepo::new();
-    let agent = repo.agent("a.sh", "exit 0");
-    repo.use_agent(&agent);
+    repo.with_agent("a.sh", "exit 0");
     repo.story("S-0001", "Fine", 1, "ready", "");
     let bad = repo.story_path("S-0002");
     std::fs::create_dir_all(bad.parent().unwrap()).unwrap();

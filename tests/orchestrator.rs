@@ -22,8 +22,7 @@ fn six(repo: &TestRepo) {
 #[test]
 fn six_stories_three_at_a_time() {
     let repo = TestRepo::new();
-    let agent = repo.agent("work.sh", WORK);
-    repo.use_agent(&agent);
+    repo.with_agent("work.sh", WORK);
     six(&repo);
     let out = repo.run(&["run", "--concurrent", "3", "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -74,33 +73,21 @@ fn six_stories_three_at_a_time() {
 #[test]
 fn a_killed_executor_and_a_failing_agent_fail_only_their_stories() {
     let repo = TestRepo::new();
-    let agent = repo.agent(
+    repo.with_agent(
         "mixed.sh",
         "case $AI_SDLC_STORY_ID in\n S-0001) while [ ! -f \"$REC/never\" ]; do sleep 0.05; done ;;\n S-0002) echo 'compile error' >&2; exit 2 ;;\n *) sleep 0.5 ;;\nesac",
     );
-    repo.use_agent(&agent);
-    for i in 1..=4 {
-        repo.story(&format!("S-000{i}"), &format!("S{i}"), i, "ready", "");
-    }
+    repo.ready_stories(4);
     let child = repo.spawn(&["run", "--concurrent", "4"]);
-    assert!(wait_for(20, || repo.rec_file("S-0001.ppid").is_some()));
+    repo.wait_rec("S-0001.ppid");
     let executor = repo.pid("S-0001", "ppid");
     signal(executor as u32, libc::SIGKILL);
     let (code, _, err) = finish(child, 30);
     assert_eq!(code, 1, "{err}");
     assert_eq!(repo.status("S-0001"), "blocked");
-    assert!(
-        repo.field("S-0001", "blocked_reason")
-            .unwrap()
-            .contains("SIGKILL"),
-        "{err}"
-    );
+    assert!(repo.blocked_reason("S-0001").contains("SIGKILL"), "{err}");
     assert_eq!(repo.status("S-0002"), "blocked");
-    assert!(
-        repo.field("S-0002", "blocked_reason")
-            .unwrap()
-            .contains("compile error")
-    );
+    assert!(repo.blocked_reason("S-0002").contains("compile error"));
     assert_eq!(repo.status("S-0003"), "done");
     assert_eq!(repo.status("S-0004"), "done");
     assert_dies(repo.pid("S-0001", "pid"), 2, "the killed executor's agent");
@@ -108,11 +95,8 @@ fn a_killed_executor_and_a_failing_agent_fail_only_their_stories() {
 
 fn interrupt(agent_body: &str, extra: &[&str], second: bool) {
     let repo = TestRepo::new();
-    let agent = repo.agent("a.sh", agent_body);
-    repo.use_agent(&agent);
-    for i in 1..=5 {
-        repo.story(&format!("S-000{i}"), &format!("S{i}"), i, "ready", "");
-    }
+    repo.with_agent("a.sh", agent_body);
+    repo.ready_stories(5);
     let mut args = vec!["run", "--concurrent", "3"];
     args.extend_from_slice(extra);
     let child = repo.spawn(&args);
@@ -124,7 +108,12 @@ fn interrupt(agent_body: &str, extra: &[&str], second: bool) {
     let t0 = std::time::Instant::now();
     signal(child.id(), libc::SIGINT);
     if second {
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        // The second Ctrl-C only once the first one's SIGTERMs are out.
+        let stopping = || repo.logs("S-0001").concat().contains("shutting down");
+        assert!(
+            wait_for(10, stopping),
+            "the first SIGINT started no shutdown"
+        );
         signal(child.id(), libc::SIGINT);
     }
     let (code, _, err) = finish(child, 30);
@@ -178,14 +167,11 @@ fn a_second_ctrl_c_kills_at_once() {
 #[test]
 fn sigkill_of_the_runner_leaves_nothing_and_the_next_run_recovers() {
     let repo = TestRepo::new();
-    let agent = repo.agent(
+    repo.with_agent(
         "a.sh",
         "if [ ! -f \"$REC/fast\" ]; then sleep 300 & rec bg $!; sleep 300; fi",
     );
-    repo.use_agent(&agent);
-    for i in 1..=3 {
-        repo.story(&format!("S-000{i}"), &format!("S{i}"), i, "ready", "");
-    }
+    repo.ready_stories(3);
     let child = repo.spawn(&["run", "--concurrent", "3"]);
     let ids = ["S-0001", "S-0002", "S-0003"];
     assert!(wait_for(20, || ids
@@ -221,11 +207,8 @@ fn sigkill_of_the_runner_leaves_nothing_and_the_next_run_recovers() {
 #[test]
 fn a_branch_checked_out_elsewhere_skips_only_that_story() {
     let repo = TestRepo::new();
-    let agent = repo.agent("a.sh", "exit 0");
-    repo.use_agent(&agent);
-    for i in 1..=3 {
-        repo.story(&format!("S-000{i}"), &format!("S{i}"), i, "ready", "");
-    }
+    repo.with_agent("a.sh", "exit 0");
+    repo.ready_stories(3);
     let elsewhere = TempDir::new("elsewhere");
     let path = elsewhere.0.join("wt");
     git(
@@ -259,8 +242,7 @@ fn a_branch_checked_out_elsewhere_skips_only_that_story() {
 #[test]
 fn two_runners_on_one_repo_run_each_story_once() {
     let repo = TestRepo::new();
-    let agent = repo.agent("a.sh", "echo $AI_SDLC_STORY_ID >> \"$REC/ran\"\nsleep 0.3");
-    repo.use_agent(&agent);
+    repo.with_agent("a.sh", "echo $AI_SDLC_STORY_ID >> \"$REC/ran\"\nsleep 0.3");
     six(&repo);
     let a = repo.spawn(&["run", "--concurrent", "3"]);
     let b = repo.spawn(&["run", "--concurrent", "3"]);
@@ -281,8 +263,7 @@ fn two_runners_on_one_repo_run_each_story_once() {
 #[test]
 fn background_processes_die_with_their_story() {
     let repo = TestRepo::new();
-    let agent = repo.agent("bg.sh", "sleep 300 &\nrec bg $!\nexit 0");
-    repo.use_agent(&agent);
+    repo.with_agent("bg.sh", "sleep 300 &\nrec bg $!\nexit 0");
     repo.story("S-0001", "Leaves a child", 1, "ready", "");
     repo.story("S-0002", "Also", 2, "ready", "");
     let out = repo.run(&["run", "--concurrent", "2"]);
@@ -302,11 +283,10 @@ fn background_processes_die_with_their_story() {
 #[test]
 fn a_timeout_blocks_only_the_slow_story() {
     let repo = TestRepo::new();
-    let agent = repo.agent(
+    repo.with_agent(
         "t.sh",
         "[ $AI_SDLC_STORY_ID = S-0001 ] && sleep 300\nexit 0",
     );
-    repo.use_agent(&agent);
     repo.story("S-0001", "Slow", 1, "ready", "");
     repo.story("S-0002", "Quick", 2, "ready", "");
     let out = repo.run(&[
@@ -320,11 +300,7 @@ fn a_timeout_blocks_only_the_slow_story() {
     ]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert_eq!(repo.status("S-0001"), "blocked");
-    assert!(
-        repo.field("S-0001", "blocked_reason")
-            .unwrap()
-            .contains("timed out")
-    );
+    assert!(repo.blocked_reason("S-0001").contains("timed out"));
     assert_eq!(repo.status("S-0002"), "done");
     assert_dies(repo.pid("S-0001", "pid"), 2, "the timed-out agent");
 }
@@ -332,11 +308,10 @@ fn a_timeout_blocks_only_the_slow_story() {
 #[test]
 fn dependencies_wait_for_success_and_skip_on_failure() {
     let repo = TestRepo::new();
-    let agent = repo.agent(
+    repo.with_agent(
         "d.sh",
         "[ $AI_SDLC_STORY_ID = S-0004 ] && exit 1\nsleep 0.5",
     );
-    repo.use_agent(&agent);
     repo.story("S-0002", "B", 1, "ready", "dependencies: [S-0001]\n");
     repo.story("S-0001", "A", 2, "ready", "");
     repo.story("S-0003", "C", 3, "ready", "dependencies:\n  - S-0004\n");
@@ -367,8 +342,7 @@ fn dependencies_wait_for_success_and_skip_on_failure() {
 #[test]
 fn a_dependency_cycle_stops_before_anything_starts() {
     let repo = TestRepo::new();
-    let agent = repo.agent("a.sh", "exit 0");
-    repo.use_agent(&agent);
+    repo.with_agent("a.sh", "exit 0");
     repo.story("S-0001", "A", 1, "ready", "dependencies: [S-0002]\n");
     repo.story("S-0002", "B", 2, "ready", "dependencies: [S-0001]\n");
     let out = repo.run(&["run", "--concurrent", "2"]);
@@ -380,8 +354,7 @@ fn a_dependency_cycle_stops_before_anything_starts() {
 #[test]
 fn concurrency_flag_validation() {
     let repo = TestRepo::new();
-    let agent = repo.agent("a.sh", "sleep 0.3");
-    repo.use_agent(&agent);
+    repo.with_agent("a.sh", "sleep 0.3");
     repo.story("S-0001", "A", 1, "ready", "");
     repo.story("S-0002", "B", 2, "ready", "");
     let out = repo.run(&["run", "--concurrent", "abc"]);
@@ -400,11 +373,8 @@ fn concurrency_flag_validation() {
 #[test]
 fn every_story_failing_is_an_aggregate_failure() {
     let repo = TestRepo::new();
-    let agent = repo.agent("crash.sh", "kill -SEGV $$");
-    repo.use_agent(&agent);
-    for i in 1..=3 {
-        repo.story(&format!("S-000{i}"), &format!("S{i}"), i, "ready", "");
-    }
+    repo.with_agent("crash.sh", "kill -SEGV $$");
+    repo.ready_stories(3);
     let out = repo.run(&["run", "--concurrent", "3", "--json"]);
     assert_eq!(code(&out), 1);
     let j = json(&out);
@@ -414,31 +384,19 @@ fn every_story_failing_is_an_aggregate_failure() {
         "{}",
         stderr(&out)
     );
-    assert!(
-        repo.field("S-0001", "blocked_reason")
-            .unwrap()
-            .contains("SIGSEGV")
-    );
+    assert!(repo.blocked_reason("S-0001").contains("SIGSEGV"));
 }
 
 #[test]
 fn a_stopped_executor_is_reported_unresponsive_and_then_responsive() {
     let repo = TestRepo::new();
-    let agent = repo.agent("w.sh", "while [ ! -f \"$REC/go\" ]; do sleep 0.05; done");
-    repo.use_agent(&agent); // healthCheckInterval 200 ms, threshold 2
+    repo.with_agent("w.sh", "while [ ! -f \"$REC/go\" ]; do sleep 0.05; done"); // healthCheckInterval 200 ms, threshold 2
     repo.story("S-0001", "Frozen", 1, "ready", "");
     repo.story("S-0002", "Other", 2, "ready", "");
     let child = repo.spawn(&["run", "--concurrent", "2"]);
-    assert!(wait_for(20, || repo.rec_file("S-0001.ppid").is_some()));
+    repo.wait_rec("S-0001.ppid");
     let executor = repo.pid("S-0001", "ppid");
-    let log = || {
-        let dir = repo.root.join(".ai-sdlc/stories/S-0001/logs");
-        std::fs::read_dir(dir)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-            .unwrap_or_default()
-    };
+    let log = || repo.logs("S-0001").concat();
     signal(executor as u32, libc::SIGSTOP);
     let reported = wait_for(20, || log().contains("unresponsive: no health response"));
     signal(executor as u32, libc::SIGCONT);

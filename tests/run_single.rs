@@ -8,8 +8,7 @@ const COMMIT: &str = "echo \"work of $AI_SDLC_STORY_ID\" > \"work-$AI_SDLC_STORY
 #[test]
 fn top_ready_story_runs_in_its_worktree_and_is_done() {
     let repo = TestRepo::new();
-    let agent = repo.agent("commit.sh", COMMIT);
-    repo.use_agent(&agent);
+    repo.with_agent("commit.sh", COMMIT);
     repo.story("S-0001", "Second priority", 5, "ready", "");
     repo.story("S-0002", "First priority", 1, "ready", "labels: [a, b]\n");
     let before = repo.read_story("S-0002");
@@ -85,27 +84,23 @@ fn top_ready_story_runs_in_its_worktree_and_is_done() {
     );
     // Output streamed to the terminal and into the log.
     assert!(stderr(&out).contains("done-output"), "{}", stderr(&out));
-    let logs: Vec<_> = std::fs::read_dir(repo.root.join(".ai-sdlc/stories/S-0002/logs"))
-        .unwrap()
-        .collect();
+    let logs = repo.logs("S-0002");
     assert_eq!(logs.len(), 1);
-    let log = std::fs::read_to_string(logs[0].as_ref().unwrap().path()).unwrap();
-    assert!(log.contains("[stdout] done-output"), "{log}");
+    assert!(logs[0].contains("[stdout] done-output"), "{}", logs[0]);
 }
 
 #[test]
 fn a_failing_agent_blocks_the_story_with_its_reason() {
     let repo = TestRepo::new();
-    let agent = repo.agent(
+    repo.with_agent(
         "fail.sh",
         "echo 'progress line'\necho 'fatal: tests are red' >&2\nexit 3",
     );
-    repo.use_agent(&agent);
     repo.story("S-0001", "Doomed", 1, "ready", "");
     let out = repo.run(&["run"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert_eq!(repo.status("S-0001"), "blocked");
-    let reason = repo.field("S-0001", "blocked_reason").unwrap();
+    let reason = repo.blocked_reason("S-0001");
     assert!(
         reason.contains("exited with code 3") && reason.contains("fatal: tests are red"),
         "{reason}"
@@ -120,17 +115,12 @@ fn a_failing_agent_blocks_the_story_with_its_reason() {
 #[test]
 fn a_timed_out_agent_is_killed_and_blocked() {
     let repo = TestRepo::new();
-    let agent = repo.agent("slow.sh", "sleep 30");
-    repo.use_agent(&agent);
+    repo.with_agent("slow.sh", "sleep 30");
     repo.story("S-0001", "Slow", 1, "ready", "");
     let out = repo.run(&["run", "--timeout", "1", "--shutdown-timeout", "1"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert_eq!(repo.status("S-0001"), "blocked");
-    assert!(
-        repo.field("S-0001", "blocked_reason")
-            .unwrap()
-            .contains("timed out")
-    );
+    assert!(repo.blocked_reason("S-0001").contains("timed out"));
     assert_dies(
         repo.pid("S-0001", "pid"),
         2,
@@ -141,8 +131,7 @@ fn a_timed_out_agent_is_killed_and_blocked() {
 #[test]
 fn uncommitted_work_keeps_the_worktree() {
     let repo = TestRepo::new();
-    let agent = repo.agent("dirty.sh", "echo draft > notes.txt");
-    repo.use_agent(&agent);
+    repo.with_agent("dirty.sh", "echo draft > notes.txt");
     repo.story("S-0001", "Dirty", 1, "ready", "");
     let out = repo.run(&["run"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -155,15 +144,11 @@ fn uncommitted_work_keeps_the_worktree() {
 #[test]
 fn ctrl_c_returns_the_story_to_ready_and_leaves_no_agent() {
     let repo = TestRepo::new();
-    let agent = repo.agent("hang.sh", "sleep 300 &\nrec bg $!\nsleep 300");
-    repo.use_agent(&agent);
+    repo.with_agent("hang.sh", "sleep 300 &\nrec bg $!\nsleep 300");
     repo.story("S-0001", "Hang", 1, "ready", "");
     let child = repo.spawn(&["run"]);
     let pid = child.id();
-    assert!(
-        wait_for(20, || repo.rec_file("S-0001.bg").is_some()),
-        "the agent never started"
-    );
+    repo.wait_rec("S-0001.bg");
     assert_eq!(repo.status("S-0001"), "in-progress");
     signal(pid, libc::SIGINT);
     let (code, _, err) = finish(child, 20);
@@ -276,8 +261,7 @@ fn a_failing_phase_stops_the_later_ones() {
         "implement\nverify\n"
     );
     assert!(
-        repo.field("S-0001", "blocked_reason")
-            .unwrap()
+        repo.blocked_reason("S-0001")
             .contains("phase verify exited with code 4")
     );
 }
@@ -285,8 +269,7 @@ fn a_failing_phase_stops_the_later_ones() {
 #[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
     let repo = TestRepo::new();
-    let agent = repo.agent("a.sh", "exit 0");
-    repo.use_agent(&agent);
+    repo.with_agent("a.sh", "exit 0");
     repo.story("S-0001", "Planned", 1, "ready", "");
     let before = repo.read_story("S-0001");
     let out = repo.run(&["run", "--dry-run", "--concurrent", "2"]);
@@ -303,8 +286,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
 #[test]
 fn nothing_ready_is_not_an_error() {
     let repo = TestRepo::new();
-    let agent = repo.agent("a.sh", "exit 0");
-    repo.use_agent(&agent);
+    repo.with_agent("a.sh", "exit 0");
     repo.story("S-0001", "Later", 1, "backlog", "");
     let out = repo.run(&["run", "--json"]);
     assert_eq!(code(&out), 0);

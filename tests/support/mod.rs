@@ -112,6 +112,44 @@ impl TestRepo {
         path
     }
 
+    /// Write an agent script (see `agent`) and make it agent.command.
+    pub fn with_agent(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.agent(name, body);
+        self.use_agent(&path);
+        path
+    }
+
+    /// Stories S-0001..S-000n, titled S1..Sn, priority i, all ready.
+    pub fn ready_stories(&self, n: i64) {
+        for i in 1..=n {
+            self.story(&format!("S-000{i}"), &format!("S{i}"), i, "ready", "");
+        }
+    }
+
+    pub fn blocked_reason(&self, id: &str) -> String {
+        self.field(id, "blocked_reason")
+            .unwrap_or_else(|| panic!("{id} has no blocked_reason:\n{}", self.read_story(id)))
+    }
+
+    /// Wait (up to 20 s) until an agent has recorded `name`, e.g. "S-0001.ppid".
+    pub fn wait_rec(&self, name: &str) {
+        assert!(
+            wait_for(20, || self.rec_file(name).is_some()),
+            "the agent never recorded {name}"
+        );
+    }
+
+    /// The text of each of a story's run logs.
+    pub fn logs(&self, id: &str) -> Vec<String> {
+        let dir = self.root.join(".ai-sdlc/stories").join(id).join("logs");
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| fs::read_to_string(e.ok()?.path()).ok())
+            .collect()
+    }
+
     pub fn config(&self, v: serde_json::Value) {
         fs::write(self.root.join(".ai-sdlc.json"), v.to_string()).unwrap();
     }
