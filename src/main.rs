@@ -69,26 +69,18 @@ fn run_cli(cli: cli::Cli) -> Outcome {
         ));
     };
     let dir = cli.dir.as_deref();
+    // The board's repo (searched upward from -C or the cwd) and its config.
+    let config = || -> Result<config::Config, Failure> {
+        Ok(config::Config::load(&commands::locate(dir)?)?)
+    };
     match command {
         Command::Init(_) => commands::init(dir),
-        Command::Add(args) => {
-            let config = config::Config::load(&commands::locate(dir)?)?;
-            commands::add(&config, &args)
-        }
-        Command::Status(args) => {
-            let config = config::Config::load(&commands::locate(dir)?)?;
-            commands::status(&config, &args)
-        }
+        Command::Add(args) => commands::add(&config()?, &args),
+        Command::Status(args) => commands::status(&config()?, &args),
         Command::Run(args) => orchestrator::command(&commands::locate(dir)?, &args, cli.quiet),
         Command::Demo(args) => demo::run(&args, cli.quiet),
-        Command::Logs(args) => {
-            let config = config::Config::load(&commands::locate(dir)?)?;
-            logs::command(&config, &args)
-        }
-        Command::Worktrees(args) => {
-            let config = config::Config::load(&commands::locate(dir)?)?;
-            worktrees::command(&config, &args)
-        }
+        Command::Logs(args) => logs::command(&config()?, &args),
+        Command::Worktrees(args) => worktrees::command(&config()?, &args),
     }
 }
 
