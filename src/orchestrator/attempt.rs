@@ -29,6 +29,12 @@ pub enum Attempt {
 pub const INTERRUPTED: &str = "not started: the run was interrupted";
 
 fn not_run(story: &Story, outcome: Outcome, why: String) -> Attempt {
+    let why = if outcome == Outcome::Skipped {
+        // Skipped here means nothing was written: say so, and what to do.
+        format!("{why} (the story is unchanged; run again once this is fixed)")
+    } else {
+        why
+    };
     Attempt::Ran(Box::new(StoryResult::not_run(story, outcome, why)))
 }
 
