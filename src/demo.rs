@@ -2,6 +2,7 @@
 //! agent that needs only sh and git, run with `run --concurrent N`; then the
 //! board, and where the branches, kept worktrees and logs are.
 
+use crate::board::Status;
 use crate::cli::{DemoArgs, RunArgs, StatusArgs};
 use crate::commands::{self, NewStory, story_text};
 use crate::config::{self, Config};
@@ -40,6 +41,9 @@ case "$prompt" in
 esac
 echo "agent: committed $file"
 "#;
+
+/// The demo story whose agent fails on purpose (the fourth).
+const FAILS_ON_PURPOSE: &str = "S-0004";
 
 struct DemoStory {
     title: &'static str,
@@ -167,7 +171,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
     build_repo(&root)?;
     let concurrent = args.concurrent.clone().unwrap_or_else(|| "3".into());
     eprintln!(
-        "Demo repo: {}\nRunning its 6 stories with `ai-sdlc run --concurrent {concurrent}` and a scripted agent (S-0004 fails on purpose).\n",
+        "Demo repo: {}\nRunning its 6 stories with `ai-sdlc run --concurrent {concurrent}` and a scripted agent ({FAILS_ON_PURPOSE} fails on purpose).\n",
         root.display()
     );
     let run_args = RunArgs {
@@ -212,17 +216,15 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
     };
     let dir = root.display();
     println!(
-        "\nLook around:\n  {me} -C {dir} status\n  {me} -C {dir} logs S-0004\n  {me} -C {dir} worktrees\n  git -C {dir} log --oneline --all"
+        "\nLook around:\n  {me} -C {dir} status\n  {me} -C {dir} logs {FAILS_ON_PURPOSE}\n  {me} -C {dir} worktrees\n  git -C {dir} log --oneline --all"
     );
     // The one failure is on purpose: a demo that went as planned exits 0.
+    let scan = commands::scan(&config)?;
+    let mut unfinished = scan.stories.iter().filter(|s| s.status != Status::Done);
     let failed_only_on_purpose = code == 1
-        && fs::read_to_string(root.join(".ai-sdlc/stories/S-0004/story.md"))
-            .is_ok_and(|t| t.contains("status: blocked"))
-        && crate::commands::scan(&config)?
-            .stories
-            .iter()
-            .filter(|s| s.status == crate::board::Status::Blocked)
-            .count()
-            == 1;
+        && unfinished
+            .next()
+            .is_some_and(|s| s.id == FAILS_ON_PURPOSE && s.status == Status::Blocked)
+        && unfinished.next().is_none();
     Ok(if failed_only_on_purpose { 0 } else { code })
 }

@@ -1,0 +1,50 @@
+//! `ai-sdlc demo`, the README's first command: it must work on a fresh machine.
+
+mod support;
+use support::*;
+
+#[test]
+fn the_demo_runs_six_stories_and_exits_0() {
+    let tmp = TempDir::new("demo");
+    let dir = tmp.0.join("demo");
+    let out = std::process::Command::new(BIN)
+        .args(["demo", "--concurrent", "3", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let board = std::process::Command::new(BIN)
+        .arg("-C")
+        .arg(&dir)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&board.stdout).unwrap();
+    let stories = j["stories"].as_array().unwrap();
+    assert_eq!(stories.len(), 6);
+    for s in stories {
+        let want = if s["id"] == "S-0004" {
+            "blocked"
+        } else {
+            "done"
+        };
+        assert_eq!(s["status"], want, "{s}");
+    }
+    let reason = stories.iter().find(|s| s["id"] == "S-0004").unwrap()["blocked_reason"].clone();
+    assert!(
+        reason.as_str().unwrap().contains("integration test failed"),
+        "{reason}"
+    );
+    let branches = git(&dir, &["branch", "--list", "ai-sdlc/*"]);
+    assert_eq!(branches.lines().count(), 6, "{branches}");
+    // The demo prints where to look next.
+    assert!(stdout(&out).contains("logs S-0004"), "{}", stdout(&out));
+    // A second demo into the same (now non-empty) folder is refused, and nothing changes.
+    let again = std::process::Command::new(BIN)
+        .args(["demo", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(code(&again), 2);
+    assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
+}
