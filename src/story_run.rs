@@ -5,7 +5,7 @@
 use crate::ipc::{Line, LineReader, MAX_LINE, Stream};
 use crate::process;
 use crate::shutdown::{self, State};
-use crossbeam_channel::{Receiver, RecvTimeoutError, bounded};
+use crossbeam_channel::{RecvTimeoutError, bounded};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Write;
@@ -518,12 +518,7 @@ fn run_phase(
     for r in readers {
         let _ = r.join();
     }
-    drain(&rx);
     end.status = Some(status);
     end.last_line = last_err.or(last_out).map(|l| cut(l.trim(), 200));
     end
-}
-
-fn drain(rx: &Receiver<(Stream, String)>) {
-    while rx.try_recv().is_ok() {}
 }
