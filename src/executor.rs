@@ -10,7 +10,7 @@ use crate::ipc::{self, Body, Line, LineReader, MAX_LINE, Message};
 use crate::orchestrator::build_job;
 use crate::process;
 use crate::shutdown;
-use crate::story_run::{self, Event, Group, Limits, Observer, Outcome};
+use crate::story_run::{self, Event, Group, Limits, Observer, Outcome, RunResult};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -116,31 +116,18 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
         .name("ipc-in".into())
         .stack_size(128 * 1024)
         .spawn(move || listen(id, listen_tx));
-    let ipc = Ipc {
+    let mut ipc = Ipc {
         id: args.id.clone(),
         tx,
     };
-    let code = match prepare(root, &args) {
+    let r = match prepare(root, &args) {
         Ok((job, grace)) => {
             let limits = Limits {
                 deadline: None,
                 grace,
                 group: Group::Shared,
             };
-            let mut obs = Ipc {
-                id: ipc.id.clone(),
-                tx: ipc.tx.clone(),
-            };
-            let r = story_run::run(&job, &limits, &mut obs);
-            ipc.send(Body::Complete {
-                success: r.outcome == Outcome::Succeeded,
-                exit_code: r.exit_code,
-                duration_ms: r.duration_ms,
-                failed_phase: r.failed_phase,
-                signal: r.signal,
-                error: r.error,
-            });
-            i32::from(r.outcome != Outcome::Succeeded)
+            story_run::run(&job, &limits, &mut ipc)
         }
         Err(e) => {
             log::error!("{e}");
@@ -149,17 +136,18 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
                 message: e.clone(),
                 recoverable: false,
             });
-            ipc.send(Body::Complete {
-                success: false,
-                exit_code: None,
-                duration_ms: 0,
-                failed_phase: None,
-                signal: None,
-                error: Some(e),
-            });
-            1
+            RunResult::failed(e, 0)
         }
     };
+    let code = i32::from(r.outcome != Outcome::Succeeded);
+    ipc.send(Body::Complete {
+        success: r.outcome == Outcome::Succeeded,
+        exit_code: r.exit_code,
+        duration_ms: r.duration_ms,
+        failed_phase: r.failed_phase,
+        signal: r.signal,
+        error: r.error,
+    });
     // No descendant outlives the executor.
     process::signal_descendants(libc::SIGKILL, true);
     let _ = ipc.tx.send(Out::Close);
