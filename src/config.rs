@@ -77,6 +77,11 @@ impl Config {
         }
     }
 
+    /// The command a phase runs: its own, or `agent.command`.
+    pub fn command_of<'a>(&'a self, phase: &'a Phase) -> Option<&'a Vec<String>> {
+        phase.command.as_ref().or(self.agent_command.as_ref())
+    }
+
     /// The board folder, absolute.
     pub fn sdlc_dir(&self) -> PathBuf {
         self.root.join(&self.sdlc_folder)

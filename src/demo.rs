@@ -205,9 +205,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
         }
     }
     println!("  run logs: .ai-sdlc/stories/<ID>/logs/");
-    let on_path = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("ai-sdlc").is_file()));
-    let me = if on_path {
+    let me = if crate::process::on_path("ai-sdlc") {
         "ai-sdlc".to_string()
     } else {
         std::env::current_exe()

@@ -196,6 +196,18 @@ pub fn exit_text(status: std::process::ExitStatus) -> String {
     }
 }
 
+/// Is `program` an executable file in a folder of PATH?
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join(program).metadata().is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+    })
+}
+
 /// A signal's name for people: `SIGKILL`.
 pub fn signal_name(sig: i32) -> String {
     let name = match sig {

@@ -65,16 +65,12 @@ pub fn build_job(
         .map_err(|e| format!("cannot read {}: {e}", story.path.display()))?;
     let mut phases = Vec::new();
     for p in &config.phases {
-        let argv = p
-            .command
-            .clone()
-            .or_else(|| config.agent_command.clone())
-            .ok_or_else(|| {
-                format!(
-                    "no agent configured: set agent.command in {}",
-                    config.file_name()
-                )
-            })?;
+        let argv = config.command_of(p).cloned().ok_or_else(|| {
+            format!(
+                "no agent configured: set agent.command in {}",
+                config.file_name()
+            )
+        })?;
         phases.push(PhaseCommand {
             name: p.name.clone(),
             argv,

@@ -149,24 +149,16 @@ fn findable(program: &str, root: &Path) -> bool {
     if program.contains('/') {
         return root.join(program).exists();
     }
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            let p = dir.join(program);
-            p.metadata().is_ok_and(|m| {
-                m.is_file()
-                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
-            })
-        })
-    })
+    crate::process::on_path(program)
 }
 
 /// The command of each phase; refuse a missing or unfindable agent before anything starts.
 pub fn phase_commands(config: &Config) -> Result<Vec<(String, Vec<String>)>, Failure> {
     let mut out = Vec::new();
     for phase in &config.phases {
-        let argv = match (&phase.command, &config.agent_command) {
-            (Some(c), _) | (None, Some(c)) => c.clone(),
-            (None, None) => {
+        let argv = match config.command_of(phase) {
+            Some(c) => c.clone(),
+            None => {
                 return Err(Failure::usage(format!(
                     "no agent configured. Set agent.command in {}, for example:\n  {{ \"agent\": {{ \"command\": [\"claude\", \"-p\"] }} }}\nAny command works: it runs in the story's worktree with the story on stdin.",
                     config.file_name()
