@@ -1,9 +1,8 @@
 //! The live dashboard in a real terminal: `run --concurrent 3` under tmux.
 //! Needs tmux (CI installs it).
 
-mod support;
+use crate::support::*;
 use std::process::Command;
-use support::*;
 
 struct Tmux {
     socket: String,

@@ -1,7 +1,6 @@
 //! `ai-sdlc demo`, the README's first command: it must work on a fresh machine.
 
-mod support;
-use support::*;
+use crate::support::*;
 
 #[test]
 fn the_demo_runs_six_stories_and_exits_0() {

@@ -1,12 +1,11 @@
 //! `ai-sdlc agent-executor` spoken to directly over its pipes (SPEC §6).
 
-mod support;
+use crate::support::*;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-use support::*;
 
 struct Exec {
     child: std::process::Child,

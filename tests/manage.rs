@@ -1,8 +1,7 @@
 //! `logs`, `worktrees` and `status` against real runs.
 
-mod support;
+use crate::support::*;
 use std::io::Read;
-use support::*;
 
 #[test]
 fn logs_shows_runs_lines_and_k_th_latest() {

@@ -1,8 +1,7 @@
 //! `ai-sdlc run --concurrent N`: real worktrees, real children, real signals.
 
-mod support;
+use crate::support::*;
 use std::collections::HashSet;
-use support::*;
 
 /// An agent that works `$SLEEP` seconds (default 1.5) and commits.
 const WORK: &str = "sleep ${SLEEP:-1.5}\necho \"$AI_SDLC_STORY_ID\" > \"w-$AI_SDLC_STORY_ID.txt\"\ngit add -A && git commit -q -m \"$AI_SDLC_STORY_ID\"";

@@ -1,7 +1,6 @@
 //! `ai-sdlc run` in single-story mode, against a real git repo and scripted agents.
 
-mod support;
-use support::*;
+use crate::support::*;
 
 const COMMIT: &str = "echo \"work of $AI_SDLC_STORY_ID\" > \"work-$AI_SDLC_STORY_ID.txt\"\ngit add -A && git commit -q -m \"agent did $AI_SDLC_STORY_ID\"\necho done-output";
 

@@ -1,0 +1,129 @@
+//! ai-sdlc as a library: `main` parses the command line, sets up logging,
+//! dispatches, and maps errors to exit codes (SPEC §7) in one place. The
+//! binary is a one-line wrapper; the library exists so that fuzz targets can
+//! reach the parsers (`fuzzing`).
+
+mod board;
+mod cli;
+mod commands;
+mod config;
+mod demo;
+mod error;
+mod executor;
+mod ipc;
+mod logs;
+mod orchestrator;
+mod process;
+mod report;
+mod shutdown;
+mod story_run;
+
+mod time;
+mod worktree;
+mod worktrees;
+
+use cli::{Command, Parsed};
+use error::{Failure, Outcome};
+use std::io::Write;
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "ai-sdlc: {}: {}",
+                record.level().as_str().to_lowercase(),
+                record.args()
+            )
+        })
+        .init();
+}
+
+/// The executor's stderr is the story's run log: timestamp its lines too.
+fn init_executor_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "{} [executor] {}: {}",
+                time::iso_millis(time::now_ms()),
+                record.level().as_str().to_lowercase(),
+                record.args()
+            )
+        })
+        .init();
+}
+
+fn run_cli(cli: cli::Cli) -> Outcome {
+    if cli.version {
+        println!("ai-sdlc {}", env!("CARGO_PKG_VERSION"));
+        return Ok(0);
+    }
+    let Some(command) = cli.command else {
+        return Err(Failure::usage(
+            "no command given; try `ai-sdlc demo`, `ai-sdlc status` or `ai-sdlc --help`",
+        ));
+    };
+    let dir = cli.dir.as_deref();
+    // The board's repo (searched upward from -C or the cwd) and its config.
+    let config = || -> Result<config::Config, Failure> {
+        Ok(config::Config::load(&commands::locate(dir)?)?)
+    };
+    match command {
+        Command::Init(_) => commands::init(dir),
+        Command::Add(args) => commands::add(&config()?, &args),
+        Command::Status(args) => commands::status(&config()?, &args),
+        Command::Run(args) => orchestrator::command(&commands::locate(dir)?, &args, cli.quiet),
+        Command::Demo(args) => demo::run(&args, cli.quiet),
+        Command::Logs(args) => logs::command(&config()?, &args),
+        Command::Worktrees(args) => worktrees::command(&config()?, &args),
+    }
+}
+
+pub fn main() {
+    // One malloc arena: each thread that allocates would otherwise get its
+    // own, and the runner has two threads per running story.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match cli::parse(&args) {
+        Parsed::Exit { output, code } => {
+            if code == 0 {
+                println!("{output}");
+            } else {
+                eprintln!("{output}");
+            }
+            code
+        }
+        Parsed::Executor { dir, args } => {
+            init_executor_logging();
+            match commands::start_dir(dir.as_deref()) {
+                Ok(root) => executor::main(&root, args),
+                Err(f) => {
+                    eprintln!("ai-sdlc agent-executor: {f}");
+                    f.code
+                }
+            }
+        }
+        Parsed::Cli(cli) => {
+            init_logging(cli.verbose, cli.quiet);
+            match run_cli(cli) {
+                Ok(code) => code,
+                Err(f) => {
+                    eprintln!("ai-sdlc: error: {}", f.message);
+                    f.code
+                }
+            }
+        }
+    };
+    std::process::exit(code);
+}

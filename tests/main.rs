@@ -1,0 +1,11 @@
+//! The black-box tests: the real binary against real git repos, scripted
+//! agents, real signals. One test binary; one module per area.
+
+mod support;
+
+mod dashboard;
+mod demo;
+mod executor;
+mod manage;
+mod orchestrator;
+mod run_single;
