@@ -10,7 +10,7 @@ use crate::ipc::{self, Body, Line, LineReader, MAX_LINE, Message};
 use crate::orchestrator::build_job;
 use crate::process;
 use crate::shutdown;
-use crate::story_run::{self, Event, Group, Limits, Observer, Outcome, RunResult};
+use crate::story_run::{self, Event, Limits, Observer, Outcome, RunResult};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -91,7 +91,46 @@ impl Ipc {
 
 impl Observer for Ipc {
     fn event(&mut self, e: Event) {
-        self.send(Body::from_event(&e));
+        self.send(body_of(&e));
+    }
+}
+
+/// A story's event as the message that reports it.
+fn body_of(e: &Event) -> Body {
+    match *e {
+        Event::PhaseStarted {
+            index,
+            count,
+            name,
+            pid,
+        } => Body::Status {
+            phase: name.to_string(),
+            phase_index: index,
+            phase_count: count,
+            progress: (index * 100 / count.max(1)) as u8,
+            message: format!("started, pid {pid}"),
+        },
+        Event::Output { stream, line } => Body::Log {
+            stream,
+            line: line.to_string(),
+        },
+        Event::PhaseFinished {
+            index,
+            count,
+            name,
+            summary,
+        } => Body::Status {
+            phase: name.to_string(),
+            phase_index: index,
+            phase_count: count,
+            progress: ((index + 1) * 100 / count.max(1)) as u8,
+            message: summary.to_string(),
+        },
+        Event::Problem { code, message } => Body::Error {
+            code: code.to_string(),
+            message: message.to_string(),
+            recoverable: false,
+        },
     }
 }
 
@@ -125,7 +164,6 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
             let limits = Limits {
                 deadline: None,
                 grace,
-                group: Group::Shared,
             };
             story_run::run(&job, &limits, &mut ipc)
         }

@@ -85,49 +85,6 @@ impl Message {
     }
 }
 
-impl Body {
-    /// A story's event as the message that reports it: what the executor
-    /// sends, and what the single-story mode records the same way.
-    pub fn from_event(e: &crate::story_run::Event) -> Body {
-        use crate::story_run::Event;
-        match *e {
-            Event::PhaseStarted {
-                index,
-                count,
-                name,
-                pid,
-            } => Body::Status {
-                phase: name.to_string(),
-                phase_index: index,
-                phase_count: count,
-                progress: (index * 100 / count.max(1)) as u8,
-                message: format!("started, pid {pid}"),
-            },
-            Event::Output { stream, line } => Body::Log {
-                stream,
-                line: line.to_string(),
-            },
-            Event::PhaseFinished {
-                index,
-                count,
-                name,
-                summary,
-            } => Body::Status {
-                phase: name.to_string(),
-                phase_index: index,
-                phase_count: count,
-                progress: ((index + 1) * 100 / count.max(1)) as u8,
-                message: summary.to_string(),
-            },
-            Event::Problem { code, message } => Body::Error {
-                code: code.to_string(),
-                message: message.to_string(),
-                recoverable: false,
-            },
-        }
-    }
-}
-
 /// Write `msg` as one whole line (one `write_all` of the line and its newline).
 pub fn write_message(w: &mut impl Write, msg: &Message) -> io::Result<()> {
     let mut line = serde_json::to_vec(msg).map_err(io::Error::other)?;

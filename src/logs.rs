@@ -101,6 +101,11 @@ impl Drop for RunLog {
     }
 }
 
+/// The log of a run, shared by the worker and the child's reader thread.
+pub fn lock(log: &std::sync::Mutex<RunLog>) -> std::sync::MutexGuard<'_, RunLog> {
+    log.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A story's run logs, newest first.
 pub fn runs(story_dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(story_dir.join(LOGS_DIR)) else {

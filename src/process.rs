@@ -1,41 +1,6 @@
 //! The low-level process rules in one place: process groups, PDEATHSIG,
 //! signalling a group, and finding a group's members in /proc.
 
-use std::io;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
-
-/// Put the child in a new process group and make the kernel send it
-/// `death_signal` when the spawning *thread* dies. (A pre_exec hook: std
-/// then forks instead of posix_spawn; see `die_with_parent` for the other way.)
-pub fn supervise_from_this_thread(cmd: &mut Command, death_signal: libc::c_int) {
-    cmd.process_group(0);
-    // SAFETY: getpid is async-signal-safe and runs here, in the parent.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: only async-signal-safe calls (prctl, getppid) run between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                death_signal as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died before the prctl took effect.
-            if libc::getppid() != parent {
-                return Err(io::Error::other(
-                    "the parent exited while starting this process",
-                ));
-            }
-            Ok(())
-        });
-    }
-}
-
 /// The variable that carries the runner's pid to the executor.
 pub const RUNNER_PID_VAR: &str = "AI_SDLC_RUNNER_PID";
 

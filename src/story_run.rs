@@ -94,22 +94,11 @@ impl Job {
     }
 }
 
-/// How the agents' processes are grouped, which decides how to signal them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Group {
-    /// Each agent leads its own group (the single-story mode, in the runner).
-    Own,
-    /// Agents share this process's group (the executor); signal its
-    /// descendants, never itself.
-    Shared,
-}
-
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub deadline: Option<Instant>,
     /// SIGTERM to SIGKILL.
     pub grace: Duration,
-    pub group: Group,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -330,7 +319,7 @@ fn spawn_reader(
         })
 }
 
-fn start_agent(job: &Job, phase: &PhaseCommand, limits: &Limits) -> Result<Child, String> {
+fn start_agent(job: &Job, phase: &PhaseCommand) -> Result<Child, String> {
     let (argv, used_prompt) = job.expand(&phase.name, &phase.argv);
     let program = argv.first().ok_or("the agent command is empty")?;
     let mut cmd = Command::new(program);
@@ -346,12 +335,8 @@ fn start_agent(job: &Job, phase: &PhaseCommand, limits: &Limits) -> Result<Child
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if limits.group == Group::Own {
-        // In the runner itself: nothing else would stop the agent if the runner died.
-        process::supervise_from_this_thread(&mut cmd, libc::SIGKILL);
-    }
-    // In the executor no pre_exec hook is needed (so std can use posix_spawn):
-    // the executor sweeps its descendants, and the runner sweeps the group.
+    // No pre_exec hook (so std can use posix_spawn): the executor sweeps its
+    // descendants, and the runner sweeps the executor's group.
     cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!(
             "cannot start phase {}: command {program:?} not found (run from {}); check agent.command or the phase's command in .ai-sdlc.json",
@@ -362,16 +347,10 @@ fn start_agent(job: &Job, phase: &PhaseCommand, limits: &Limits) -> Result<Child
     })
 }
 
-fn signal_agents(child: &Child, group: Group, sig: libc::c_int) {
-    match group {
-        Group::Own => {
-            process::signal_group(child.id(), sig);
-        }
-        Group::Shared => {
-            // No reaping here: the agent's `Child` is reaped by its owner.
-            process::signal_descendants(sig, false);
-        }
-    }
+/// Agents share the executor's process group: signal its descendants, never
+/// the executor itself. No reaping here: the agent's `Child` is reaped by its owner.
+fn signal_agents(sig: libc::c_int) {
+    process::signal_descendants(sig, false);
 }
 
 fn run_phase(
@@ -389,7 +368,7 @@ fn run_phase(
         spawn_error: None,
         last_line: None,
     };
-    let mut child = match start_agent(job, phase, limits) {
+    let mut child = match start_agent(job, phase) {
         Ok(c) => c,
         Err(e) => {
             obs.event(Event::Problem {
@@ -488,16 +467,16 @@ fn run_phase(
         if (state != State::Running || overdue) && kill_at.is_none() {
             end.timed_out = overdue && state == State::Running;
             end.stopped = !end.timed_out;
-            signal_agents(&child, limits.group, libc::SIGTERM);
+            signal_agents(libc::SIGTERM);
             kill_at = Some(now + limits.grace);
         }
         if !killed && (state == State::Forced || kill_at.is_some_and(|k| now >= k)) {
-            signal_agents(&child, limits.group, libc::SIGKILL);
+            signal_agents(libc::SIGKILL);
             killed = true;
         }
     };
     // Whatever the agent left behind in its group dies with the phase.
-    signal_agents(&child, limits.group, libc::SIGKILL);
+    signal_agents(libc::SIGKILL);
     let drain_until = Instant::now() + Duration::from_secs(2);
     while pipes_open {
         match rx.recv_timeout(drain_until.saturating_duration_since(Instant::now())) {

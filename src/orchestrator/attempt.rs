@@ -8,16 +8,13 @@ use crate::board::lock::{ClaimError, StoryClaim};
 use crate::board::{Status, Story, text};
 use crate::commands::rel;
 use crate::config::Config;
-use crate::logs::RunLog;
+use crate::logs::{self, RunLog};
 use crate::report::{Note, StoryResult};
-use crate::story_run::{
-    self, Event, Group, Job, Limits, Observer, Outcome, PhaseCommand, RunResult,
-};
+use crate::story_run::{Job, Outcome, PhaseCommand, RunResult};
 use crate::time;
 use crate::worktree;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 pub enum Attempt {
     Ran(Box<StoryResult>),
@@ -190,25 +187,14 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
             return Attempt::Ran(Box::new(finish(ctx, &story, r, worktree, &branch, log_rel)));
         }
     };
-    lock_log(&log).note(&format!(
+    logs::lock(&log).note(&format!(
         "run of {} {:?} in {}",
         story.id,
         story.title,
         workdir.display()
     ));
-    let result = if ctx.settings.in_process() {
-        let _ = ctx.notes.send(Note::Started {
-            id: story.id.clone(),
-            title: story.title.clone(),
-            pid: None,
-            worktree: worktree.as_ref().map(|w| rel(root, w)),
-            branch: worktree.as_ref().map(|_| branch.clone()),
-        });
-        run_in_process(ctx, &job, &log)
-    } else {
-        child::run(ctx, &job, &log, worktree.as_ref().map(|w| rel(root, w)))
-    };
-    lock_log(&log).note(&format!(
+    let result = child::run(ctx, &job, &log, worktree.as_ref().map(|w| rel(root, w)));
+    logs::lock(&log).note(&format!(
         "outcome {} after {}{}",
         result.outcome.as_str(),
         time::human_duration(result.duration_ms),
@@ -222,55 +208,6 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     let r = finish(ctx, &story, result, worktree, &branch, log_rel);
     drop(claim);
     Attempt::Ran(Box::new(r))
-}
-
-pub fn lock_log(log: &Mutex<RunLog>) -> std::sync::MutexGuard<'_, RunLog> {
-    log.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Single-story mode: the phases run here; their output streams to the terminal and the log.
-struct Console<'a> {
-    id: &'a str,
-    ctx: &'a Ctx,
-    log: &'a Mutex<RunLog>,
-}
-
-impl Observer for Console<'_> {
-    fn event(&mut self, e: Event) {
-        let body = crate::ipc::Body::from_event(&e);
-        let line = child::record(
-            self.id,
-            body,
-            &mut lock_log(self.log),
-            &self.ctx.notes,
-            None,
-        );
-        if let Some(line) = line {
-            // Every line: single-story mode streams the agent's output.
-            let _ = self.ctx.notes.send(Note::Output {
-                id: self.id.to_string(),
-                line,
-            });
-        }
-    }
-
-    fn idle(&mut self) {
-        lock_log(self.log).flush();
-    }
-}
-
-fn run_in_process(ctx: &Ctx, job: &Job, log: &Mutex<RunLog>) -> RunResult {
-    let limits = Limits {
-        deadline: Some(Instant::now() + ctx.settings.timeout),
-        grace: ctx.settings.grace,
-        group: Group::Own,
-    };
-    let mut console = Console {
-        id: &job.id,
-        ctx,
-        log,
-    };
-    story_run::run(job, &limits, &mut console)
 }
 
 /// Write the outcome (SPEC §5 table) and keep or remove the worktree.

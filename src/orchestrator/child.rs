@@ -4,10 +4,9 @@
 //! processes: the rules"). Only this worker thread signals the child.
 
 use super::Ctx;
-use super::attempt::lock_log;
 use crate::cli::EXECUTOR_COMMAND;
 use crate::ipc::{self, Body, Line, LineReader, MAX_LINE, Message};
-use crate::logs::RunLog;
+use crate::logs::{self, RunLog};
 use crate::process;
 use crate::report::Note;
 use crate::shutdown::{self, State};
@@ -24,7 +23,7 @@ use wait_timeout::ChildExt;
 const OUTPUT_NOTE_EVERY: Duration = Duration::from_millis(100);
 
 /// What the reader thread learned from the child.
-pub(super) struct Heard {
+struct Heard {
     /// Milliseconds after `start` of the last health response.
     last_health_ms: AtomicU64,
     complete: Mutex<Option<Body>>,
@@ -42,7 +41,7 @@ pub fn run(ctx: &Ctx, job: &Job, log: &Arc<Mutex<RunLog>>, worktree: Option<Stri
             );
         }
     };
-    let stderr = match lock_log(log).file() {
+    let stderr = match logs::lock(log).file() {
         Ok(f) => Stdio::from(f),
         Err(_) => Stdio::inherit(),
     };
@@ -93,18 +92,19 @@ pub fn run(ctx: &Ctx, job: &Job, log: &Arc<Mutex<RunLog>>, worktree: Option<Stri
             ctx.notes.clone(),
             job.id.clone(),
         );
+        let every_line = ctx.settings.single_story();
         let spawned = std::thread::Builder::new()
             .name(format!("ipc-{id}"))
             .stack_size(128 * 1024)
             .spawn(move || {
-                read_child(out, &id, &heard, &log, &notes);
+                read_child(out, &id, &heard, &log, &notes, every_line);
                 drop(done_tx);
             });
         if let Err(e) = spawned {
             log::warn!("[{}] cannot start its reader: {e}", job.id);
         }
     }
-    lock_log(log).note(&format!("executor started, pid {pid}", pid = pgid));
+    logs::lock(log).note(&format!("executor started, pid {pid}", pid = pgid));
     let _ = ctx.notes.send(Note::Started {
         id: job.id.clone(),
         title: job.title.clone(),
@@ -184,7 +184,7 @@ fn supervise(
             Ok(None) => {}
             Err(e) => {
                 // Never spin on a child we cannot wait for.
-                lock_log(log).note(&format!("cannot wait for the executor: {e}"));
+                logs::lock(log).note(&format!("cannot wait for the executor: {e}"));
                 return sup;
             }
         }
@@ -198,7 +198,7 @@ fn supervise(
             } else {
                 "shutting down"
             };
-            lock_log(log).note(&format!("{why}: SIGTERM to the executor's group {pgid}"));
+            logs::lock(log).note(&format!("{why}: SIGTERM to the executor's group {pgid}"));
             send(
                 stdin,
                 Body::Shutdown {
@@ -209,7 +209,7 @@ fn supervise(
             kill_at = Some(now + ctx.settings.grace);
         }
         if !killed && (state == State::Forced || kill_at.is_some_and(|k| now >= k)) {
-            lock_log(log).note(&format!("SIGKILL to the executor's group {pgid}"));
+            logs::lock(log).note(&format!("SIGKILL to the executor's group {pgid}"));
             let _ = ctx.notes.send(Note::Info {
                 id: Some(job.id.clone()),
                 text: "did not stop in time: SIGKILL".into(),
@@ -234,14 +234,14 @@ fn supervise(
                     "unresponsive: no health response for {}",
                     crate::time::human_duration(silent.as_millis() as u64)
                 );
-                lock_log(log).note(&text);
+                logs::lock(log).note(&text);
                 let _ = ctx.notes.send(Note::Warn {
                     id: Some(job.id.clone()),
                     text,
                 });
             } else if unresponsive && silent <= limit {
                 unresponsive = false;
-                lock_log(log).note("responsive again");
+                logs::lock(log).note("responsive again");
                 let _ = ctx.notes.send(Note::Info {
                     id: Some(job.id.clone()),
                     text: "responsive again".into(),
@@ -322,15 +322,15 @@ fn judge(sup: Supervised, complete: Option<Body>, started: Instant, ctx: &Ctx) -
     r
 }
 
-/// Put what a story reported into its log and tell the reporter; the same
-/// for a child's IPC messages and the single-story mode's events. Returns
-/// the agent's output line, for the caller to pass on as it sees fit.
-pub(super) fn record(
+/// Put what the executor reported into the story's log and tell the
+/// reporter. Returns the agent's output line, for the caller to pass on as
+/// it sees fit.
+fn record(
     id: &str,
     body: Body,
     log: &mut RunLog,
     notes: &Sender<Note>,
-    heard: Option<&Heard>,
+    heard: &Heard,
 ) -> Option<String> {
     match body {
         Body::Log { stream, line } => {
@@ -364,15 +364,12 @@ pub(super) fn record(
             });
         }
         Body::HealthResponse { .. } => {
-            if let Some(h) = heard {
-                h.last_health_ms
-                    .store(h.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-            }
+            heard
+                .last_health_ms
+                .store(heard.start.elapsed().as_millis() as u64, Ordering::Relaxed);
         }
         body @ Body::Complete { .. } => {
-            if let Some(h) = heard {
-                *h.complete.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
-            }
+            *heard.complete.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
         }
         Body::HealthCheck | Body::Shutdown { .. } => {
             log.line("runner", "ignored a runner-bound message from the executor");
@@ -381,12 +378,16 @@ pub(super) fn record(
     None
 }
 
+/// Reads the executor's messages. The reporter gets the agent's output
+/// lines at most every `OUTPUT_NOTE_EVERY`, or `every_line` (the
+/// single-story mode streams them).
 fn read_child(
     out: ChildStdout,
     id: &str,
     heard: &Heard,
     log: &Mutex<RunLog>,
     notes: &Sender<Note>,
+    every_line: bool,
 ) {
     let mut reader = LineReader::new(out, MAX_LINE);
     let mut bad = 0u64;
@@ -401,13 +402,20 @@ fn read_child(
         };
         match item {
             Ok(msg) => {
-                if let Some(line) = record(id, msg.body, &mut lock_log(log), notes, Some(heard)) {
-                    pending_output = Some(line);
+                if let Some(line) = record(id, msg.body, &mut logs::lock(log), notes, heard) {
+                    if every_line {
+                        let _ = notes.send(Note::Output {
+                            id: id.to_string(),
+                            line,
+                        });
+                    } else {
+                        pending_output = Some(line);
+                    }
                 }
             }
             Err(why) => {
                 bad += 1;
-                lock_log(log).line("runner", &format!("ignored an IPC line: {why}"));
+                logs::lock(log).line("runner", &format!("ignored an IPC line: {why}"));
                 if bad <= 3 {
                     log::warn!("[{id}] ignored a line from the executor: {why}");
                 }
@@ -424,11 +432,11 @@ fn read_child(
             }
         }
         if quiet {
-            lock_log(log).flush();
+            logs::lock(log).flush();
         }
     }
     if bad > 3 {
         log::warn!("[{id}] ignored {bad} bad lines from the executor in all; see its log");
     }
-    lock_log(log).flush();
+    logs::lock(log).flush();
 }

@@ -40,7 +40,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn in_process(&self) -> bool {
+    /// The single-story mode: one story in the foreground, its output streamed.
+    pub fn single_story(&self) -> bool {
         self.concurrency == 1
     }
 }
@@ -162,10 +163,10 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     let sink: Box<dyn report::Sink> = if quiet {
         Box::new(report::Quiet)
     } else if report::stderr_is_terminal() {
-        Box::new(report::dashboard::Dashboard::new(settings.in_process()))
+        Box::new(report::dashboard::Dashboard::new(settings.single_story()))
     } else {
         Box::new(report::Plain {
-            stream_output: settings.in_process(),
+            stream_output: settings.single_story(),
         })
     };
     let reporter = Reporter::start(sink);
