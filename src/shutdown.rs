@@ -1,13 +1,16 @@
-//! Shutdown: SIGINT, SIGTERM and SIGHUP become a process-wide state that
-//! both run modes and the executor poll (SPEC §6).
+//! Shutdown: SIGINT, SIGTERM, SIGHUP and SIGQUIT become a process-wide
+//! state that both run modes and the executor poll (SPEC §6).
 //!
-//! Own self-pipe handler rather than the ctrlc crate: the exit code must say
-//! which signal came (130 for SIGINT, 143 for SIGTERM), and ctrlc's handler
-//! is not told. The handler only writes one byte; a thread does the rest.
+//! The `ctrlc` crate (feature `termination`) delivers the signals to a
+//! thread. It does not say which signal came, and the exit code must (130
+//! for SIGINT, 143 for SIGTERM, 131 for SIGQUIT), so a small addition sits
+//! in front of it: a handler that records the signal number in an atomic
+//! and then calls ctrlc's own handler. The same handler takes SIGQUIT, which
+//! ctrlc does not cover, so it stops a run gracefully like SIGTERM.
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::io;
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 const RUNNING: u8 = 0;
@@ -16,15 +19,24 @@ const FORCED: u8 = 2;
 
 static STATE: AtomicU8 = AtomicU8::new(RUNNING);
 static FIRST_SIGNAL: AtomicI32 = AtomicI32::new(0);
-static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
+static LAST_SIGNAL: AtomicI32 = AtomicI32::new(libc::SIGINT);
+/// ctrlc's handler, which wakes its thread.
+static CTRLC_HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+/// The stop signals, in the order they are installed.
+const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 extern "C" fn on_signal(sig: libc::c_int) {
-    let fd = PIPE_WRITE.load(Ordering::Relaxed);
-    if fd >= 0 {
-        let byte = sig as u8;
-        // SAFETY: write(2) is async-signal-safe; a full pipe drops the byte,
-        // which is fine: the thread already has one to read.
-        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    // Atomics and a call of ctrlc's handler (a semaphore post): all
+    // async-signal-safe, and none touches errno.
+    let _ = FIRST_SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+    LAST_SIGNAL.store(sig, Ordering::SeqCst);
+    let handler = CTRLC_HANDLER.load(Ordering::SeqCst);
+    if handler != 0 {
+        // SAFETY: the address was read from the SIGINT action ctrlc
+        // installed, a plain `extern "C" fn(c_int)` handler (no SA_SIGINFO).
+        let forward: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
+        forward(sig);
     }
 }
 
@@ -115,7 +127,7 @@ pub fn request_soft() {
     announce(state());
 }
 
-/// The exit code of an interrupted run: 128 + the first signal (130, 143, 129).
+/// The exit code of an interrupted run: 128 + the first signal (130, 143, 129, 131).
 pub fn exit_code() -> Option<i32> {
     match FIRST_SIGNAL.load(Ordering::SeqCst) {
         0 => None,
@@ -123,24 +135,30 @@ pub fn exit_code() -> Option<i32> {
     }
 }
 
-/// Install the handlers. `notify` runs on the signal thread after each
+/// Install the handlers. `notify` runs on ctrlc's thread after each
 /// signal, with the signal and the new state.
 pub fn install(notify: impl Fn(libc::c_int, State) + Send + 'static) -> io::Result<()> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two descriptors into `fds`.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
+    ctrlc::set_handler(move || {
+        let sig = LAST_SIGNAL.load(Ordering::SeqCst);
+        let st = request(sig);
+        notify(sig, st);
+    })
+    .map_err(io::Error::other)?;
+    // SAFETY: read the SIGINT action that ctrlc just installed.
+    let ctrlc_handler = unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGINT, std::ptr::null(), &mut old) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        old.sa_sigaction
+    };
+    if ctrlc_handler == libc::SIG_DFL || ctrlc_handler == libc::SIG_IGN {
+        return Err(io::Error::other("ctrlc installed no SIGINT handler"));
     }
-    let (read_fd, write_fd) = (fds[0], fds[1]);
-    // SAFETY: set the write end non-blocking so the handler never blocks.
-    unsafe {
-        let flags = libc::fcntl(write_fd, libc::F_GETFL);
-        libc::fcntl(write_fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-    }
-    PIPE_WRITE.store(write_fd, Ordering::SeqCst);
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    CTRLC_HANDLER.store(ctrlc_handler, Ordering::SeqCst);
+    for sig in SIGNALS {
         // SAFETY: a zeroed sigaction with our handler; SA_RESTART keeps other
-        // threads' blocking reads from failing with EINTR.
+        // threads' blocking reads from failing with EINTR, as ctrlc's does.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = on_signal as *const () as usize;
@@ -151,24 +169,5 @@ pub fn install(notify: impl Fn(libc::c_int, State) + Send + 'static) -> io::Resu
             }
         }
     }
-    std::thread::Builder::new()
-        .name("signals".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            loop {
-                let mut byte = 0u8;
-                // SAFETY: read one byte into a local.
-                let n = unsafe { libc::read(read_fd, (&mut byte as *mut u8).cast(), 1) };
-                if n == 1 {
-                    let sig = libc::c_int::from(byte);
-                    let st = request(sig);
-                    notify(sig, st);
-                } else if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                    continue;
-                } else {
-                    return;
-                }
-            }
-        })?;
     Ok(())
 }

@@ -6,6 +6,7 @@ mod support;
 mod dashboard;
 mod demo;
 mod executor;
+mod hardening;
 mod manage;
 mod orchestrator;
 mod run_single;
