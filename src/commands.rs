@@ -1,10 +1,11 @@
 //! The board commands: `init`, `add`, `status`.
 
-use crate::board::frontmatter::{self, scalar};
+use crate::board::frontmatter::scalar;
 use crate::board::{self, Board, Scan, Status, lock};
 use crate::cli::{AddArgs, StatusArgs};
 use crate::config::{self, CONFIG_FILE, Config};
 use crate::error::{Failure, Outcome};
+use crate::paths::{self, Dir, ReadError, rel};
 use crate::time;
 use serde_json::json;
 use std::fs;
@@ -39,15 +40,8 @@ pub fn start_dir(dir: Option<&Path>) -> Result<PathBuf, Failure> {
     }
 }
 
-/// `path` relative to `root` when it is inside it, for messages.
-pub fn rel(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| path.display().to_string())
-}
-
 pub fn scan(config: &Config) -> Result<Scan, Failure> {
-    Board::new(config.stories_dir()).scan().map_err(|e| {
+    Board::of(config).scan().map_err(|e| {
         Failure::failed(format!(
             "cannot read {}: {e}",
             config.stories_dir().display()
@@ -55,55 +49,73 @@ pub fn scan(config: &Config) -> Result<Scan, Failure> {
     })
 }
 
-const GITIGNORE_LINES: [&str; 3] = [
-    ".ai-sdlc/worktrees/",
-    ".ai-sdlc/stories/*/logs/",
-    ".ai-sdlc/stories/*/.lock",
-];
+const GITIGNORE_LINES: [&str; 2] = [".ai-sdlc/worktrees/", ".ai-sdlc/stories/*/logs/"];
+
+/// `.gitignore` is at most this big for `init` to extend it.
+const MAX_GITIGNORE: u64 = 1 << 20;
 
 pub fn init(dir: Option<&Path>) -> Outcome {
     let root = start_dir(dir)?;
-    let fail = |what: &str, e: io::Error| Failure::failed(format!("cannot {what}: {e}"));
+    let fail =
+        |what: &str, e: &dyn std::fmt::Display| Failure::failed(format!("cannot {what}: {e}"));
     let stories = root.join(config::DEFAULT_FOLDER).join("stories");
     let mut done = Vec::new();
-    if stories.is_dir() {
-        done.push("kept .ai-sdlc/stories/ (already there)".to_string());
+    let existed = stories.is_dir();
+    paths::open_beneath(&root, &stories, true)
+        .map_err(|e| fail(&format!("create {}", stories.display()), &e))?;
+    done.push(if existed {
+        "kept .ai-sdlc/stories/ (already there)".to_string()
     } else {
-        fs::create_dir_all(&stories)
-            .map_err(|e| fail(&format!("create {}", stories.display()), e))?;
-        done.push("created .ai-sdlc/stories/".to_string());
-    }
+        "created .ai-sdlc/stories/".to_string()
+    });
+    let top = Dir::open(&root).map_err(|e| fail(&format!("open {}", root.display()), &e))?;
     let config_path = root.join(CONFIG_FILE);
-    if config_path.exists() {
+    if top.exists(CONFIG_FILE).unwrap_or(true) {
         done.push(format!("kept {CONFIG_FILE} (already there)"));
     } else {
-        frontmatter::write_atomic(&config_path, config::default_file_text().as_bytes())
-            .map_err(|e| fail(&format!("write {}", config_path.display()), e))?;
+        top.replace(CONFIG_FILE, config::default_file_text().as_bytes(), None)
+            .map_err(|e| fail(&format!("write {}", config_path.display()), &e))?;
         done.push(format!(
             "created {CONFIG_FILE} (agent.command: [\"claude\", \"-p\"])"
         ));
     }
     let ignore = root.join(".gitignore");
-    let existing = fs::read_to_string(&ignore).unwrap_or_default();
+    let existing = match top.read(".gitignore", MAX_GITIGNORE) {
+        Ok(bytes) => bytes,
+        Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(fail(&format!("read {}", ignore.display()), &e)),
+    };
+    let text = String::from_utf8_lossy(&existing).into_owned();
     let missing: Vec<&str> = GITIGNORE_LINES
         .iter()
         .copied()
-        .filter(|l| !existing.lines().any(|e| e.trim() == *l))
+        .filter(|l| !text.lines().any(|e| e.trim() == *l))
         .collect();
     if !missing.is_empty() {
-        let mut text = existing.clone();
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
+        let mut new = text.clone();
+        if !new.is_empty() && !new.ends_with('\n') {
+            new.push('\n');
         }
-        text.push_str("# ai-sdlc: worktrees, run logs and claim locks\n");
+        new.push_str("# ai-sdlc: worktrees and run logs\n");
         for l in &missing {
-            text.push_str(l);
-            text.push('\n');
+            new.push_str(l);
+            new.push('\n');
         }
-        frontmatter::write_atomic(&ignore, text.as_bytes())
-            .map_err(|e| fail(&format!("write {}", ignore.display()), e))?;
+        let written = top
+            .replace(
+                ".gitignore",
+                new.as_bytes(),
+                Some(&existing).filter(|e| !e.is_empty()).map(|e| &e[..]),
+            )
+            .map_err(|e| fail(&format!("write {}", ignore.display()), &e))?;
+        if !written {
+            return Err(Failure::failed(format!(
+                "{} changed while ai-sdlc was updating it; run `ai-sdlc init` again",
+                ignore.display()
+            )));
+        }
         done.push(format!(
-            "{} .gitignore (worktrees, logs, locks)",
+            "{} .gitignore (worktrees, logs)",
             if existing.is_empty() {
                 "created"
             } else {
@@ -146,9 +158,7 @@ pub fn add(config: &Config, args: &AddArgs) -> Outcome {
             TYPES.join(", ")
         )));
     }
-    let board = Board::new(config.stories_dir());
-    fs::create_dir_all(&board.dir)
-        .map_err(|e| Failure::failed(format!("cannot create {}: {e}", board.dir.display())))?;
+    let board = Board::of(config);
     let scan = scan(config)?;
     for dep in &args.depends {
         if scan.get(dep).is_none() {
@@ -170,43 +180,35 @@ pub fn add(config: &Config, args: &AddArgs) -> Outcome {
         .max()
         .unwrap_or(0)
         + 1;
-    // create_dir fails if another `add` took the number first: take the next.
-    let id = loop {
-        let id = format!("S-{number:04}");
-        match fs::create_dir(board.story_dir(&id)) {
-            Ok(()) => break id,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => number += 1,
-            Err(e) => {
-                return Err(Failure::failed(format!(
-                    "cannot create {}: {e}",
-                    board.story_dir(&id).display()
-                )));
-            }
-        }
-    };
     let status = if args.ready {
         Status::Ready
     } else {
         Status::Backlog
     };
-    let text = story_text(&NewStory {
-        id: &id,
-        title,
-        priority,
-        status: status.as_str(),
-        kind,
-        labels: &args.label,
-        dependencies: &args.depends,
-        body: "<!-- What to build and how to check it. The whole file is the agent's prompt. -->",
-    });
-    let path = board.story_path(&id);
-    if let Err(e) = frontmatter::write_atomic(&path, text.as_bytes()) {
-        let _ = fs::remove_dir(board.story_dir(&id));
-        return Err(Failure::failed(format!(
-            "cannot write {}: {e}",
-            path.display()
-        )));
-    }
+    // The folder is made exclusively: if another `add` took the number first, take the next.
+    let id = loop {
+        let id = format!("S-{number:04}");
+        let text = story_text(&NewStory {
+            id: &id,
+            title,
+            priority,
+            status: status.as_str(),
+            kind,
+            labels: &args.label,
+            dependencies: &args.depends,
+            body: "<!-- What to build and how to check it: the agent gets this body (without the frontmatter) in its prompt. -->",
+        });
+        match board.create(&id, &text) {
+            Ok(true) => break id,
+            Ok(false) => number += 1,
+            Err(e) => {
+                return Err(Failure::failed(format!(
+                    "cannot create {}: {e}",
+                    board.story_path(&id).display()
+                )));
+            }
+        }
+    };
     println!("{id}");
     Ok(0)
 }
@@ -255,7 +257,8 @@ const GROUPS: [&str; 5] = ["in-progress", "ready", "backlog", "blocked", "done"]
 pub fn status(config: &Config, args: &StatusArgs) -> Outcome {
     let scan = scan(config)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
-    let held = |s: &board::Story| s.status == Status::InProgress && lock::is_held(s.dir());
+    let board = Board::of(config);
+    let held = |s: &board::Story| s.status == Status::InProgress && lock::is_held(&board, &s.id);
     let res = if args.json {
         let stories: Vec<_> = scan
             .stories
@@ -353,9 +356,12 @@ fn print_board(
             };
             let note = match s.status {
                 Status::InProgress if held(s) => "running (claimed by a runner)".to_string(),
-                Status::InProgress => {
-                    "stale: no runner holds it; the next `run` returns it to ready".to_string()
-                }
+                Status::InProgress => match crate::orchestrator::plan::busy_worktree(config, s) {
+                    Some(pid) => {
+                        format!("no runner holds it, but process {pid} still works in its worktree")
+                    }
+                    None => "stale: no runner holds it; the next `run` returns it to ready".into(),
+                },
                 Status::Blocked => s.blocked_reason.clone().unwrap_or_default(),
                 _ if !s.dependencies.is_empty() => format!("after {}", s.dependencies.join(", ")),
                 _ => String::new(),

@@ -8,7 +8,6 @@ use crate::commands::{self, NewStory, story_text};
 use crate::config::{self, Config};
 use crate::error::{Failure, Outcome};
 use crate::orchestrator;
-use crate::worktree::git;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -121,7 +120,7 @@ fn write(path: &Path, text: &str) -> Result<(), Failure> {
 
 fn build_repo(root: &Path) -> Result<(), Failure> {
     let g = |args: &[&str]| {
-        git(root, args).map_err(|e| fail(&format!("run git {}", args.join(" ")), e))
+        crate::git::run(root, args).map_err(|e| fail(&format!("run git {}", args.join(" ")), e))
     };
     g(&["init", "-q"])?;
     g(&["symbolic-ref", "HEAD", "refs/heads/main"])?;
@@ -182,19 +181,19 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
     let config = Config::load(&root)?;
     println!();
     commands::status(&config, &StatusArgs { json: false })?;
-    let branches = git(&root, &["branch", "--list", "ai-sdlc/*"]).unwrap_or_default();
+    let branches = crate::worktree::story_branches(&root).unwrap_or_default();
     let kept: Vec<String> = fs::read_dir(config.worktree_base())
         .map(|r| {
             r.filter_map(|e| e.ok())
                 .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .map(|e| commands::rel(&root, &e.path()))
+                .map(|e| crate::paths::rel(&root, &e.path()))
                 .collect()
         })
         .unwrap_or_default();
     println!("\nWhere things are:");
     println!("  branches (one per story, never deleted by run):");
-    for b in branches.lines() {
-        println!("    {}", b.trim_start_matches(['*', '+', ' ']));
+    for b in &branches {
+        println!("    {b}");
     }
     if kept.is_empty() {
         println!("  worktrees kept: none");

@@ -197,7 +197,7 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
 
 fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story_run::Job, Duration), String> {
     let config = Config::load(root).map_err(|e| e.0)?;
-    let story = Board::new(config.stories_dir())
+    let story = Board::of(&config)
         .load(&args.id)
         .map_err(|b| b.to_string())?;
     let job = build_job(&config, &story, args.worktree.clone(), &args.branch)?;

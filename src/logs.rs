@@ -5,10 +5,11 @@ use crate::board::{Board, lock};
 use crate::cli::LogsArgs;
 use crate::config::Config;
 use crate::error::{Failure, Outcome};
+use crate::paths::Dir;
 use crate::time;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const LOGS_DIR: &str = "logs";
@@ -19,17 +20,58 @@ pub struct RunLog {
     failed: bool,
 }
 
+/// Is `name` one of the tool's run logs (`<stamp>.log`, `<stamp>-<n>.log`),
+/// which it may rotate away? The TS tool's logs and anything else are never touched.
+fn is_run_log(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".log") else {
+        return false;
+    };
+    let (stamp, n) = stem.split_once('-').unwrap_or((stem, "0"));
+    let b = stamp.as_bytes();
+    b.len() == 20
+        && b[8] == b'T'
+        && b[15] == b'.'
+        && b[19] == b'Z'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 8 | 15 | 19) || c.is_ascii_digit())
+        && !n.is_empty()
+        && n.bytes().all(|c| c.is_ascii_digit())
+}
+
+/// The order of run logs: `<stamp>.log`, then `<stamp>-1.log`, ... for runs
+/// started in the same millisecond.
+fn run_key(name: &str) -> (String, u32) {
+    let stem = name.strip_suffix(".log").unwrap_or(name);
+    match stem.split_once('-').map(|(s, n)| (s, n.parse::<u32>())) {
+        Some((stamp, Ok(n))) => (stamp.to_string(), n),
+        _ => (stem.to_string(), 0),
+    }
+}
+
+/// The names of the tool's run logs in `logs`, newest first.
+fn run_names(logs: &Dir) -> Vec<String> {
+    let mut names: Vec<String> = logs
+        .entries()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(name, is_dir)| !is_dir && is_run_log(name))
+        .map(|(name, _)| name)
+        .collect();
+    names.sort_by_key(|n| std::cmp::Reverse(run_key(n)));
+    names
+}
+
 impl RunLog {
-    /// Start a new log for a run of the story in `story_dir`, and drop the
-    /// oldest beyond `keep`.
-    pub fn create(story_dir: &Path, keep: usize) -> io::Result<RunLog> {
-        let dir = story_dir.join(LOGS_DIR);
-        fs::create_dir_all(&dir)?;
+    /// Start a new log for a run of story `id`, and drop the oldest beyond
+    /// `keep`. The `logs` folder must be a real folder, never a symlink.
+    pub fn create(board: &Board, id: &str, keep: usize) -> io::Result<RunLog> {
+        let logs = board.open_story(id)?.child_or_create(LOGS_DIR)?;
         let stamp = time::file_stamp(time::now_ms());
         // After the newest run of this same millisecond, never in a gap that rotation left.
-        let mut n = runs(story_dir)
+        let mut n = run_names(&logs)
             .first()
-            .map(|p| run_key(p))
+            .map(|name| run_key(name))
             .filter(|(s, _)| *s == stamp)
             .map_or(0, |(_, n)| n + 1);
         let (path, file) = loop {
@@ -38,15 +80,18 @@ impl RunLog {
             } else {
                 format!("{stamp}-{n}.log")
             };
-            let path = dir.join(name);
             // O_APPEND: the executor's stderr shares this file.
-            match OpenOptions::new().append(true).create_new(true).open(&path) {
-                Ok(f) => break (path, f),
+            match logs.create_new(&name) {
+                Ok(f) => break (logs.path().join(name), f),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => n += 1,
                 Err(e) => return Err(e),
             }
         };
-        rotate(&dir, keep);
+        for old in run_names(&logs).into_iter().skip(keep.max(1)) {
+            if let Err(e) = logs.remove_file(&old) {
+                log::debug!("cannot remove old log {old}: {e}");
+            }
+        }
         Ok(RunLog {
             path,
             out: BufWriter::with_capacity(64 * 1024, file),
@@ -106,48 +151,30 @@ pub fn lock(log: &std::sync::Mutex<RunLog>) -> std::sync::MutexGuard<'_, RunLog>
     log.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A story's run logs, newest first.
-pub fn runs(story_dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(story_dir.join(LOGS_DIR)) else {
-        return Vec::new();
-    };
-    let mut logs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    // `<stamp>.log`, then `<stamp>-1.log`, ... for runs started in the same millisecond.
-    logs.sort_by_key(|p| std::cmp::Reverse(run_key(p)));
-    logs
-}
-
-fn run_key(p: &Path) -> (String, u32) {
-    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    match stem.rsplit_once('-').map(|(s, n)| (s, n.parse::<u32>())) {
-        Some((stamp, Ok(n))) => (stamp.to_string(), n),
-        _ => (stem.to_string(), 0),
-    }
-}
-
-fn rotate(dir: &Path, keep: usize) {
-    let story_dir = dir.parent().unwrap_or(dir);
-    for old in runs(story_dir).into_iter().skip(keep.max(1)) {
-        if let Err(e) = fs::remove_file(&old) {
-            log::debug!("cannot remove old log {}: {e}", old.display());
-        }
+/// Story `id`'s run logs, newest first (paths, for people), and their folder.
+pub fn runs(board: &Board, id: &str) -> (Vec<PathBuf>, Option<Dir>) {
+    match board.open_story(id).and_then(|d| d.child(LOGS_DIR)) {
+        Ok(logs) => (
+            run_names(&logs)
+                .into_iter()
+                .map(|n| logs.path().join(n))
+                .collect(),
+            Some(logs),
+        ),
+        Err(_) => (Vec::new(), None),
     }
 }
 
 /// `ai-sdlc logs <ID> [--follow] [--lines N] [--run K]`.
 pub fn command(config: &Config, args: &LogsArgs) -> Outcome {
-    let board = Board::new(config.stories_dir());
-    let dir = board.story_dir(&args.id);
-    if !dir.is_dir() {
+    let board = Board::of(config);
+    if board.open_story(&args.id).is_err() {
         return Err(Failure::usage(format!(
             "no story {} on the board; `ai-sdlc status` lists them",
             args.id
         )));
     }
-    let all = runs(&dir);
+    let (all, logs) = runs(&board, &args.id);
     let k = args.run.unwrap_or(1);
     if all.is_empty() {
         return Err(Failure::failed(format!(
@@ -164,7 +191,19 @@ pub fn command(config: &Config, args: &LogsArgs) -> Outcome {
         )));
     };
     let follow = args.follow && k == 1;
-    match print(path, &dir, args.lines, follow) {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let opened = match &logs {
+        Some(logs) => logs.open_regular(name),
+        None => Err(io::Error::from(io::ErrorKind::NotFound)),
+    };
+    let held = || lock::is_held(&board, &args.id);
+    match opened.and_then(|file| {
+        print(
+            file,
+            args.lines,
+            follow.then_some(&held as &dyn Fn() -> bool),
+        )
+    }) {
         Ok(()) => Ok(0),
         // `ai-sdlc logs X | head`: the reader left; that is fine.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
@@ -176,22 +215,25 @@ pub fn command(config: &Config, args: &LogsArgs) -> Outcome {
 }
 
 /// Print the log (or its last `lines`); with `follow`, keep printing what is
-/// appended while a runner holds the story's claim.
-fn print(path: &Path, story_dir: &Path, lines: Option<usize>, follow: bool) -> io::Result<()> {
-    let mut file = File::open(path)?;
+/// appended while `follow()` says a runner holds the story's claim.
+fn print(
+    mut file: File,
+    lines: Option<usize>,
+    follow: Option<&dyn Fn() -> bool>,
+) -> io::Result<()> {
     let mut text = Vec::new();
     file.read_to_end(&mut text)?;
     let start = lines.map_or(0, |n| tail_start(&text, n));
     let mut out = io::stdout().lock();
     out.write_all(&text[start..])?;
     out.flush()?;
-    if !follow {
+    let Some(running) = follow else {
         return Ok(());
-    }
+    };
     let mut pos = text.len() as u64;
     loop {
         // Read the claim first: a run that ends after this still gets its last lines printed.
-        let running = lock::is_held(story_dir);
+        let running = running();
         file.seek(SeekFrom::Start(pos))?;
         let mut more = Vec::new();
         file.read_to_end(&mut more)?;
@@ -236,19 +278,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_the_newest_and_timestamps_lines() {
-        let dir = std::env::temp_dir().join(format!("ai-sdlc-logs-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+    fn keeps_the_newest_of_its_own_and_timestamps_lines() {
+        let root = std::env::temp_dir().join(format!("ai-sdlc-logs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let board = Board {
+            root: root.clone(),
+            dir: root.join("stories"),
+        };
+        let logs_dir = board.story_dir("S-1").join(LOGS_DIR);
+        std::fs::create_dir_all(&logs_dir).unwrap();
+        // Another tool's log and a stranger's file are never rotated away.
+        for other in ["2026-11-26T12-51-03.log", "notes.log"] {
+            std::fs::write(logs_dir.join(other), "keep").unwrap();
+        }
         let mut paths = Vec::new();
         for i in 0..4 {
-            let mut log = RunLog::create(&dir, 2).unwrap();
+            let mut log = RunLog::create(&board, "S-1", 2).unwrap();
             log.note(&format!("run {i}"));
             paths.push(log.path.clone());
         }
-        let left = runs(&dir);
-        assert_eq!(left, vec![paths[3].clone(), paths[2].clone()]);
-        let text = fs::read_to_string(&paths[3]).unwrap();
+        assert_eq!(
+            runs(&board, "S-1").0,
+            vec![paths[3].clone(), paths[2].clone()]
+        );
+        let text = std::fs::read_to_string(&paths[3]).unwrap();
         assert!(text.ends_with("Z [runner] run 3\n"), "{text}");
-        fs::remove_dir_all(&dir).unwrap();
+        assert!(logs_dir.join("2026-11-26T12-51-03.log").exists());
+        assert!(logs_dir.join("notes.log").exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -1,6 +1,8 @@
 //! The low-level process rules in one place: process groups, PDEATHSIG,
 //! signalling a group, and finding a group's members in /proc.
 
+use std::path::Path;
+
 /// The variable that carries the runner's pid to the executor.
 pub const RUNNER_PID_VAR: &str = "AI_SDLC_RUNNER_PID";
 
@@ -140,6 +142,23 @@ pub fn signal_descendants(sig: libc::c_int, reap: bool) -> usize {
         }
     }
     pids.len()
+}
+
+/// Live processes whose working directory is `dir` or below it (from
+/// /proc): an agent still at work in a story's worktree.
+pub fn working_in(dir: &Path) -> Vec<u32> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
+        })
+        .collect()
 }
 
 /// This process's resident set size in KiB.

@@ -1,44 +1,25 @@
-//! The git CLI wrapper for story worktrees: check the repo, create or reuse
-//! `<basePath>/<ID>-<slug>` on branch `ai-sdlc/<ID>-<slug>`, tell clean from
-//! dirty, remove, list. git's own error text reaches the user.
+//! Story worktrees: check the repo, create or reuse `<basePath>/<ID>-<slug>`
+//! on branch `ai-sdlc/<ID>-<slug>`, tell what a worktree holds that would
+//! be lost with it, remove, list. Every git call goes through `git`.
 
+use crate::git::{self, GitError};
+use crate::paths::{self, Dir};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 pub const BRANCH_PREFIX: &str = "ai-sdlc/";
 
-/// Run git in `dir`; stdout on success, git's stderr (or why git could not run) on failure.
-pub fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .map_err(|e| format!("cannot run git: {e}; install git and make sure it is on PATH"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        let err = if err.is_empty() {
-            format!("git {} failed ({})", args.join(" "), out.status)
-        } else {
-            err
-        };
-        Err(err)
-    }
-}
-
 /// Is `root` a git repo with at least one commit? The error says what to do.
 pub fn check_repo(root: &Path) -> Result<(), String> {
-    if git(root, &["rev-parse", "--git-dir"]).is_err() {
+    if let Err(e) = git::run(root, &["rev-parse", "--git-dir"]) {
+        if e.code.is_none() {
+            return Err(e.message);
+        }
         return Err(format!(
             "{} is not a git repository; stories run in git worktrees. Run `git init && git add -A && git commit -m init` there, or pass --no-worktree",
             root.display()
         ));
     }
-    if git(root, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]).is_err() {
+    if !git::resolves(root, "HEAD^{commit}")? {
         return Err(format!(
             "the git repository at {} has no commit yet; worktrees branch from a commit. Make a first commit (git add -A && git commit -m init), or pass --no-worktree",
             root.display()
@@ -50,32 +31,46 @@ pub fn check_repo(root: &Path) -> Result<(), String> {
 /// The branch worktrees start from: the configured one, or what the repo has checked out.
 pub fn base_branch(root: &Path, configured: Option<&str>) -> Result<String, String> {
     if let Some(b) = configured {
-        git(
-            root,
-            &[
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                &format!("{b}^{{commit}}"),
-            ],
-        )
-        .map_err(|_| {
-            format!(
+        if !git::resolves(root, &format!("{b}^{{commit}}"))? {
+            return Err(format!(
                 "worktree.baseBranch {b:?} is not a branch or commit in {}",
                 root.display()
-            )
-        })?;
+            ));
+        }
         return Ok(b.to_string());
     }
-    match git(root, &["symbolic-ref", "--quiet", "--short", "HEAD"]) {
+    match git::run(root, &["symbolic-ref", "--quiet", "--short", "HEAD"]) {
         Ok(b) => Ok(b.trim().to_string()),
         // Detached HEAD: branch from the commit itself.
-        Err(_) => git(root, &["rev-parse", "HEAD"]).map(|s| s.trim().to_string()),
+        Err(_) => Ok(git::run(root, &["rev-parse", "HEAD"])?.trim().to_string()),
     }
 }
 
 pub fn branch_name(key: &str) -> String {
     format!("{BRANCH_PREFIX}{key}")
+}
+
+/// Why `key` (`<ID>-<slug>`) cannot name a story's folder and branch, if it
+/// cannot: checked before anything touches the filesystem. The rule is
+/// stricter than git's for branch names: one plain path component of ASCII
+/// letters, digits, `-`, `_` and `.`, no `..`, not starting with `.` or
+/// `-`, not ending in `.` or `.lock`.
+pub fn key_problem(key: &str) -> Option<String> {
+    let safe = paths::is_plain_name(key)
+        && !key.starts_with(['.', '-'])
+        && key.len() <= 200
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !key.contains("..")
+        && !key.ends_with(".lock")
+        && !key.ends_with('.');
+    if safe {
+        return None;
+    }
+    Some(format!(
+        "its id and slug make {key:?}, which cannot be a worktree folder and branch name; give the story a `slug:` of letters, digits and dashes"
+    ))
 }
 
 /// One entry of `git worktree list --porcelain`.
@@ -86,22 +81,21 @@ pub struct Entry {
 }
 
 pub fn list(root: &Path) -> Result<Vec<Entry>, String> {
-    let out = git(root, &["worktree", "list", "--porcelain"])?;
+    let out = git::run(root, &["worktree", "list", "--porcelain", "-z"])?;
     let mut entries = Vec::new();
-    for block in out.split("\n\n") {
-        let mut path = None;
-        let mut branch = None;
-        for line in block.lines() {
-            if let Some(p) = line.strip_prefix("worktree ") {
-                path = Some(PathBuf::from(p));
-            } else if let Some(b) = line.strip_prefix("branch ") {
-                branch = Some(b.strip_prefix("refs/heads/").unwrap_or(b).to_string());
-            }
-        }
-        if let Some(path) = path {
-            entries.push(Entry { path, branch });
+    let mut current: Option<Entry> = None;
+    for field in out.split('\0') {
+        if let Some(p) = field.strip_prefix("worktree ") {
+            entries.extend(current.take());
+            current = Some(Entry {
+                path: PathBuf::from(p),
+                branch: None,
+            });
+        } else if let (Some(b), Some(e)) = (field.strip_prefix("branch "), current.as_mut()) {
+            e.branch = Some(b.strip_prefix("refs/heads/").unwrap_or(b).to_string());
         }
     }
+    entries.extend(current);
     Ok(entries)
 }
 
@@ -112,13 +106,25 @@ fn same_path(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// The worktree base folder, made when missing. Inside the repo it is
+/// reached without following a symlink; an absolute `basePath` outside the
+/// repo is the user's own choice (the config is trusted).
+pub fn base_dir(root: &Path, base: &Path) -> Result<Dir, String> {
+    let opened = if base.starts_with(root) {
+        paths::open_beneath(root, base, true)
+    } else {
+        std::fs::create_dir_all(base).and_then(|_| Dir::open(base))
+    };
+    opened.map_err(|e| format!("cannot use the worktree folder {}: {e}", base.display()))
+}
+
 /// Serializes worktree changes across every runner on this repo: git's own
-/// locks do not make concurrent `git worktree add` and `prune` safe. Held
-/// until dropped.
-pub fn serialize(base: &Path) -> Result<std::fs::File, String> {
-    std::fs::create_dir_all(base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
-    let path = base.join(".lock");
-    crate::board::lock::hold(&path).map_err(|e| format!("cannot lock {}: {e}", path.display()))
+/// locks do not make concurrent `git worktree add` and `prune` safe. An
+/// flock on the base folder itself, which `git clean` cannot remove while
+/// it holds worktrees. Held until dropped.
+pub fn serialize(root: &Path, base: &Path) -> Result<Dir, String> {
+    base_dir(root, base)?;
+    crate::board::lock::hold(base).map_err(|e| format!("cannot lock {}: {e}", base.display()))
 }
 
 /// What `prepare` did.
@@ -129,14 +135,20 @@ pub enum Prepared {
     Reused,
 }
 
-/// Create or reuse the worktree `path` on `branch`, branching from `base`
-/// when the branch does not exist. Callers serialize calls within a runner.
-pub fn prepare(root: &Path, path: &Path, branch: &str, base: &str) -> Result<Prepared, String> {
+/// Create or reuse the worktree `base/key` on `branch`, branching from
+/// `from` when the branch does not exist. Callers hold `serialize`.
+pub fn prepare(root: &Path, base: &Path, key: &str, from: &str) -> Result<Prepared, String> {
+    if let Some(why) = key_problem(key) {
+        return Err(why);
+    }
+    let path = base.join(key);
+    let branch = branch_name(key);
     let entries = list(root)?;
-    if path.exists() {
-        let ours = entries.iter().find(|e| same_path(&e.path, path));
+    let dir = base_dir(root, base)?;
+    if dir.exists(key).map_err(|e| e.to_string())? {
+        let ours = entries.iter().find(|e| same_path(&e.path, &path));
         return match ours {
-            Some(e) if e.branch.as_deref() == Some(branch) => Ok(Prepared::Reused),
+            Some(e) if e.branch.as_deref() == Some(branch.as_str()) => Ok(Prepared::Reused),
             Some(e) => Err(format!(
                 "{} is a worktree on {} rather than {branch}; remove it (ai-sdlc worktrees remove) or check out {branch} there",
                 path.display(),
@@ -148,29 +160,20 @@ pub fn prepare(root: &Path, path: &Path, branch: &str, base: &str) -> Result<Pre
             )),
         };
     }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    }
     // A stale registration (its folder deleted by hand) would make git refuse the path.
-    let _ = git(root, &["worktree", "prune"]);
+    let _ = git::run(root, &["worktree", "prune"]);
     let path_arg = path.to_string_lossy();
-    let branch_exists = git(
-        root,
-        &[
-            "rev-parse",
-            "--verify",
-            "--quiet",
-            &format!("refs/heads/{branch}"),
-        ],
-    )
-    .is_ok();
-    if branch_exists {
-        git(root, &["worktree", "add", "--quiet", &path_arg, branch])?;
-    } else {
-        git(
+    if git::resolves(root, &format!("refs/heads/{branch}"))? {
+        git::run(
             root,
-            &["worktree", "add", "--quiet", "-b", branch, &path_arg, base],
+            &["worktree", "add", "--quiet", "--", &path_arg, &branch],
+        )?;
+    } else {
+        git::run(
+            root,
+            &[
+                "worktree", "add", "--quiet", "-b", &branch, "--", &path_arg, from,
+            ],
         )?;
     }
     Ok(Prepared::Created)
@@ -178,12 +181,80 @@ pub fn prepare(root: &Path, path: &Path, branch: &str, base: &str) -> Result<Pre
 
 /// Uncommitted and untracked changes in the worktree, as `git status --porcelain` lines.
 pub fn changes(path: &Path) -> Result<Vec<String>, String> {
-    let out = git(path, &["status", "--porcelain", "--untracked-files=all"])?;
+    let out = git::run(path, &["status", "--porcelain", "--untracked-files=all"])?;
     Ok(out
         .lines()
         .map(str::to_string)
         .filter(|l| !l.is_empty())
         .collect())
+}
+
+/// Files and folders in the worktree that git ignores (`out/`, `.env`):
+/// not committed, and lost if the worktree were removed.
+pub fn ignored(path: &Path) -> Result<Vec<String>, String> {
+    let out = git::run(
+        path,
+        &[
+            "status",
+            "--porcelain",
+            "--ignored",
+            "--untracked-files=normal",
+        ],
+    )?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.strip_prefix("!! "))
+        .map(str::to_string)
+        .collect())
+}
+
+/// `Ok` when the worktree holds nothing that removing it would lose: HEAD
+/// is the tip of `branch` (commits made on a detached HEAD or another
+/// branch would otherwise become hard to find), and there are no
+/// uncommitted, untracked or ignored files. Otherwise why to keep it.
+pub fn removable(path: &Path, branch: &str) -> Result<(), String> {
+    match git::run(path, &["symbolic-ref", "--quiet", "HEAD"]) {
+        Ok(r) if r.trim() == format!("refs/heads/{branch}") => {}
+        Ok(r) => {
+            let on = r
+                .trim()
+                .strip_prefix("refs/heads/")
+                .unwrap_or(r.trim())
+                .to_string();
+            return Err(format!("its HEAD is on {on}, not on {branch}"));
+        }
+        Err(_) => {
+            let at = git::run(path, &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
+            return Err(format!(
+                "its HEAD is detached (at {}), not on {branch}; commits made there are only in this worktree",
+                at.trim()
+            ));
+        }
+    }
+    let c = changes(path)?;
+    if !c.is_empty() {
+        return Err(format!(
+            "{} uncommitted or untracked {}",
+            c.len(),
+            if c.len() == 1 { "change" } else { "changes" }
+        ));
+    }
+    let ign = ignored(path)?;
+    if !ign.is_empty() {
+        let shown: Vec<&str> = ign.iter().take(3).map(String::as_str).collect();
+        return Err(format!(
+            "{} git-ignored {} the agent left ({}{})",
+            ign.len(),
+            if ign.len() == 1 {
+                "file"
+            } else {
+                "files or folders"
+            },
+            shown.join(", "),
+            if ign.len() > 3 { ", ..." } else { "" }
+        ));
+    }
+    Ok(())
 }
 
 /// Remove a worktree. Without `force`, git refuses one with changes.
@@ -193,6 +264,29 @@ pub fn remove(root: &Path, path: &Path, force: bool) -> Result<(), String> {
     if force {
         args.push("--force");
     }
+    args.push("--");
     args.push(&path_arg);
-    git(root, &args).map(|_| ())
+    git::run(root, &args)
+        .map(|_| ())
+        .map_err(|e: GitError| e.message)
+}
+
+/// `git worktree prune`: forget worktrees whose folders are gone.
+pub fn prune_registrations(root: &Path) -> Result<(), String> {
+    git::run(root, &["worktree", "prune"])
+        .map(|_| ())
+        .map_err(String::from)
+}
+
+/// The story branches (`ai-sdlc/*`) of the repo.
+pub fn story_branches(root: &Path) -> Result<Vec<String>, String> {
+    let out = git::run(
+        root,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/ai-sdlc/",
+        ],
+    )?;
+    Ok(out.lines().map(str::to_string).collect())
 }

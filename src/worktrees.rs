@@ -2,11 +2,12 @@
 //! their story, state and size; removal that never loses uncommitted work
 //! without --force, and never deletes a branch.
 
-use crate::board::{Scan, Status, Story, lock};
+use crate::board::{Board, Scan, Status, Story, lock};
 use crate::cli::{WorktreeAction, WorktreesArgs};
-use crate::commands::{self, rel};
+use crate::commands;
 use crate::config::Config;
 use crate::error::{Failure, Outcome};
+use crate::paths::rel;
 use crate::worktree::{self, Entry};
 use std::io::Write;
 use std::path::Path;
@@ -112,7 +113,8 @@ fn label(changes: &Result<Vec<String>, String>) -> String {
 pub fn command(config: &Config, args: &WorktreesArgs) -> Outcome {
     let scan = commands::scan(config)?;
     // Changes wait while a runner adds or removes a worktree.
-    let serialize = || worktree::serialize(&config.worktree_base()).map_err(Failure::failed);
+    let serialize =
+        || worktree::serialize(&config.root, &config.worktree_base()).map_err(Failure::failed);
     match &args.action {
         None | Some(WorktreeAction::List(_)) => list(config, &scan),
         Some(WorktreeAction::Remove(r)) => {
@@ -186,7 +188,7 @@ fn remove(config: &Config, scan: &Scan, id: &str, force: bool) -> Outcome {
     };
     let path = &o.entry.path;
     if o.story
-        .is_some_and(|s| s.status == Status::InProgress && lock::is_held(s.dir()))
+        .is_some_and(|s| s.status == Status::InProgress && lock::is_held(&Board::of(config), &s.id))
     {
         return Err(Failure::failed(format!(
             "{id} is running right now (a runner holds it); stop that run first"
@@ -194,18 +196,26 @@ fn remove(config: &Config, scan: &Scan, id: &str, force: bool) -> Outcome {
     }
     let changes = worktree::changes(path);
     let st = label(&changes);
-    // If git cannot tell, `git worktree remove` (without --force) still refuses a dirty one.
-    let changes = changes.unwrap_or_default();
-    if !changes.is_empty() && !force {
+    let branch = o
+        .story
+        .map(|s| worktree::branch_name(&s.key()))
+        .unwrap_or_default();
+    if !force && let Err(why) = worktree::removable(path, &branch) {
         let mut msg = format!(
-            "{} has uncommitted or untracked changes; commit them there, or pass --force to delete them:",
+            "{} holds work that removing it would lose ({why}); commit it on {branch}, or pass --force to delete it",
             rel(&config.root, path)
         );
-        for c in changes.iter().take(20) {
+        let changes = changes.unwrap_or_default();
+        let ignored = worktree::ignored(path).unwrap_or_default();
+        let listed: Vec<String> = changes
+            .into_iter()
+            .chain(ignored.into_iter().map(|i| format!("!! {i}")))
+            .collect();
+        for c in listed.iter().take(20) {
             msg.push_str(&format!("\n  {c}"));
         }
-        if changes.len() > 20 {
-            msg.push_str(&format!("\n  ... and {} more", changes.len() - 20));
+        if listed.len() > 20 {
+            msg.push_str(&format!("\n  ... and {} more", listed.len() - 20));
         }
         return Err(Failure::failed(msg));
     }
@@ -231,13 +241,9 @@ fn prune(config: &Config, scan: &Scan) -> Outcome {
             println!("kept    {shown}: {} is {}", story.id, story.status);
             continue;
         }
-        match worktree::changes(&o.entry.path) {
-            Err(e) => println!("kept    {shown}: cannot tell if it is clean: {e}"),
-            Ok(c) if !c.is_empty() => println!(
-                "kept    {shown}: {} uncommitted or untracked changes",
-                c.len()
-            ),
-            Ok(_) => match worktree::remove(&config.root, &o.entry.path, false) {
+        match worktree::removable(&o.entry.path, &worktree::branch_name(&story.key())) {
+            Err(why) => println!("kept    {shown}: {why}"),
+            Ok(()) => match worktree::remove(&config.root, &o.entry.path, false) {
                 Ok(()) => {
                     println!("removed {shown}");
                     removed += 1;
@@ -246,7 +252,7 @@ fn prune(config: &Config, scan: &Scan) -> Outcome {
             },
         }
     }
-    worktree::git(&config.root, &["worktree", "prune"]).map_err(Failure::failed)?;
+    worktree::prune_registrations(&config.root).map_err(Failure::failed)?;
     println!("{removed} removed; branches are kept; ran git worktree prune");
     Ok(0)
 }

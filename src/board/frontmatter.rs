@@ -1,13 +1,20 @@
-//! Story files: read the YAML frontmatter; patch named fields in place,
-//! keeping every other byte; write atomically.
+//! Story files: read the YAML frontmatter within bounds; patch named
+//! fields in place, keeping every other byte, and prove the result reads
+//! back as intended before anyone writes it.
 //!
 //! The file is never re-serialized from parsed YAML: that would lose
 //! comments, key order and quoting that ai-sdlc or a person wrote.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::Path;
+use std::collections::HashMap;
+use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::{Yaml, YamlLoader};
+
+/// Nesting deeper than this is refused before it is parsed into a tree
+/// (whose recursive drop would overflow a thread's stack).
+pub const MAX_DEPTH: usize = 64;
+/// Values in the frontmatter, counting each alias as the size of what it
+/// repeats (an alias bomb expands exponentially).
+pub const MAX_NODES: usize = 100_000;
 
 /// Where the frontmatter is, as line indexes into `text.split_inclusive('\n')`.
 struct Bounds {
@@ -46,14 +53,67 @@ pub fn yaml_text(text: &str) -> Result<String, String> {
     Ok(lines[1..b.close].concat())
 }
 
+fn yaml_error(e: &yaml_rust2::ScanError) -> String {
+    // The marker counts from 1 inside the YAML; +1 for the opening `---` line.
+    format!(
+        "invalid YAML at line {}: {}",
+        e.marker().line() + 1,
+        e.info()
+    )
+}
+
+/// Walk the YAML's events (no tree is built) and refuse what would take
+/// unbounded stack or memory to load: deep nesting, alias bombs.
+fn check_bounds(yaml: &str) -> Result<(), String> {
+    let mut parser = Parser::new_from_str(yaml);
+    let mut nodes = 0usize;
+    // Open collections: their anchor, and the node count when they opened.
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    let mut anchored: HashMap<usize, usize> = HashMap::new();
+    loop {
+        let (event, _) = parser.next_token().map_err(|e| yaml_error(&e))?;
+        match event {
+            Event::StreamEnd => return Ok(()),
+            Event::Scalar(_, _, anchor, _) => {
+                nodes += 1;
+                if anchor > 0 {
+                    anchored.insert(anchor, 1);
+                }
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                nodes += 1;
+                open.push((anchor, nodes));
+                if open.len() > MAX_DEPTH {
+                    return Err(format!(
+                        "the frontmatter nests deeper than {MAX_DEPTH} levels"
+                    ));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some((anchor, from)) = open.pop()
+                    && anchor > 0
+                {
+                    anchored.insert(anchor, nodes - from + 1);
+                }
+            }
+            Event::Alias(anchor) => {
+                nodes = nodes.saturating_add(anchored.get(&anchor).copied().unwrap_or(1));
+            }
+            _ => {}
+        }
+        if nodes > MAX_NODES {
+            return Err(format!(
+                "the frontmatter holds more than {MAX_NODES} values (aliases counted as what they repeat)"
+            ));
+        }
+    }
+}
+
 /// Parse the frontmatter into a YAML mapping.
 pub fn parse(text: &str) -> Result<Yaml, String> {
     let yaml = yaml_text(text)?;
-    let docs = YamlLoader::load_from_str(&yaml).map_err(|e| {
-        let m = e.marker();
-        // The marker counts from 1 inside the YAML; +1 for the opening `---` line.
-        format!("invalid YAML at line {}: {}", m.line() + 1, e.info())
-    })?;
+    check_bounds(&yaml)?;
+    let docs = YamlLoader::load_from_str(&yaml).map_err(|e| yaml_error(&e))?;
     match docs.into_iter().next() {
         Some(map @ Yaml::Hash(_)) => Ok(map),
         None | Some(Yaml::Null) => Err("the frontmatter is empty".to_string()),
@@ -139,16 +199,55 @@ fn render(v: &Value) -> String {
     }
 }
 
-/// Does `line` start the top-level field `key`?
-fn starts_field(line: &str, key: &str) -> bool {
+/// When `line` starts the top-level field `key` (`key:`, `'key':`,
+/// `key   :`), the text after its colon.
+fn field_value<'l>(line: &'l str, key: &str) -> Option<&'l str> {
     let rest = line
         .strip_prefix(key)
         .or_else(|| line.strip_prefix(&format!("'{key}'")))
-        .or_else(|| line.strip_prefix(&format!("\"{key}\"")));
-    match rest.and_then(|r| r.strip_prefix(':')) {
-        Some(after) => after.is_empty() || after.starts_with([' ', '\t', '\r', '\n']),
-        None => false,
+        .or_else(|| line.strip_prefix(&format!("\"{key}\"")))?;
+    let after = rest.trim_start_matches([' ', '\t']).strip_prefix(':')?;
+    (after.is_empty() || after.starts_with([' ', '\t', '\r', '\n'])).then_some(after)
+}
+
+/// The ` # comment` at the end of a field's first line (with the blanks
+/// before it, without the line ending), if it has one. Quote-aware: a `#`
+/// inside a quoted scalar is not a comment.
+fn trailing_comment(value: &str) -> Option<&str> {
+    let value = value.trim_end_matches(['\r', '\n']);
+    let mut quote: Option<char> = None;
+    let mut prev = ' ';
+    let mut last_significant = ':';
+    let mut chars = value.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match quote {
+            Some('\'') if c == '\'' => {
+                if chars.peek().is_some_and(|&(_, n)| n == '\'') {
+                    chars.next();
+                } else {
+                    quote = None;
+                }
+            }
+            Some('"') if c == '\\' => {
+                chars.next();
+            }
+            Some('"') if c == '"' => quote = None,
+            Some(_) => {}
+            None if (c == '\'' || c == '"') && "[{,:".contains(last_significant) => {
+                quote = Some(c);
+            }
+            None if c == '#' && (prev == ' ' || prev == '\t') => {
+                let start = value[..i].trim_end_matches([' ', '\t']).len();
+                return Some(&value[start..]);
+            }
+            None => {}
+        }
+        if !c.is_whitespace() {
+            last_significant = c;
+        }
+        prev = c;
     }
+    None
 }
 
 /// Is `line` part of the value of the field above it (indented, or a
@@ -159,7 +258,7 @@ fn continues_field(line: &str) -> bool {
 
 /// The line range `[start, end)` of field `key` inside the frontmatter.
 fn field_range(lines: &[&str], close: usize, key: &str) -> Option<(usize, usize)> {
-    let start = (1..close).find(|&i| starts_field(lines[i], key))?;
+    let start = (1..close).find(|&i| field_value(lines[i], key).is_some())?;
     let mut end = start + 1;
     let mut k = start + 1;
     while k < close {
@@ -175,8 +274,10 @@ fn field_range(lines: &[&str], close: usize, key: &str) -> Option<(usize, usize)
     Some((start, end))
 }
 
-/// Apply `changes` to a story file's text. Every other byte is kept.
-pub fn patch(text: &str, changes: &[Change]) -> Result<String, String> {
+/// Apply `changes` to a story file's text, line by line: every other byte
+/// is kept, and so is a trailing `# comment` on a replaced field's line.
+/// Unchecked: `patch` is the one to call.
+fn patch_lines(text: &str, changes: &[Change]) -> Result<String, String> {
     let mut lines: Vec<String> = text.split_inclusive('\n').map(String::from).collect();
     let eol = if lines.first().is_some_and(|l| l.ends_with("\r\n")) {
         "\r\n"
@@ -196,7 +297,10 @@ pub fn patch(text: &str, changes: &[Change]) -> Result<String, String> {
                 } else {
                     "\n"
                 };
-                let line = format!("{key}: {}{ending}", render(v));
+                let comment = field_value(refs[start], key)
+                    .and_then(trailing_comment)
+                    .unwrap_or("");
+                let line = format!("{key}: {}{comment}{ending}", render(v));
                 lines.splice(start..end, [line]);
             }
             (Some((start, end)), None) => {
@@ -211,30 +315,66 @@ pub fn patch(text: &str, changes: &[Change]) -> Result<String, String> {
     Ok(lines.concat())
 }
 
-/// Write `contents` to `path` so that a crash leaves the old or the new file:
-/// a temporary file in the same folder, fsync, rename, fsync of the folder.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        if let Ok(meta) = fs::metadata(path) {
-            f.set_permissions(meta.permissions())?;
-        }
-        f.write_all(contents)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+/// What `value` reads back as, once written.
+fn expected(value: &Value) -> Yaml {
+    match value {
+        Value::Str(s) => Yaml::String(s.clone()),
+        Value::Int(n) => Yaml::Integer(*n),
+        Value::Null => Yaml::Null,
+        Value::Map(pairs) => Yaml::Hash(
+            pairs
+                .iter()
+                .map(|(k, v)| (Yaml::String(k.clone()), expected(v)))
+                .collect(),
+        ),
     }
-    result
+}
+
+/// Apply `changes` to a story file's text, and prove the result: it parses,
+/// every changed field reads back as written (or is gone), and every other
+/// field reads as before. When the line patcher cannot guarantee that (a
+/// flow-style or indented frontmatter, an anchor on a changed field, ...),
+/// the answer is an error and nothing should be written.
+pub fn patch(text: &str, changes: &[Change]) -> Result<String, String> {
+    let before = parse(text)?;
+    let new = patch_lines(text, changes)?;
+    let after = parse(&new).map_err(|e| format!("the update would break the frontmatter ({e})"))?;
+    let (Yaml::Hash(old), Yaml::Hash(now)) = (&before, &after) else {
+        return Err("the frontmatter is not a mapping of fields".into());
+    };
+    for (key, value) in changes {
+        let got = now.get(&Yaml::String(key.to_string()));
+        let ok = match value {
+            Some(v) => got == Some(&expected(v)),
+            None => got.is_none(),
+        };
+        if !ok {
+            return Err(format!(
+                "field `{key}` would not read back as written; write it as one `{key}: value` line"
+            ));
+        }
+    }
+    for (k, v) in old {
+        let changed = k
+            .as_str()
+            .is_some_and(|k| changes.iter().any(|(c, _)| *c == k));
+        if !changed && now.get(k) != Some(v) {
+            return Err(format!(
+                "the update would also change field {}",
+                k.as_str()
+                    .map_or_else(|| format!("{k:?}"), |s| format!("`{s}`"))
+            ));
+        }
+    }
+    if let Some(extra) = now.keys().find(|k| {
+        !old.contains_key(k)
+            && !k
+                .as_str()
+                .is_some_and(|k| changes.iter().any(|(c, _)| *c == k))
+    }) {
+        return Err(format!("the update would add field {extra:?}"));
+    }
+    Ok(new)
 }
 
 #[cfg(test)]
@@ -341,7 +481,7 @@ mod tests {
             assert_eq!(y["f"].as_str(), Some(s), "{s:?} -> {text}");
         }
         let text = patch(
-            "---\n---\n",
+            "---\nid: S-1\n---\n",
             &[(
                 "m",
                 Some(Value::Map(vec![
@@ -371,14 +511,73 @@ mod tests {
     }
 
     #[test]
-    fn atomic_write_replaces_the_file_and_leaves_no_temp() {
-        let dir = std::env::temp_dir().join(format!("ai-sdlc-fm-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("story.md");
-        fs::write(&p, "old").unwrap();
-        write_atomic(&p, b"new").unwrap();
-        assert_eq!(fs::read_to_string(&p).unwrap(), "new");
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
-        fs::remove_dir_all(&dir).unwrap();
+    fn odd_but_valid_frontmatter_is_patched_or_refused_never_corrupted() {
+        // Spaces before the colon: the field is found, not added twice.
+        let out = patch(
+            "---\nid: S-1\nstatus   : ready\n---\n",
+            &[set("status", "done")],
+        )
+        .unwrap();
+        assert_eq!(out, "---\nid: S-1\nstatus: done\n---\n");
+        // A trailing comment stays; a `#` inside quotes is not one.
+        let out = patch(
+            "---\nstatus: ready  # set by TS\ntitle: 'a # b'\n---\n",
+            &[set("status", "done"), set("title", "c")],
+        )
+        .unwrap();
+        assert_eq!(out, "---\nstatus: done  # set by TS\ntitle: c\n---\n");
+        // Forms the line patcher cannot change safely are refused, not mangled.
+        for text in [
+            "---\n{id: S-1, status: ready}\n---\n",
+            "---\n  id: S-1\n  status: ready\n---\n",
+            "---\nstatus: &s ready\nprevious: *s\n---\n",
+        ] {
+            let e = patch(text, &[set("status", "done")]).unwrap_err();
+            assert!(!e.is_empty(), "{text}");
+        }
+        // Other fields read back unchanged, even a multi-line folded one.
+        let text = "---\nid: S-1\nblocked_reason: >-\n  long\n  reason\nstatus: blocked\n---\n";
+        let out = patch(text, &[set("status", "ready")]).unwrap();
+        assert_eq!(out, text.replace("status: blocked", "status: ready"));
+    }
+
+    #[test]
+    fn deep_nesting_and_alias_bombs_are_refused_on_a_small_stack() {
+        let deep = format!("---\nid: S-1\nx:\n  {}x\n---\n", "- ".repeat(50_000));
+        let deep1k = format!("---\nid: S-1\nx:\n  {}x\n---\n", "- ".repeat(1_000));
+        let flow = format!(
+            "---\nid: S-1\nx: {}{}\n---\n",
+            "[".repeat(50_000),
+            "]".repeat(50_000)
+        );
+        let mut bomb = String::from("---\nid: S-1\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{}", i - 1); 10].join(", ")
+            ));
+        }
+        bomb.push_str("---\n");
+        let checks = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                [
+                    parse(&deep).unwrap_err(),
+                    parse(&flow).unwrap_err(),
+                    parse(&bomb).unwrap_err(),
+                    parse(&deep1k).unwrap_err(),
+                ]
+            })
+            .unwrap()
+            .join()
+            .expect("parsing a hostile story must not crash its thread");
+        // yaml-rust2's scanner has a nesting limit of its own; either refusal will do.
+        for c in &checks[..2] {
+            assert!(c.contains("deeper") || c.contains("recursion limit"), "{c}");
+        }
+        assert!(checks[2].contains("aliases"), "{}", checks[2]);
+        assert!(checks[3].contains("deeper than 64"), "{}", checks[3]);
+        // Modest anchors and aliases are fine.
+        assert!(parse("---\nid: S-1\na: &x [1, 2]\nb: *x\n---\n").is_ok());
     }
 }

@@ -1,12 +1,15 @@
-//! `StoryClaim`: an exclusive `flock` on `stories/<ID>/.lock` (SPEC §4).
+//! `StoryClaim`: an exclusive `flock` on the story's folder (SPEC §4).
 //! Released on drop, and by the kernel when the holder dies.
+//!
+//! The folder, not a lock file in it: a file can vanish under a running
+//! story (`git clean -fdX` removes a git-ignored `.lock`), and a second
+//! runner would then lock a new file and run the story twice. The folder
+//! holds the tracked `story.md`, so it stays while the story exists.
 
-use std::fs::{File, OpenOptions};
+use super::Board;
+use crate::paths::Dir;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-
-pub const LOCK_FILE: &str = ".lock";
 
 #[derive(Debug)]
 pub enum ClaimError {
@@ -15,29 +18,17 @@ pub enum ClaimError {
     Io(PathBuf, io::Error),
 }
 
-/// Holds a story for one runner. The lock file is opened close-on-exec, so
-/// agents never inherit it.
+/// Holds a story for one runner. The folder is opened close-on-exec, so
+/// agents never inherit the lock.
 #[derive(Debug)]
 pub struct StoryClaim {
-    _file: File,
+    _dir: Dir,
 }
 
-fn open(story_dir: &Path) -> Result<File, ClaimError> {
-    let path = story_dir.join(LOCK_FILE);
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| ClaimError::Io(path, e))
-}
-
-fn try_flock(file: &File, op: libc::c_int) -> io::Result<bool> {
+fn flock(dir: &Dir, op: libc::c_int) -> io::Result<bool> {
     loop {
         // SAFETY: flock on a descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) };
-        if rc == 0 {
+        if unsafe { libc::flock(dir.raw_fd(), op) } == 0 {
             return Ok(true);
         }
         let e = io::Error::last_os_error();
@@ -50,47 +41,34 @@ fn try_flock(file: &File, op: libc::c_int) -> io::Result<bool> {
 }
 
 impl StoryClaim {
-    /// Claim the story in `story_dir`, or fail at once if it is held.
-    pub fn try_claim(story_dir: &Path) -> Result<StoryClaim, ClaimError> {
-        let file = open(story_dir)?;
-        match try_flock(&file, libc::LOCK_EX) {
-            Ok(true) => Ok(StoryClaim { _file: file }),
+    /// Claim story `id`, or fail at once if it is held.
+    pub fn try_claim(board: &Board, id: &str) -> Result<StoryClaim, ClaimError> {
+        let io_err = |e| ClaimError::Io(board.story_dir(id), e);
+        let dir = board.open_story(id).map_err(io_err)?;
+        match flock(&dir, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(true) => Ok(StoryClaim { _dir: dir }),
             Ok(false) => Err(ClaimError::Held),
-            Err(e) => Err(ClaimError::Io(story_dir.join(LOCK_FILE), e)),
+            Err(e) => Err(io_err(e)),
         }
     }
 }
 
-/// Wait for an exclusive lock on `path` (created if missing); held until the
-/// file is dropped. For short critical sections shared by several runners.
-pub fn hold(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
-    loop {
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(file);
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
+/// Wait for an exclusive lock on the folder `dir`; held until the returned
+/// handle is dropped. For short critical sections shared by several runners.
+pub fn hold(dir: &Path) -> io::Result<Dir> {
+    let d = Dir::open(dir)?;
+    flock(&d, libc::LOCK_EX)?;
+    Ok(d)
 }
 
-/// Is the story held by a runner right now? (A story without a lock file is not.)
-pub fn is_held(story_dir: &Path) -> bool {
-    let path = story_dir.join(LOCK_FILE);
-    let Ok(file) = File::open(&path) else {
+/// Is story `id` held by a runner right now?
+pub fn is_held(board: &Board, id: &str) -> bool {
+    let Ok(dir) = board.open_story(id) else {
         return false;
     };
     // A shared lock succeeds unless someone holds the exclusive one; dropping
-    // the file releases it again.
-    !matches!(try_flock(&file, libc::LOCK_SH), Ok(true))
+    // the handle releases it again.
+    !matches!(flock(&dir, libc::LOCK_SH | libc::LOCK_NB), Ok(true))
 }
 
 #[cfg(test)]
@@ -99,25 +77,31 @@ mod tests {
     use std::process::Command;
 
     #[test]
-    fn a_second_claim_fails_while_the_first_holds() {
-        let dir = std::env::temp_dir().join(format!("ai-sdlc-lock-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let first = StoryClaim::try_claim(&dir).unwrap();
-        assert!(is_held(&dir));
-        assert!(matches!(StoryClaim::try_claim(&dir), Err(ClaimError::Held)));
+    fn a_claim_holds_against_other_processes_and_outlives_lock_files() {
+        let root = std::env::temp_dir().join(format!("ai-sdlc-lock-{}", std::process::id()));
+        let board = Board {
+            root: root.clone(),
+            dir: root.join("stories"),
+        };
+        std::fs::create_dir_all(board.story_dir("S-1")).unwrap();
+        let first = StoryClaim::try_claim(&board, "S-1").unwrap();
+        assert!(is_held(&board, "S-1"));
+        assert!(matches!(
+            StoryClaim::try_claim(&board, "S-1"),
+            Err(ClaimError::Held)
+        ));
         // Another process: flock(1) exits 1 at once when the lock is held.
-        let lock = dir.join(LOCK_FILE);
         let st = Command::new("flock")
             .args(["-n", "-x"])
-            .arg(&lock)
+            .arg(board.story_dir("S-1"))
             .arg("true")
             .status()
             .expect("flock(1) from util-linux runs");
         assert!(!st.success(), "another process took a held claim");
         drop(first);
-        assert!(!is_held(&dir));
-        let again = StoryClaim::try_claim(&dir).unwrap();
+        assert!(!is_held(&board, "S-1"));
+        let again = StoryClaim::try_claim(&board, "S-1").unwrap();
         drop(again);
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

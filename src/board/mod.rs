@@ -4,10 +4,12 @@
 pub mod frontmatter;
 pub mod lock;
 
+use crate::config::Config;
+use crate::paths::{self, Dir, ReadError};
 use frontmatter::{Change, Value};
 use std::cmp::Ordering;
 use std::fmt;
-use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use yaml_rust2::Yaml;
 
@@ -225,15 +227,30 @@ impl Scan {
     }
 }
 
-/// The stories folder of one repo.
+/// A story file is read only up to this size (the TS tool's busiest story
+/// seen is 317 KB).
+pub const MAX_STORY_BYTES: u64 = 4 << 20;
+
+/// The stories folder of one repo. Every file in it is reached through
+/// `paths`, never through a symlink the repo or an agent planted.
 #[derive(Debug, Clone)]
 pub struct Board {
+    /// The repo root, which the tool trusts.
+    pub root: PathBuf,
+    /// The stories folder, below `root`.
     pub dir: PathBuf,
 }
 
 impl Board {
-    pub fn new(dir: PathBuf) -> Board {
-        Board { dir }
+    pub fn of(config: &Config) -> Board {
+        Board {
+            root: config.root.clone(),
+            dir: config.stories_dir(),
+        }
+    }
+
+    fn folder(&self) -> io::Result<Dir> {
+        paths::open_beneath(&self.root, &self.dir, false)
     }
 
     pub fn story_dir(&self, id: &str) -> PathBuf {
@@ -244,46 +261,79 @@ impl Board {
         self.story_dir(id).join(STORY_FILE)
     }
 
-    /// Story folder names (whether or not their story parses).
-    pub fn ids(&self) -> std::io::Result<Vec<String>> {
-        let mut ids = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir()
-                && let Some(name) = entry.file_name().to_str()
-                && !name.starts_with('.')
-            {
-                ids.push(name.to_string());
-            }
+    /// The story's folder, open (never through a symlink).
+    pub fn open_story(&self, id: &str) -> io::Result<Dir> {
+        if !paths::is_plain_name(id) || id.starts_with('.') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{id:?} is not a story id"),
+            ));
         }
+        self.folder()?.child(id)
+    }
+
+    /// Story folder names (whether or not their story parses).
+    pub fn ids(&self) -> io::Result<Vec<String>> {
+        let mut ids: Vec<String> = self
+            .folder()?
+            .entries()?
+            .into_iter()
+            .filter(|(name, is_dir)| *is_dir && !name.starts_with('.'))
+            .map(|(name, _)| name)
+            .collect();
         ids.sort();
         Ok(ids)
     }
 
+    /// The text of a story's `story.md`; `NotFound` when it has none.
+    fn read_text(&self, dir: &Dir, id: &str) -> Result<String, ReadError> {
+        let bytes = dir.read(STORY_FILE, MAX_STORY_BYTES)?;
+        String::from_utf8(bytes).map_err(|_| {
+            ReadError::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{id}/{STORY_FILE} is not UTF-8 text"),
+            ))
+        })
+    }
+
+    fn parse_in(&self, dir: Result<Dir, io::Error>, id: &str) -> Result<Story, BadStory> {
+        let path = self.story_path(id);
+        let bad = |reason: String| BadStory {
+            path: path.clone(),
+            reason,
+        };
+        let dir = dir.map_err(|e| bad(format!("cannot open its folder: {e}")))?;
+        let text = self.read_text(&dir, id).map_err(|e| match e {
+            ReadError::TooBig(n) => bad(format!(
+                "the file is {n} bytes, over the {MAX_STORY_BYTES}-byte limit for a story"
+            )),
+            e => bad(format!("cannot read: {e}")),
+        })?;
+        parse_story(&text, &path, id).map_err(bad)
+    }
+
     /// Read one story.
     pub fn load(&self, id: &str) -> Result<Story, BadStory> {
-        let path = self.story_path(id);
-        let text = fs::read_to_string(&path).map_err(|e| BadStory {
-            path: path.clone(),
-            reason: format!("cannot read: {e}"),
-        })?;
-        parse_story(&text, &path, id).map_err(|reason| BadStory { path, reason })
+        self.parse_in(self.open_story(id), id)
     }
 
     /// Read every story. A missing stories folder is an empty board.
-    pub fn scan(&self) -> std::io::Result<Scan> {
-        let ids = match self.ids() {
-            Ok(ids) => ids,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+    pub fn scan(&self) -> io::Result<Scan> {
+        let folder = match self.folder() {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Scan::default()),
             Err(e) => return Err(e),
         };
         let mut scan = Scan::default();
-        for id in ids {
-            if !self.story_path(&id).exists() {
+        for id in self.ids()? {
+            let dir = folder.child(&id);
+            if let Ok(d) = &dir
+                && matches!(d.exists(STORY_FILE), Ok(false))
+            {
                 // A folder without story.md (logs of a deleted story, say) is not a story.
                 continue;
             }
-            match self.load(&id) {
+            match self.parse_in(dir, &id) {
                 Ok(s) => scan.stories.push(s),
                 Err(bad) => scan.bad.push(bad),
             }
@@ -292,14 +342,46 @@ impl Board {
         Ok(scan)
     }
 
-    /// Change fields of a story's frontmatter in place (SPEC §1).
+    /// Change fields of a story's frontmatter in place (SPEC §1): only when
+    /// the result reads back as intended, and never over a save that
+    /// landed meanwhile (the patch is redone on the new text).
     pub fn patch(&self, id: &str, changes: &[Change]) -> Result<(), String> {
         let path = self.story_path(id);
-        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let new =
-            frontmatter::patch(&text, changes).map_err(|e| format!("{}: {e}", path.display()))?;
-        frontmatter::write_atomic(&path, new.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        let shown = paths::rel(&self.root, &path);
+        let dir = self
+            .open_story(id)
+            .map_err(|e| format!("cannot open {shown}: {e}"))?;
+        for _ in 0..10 {
+            let text = self
+                .read_text(&dir, id)
+                .map_err(|e| format!("cannot read {shown}: {e}"))?;
+            let new = frontmatter::patch(&text, changes)
+                .map_err(|e| format!("cannot update {shown} safely: {e}; the file is unchanged"))?;
+            match dir.replace(STORY_FILE, new.as_bytes(), Some(text.as_bytes())) {
+                Ok(true) => return Ok(()),
+                // Saved by someone else between our read and our rename: again.
+                Ok(false) => continue,
+                Err(e) => return Err(format!("cannot write {shown}: {e}")),
+            }
+        }
+        Err(format!(
+            "cannot update {shown}: it keeps changing while ai-sdlc writes it"
+        ))
+    }
+
+    /// Make the folder and `story.md` of a new story; false when the id is taken.
+    pub fn create(&self, id: &str, text: &str) -> io::Result<bool> {
+        let folder = paths::open_beneath(&self.root, &self.dir, true)?;
+        let dir = match folder.make_child(id) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if let Err(e) = dir.replace(STORY_FILE, text.as_bytes(), None) {
+            let _ = folder.remove_dir(id);
+            return Err(e);
+        }
+        Ok(true)
     }
 }
 
@@ -382,5 +464,48 @@ mod tests {
         let e =
             parse_story("---\nid: S-1\nstatus: ready\n---\n", Path::new("p"), "S-1").unwrap_err();
         assert!(e.contains("title"), "{e}");
+    }
+
+    #[test]
+    fn a_save_that_lands_while_the_runner_patches_is_never_lost() {
+        let root = std::env::temp_dir().join(format!("ai-sdlc-saves-{}", std::process::id()));
+        let board = Board {
+            root: root.clone(),
+            dir: root.join("stories"),
+        };
+        std::fs::create_dir_all(board.story_dir("S-1")).unwrap();
+        let file = |n: u32| format!("---\nid: S-1\ntitle: t\nstatus: ready\n---\nsave {n}\n");
+        std::fs::write(board.story_path("S-1"), file(0)).unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let editor = {
+            let (path, done) = (board.story_path("S-1"), done.clone());
+            std::thread::spawn(move || {
+                // An editor's save: a whole new file, renamed into place.
+                for n in 1..=1000 {
+                    let tmp = path.with_extension(format!("save{n}"));
+                    std::fs::write(&tmp, file(n)).unwrap();
+                    std::fs::rename(&tmp, &path).unwrap();
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        let (mut patches, mut refused) = (0, 0);
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            // Refusing when the file never holds still is fine; overwriting a save is not.
+            match board.patch("S-1", &[("updated", text(patches.to_string()))]) {
+                Ok(()) => patches += 1,
+                Err(e) if e.contains("keeps changing") => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(patches > 0, "every patch was refused ({refused})");
+        editor.join().unwrap();
+        let last = std::fs::read_to_string(board.story_path("S-1")).unwrap();
+        assert!(
+            last.ends_with("save 1000\n"),
+            "a save was lost after {patches} patches:\n{last}"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

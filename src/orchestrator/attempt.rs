@@ -6,9 +6,9 @@ use super::{Ctx, child};
 use crate::board::frontmatter::Value;
 use crate::board::lock::{ClaimError, StoryClaim};
 use crate::board::{Status, Story, text};
-use crate::commands::rel;
 use crate::config::Config;
 use crate::logs::{self, RunLog};
+use crate::paths::rel;
 use crate::report::{Note, StoryResult};
 use crate::story_run::{Job, Outcome, PhaseCommand, RunResult};
 use crate::time;
@@ -98,7 +98,7 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     if crate::shutdown::stopping() {
         return not_run(queued, Outcome::Cancelled, INTERRUPTED.into());
     }
-    let claim = match StoryClaim::try_claim(queued.dir()) {
+    let claim = match StoryClaim::try_claim(&ctx.board, &queued.id) {
         Ok(c) => c,
         Err(ClaimError::Held) => return Attempt::Gone("another runner has claimed it".into()),
         Err(ClaimError::Io(p, e)) => {
@@ -120,12 +120,13 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     let root = &ctx.config.root;
     let (workdir, branch, worktree) = if ctx.settings.worktrees {
         let key = story.key();
-        let path = ctx.config.worktree_base().join(&key);
+        let base = ctx.config.worktree_base();
+        let path = base.join(&key);
         let branch = worktree::branch_name(&key);
-        let base = ctx.settings.base_branch.as_deref().unwrap_or("HEAD");
+        let from = ctx.settings.base_branch.as_deref().unwrap_or("HEAD");
         // One worktree change at a time, across threads and runners.
-        let made = worktree::serialize(&ctx.config.worktree_base())
-            .and_then(|_lock| worktree::prepare(root, &path, &branch, base));
+        let made = worktree::serialize(root, &base)
+            .and_then(|_lock| worktree::prepare(root, &base, &key, from));
         match made {
             Ok(how) => {
                 if how == worktree::Prepared::Reused {
@@ -151,7 +152,7 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
             None,
         )
     };
-    let log = match RunLog::create(story.dir(), ctx.config.logs_keep) {
+    let log = match RunLog::create(&ctx.board, &story.id, ctx.config.logs_keep) {
         Ok(l) => l,
         Err(e) => {
             return not_run(
@@ -254,12 +255,11 @@ fn finish(
         ],
         Outcome::Skipped => Vec::new(),
     };
-    if let Err(e) = ctx.board.patch(&story.id, &changes) {
-        let _ = ctx.notes.send(Note::Warn {
-            id: Some(story.id.clone()),
-            text: format!("cannot record the outcome ({e}); the next run will find it stale and return it to ready"),
-        });
-    }
+    let unrecorded = ctx
+        .board
+        .patch(&story.id, &changes)
+        .err()
+        .map(|e| unrecorded(ctx, story, run.outcome, &e));
     let mut r = StoryResult::new(&story.id, &story.title, run.outcome);
     r.exit_code = run.exit_code;
     r.signal = run.signal;
@@ -269,33 +269,41 @@ fn finish(
     if let Some(path) = worktree {
         r.branch = Some(branch.to_string());
         r.worktree = Some(rel(root, &path));
-        r.worktree_kept = true;
-        r.kept_because = Some(match (run.outcome, ctx.settings.keep_worktrees) {
-            (Outcome::Succeeded, false) => match worktree::changes(&path) {
-                Ok(c) if c.is_empty() => match worktree::serialize(&ctx.config.worktree_base())
+        let kept_because = match (run.outcome, ctx.settings.keep_worktrees) {
+            _ if unrecorded.is_some() => Some("its outcome is not recorded".into()),
+            (Outcome::Succeeded, false) => worktree::removable(&path, branch).err().or_else(|| {
+                worktree::serialize(root, &ctx.config.worktree_base())
                     .and_then(|_lock| worktree::remove(root, &path, false))
-                {
-                    Ok(()) => {
-                        r.worktree_kept = false;
-                        String::new()
-                    }
-                    Err(e) => format!("cannot remove it: {e}"),
-                },
-                Ok(c) => format!(
-                    "{} uncommitted or untracked {}",
-                    c.len(),
-                    if c.len() == 1 { "change" } else { "changes" }
-                ),
-                Err(e) => format!("cannot check it: {e}"),
-            },
-            (_, true) => "asked to keep worktrees".into(),
-            (Outcome::Cancelled, _) => "run interrupted".into(),
-            (Outcome::TimedOut, _) => "timed out".into(),
-            _ => "story failed".into(),
-        });
-        if !r.worktree_kept {
-            r.kept_because = None;
-        }
+                    .err()
+                    .map(|e| format!("cannot remove it: {e}"))
+            }),
+            (_, true) => Some("asked to keep worktrees".into()),
+            (Outcome::Cancelled, _) => Some("run interrupted".into()),
+            (Outcome::TimedOut, _) => Some("timed out".into()),
+            _ => Some("story failed".into()),
+        };
+        r.worktree_kept = kept_because.is_some();
+        r.kept_because = kept_because;
     }
+    r.unrecorded = unrecorded;
     r
+}
+
+/// What to tell the user when a story's outcome could not be written: the
+/// outcome, why, and what `story.md` says now.
+fn unrecorded(ctx: &Ctx, story: &Story, outcome: Outcome, why: &str) -> String {
+    let now = match ctx.board.load(&story.id) {
+        Ok(s) => format!("it still says status: {}", s.status),
+        Err(bad) => format!("it cannot be read now ({})", bad.reason),
+    };
+    let next = if matches!(ctx.board.load(&story.id), Ok(s) if s.status == Status::InProgress) {
+        "; the next run returns it to ready"
+    } else {
+        ""
+    };
+    format!(
+        "the outcome ({}) was not recorded in {}: {why}; {now}{next}",
+        outcome.describe(),
+        rel(&ctx.config.root, &story.path)
+    )
 }

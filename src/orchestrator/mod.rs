@@ -11,7 +11,7 @@ pub mod plan;
 
 pub use attempt::build_job;
 
-use crate::board::{Board, Status, Story};
+use crate::board::{Board, Status, Story, lock};
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::error::{EXIT_FAILED, Failure, Outcome as Exit};
@@ -122,7 +122,7 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     for b in &scan.bad {
         eprintln!(
             "ai-sdlc: warning: {}: {} (skipped)",
-            crate::commands::rel(&config.root, &b.path),
+            crate::paths::rel(&config.root, &b.path),
             b.reason
         );
     }
@@ -193,14 +193,19 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     }
     let started = Instant::now();
     let ctx = Arc::new(Ctx {
-        board: Board::new(config.stories_dir()),
+        board: Board::of(&config),
         config,
         settings,
         notes,
         by_id: !args.story.is_empty(),
         force: args.force,
     });
-    let results = dispatch(&ctx, &scan_statuses(&scan.stories), selected);
+    let bad_keys = if ctx.settings.worktrees {
+        plan::key_problems(&scan)
+    } else {
+        HashMap::new()
+    };
+    let results = dispatch(&ctx, scan_statuses(&scan.stories), bad_keys, selected);
     let duration_ms = started.elapsed().as_millis() as u64;
     drop(ctx);
     reporter.finish();
@@ -218,7 +223,9 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     if results.len() > 1 && t.failed + t.timed_out == results.len() {
         eprintln!("ai-sdlc: every story failed; their logs say why (ai-sdlc logs <ID>)");
     }
-    if t.failed + t.timed_out + t.skipped + t.cancelled > 0 {
+    if t.failed + t.timed_out + t.skipped + t.cancelled > 0
+        || results.iter().any(|r| r.unrecorded.is_some())
+    {
         return Ok(EXIT_FAILED);
     }
     Ok(0)
@@ -235,36 +242,60 @@ enum Gate {
     Go,
     Wait,
     Skip(String),
+    /// Another runner has it (or a dependency of it): not ours, not counted.
+    Leave(String),
 }
 
-fn gate(
-    story: &Story,
-    board: &HashMap<String, Status>,
-    finished: &HashMap<String, Outcome>,
-    pending: &HashSet<String>,
-) -> Gate {
-    for dep in &story.dependencies {
-        match finished.get(dep) {
-            Some(Outcome::Succeeded) => continue,
-            Some(o) => return Gate::Skip(format!("dependency {dep} {}", o.describe())),
-            None => {}
+/// What the dispatcher knows besides its queue.
+struct Known {
+    /// Statuses on the board when the run started.
+    board: HashMap<String, Status>,
+    /// Stories that cannot get a worktree: id -> why.
+    bad_keys: HashMap<String, String>,
+    finished: HashMap<String, Outcome>,
+    /// Selected and not finished: waiting or in flight.
+    pending: HashSet<String>,
+    /// Left to another runner.
+    left: HashSet<String>,
+}
+
+impl Known {
+    fn gate(&self, ctx: &Ctx, story: &Story) -> Gate {
+        if let Some(why) = self.bad_keys.get(&story.id) {
+            return Gate::Skip(why.clone());
         }
-        if pending.contains(dep) {
-            return Gate::Wait;
+        for dep in &story.dependencies {
+            match self.finished.get(dep) {
+                Some(Outcome::Succeeded) => continue,
+                Some(o) => return Gate::Skip(format!("dependency {dep} {}", o.describe())),
+                None => {}
+            }
+            if self.pending.contains(dep) {
+                return Gate::Wait;
+            }
+            if self.left.contains(dep) {
+                return Gate::Leave(format!("its dependency {dep} is left to another runner"));
+            }
+            match self.board.get(dep) {
+                Some(Status::Done) => {}
+                Some(Status::InProgress) if lock::is_held(&ctx.board, dep) => {
+                    return Gate::Leave(format!(
+                        "its dependency {dep} is running in another runner, which runs it next"
+                    ));
+                }
+                Some(s) => return Gate::Skip(format!("dependency {dep} is {s}, not done")),
+                None => return Gate::Skip(format!("dependency {dep} does not exist")),
+            }
         }
-        match board.get(dep) {
-            Some(Status::Done) => {}
-            Some(s) => return Gate::Skip(format!("dependency {dep} is {s}, not done")),
-            None => return Gate::Skip(format!("dependency {dep} does not exist")),
-        }
+        Gate::Go
     }
-    Gate::Go
 }
 
 /// Feed the workers in queue order and collect their results.
 fn dispatch(
     ctx: &Arc<Ctx>,
-    board: &HashMap<String, Status>,
+    board: HashMap<String, Status>,
+    bad_keys: HashMap<String, String>,
     selected: Vec<Story>,
 ) -> Vec<StoryResult> {
     let n = ctx.settings.concurrency.min(selected.len()).max(1);
@@ -302,8 +333,13 @@ fn dispatch(
         .map(|(i, s)| (s.id.clone(), i))
         .collect();
     let mut waiting: Vec<Story> = selected;
-    let mut pending: HashSet<String> = waiting.iter().map(|s| s.id.clone()).collect();
-    let mut finished: HashMap<String, Outcome> = HashMap::new();
+    let mut known = Known {
+        pending: waiting.iter().map(|s| s.id.clone()).collect(),
+        board,
+        bad_keys,
+        finished: HashMap::new(),
+        left: HashSet::new(),
+    };
     let mut results = Vec::new();
     let (mut in_flight, mut started) = (0usize, 0usize);
     let skip = |s: &Story, why: String, results: &mut Vec<StoryResult>| {
@@ -318,7 +354,7 @@ fn dispatch(
             && started < max
             && i < waiting.len()
         {
-            match gate(&waiting[i], board, &finished, &pending) {
+            match known.gate(ctx, &waiting[i]) {
                 Gate::Go => {
                     let s = waiting.remove(i);
                     if job_tx.send(s).is_ok() {
@@ -329,9 +365,19 @@ fn dispatch(
                 Gate::Wait => i += 1,
                 Gate::Skip(why) => {
                     let s = waiting.remove(i);
-                    pending.remove(&s.id);
-                    finished.insert(s.id.clone(), Outcome::Skipped);
+                    known.pending.remove(&s.id);
+                    known.finished.insert(s.id.clone(), Outcome::Skipped);
                     skip(&s, why, &mut results);
+                    i = 0;
+                }
+                Gate::Leave(why) => {
+                    let s = waiting.remove(i);
+                    known.pending.remove(&s.id);
+                    let _ = ctx.notes.send(Note::Info {
+                        id: Some(s.id.clone()),
+                        text: format!("not run: {why}"),
+                    });
+                    known.left.insert(s.id);
                     i = 0;
                 }
             }
@@ -343,10 +389,10 @@ fn dispatch(
             break;
         };
         in_flight -= 1;
-        pending.remove(&story.id);
+        known.pending.remove(&story.id);
         match a {
             attempt::Attempt::Ran(r) => {
-                finished.insert(story.id.clone(), r.outcome);
+                known.finished.insert(story.id.clone(), r.outcome);
                 let _ = ctx.notes.send(Note::Finished(r.clone()));
                 results.push(*r);
             }

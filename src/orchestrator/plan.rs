@@ -5,24 +5,38 @@ use super::Settings;
 use crate::board::lock::{ClaimError, StoryClaim};
 use crate::board::{Scan, Status, Story, text};
 use crate::cli::RunArgs;
-use crate::commands::rel;
 use crate::config::Config;
 use crate::error::Failure;
+use crate::paths::rel;
 use crate::time;
 use std::collections::HashMap;
 use std::path::Path;
 
+/// A process still working in the worktree of a story nobody holds, if any:
+/// its runner died, but something it started did not, so the story is
+/// not stale and must not be run a second time.
+pub fn busy_worktree(config: &Config, story: &Story) -> Option<u32> {
+    let mut places = vec![config.worktree_base().join(story.key())];
+    if let Some(w) = &story.worktree_path {
+        places.push(config.root.join(w));
+    }
+    places
+        .iter()
+        .filter(|p| p.is_dir())
+        .find_map(|p| crate::process::working_in(p).first().copied())
+}
+
 /// Return `in-progress` stories that no runner holds to `ready` (their runner
 /// died). Returns how many were recovered.
 pub fn recover_stale(config: &Config, scan: &Scan) -> usize {
-    let board = crate::board::Board::new(config.stories_dir());
+    let board = crate::board::Board::of(config);
     let mut n = 0;
     for s in scan
         .stories
         .iter()
         .filter(|s| s.status == Status::InProgress)
     {
-        let claim = match StoryClaim::try_claim(s.dir()) {
+        let claim = match StoryClaim::try_claim(&board, &s.id) {
             Ok(c) => c,
             Err(ClaimError::Held) => continue,
             Err(ClaimError::Io(p, e)) => {
@@ -30,6 +44,13 @@ pub fn recover_stale(config: &Config, scan: &Scan) -> usize {
                 continue;
             }
         };
+        if let Some(pid) = busy_worktree(config, s) {
+            eprintln!(
+                "[{}] is in-progress and no runner holds it, but process {pid} still works in its worktree; leaving it alone (stop that process to run the story again)",
+                s.id
+            );
+            continue;
+        }
         // Re-read under the claim: its runner may have finished meanwhile.
         if board
             .load(&s.id)
@@ -53,6 +74,34 @@ pub fn recover_stale(config: &Config, scan: &Scan) -> usize {
         drop(claim);
     }
     n
+}
+
+/// Stories whose `<ID>-<slug>` cannot name a worktree and branch, or names
+/// the same one as another story's (`S-1` + `2-fix` and `S-1-2` + `fix`):
+/// id -> why it cannot run. They are skipped before anything is touched.
+pub fn key_problems(scan: &Scan) -> HashMap<String, String> {
+    let mut by_key: HashMap<String, Vec<&str>> = HashMap::new();
+    for s in &scan.stories {
+        by_key.entry(s.key()).or_default().push(&s.id);
+    }
+    let mut out = HashMap::new();
+    for (key, ids) in &by_key {
+        if ids.len() > 1 {
+            for id in ids {
+                let others: Vec<&str> = ids.iter().copied().filter(|o| o != id).collect();
+                out.insert(
+                    id.to_string(),
+                    format!(
+                        "its worktree and branch name {key} is also that of {}; give one of them a different `slug:`",
+                        others.join(", ")
+                    ),
+                );
+            }
+        } else if let Some(why) = crate::worktree::key_problem(key) {
+            out.insert(ids[0].to_string(), why);
+        }
+    }
+    out
 }
 
 /// The stories this run is about, in the order to try them.

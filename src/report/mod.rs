@@ -67,6 +67,9 @@ pub struct StoryResult {
     pub kept_because: Option<String>,
     pub log: Option<String>,
     pub error: Option<String>,
+    /// Why the outcome could not be written to `story.md` (the run then exits 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unrecorded: Option<String>,
 }
 
 impl StoryResult {
@@ -91,6 +94,7 @@ impl StoryResult {
             kept_because: None,
             log: None,
             error: None,
+            unrecorded: None,
         }
     }
 }
@@ -184,6 +188,9 @@ pub fn finished_line(r: &StoryResult) -> String {
     };
     if let Some(e) = &r.error {
         line.push_str(&format!(": {e}"));
+    }
+    if let Some(u) = &r.unrecorded {
+        line.push_str(&format!("; warning: {u}"));
     }
     line
 }
@@ -355,6 +362,9 @@ pub fn summary(results: &[StoryResult], duration_ms: u64, width: Option<usize>) 
             && r.outcome != Outcome::Succeeded
         {
             s.push_str(&format!("  {:<id_w$}  {e}\n", ""));
+        }
+        if let Some(u) = &r.unrecorded {
+            s.push_str(&format!("  {:<id_w$}  warning: {u}\n", ""));
         }
     }
     if width.is_some() && !results.is_empty() {
