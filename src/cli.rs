@@ -210,6 +210,9 @@ pub struct ExecutorArgs {
     /// the story's branch
     #[argh(option)]
     pub branch: String,
+    /// the branch the story's branch started from
+    #[argh(option)]
+    pub base: Option<String>,
     /// milliseconds between SIGTERM and SIGKILL when stopping agents
     #[argh(option)]
     pub grace_ms: Option<u64>,

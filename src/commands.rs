@@ -73,8 +73,12 @@ pub fn init(dir: Option<&Path>) -> Outcome {
     if top.exists(CONFIG_FILE).unwrap_or(true) {
         done.push(format!("kept {CONFIG_FILE} (already there)"));
     } else {
-        top.replace(CONFIG_FILE, config::default_file_text().as_bytes(), None)
-            .map_err(|e| fail(&format!("write {}", config_path.display()), &e))?;
+        top.replace(
+            CONFIG_FILE,
+            config::default_file_text(crate::agent::Preset::Claude).as_bytes(),
+            None,
+        )
+        .map_err(|e| fail(&format!("write {}", config_path.display()), &e))?;
         done.push(format!(
             "created {CONFIG_FILE} (agent.command: [\"claude\", \"-p\"])"
         ));

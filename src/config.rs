@@ -1,6 +1,7 @@
 //! `.ai-sdlc.json` -> `Config`: defaults, environment overrides and
 //! validation (SPEC §2). Errors name the key and the file.
 
+use crate::agent::{PRESETS, Preset};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,38 @@ pub struct WorktreeConfig {
     pub base_path: String,
     pub base_branch: Option<String>,
     pub keep: bool,
+    /// Commit a succeeded story's changes on its branch.
+    pub commit: bool,
 }
+
+/// `agent.*`: which agent runs the phases without a command of their own.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `None` with a command means `command`; with neither, no agent.
+    pub preset: Option<Preset>,
+    pub command: Option<Vec<String>>,
+    /// Appended to the preset's (or the command's) arguments.
+    pub args: Vec<String>,
+    pub model: Option<String>,
+    /// No output this long means the agent hangs; 0 turns it off.
+    pub idle_timeout_ms: u64,
+    /// Retries of a phase whose agent failed in a way its preset calls transient.
+    pub retries: u32,
+    /// The first retry's pause; it doubles with each retry.
+    pub retry_delay_ms: u64,
+}
+
+impl AgentConfig {
+    /// The preset in effect.
+    pub fn preset(&self) -> Option<Preset> {
+        self.preset
+            .or_else(|| self.command.as_ref().map(|_| Preset::Command))
+    }
+}
+
+/// The longest time any setting may name (a year): more would overflow
+/// the clock arithmetic, and nobody means it.
+pub const MAX_MS: u64 = 365 * 24 * 3600 * 1000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -30,7 +62,7 @@ pub struct Config {
     /// The config file, when there is one.
     pub file: Option<PathBuf>,
     pub sdlc_folder: String,
-    pub agent_command: Option<Vec<String>>,
+    pub agent: AgentConfig,
     pub phases: Vec<Phase>,
     pub agent_timeout_ms: u64,
     /// As configured; `run` turns 0 or less into 1 with a warning.
@@ -57,7 +89,15 @@ impl Config {
             root,
             file: None,
             sdlc_folder: DEFAULT_FOLDER.to_string(),
-            agent_command: None,
+            agent: AgentConfig {
+                preset: None,
+                command: None,
+                args: Vec::new(),
+                model: None,
+                idle_timeout_ms: 600_000,
+                retries: 0,
+                retry_delay_ms: 30_000,
+            },
             phases: vec![Phase {
                 name: "implement".to_string(),
                 command: None,
@@ -72,14 +112,27 @@ impl Config {
                 base_path: ".ai-sdlc/worktrees".to_string(),
                 base_branch: None,
                 keep: false,
+                commit: true,
             },
             logs_keep: 5,
         }
     }
 
-    /// The command a phase runs: its own, or `agent.command`.
-    pub fn command_of<'a>(&'a self, phase: &'a Phase) -> Option<&'a Vec<String>> {
-        phase.command.as_ref().or(self.agent_command.as_ref())
+    /// What a phase runs: its own command, or the agent (the preset's
+    /// command line, or `agent.command`, with `agent.args`). `None` when no
+    /// agent is configured.
+    pub fn command_of(&self, phase: &Phase) -> Option<(Preset, Vec<String>)> {
+        if let Some(c) = &phase.command {
+            return Some((Preset::Command, c.clone()));
+        }
+        let a = &self.agent;
+        let preset = a.preset()?;
+        let mut argv = match preset {
+            Preset::Command => a.command.clone()?,
+            p => p.argv(a.model.as_deref()),
+        };
+        argv.extend(a.args.iter().cloned());
+        Some((preset, argv))
     }
 
     /// The board folder, absolute.
@@ -157,6 +210,34 @@ impl Reader<'_> {
             .ok_or_else(|| self.err(key, "a non-negative integer", v))
     }
 
+    /// Milliseconds, at most `MAX_MS`.
+    fn millis(&self, v: &Value, key: &str) -> Result<u64, ConfigError> {
+        let want = "a number of milliseconds from 0 to 31536000000 (a year)";
+        v.as_u64()
+            .filter(|ms| *ms <= MAX_MS)
+            .ok_or_else(|| self.err(key, want, v))
+    }
+
+    fn strings(&self, v: &Value, key: &str) -> Result<Vec<String>, ConfigError> {
+        let want = "a list of strings";
+        let list = v.as_array().ok_or_else(|| self.err(key, want, v))?;
+        list.iter()
+            .map(|w| {
+                w.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| self.err(key, want, v))
+            })
+            .collect()
+    }
+
+    fn preset(&self, v: &Value, key: &str) -> Result<Preset, ConfigError> {
+        let names: Vec<&str> = PRESETS.iter().map(|p| p.name()).collect();
+        let want = format!("one of {}", names.join(", "));
+        v.as_str()
+            .and_then(Preset::parse)
+            .ok_or_else(|| self.err(key, &want, v))
+    }
+
     fn int(&self, v: &Value, key: &str) -> Result<i64, ConfigError> {
         v.as_i64().ok_or_else(|| self.err(key, "an integer", v))
     }
@@ -194,11 +275,35 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
             "sdlcFolder" => c.sdlc_folder = r.string(value, "sdlcFolder")?,
             "agent" => {
                 for (k, v) in r.object(value, "agent")? {
+                    let key = format!("agent.{k}");
+                    let a = &mut c.agent;
                     match k.as_str() {
-                        "command" if v.is_null() => c.agent_command = None,
-                        "command" => c.agent_command = Some(r.command(v, "agent.command")?),
-                        _ => r.unknown(&format!("agent.{k}")),
+                        "preset" if v.is_null() => a.preset = None,
+                        "preset" => a.preset = Some(r.preset(v, &key)?),
+                        "command" if v.is_null() => a.command = None,
+                        "command" => a.command = Some(r.command(v, &key)?),
+                        "args" => a.args = r.strings(v, &key)?,
+                        "model" if v.is_null() => a.model = None,
+                        "model" => a.model = Some(r.string(v, &key)?),
+                        "idleTimeout" => a.idle_timeout_ms = r.millis(v, &key)?,
+                        "retries" => a.retries = r.uint(v, &key)?.min(100) as u32,
+                        "retryDelay" => a.retry_delay_ms = r.millis(v, &key)?,
+                        _ => r.unknown(&key),
                     }
+                }
+                check_agent(&c.agent, file)?;
+            }
+            // ai-sdlc's own setting, used when this tool's `agent` names no
+            // agent (keys come in order: `agent` is read first).
+            "ai" => {
+                if let Some(p) = value
+                    .get("provider")
+                    .and_then(Value::as_str)
+                    .and_then(Preset::parse)
+                    && p != Preset::Command
+                    && c.agent.preset().is_none()
+                {
+                    c.agent.preset = Some(p);
                 }
             }
             "workflow" => {
@@ -213,7 +318,7 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
                 for (k, v) in r.object(value, "timeouts")? {
                     match k.as_str() {
                         "agentTimeout" => {
-                            c.agent_timeout_ms = r.uint(v, "timeouts.agentTimeout")?
+                            c.agent_timeout_ms = r.millis(v, "timeouts.agentTimeout")?.max(1)
                         }
                         _ => r.unknown(&format!("timeouts.{k}")),
                     }
@@ -224,9 +329,9 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
                     let key = format!("orchestrator.{k}");
                     match k.as_str() {
                         "concurrency" => c.concurrency = r.int(v, &key)?,
-                        "shutdownTimeout" => c.shutdown_timeout_ms = r.uint(v, &key)?,
+                        "shutdownTimeout" => c.shutdown_timeout_ms = r.millis(v, &key)?,
                         "healthCheckInterval" => {
-                            c.health_check_interval_ms = r.uint(v, &key)?.max(1)
+                            c.health_check_interval_ms = r.millis(v, &key)?.max(1)
                         }
                         "healthMissThreshold" => {
                             c.health_miss_threshold = r.uint(v, &key)?.clamp(1, 1000) as u32
@@ -244,6 +349,7 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
                         "baseBranch" if v.is_null() => c.worktree.base_branch = None,
                         "baseBranch" => c.worktree.base_branch = Some(r.string(v, &key)?),
                         "keep" => c.worktree.keep = r.bool(v, &key)?,
+                        "commit" => c.worktree.commit = r.bool(v, &key)?,
                         _ => r.unknown(&key),
                     }
                 }
@@ -260,6 +366,21 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// `agent.preset` and `agent.command` must agree.
+fn check_agent(a: &AgentConfig, file: &Path) -> Result<(), ConfigError> {
+    let f = file.display();
+    match (a.preset, &a.command) {
+        (Some(Preset::Command), None) => Err(ConfigError(format!(
+            "{f}: agent.preset \"command\" needs agent.command, the command line to run, like [\"my-agent\", \"--flag\"]"
+        ))),
+        (Some(p), Some(_)) if p != Preset::Command => Err(ConfigError(format!(
+            "{f}: agent.preset {:?} and agent.command are both set; keep agent.preset (extra flags go in agent.args) or set agent.preset to \"command\"",
+            p.name()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn phases(r: &Reader, v: &Value) -> Result<Vec<Phase>, ConfigError> {
@@ -304,19 +425,29 @@ fn apply_env(c: &mut Config, get: impl Fn(&str) -> Option<String>) -> Result<(),
     if let Some(n) = parse("AI_SDLC_CONCURRENCY")? {
         c.concurrency = n;
     }
+    let millis = |name: &str, n: i64| -> Result<u64, ConfigError> {
+        u64::try_from(n.max(0))
+            .ok()
+            .filter(|ms| *ms <= MAX_MS)
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "environment variable {name}={n} is more than a year in milliseconds; unset it or fix it"
+                ))
+            })
+    };
     if let Some(n) = parse("AI_SDLC_AGENT_TIMEOUT")? {
-        c.agent_timeout_ms = n.max(0) as u64;
+        c.agent_timeout_ms = millis("AI_SDLC_AGENT_TIMEOUT", n)?.max(1);
     }
     if let Some(n) = parse("AI_SDLC_SHUTDOWN_TIMEOUT")? {
-        c.shutdown_timeout_ms = n.max(0) as u64;
+        c.shutdown_timeout_ms = millis("AI_SDLC_SHUTDOWN_TIMEOUT", n)?;
     }
     Ok(())
 }
 
-/// The config `init` writes.
-pub fn default_file_text() -> String {
+/// The config `init` writes, for agent `preset`.
+pub fn default_file_text(preset: Preset) -> String {
     let v = serde_json::json!({
-        "agent": { "command": ["claude", "-p"] },
+        "agent": { "preset": preset.name() },
         "orchestrator": { "concurrency": 1, "shutdownTimeout": 10000 },
         "timeouts": { "agentTimeout": 1800000 },
         "worktree": { "enabled": true, "basePath": ".ai-sdlc/worktrees" },
@@ -370,7 +501,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.sdlc_folder, ".board");
-        assert_eq!(c.agent_command, Some(vec!["codex".into(), "exec".into()]));
+        assert_eq!(c.agent.command, Some(vec!["codex".into(), "exec".into()]));
         assert_eq!(
             c.phases[1].command,
             Some(vec!["cargo".into(), "test".into()])

@@ -2,16 +2,20 @@
 //! phases with `story_run`, reports over JSON lines on stdout, answers the
 //! runner on stdin. Treats stdin EOF, EPIPE, SIGTERM and SIGHUP as "stop".
 //! Never writes story files: the runner records the outcome.
+//!
+//! Memory stays bounded whatever the agent prints: the story's messages
+//! go through a bounded channel, so a runner that reads slowly slows the
+//! agent (its pipe fills) instead of growing this process. Health
+//! responses take a small channel of their own, ahead of the queue.
 
 use crate::board::Board;
 use crate::cli::ExecutorArgs;
 use crate::config::Config;
 use crate::ipc::{self, Body, Line, LineReader, MAX_LINE, Message};
-use crate::orchestrator::build_job;
 use crate::process;
 use crate::shutdown;
 use crate::story_run::{self, Event, Limits, Observer, Outcome, RunResult};
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -23,17 +27,28 @@ enum Out {
     Close,
 }
 
-/// Owns stdout: writes messages, flushing when nothing more is queued.
-fn writer(rx: Receiver<Out>) {
+/// Owns stdout: writes health responses first, then the story's messages,
+/// flushing when nothing more is queued.
+fn writer(rx: Receiver<Out>, urgent: Receiver<Message>) {
     let mut out = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     let mut broken = false;
-    for item in rx.iter() {
+    loop {
+        let item = match urgent.try_recv() {
+            Ok(m) => Out::Msg(m),
+            Err(_) => crossbeam_channel::select! {
+                recv(urgent) -> m => match m {
+                    Ok(m) => Out::Msg(m),
+                    Err(_) => continue,
+                },
+                recv(rx) -> m => m.unwrap_or(Out::Close),
+            },
+        };
         let Out::Msg(msg) = item else { break };
         if broken {
             continue;
         }
         let mut ok = ipc::write_message(&mut out, &msg).is_ok();
-        if ok && rx.is_empty() {
+        if ok && rx.is_empty() && urgent.is_empty() {
             ok = out.flush().is_ok();
         }
         if !ok {
@@ -46,7 +61,7 @@ fn writer(rx: Receiver<Out>) {
 }
 
 /// Reads the runner's messages from stdin.
-fn listen(id: String, tx: Sender<Out>) {
+fn listen(id: String, tx: Sender<Message>) {
     let mut reader = LineReader::new(std::io::stdin().lock(), MAX_LINE);
     loop {
         match reader.next_line() {
@@ -59,7 +74,11 @@ fn listen(id: String, tx: Sender<Out>) {
                         pid: std::process::id(),
                         rss_kb: process::rss_kb(),
                     };
-                    let _ = tx.send(Out::Msg(Message::new(&id, body)));
+                    // A full queue already holds answers: this one can go.
+                    if let Err(TrySendError::Disconnected(_)) = tx.try_send(Message::new(&id, body))
+                    {
+                        return;
+                    }
                 }
                 Ok(Message {
                     body: Body::Shutdown { .. },
@@ -110,9 +129,10 @@ fn body_of(e: &Event) -> Body {
             progress: (index * 100 / count.max(1)) as u8,
             message: format!("started, pid {pid}"),
         },
-        Event::Output { stream, line } => Body::Log {
+        Event::Output { stream, line, show } => Body::Log {
             stream,
             line: line.to_string(),
+            show: show.map(str::to_string),
         },
         Event::PhaseFinished {
             index,
@@ -129,7 +149,7 @@ fn body_of(e: &Event) -> Body {
         Event::Problem { code, message } => Body::Error {
             code: code.to_string(),
             message: message.to_string(),
-            recoverable: false,
+            recoverable: code == "retry",
         },
     }
 }
@@ -144,12 +164,14 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
     if let Err(e) = shutdown::install(|_, _| {}) {
         log::warn!("cannot handle SIGTERM: {e}");
     }
-    let (tx, rx) = unbounded::<Out>();
+    process::drop_controlling_terminal();
+    let (tx, rx) = bounded::<Out>(256);
+    let (urgent_tx, urgent_rx) = bounded::<Message>(4);
     let writer = std::thread::Builder::new()
         .name("ipc-out".into())
         .stack_size(128 * 1024)
-        .spawn(move || writer(rx));
-    let listen_tx = tx.clone();
+        .spawn(move || writer(rx, urgent_rx));
+    let listen_tx = urgent_tx;
     let id = args.id.clone();
     let _ = std::thread::Builder::new()
         .name("ipc-in".into())
@@ -160,13 +182,7 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
         tx,
     };
     let r = match prepare(root, &args) {
-        Ok((job, grace)) => {
-            let limits = Limits {
-                deadline: None,
-                grace,
-            };
-            story_run::run(&job, &limits, &mut ipc)
-        }
+        Ok((job, limits)) => story_run::run(&job, &limits, &mut ipc),
         Err(e) => {
             log::error!("{e}");
             ipc.send(Body::Error {
@@ -185,6 +201,11 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
         failed_phase: r.failed_phase,
         signal: r.signal,
         error: r.error,
+        failure: r.failure.map(|f| f.as_str().to_string()),
+        final_message: r.report.final_message,
+        cost_usd: r.report.cost_usd,
+        input_tokens: r.report.input_tokens,
+        output_tokens: r.report.output_tokens,
     });
     // No descendant outlives the executor.
     process::signal_descendants(libc::SIGKILL, true);
@@ -195,12 +216,24 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
     code
 }
 
-fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story_run::Job, Duration), String> {
+fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story_run::Job, Limits), String> {
     let config = Config::load(root).map_err(|e| e.0)?;
     let story = Board::of(&config)
         .load(&args.id)
         .map_err(|b| b.to_string())?;
-    let job = build_job(&config, &story, args.worktree.clone(), &args.branch)?;
-    let grace = Duration::from_millis(args.grace_ms.unwrap_or(config.shutdown_timeout_ms));
-    Ok((job, grace))
+    let job = story_run::Job::new(
+        &config,
+        &story,
+        args.worktree.clone(),
+        &args.branch,
+        args.base.as_deref().unwrap_or(""),
+    )?;
+    let a = &config.agent;
+    let limits = Limits {
+        grace: Duration::from_millis(args.grace_ms.unwrap_or(config.shutdown_timeout_ms)),
+        idle: (a.idle_timeout_ms > 0).then(|| Duration::from_millis(a.idle_timeout_ms)),
+        retries: a.retries,
+        retry_delay: Duration::from_millis(a.retry_delay_ms),
+    };
+    Ok((job, limits))
 }

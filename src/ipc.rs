@@ -37,6 +37,10 @@ pub enum Body {
     Log {
         stream: Stream,
         line: String,
+        /// Beyond SPEC §6, optional: what to show people instead of the
+        /// raw line (the agent's step, `Edit src/lib.rs`); "" shows nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        show: Option<String>,
     },
     HealthResponse {
         pid: u32,
@@ -58,6 +62,20 @@ pub enum Body {
         /// Beyond SPEC §6, optional: why it failed, for `blocked_reason`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// Optional: the kind of failure the agent's CLI reported (`auth`,
+        /// `usage_cap`, `rate_limit`, `overloaded`, `network`, `other`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failure: Option<String>,
+        /// Optional: the agent's final message (of the last phase).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        final_message: Option<String>,
+        /// Optional, where the agent's CLI reports them: totals of the run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input_tokens: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output_tokens: Option<u64>,
     },
     HealthCheck,
     Shutdown {
@@ -253,6 +271,12 @@ mod tests {
         roundtrip(Body::Log {
             stream: Stream::Stderr,
             line: "ünïcode \"quoted\" \t tab".into(),
+            show: None,
+        });
+        roundtrip(Body::Log {
+            stream: Stream::Stdout,
+            line: "{\"type\":\"assistant\"}".into(),
+            show: Some("Edit src/lib.rs".into()),
         });
         roundtrip(Body::HealthResponse {
             pid: 42,
@@ -270,6 +294,11 @@ mod tests {
             failed_phase: Some("verify".into()),
             signal: None,
             error: Some("boom".into()),
+            failure: Some("auth".into()),
+            final_message: Some("done".into()),
+            cost_usd: Some(0.25),
+            input_tokens: Some(10),
+            output_tokens: Some(2),
         });
         roundtrip(Body::HealthCheck);
         roundtrip(Body::Shutdown { grace_ms: 10_000 });

@@ -3,6 +3,7 @@
 //! binary is a one-line wrapper; the library exists so that fuzz targets can
 //! reach the parsers (`fuzzing`).
 
+mod agent;
 mod board;
 mod cli;
 mod commands;
@@ -16,6 +17,7 @@ mod logs;
 mod orchestrator;
 mod paths;
 mod process;
+mod prompt;
 mod report;
 mod shutdown;
 mod story_run;

@@ -78,6 +78,23 @@ pub fn signal_own_group_except_self(sig: libc::c_int) -> usize {
     n
 }
 
+/// Give up the controlling terminal (this process is not a session
+/// leader, so nothing else is affected): agents started from here cannot
+/// open /dev/tty to ask a question nobody would answer.
+pub fn drop_controlling_terminal() {
+    // SAFETY: open, ioctl and close on a descriptor we own.
+    unsafe {
+        let fd = libc::open(
+            c"/dev/tty".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if fd >= 0 {
+            libc::ioctl(fd, libc::TIOCNOTTY);
+            libc::close(fd);
+        }
+    }
+}
+
 /// Adopt this process's orphaned descendants (an agent's `sleep 300 &`
 /// after the agent exits), so `descendants` still finds them.
 pub fn become_subreaper() {

@@ -1,23 +1,38 @@
-//! Run one story's phases as agent processes (SPEC §5) and report `Event`s
-//! to an observer. Knows nothing of IPC or terminals: the single-story mode
-//! plugs in the console, the executor plugs in the IPC writer.
+//! Run one story's phases as agent processes (SPEC §5, §9) and report
+//! `Event`s to an observer (the executor turns them into IPC messages).
+//!
+//! Each phase gets its prompt (its template, filled with the story and the
+//! final messages of earlier phases) on stdin, then EOF. The agent's output
+//! goes through its preset's reader, which finds the current step, the
+//! final message, tokens, cost, and a failure in the CLI's own words. A
+//! phase fails when its agent exits non-zero, reports a failure, or prints
+//! nothing for `agent.idleTimeout`; a failure its preset calls transient is
+//! retried (`agent.retries`) after a pause that doubles each time.
 
+use crate::agent::{self, FailureKind, Preset, Report};
+use crate::board::{Board, Story};
+use crate::config::Config;
 use crate::ipc::{Line, LineReader, MAX_LINE, Stream};
 use crate::process;
+use crate::prompt::{self, StoryFacts};
 use crate::shutdown::{self, State};
 use crossbeam_channel::{RecvTimeoutError, bounded};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
 
-/// How often a running phase checks for a stop or the deadline, and the
-/// longest a supervisor waits between reaping attempts of an exiting child.
+/// How often a running phase checks for a stop, and the longest a
+/// supervisor waits between reaping attempts of an exiting child.
 pub const TICK: Duration = Duration::from_millis(50);
+
+/// An output line is passed on (to the log, to people) up to this size.
+const MAX_SHOWN_LINE: usize = 64 * 1024;
 
 /// Everything a story run needs, resolved by the runner.
 #[derive(Debug, Clone)]
@@ -32,42 +47,92 @@ pub struct Job {
     /// The agents' working directory: the worktree, or the repo.
     pub workdir: PathBuf,
     pub phases: Vec<PhaseCommand>,
-    /// The full text of `story.md`.
-    pub prompt: String,
+    /// What prompts are filled with.
+    pub facts: StoryFacts,
 }
 
 #[derive(Debug, Clone)]
 pub struct PhaseCommand {
     pub name: String,
+    pub preset: Preset,
     pub argv: Vec<String>,
+    /// The prompt template.
+    pub template: String,
 }
 
 impl Job {
-    /// `argv` with `{id}`, `{title}`, ... replaced, and whether `{prompt}` was used.
-    pub fn expand(&self, phase: &str, argv: &[String]) -> (Vec<String>, bool) {
-        let story_file = self.story_file.to_string_lossy();
-        let worktree = self.workdir.to_string_lossy();
-        let values: [(&str, &str); 8] = [
-            ("{id}", &self.id),
-            ("{title}", &self.title),
-            ("{slug}", &self.slug),
-            ("{phase}", phase),
-            ("{story_file}", &story_file),
-            ("{worktree}", &worktree),
-            ("{branch}", &self.branch),
-            ("{prompt}", &self.prompt),
-        ];
+    /// The job for `story`: each phase's command and prompt template, from
+    /// the config and the repo's templates.
+    pub fn new(
+        config: &Config,
+        story: &Story,
+        workdir: PathBuf,
+        branch: &str,
+        base_branch: &str,
+    ) -> Result<Job, String> {
+        let board = Board::of(config);
+        let text = board.text(&story.id)?;
+        let mut phases = Vec::new();
+        for p in &config.phases {
+            let (preset, argv) = config.command_of(p).ok_or_else(|| {
+                format!(
+                    "no agent configured: set agent.preset (or agent.command) in {}",
+                    config.file_name()
+                )
+            })?;
+            phases.push(PhaseCommand {
+                name: p.name.clone(),
+                preset,
+                argv,
+                template: prompt::template(&config.root, &config.sdlc_dir(), &p.name)?,
+            });
+        }
+        let facts = StoryFacts {
+            id: story.id.clone(),
+            title: story.title.clone(),
+            body: prompt::body_of(&text),
+            branch: branch.to_string(),
+            base_branch: base_branch.to_string(),
+            worktree: workdir.to_string_lossy().into_owned(),
+            story_file: story.path.to_string_lossy().into_owned(),
+        };
+        Ok(Job {
+            id: story.id.clone(),
+            title: story.title.clone(),
+            slug: story.slug.clone(),
+            branch: branch.to_string(),
+            story_file: story.path.clone(),
+            repo: config.root.clone(),
+            workdir,
+            phases,
+            facts,
+        })
+    }
+
+    /// A placeholder's value in an agent's command line.
+    fn arg_value(&self, name: &str, phase: &str, prompt: &str) -> Option<String> {
+        Some(match name {
+            "id" => self.id.clone(),
+            "title" => self.title.clone(),
+            "slug" => self.slug.clone(),
+            "phase" => phase.to_string(),
+            "story_file" => self.story_file.to_string_lossy().into_owned(),
+            "worktree" => self.workdir.to_string_lossy().into_owned(),
+            "branch" => self.branch.clone(),
+            "prompt" => prompt.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// `argv` with its placeholders filled (one pass, SPEC §5), and whether
+    /// `{prompt}` was among them (then stdin is empty).
+    pub fn expand(&self, phase: &str, argv: &[String], prompt: &str) -> (Vec<String>, bool) {
         let mut used_prompt = false;
         let out = argv
             .iter()
             .map(|arg| {
-                let mut a = arg.clone();
-                for (k, v) in values {
-                    if a.contains(k) {
-                        used_prompt |= k == "{prompt}";
-                        a = a.replace(k, v);
-                    }
-                }
+                let (a, used) = prompt::fill(arg, &|n| self.arg_value(n, phase, prompt));
+                used_prompt |= used.iter().any(|u| u == "prompt");
                 a
             })
             .collect();
@@ -96,14 +161,20 @@ impl Job {
 
 #[derive(Debug, Clone)]
 pub struct Limits {
-    pub deadline: Option<Instant>,
     /// SIGTERM to SIGKILL.
     pub grace: Duration,
+    /// No output this long means the agent hangs.
+    pub idle: Option<Duration>,
+    /// Retries of a phase that failed in a transient way.
+    pub retries: u32,
+    /// The first retry's pause; it doubles each time.
+    pub retry_delay: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    #[default]
     Succeeded,
     Failed,
     TimedOut,
@@ -142,19 +213,19 @@ pub enum Event<'a> {
     Output {
         stream: Stream,
         line: &'a str,
+        /// What to show people instead of the line (`Some("")`: nothing).
+        show: Option<&'a str>,
     },
     PhaseFinished {
         index: usize,
         count: usize,
         name: &'a str,
-        /// "succeeded", "exited with code 3: <last error line>", "timed out after 30.0s"...
+        /// "succeeded", "exited with code 3: <last error line>", ...
         summary: &'a str,
     },
-    /// Something went wrong that is not the agent's own output.
-    Problem {
-        code: &'a str,
-        message: &'a str,
-    },
+    /// Something people should know that is not the agent's own output: a
+    /// failure to start, a retry.
+    Problem { code: &'a str, message: &'a str },
 }
 
 pub trait Observer {
@@ -163,15 +234,20 @@ pub trait Observer {
     fn idle(&mut self) {}
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunResult {
     pub outcome: Outcome,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub failed_phase: Option<String>,
     pub duration_ms: u64,
-    /// Why it failed, for `blocked_reason`: phase, exit code or signal, last error line.
+    /// Why it failed, for `blocked_reason`: phase, the CLI's words or the
+    /// exit code and last error line.
     pub error: Option<String>,
+    /// What kind of failure the agent's CLI reported, if it said.
+    pub failure: Option<FailureKind>,
+    /// Tokens and cost of every phase and attempt; the last phase's final message.
+    pub report: Report,
 }
 
 impl RunResult {
@@ -179,117 +255,146 @@ impl RunResult {
     pub fn failed(error: String, duration_ms: u64) -> RunResult {
         RunResult {
             outcome: Outcome::Failed,
-            exit_code: None,
-            signal: None,
-            failed_phase: None,
             duration_ms,
             error: Some(error),
+            ..RunResult::default()
         }
     }
 }
 
-/// Run every phase of `job` in order. Stops early on a failing phase, the
-/// deadline, or a shutdown request (`shutdown::state()`).
+/// Run every phase of `job` in order. Stops early on a failing phase or a
+/// shutdown request (`shutdown::state()`).
 pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
     let started = Instant::now();
     let count = job.phases.len();
     let mut result = RunResult {
-        outcome: Outcome::Succeeded,
         exit_code: Some(0),
-        signal: None,
-        failed_phase: None,
-        duration_ms: 0,
-        error: None,
+        ..RunResult::default()
     };
-    for (index, phase) in job.phases.iter().enumerate() {
-        if shutdown::stopping() {
-            result.outcome = Outcome::Cancelled;
-            result.exit_code = None;
-            result.error = Some("run interrupted".into());
-            break;
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    'phases: for (index, phase) in job.phases.iter().enumerate() {
+        let mut attempt = 0;
+        loop {
+            if shutdown::stopping() {
+                result.outcome = Outcome::Cancelled;
+                result.exit_code = None;
+                result.error = Some("run interrupted".into());
+                break 'phases;
+            }
+            let prompt = prompt::render(&phase.template, &job.facts, &phase.name, &outputs);
+            let end = run_phase(job, index, count, phase, &prompt, limits, obs);
+            result.report.add_usage(&end.report);
+            let summary = end.summary(phase);
+            obs.event(Event::PhaseFinished {
+                index,
+                count,
+                name: &phase.name,
+                summary: &summary,
+            });
+            result.exit_code = end.status.and_then(|s| s.code());
+            result.signal = end.status.and_then(|s| s.signal());
+            if end.ok() {
+                if let Some(m) = &end.report.final_message {
+                    outputs.push((phase.name.clone(), m.clone()));
+                }
+                result.report.final_message = end.report.final_message.clone();
+                continue 'phases;
+            }
+            let kind = end.report.failure.as_ref().map(|(k, _)| *k);
+            if let Some(k) = kind.filter(|k| k.transient())
+                && attempt < limits.retries
+                && !end.stopped
+            {
+                attempt += 1;
+                let pause = backoff(limits.retry_delay, attempt);
+                let message = format!(
+                    "{}: {}; retry {attempt} of {} in {}",
+                    k.describe(),
+                    end.report.failure.as_ref().map_or("", |f| f.1.as_str()),
+                    limits.retries,
+                    crate::time::human_duration(pause.as_millis() as u64)
+                );
+                obs.event(Event::Problem {
+                    code: "retry",
+                    message: &message,
+                });
+                // A stop ends the pause at once.
+                let _ = shutdown::on_stop().recv_timeout(pause);
+                continue;
+            }
+            result.outcome = if end.stopped && end.idle.is_none() {
+                Outcome::Cancelled
+            } else {
+                Outcome::Failed
+            };
+            result.failure = kind;
+            result.failed_phase = Some(phase.name.clone());
+            result.error = Some(if end.spawn_error.is_some() {
+                summary
+            } else {
+                format!("phase {} {summary}", phase.name)
+            });
+            break 'phases;
         }
-        let end = run_phase(job, index, count, phase, limits, obs);
-        let summary = end.summary(limits, started);
-        obs.event(Event::PhaseFinished {
-            index,
-            count,
-            name: &phase.name,
-            summary: &summary,
-        });
-        result.exit_code = end.status.and_then(|s| s.code());
-        result.signal = end
-            .status
-            .and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
-        let ok = end.status.is_some_and(|s| s.success());
-        result.outcome = if end.timed_out {
-            Outcome::TimedOut
-        } else if end.stopped && !ok {
-            Outcome::Cancelled
-        } else if !ok {
-            Outcome::Failed
-        } else {
-            continue;
-        };
-        result.failed_phase = Some(phase.name.clone());
-        result.error = Some(if end.spawn_error.is_some() {
-            summary
-        } else if end.timed_out {
-            format!("{summary} (phase {})", phase.name)
-        } else {
-            format!("phase {} {summary}", phase.name)
-        });
-        break;
     }
     result.duration_ms = started.elapsed().as_millis() as u64;
     result
 }
 
+/// The pause before retry `n` (1-based): `first`, doubled each time, at
+/// most ten minutes.
+fn backoff(first: Duration, n: u32) -> Duration {
+    first
+        .saturating_mul(1u32 << (n - 1).min(16))
+        .min(Duration::from_secs(600))
+}
+
 struct PhaseEnd {
     /// `None` when the agent could not be started.
     status: Option<ExitStatus>,
-    timed_out: bool,
+    /// Stopped by a shutdown request (or the idle limit).
     stopped: bool,
+    /// Printed nothing for the idle limit.
+    idle: Option<Duration>,
     spawn_error: Option<String>,
     last_line: Option<String>,
+    report: Report,
 }
 
 impl PhaseEnd {
-    fn summary(&self, limits: &Limits, started: Instant) -> String {
+    fn ok(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+            && self.report.failure.is_none()
+            && self.idle.is_none()
+    }
+
+    /// How the phase ended, for people and `blocked_reason`.
+    fn summary(&self, phase: &PhaseCommand) -> String {
         if let Some(e) = &self.spawn_error {
             return e.clone();
         }
-        let how = if self.timed_out {
-            let limit = limits
-                .deadline
-                .map(|d| d.saturating_duration_since(started))
-                .unwrap_or_default();
-            format!(
-                "timed out after {}",
-                crate::time::human_duration(limit.as_millis() as u64)
-            )
-        } else {
-            match self.status {
-                Some(s) if s.success() => return "succeeded".to_string(),
-                Some(s) => process::exit_text(s),
-                None => "did not run".to_string(),
+        if let Some(idle) = self.idle {
+            return format!(
+                "printed nothing for {}: the agent looked hung and was stopped",
+                crate::time::human_duration(idle.as_millis() as u64)
+            );
+        }
+        let how = match self.status {
+            Some(s) if s.success() && self.report.failure.is_none() => {
+                return "succeeded".to_string();
             }
+            Some(s) => process::exit_text(s),
+            None => "did not run".to_string(),
         };
+        if let Some((kind, words)) = &self.report.failure {
+            let program = phase.argv.first().map(String::as_str).unwrap_or("agent");
+            return format!("{words} ({program}: {}; {how})", kind.describe());
+        }
         match &self.last_line {
-            Some(l) if !self.timed_out => format!("{how}: {l}"),
-            _ => how,
+            Some(l) => format!("{how}: {l}"),
+            None => how,
         }
     }
-}
-
-fn cut(line: &str, max: usize) -> String {
-    if line.len() <= max {
-        return line.to_string();
-    }
-    let mut end = max;
-    while !line.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &line[..end])
 }
 
 fn spawn_reader(
@@ -312,6 +417,8 @@ fn spawn_reader(
                     }
                     Ok(None) | Err(_) => return,
                 };
+                // A full channel blocks this thread, and so the agent's
+                // pipe: its output can never grow our memory.
                 if tx.send((stream, line)).is_err() {
                     return;
                 }
@@ -319,8 +426,57 @@ fn spawn_reader(
         })
 }
 
-fn start_agent(job: &Job, phase: &PhaseCommand) -> Result<Child, String> {
-    let (argv, used_prompt) = job.expand(&phase.name, &phase.argv);
+/// The agent's CLI, before it starts, when its preset has a check that
+/// costs no tokens (codex, which would retry forever without a login):
+/// its words when it says the agent cannot authenticate.
+fn auth_problem(job: &Job, phase: &PhaseCommand) -> Option<String> {
+    let (check, key_vars) = phase.preset.auth_check()?;
+    if key_vars
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+    {
+        return None;
+    }
+    let mut child = Command::new(check[0])
+        .args(&check[1..])
+        .current_dir(&job.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let status = match child.wait_timeout(Duration::from_secs(10)) {
+        Ok(Some(s)) => s,
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+    };
+    if status.success() {
+        return None;
+    }
+    let out = child.wait_with_output().ok()?;
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // codex prints warnings first; the verdict is its last line.
+    let words = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("not logged in");
+    Some(format!(
+        "{words} (`{}` says so; log in, or set {})",
+        check.join(" "),
+        key_vars.join(" or ")
+    ))
+}
+
+fn start_agent(job: &Job, phase: &PhaseCommand, prompt: &str) -> Result<Child, String> {
+    let (argv, used_prompt) = job.expand(&phase.name, &phase.argv, prompt);
     let program = argv.first().ok_or("the agent command is empty")?;
     let mut cmd = Command::new(program);
     cmd.args(&argv[1..])
@@ -339,7 +495,7 @@ fn start_agent(job: &Job, phase: &PhaseCommand) -> Result<Child, String> {
     // descendants, and the runner sweeps the executor's group.
     cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!(
-            "cannot start phase {}: command {program:?} not found (run from {}); check agent.command or the phase's command in .ai-sdlc.json",
+            "cannot start phase {}: command {program:?} not found (run from {}); install it, or check the agent settings and the phase's command in .ai-sdlc.json",
             phase.name,
             job.workdir.display()
         ),
@@ -358,17 +514,24 @@ fn run_phase(
     index: usize,
     count: usize,
     phase: &PhaseCommand,
+    prompt: &str,
     limits: &Limits,
     obs: &mut dyn Observer,
 ) -> PhaseEnd {
     let mut end = PhaseEnd {
         status: None,
-        timed_out: false,
         stopped: false,
+        idle: None,
         spawn_error: None,
         last_line: None,
+        report: Report::default(),
     };
-    let mut child = match start_agent(job, phase) {
+    if let Some(words) = auth_problem(job, phase) {
+        end.status = Some(ExitStatus::from_raw(1 << 8));
+        end.report.failure = Some((FailureKind::Auth, words));
+        return end;
+    }
+    let mut child = match start_agent(job, phase, prompt) {
         Ok(c) => c,
         Err(e) => {
             obs.event(Event::Problem {
@@ -386,8 +549,9 @@ fn run_phase(
         pid: child.id(),
     });
     if let Some(mut stdin) = child.stdin.take() {
-        let prompt = job.prompt.clone();
-        // An agent that never reads its stdin must not block the run: write from a thread.
+        let prompt = prompt.to_string();
+        // An agent that never reads its stdin must not block the run: write
+        // from a thread; dropping the handle closes stdin (EOF).
         let _ = thread::Builder::new()
             .name("agent-stdin".into())
             .stack_size(64 * 1024)
@@ -395,7 +559,7 @@ fn run_phase(
                 let _ = stdin.write_all(prompt.as_bytes());
             });
     }
-    let (tx, rx) = bounded(4096);
+    let (tx, rx) = bounded(256);
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
         readers.extend(spawn_reader(Stream::Stdout, out, tx.clone()).ok());
@@ -404,21 +568,11 @@ fn run_phase(
         readers.extend(spawn_reader(Stream::Stderr, err, tx.clone()).ok());
     }
     drop(tx);
-    let mut last_err: Option<String> = None;
-    let mut last_out: Option<String> = None;
-    let mut on_line = |obs: &mut dyn Observer, (stream, line): (Stream, String)| {
-        obs.event(Event::Output {
-            stream,
-            line: &line,
-        });
-        if !line.trim().is_empty() {
-            let slot = if stream == Stream::Stderr {
-                &mut last_err
-            } else {
-                &mut last_out
-            };
-            *slot = Some(line);
-        }
+    let mut heard = Heard {
+        reader: phase.preset.reader(&job.workdir.to_string_lossy()),
+        last_err: None,
+        last_out: None,
+        last_progress: Instant::now(),
     };
     let mut kill_at: Option<Instant> = None;
     let mut killed = false;
@@ -429,9 +583,9 @@ fn run_phase(
         if pipes_open {
             match rx.recv_timeout(next_check.saturating_duration_since(now)) {
                 Ok(item) => {
-                    on_line(obs, item);
+                    heard.take(obs, item);
                     for item in rx.try_iter().take(1024) {
-                        on_line(obs, item);
+                        heard.take(obs, item);
                     }
                     if rx.is_empty() {
                         obs.idle();
@@ -458,15 +612,17 @@ fn run_phase(
                     code: "wait_failed",
                     message: &message,
                 });
-                break std::os::unix::process::ExitStatusExt::from_raw(255 << 8);
+                break ExitStatus::from_raw(255 << 8);
             }
         }
         let now = Instant::now();
         let state = shutdown::state();
-        let overdue = limits.deadline.is_some_and(|d| now >= d);
-        if (state != State::Running || overdue) && kill_at.is_none() {
-            end.timed_out = overdue && state == State::Running;
-            end.stopped = !end.timed_out;
+        let hung = limits
+            .idle
+            .filter(|d| now.saturating_duration_since(heard.last_progress) >= *d);
+        if (state != State::Running || hung.is_some()) && kill_at.is_none() {
+            end.stopped = true;
+            end.idle = hung.filter(|_| state == State::Running);
             signal_agents(libc::SIGTERM);
             kill_at = Some(now + limits.grace);
         }
@@ -475,15 +631,15 @@ fn run_phase(
             killed = true;
         }
     };
-    // Whatever the agent left behind in its group dies with the phase.
+    // Whatever the agent left behind dies with the phase.
     signal_agents(libc::SIGKILL);
     let drain_until = Instant::now() + Duration::from_secs(2);
     while pipes_open {
         match rx.recv_timeout(drain_until.saturating_duration_since(Instant::now())) {
-            Ok(item) => on_line(obs, item),
+            Ok(item) => heard.take(obs, item),
             Err(RecvTimeoutError::Disconnected) => pipes_open = false,
             Err(RecvTimeoutError::Timeout) => {
-                // Something outside the group holds the pipe; leave its reader behind.
+                // Something outside our descendants holds the pipe; leave its reader behind.
                 log::debug!(
                     "[{}] agent pipes still open after exit; not waiting",
                     job.id
@@ -498,6 +654,53 @@ fn run_phase(
         let _ = r.join();
     }
     end.status = Some(status);
-    end.last_line = last_err.or(last_out).map(|l| cut(l.trim(), 200));
+    end.report = heard.reader.report();
+    end.last_line = heard.last_err.or(heard.last_out);
     end
+}
+
+/// What a phase's output told so far.
+struct Heard {
+    reader: Box<dyn agent::Reader>,
+    last_err: Option<String>,
+    last_out: Option<String>,
+    /// The last line that counted as a sign of life.
+    last_progress: Instant,
+}
+
+impl Heard {
+    fn take(&mut self, obs: &mut dyn Observer, (stream, line): (Stream, String)) {
+        let seen = self.reader.line(stream == Stream::Stderr, &line);
+        if seen.progress {
+            self.last_progress = Instant::now();
+        }
+        let shown_line = agent::cut(&line, MAX_SHOWN_LINE);
+        obs.event(Event::Output {
+            stream,
+            line: &shown_line,
+            show: seen.show.as_deref(),
+        });
+        if !line.trim().is_empty() {
+            let slot = if stream == Stream::Stderr {
+                &mut self.last_err
+            } else {
+                &mut self.last_out
+            };
+            *slot = Some(agent::cut(line.trim(), 200));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_doubling_up_to_ten_minutes() {
+        let s = Duration::from_secs;
+        assert_eq!(backoff(s(30), 1), s(30));
+        assert_eq!(backoff(s(30), 2), s(60));
+        assert_eq!(backoff(s(30), 3), s(120));
+        assert_eq!(backoff(s(30), 40), s(600));
+    }
 }

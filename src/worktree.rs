@@ -257,6 +257,36 @@ pub fn removable(path: &Path, branch: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Commit everything the agent changed in the worktree on `branch`
+/// (`git add -A`: git-ignored files stay uncommitted). `None` when there
+/// was nothing to commit. Refuses when HEAD is not on `branch`: the work
+/// would land elsewhere.
+pub fn commit(path: &Path, branch: &str, message: &str) -> Result<Option<String>, String> {
+    let head = git::run(path, &["symbolic-ref", "--quiet", "HEAD"]).unwrap_or_default();
+    if head.trim() != format!("refs/heads/{branch}") {
+        return Err(format!(
+            "the agent left the worktree off {branch} ({}); its work is kept there, uncommitted",
+            if head.trim().is_empty() {
+                "HEAD detached".to_string()
+            } else {
+                format!("on {}", head.trim().trim_start_matches("refs/heads/"))
+            }
+        ));
+    }
+    git::run(path, &["add", "-A"])?;
+    match git::run(path, &["diff", "--cached", "--quiet"]) {
+        Ok(_) => return Ok(None),
+        Err(e) if e.code == Some(1) => {}
+        Err(e) => return Err(e.message),
+    }
+    git::run(path, &["commit", "--quiet", "-m", message])?;
+    Ok(Some(
+        git::run(path, &["rev-parse", "--short", "HEAD"])?
+            .trim()
+            .to_string(),
+    ))
+}
+
 /// Remove a worktree. Without `force`, git refuses one with changes.
 pub fn remove(root: &Path, path: &Path, force: bool) -> Result<(), String> {
     let path_arg = path.to_string_lossy();

@@ -128,9 +128,13 @@ fn a_timed_out_agent_is_killed_and_blocked() {
 }
 
 #[test]
-fn uncommitted_work_keeps_the_worktree() {
+fn uncommitted_work_keeps_the_worktree_when_commits_are_off() {
     let repo = TestRepo::new();
-    repo.with_agent("dirty.sh", "echo draft > notes.txt");
+    let agent = repo.agent("dirty.sh", "echo draft > notes.txt");
+    repo.config(serde_json::json!({
+        "agent": {"command": [agent]},
+        "worktree": {"commit": false}
+    }));
     repo.story("S-0001", "Dirty", 1, "ready", "");
     let out = repo.run(&["run"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -168,7 +172,7 @@ fn no_agent_configured_says_how_to_set_one() {
     assert_eq!(code(&out), 2);
     let err = stderr(&out);
     assert!(
-        err.contains("agent.command") && err.contains("\"command\""),
+        err.contains("\"preset\": \"claude\"") && err.contains("\"command\""),
         "{err}"
     );
     assert_eq!(repo.status("S-0001"), "ready");

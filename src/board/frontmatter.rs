@@ -126,6 +126,8 @@ pub fn parse(text: &str) -> Result<Yaml, String> {
 pub enum Value {
     Str(String),
     Int(i64),
+    /// Written with a decimal point, rounded to six places (a cost in USD).
+    Float(f64),
     Null,
     /// Written in flow style on one line: `{outcome: done, exit_code: 0}`.
     Map(Vec<(String, Value)>),
@@ -182,6 +184,7 @@ fn render(v: &Value) -> String {
     match v {
         Value::Str(s) => scalar(s),
         Value::Int(n) => n.to_string(),
+        Value::Float(x) => float_text(*x),
         Value::Null => "null".to_string(),
         Value::Map(pairs) => {
             let pairs: Vec<String> = pairs
@@ -315,11 +318,23 @@ fn patch_lines(text: &str, changes: &[Change]) -> Result<String, String> {
     Ok(lines.concat())
 }
 
+/// A finite float as YAML reads it back as a float: `0.25`, `3.0`.
+fn float_text(x: f64) -> String {
+    let x = if x.is_finite() {
+        (x * 1e6).round() / 1e6
+    } else {
+        0.0
+    };
+    let s = format!("{x}");
+    if s.contains('.') { s } else { format!("{s}.0") }
+}
+
 /// What `value` reads back as, once written.
 fn expected(value: &Value) -> Yaml {
     match value {
         Value::Str(s) => Yaml::String(s.clone()),
         Value::Int(n) => Yaml::Integer(*n),
+        Value::Float(x) => Yaml::Real(float_text(*x)),
         Value::Null => Yaml::Null,
         Value::Map(pairs) => Yaml::Hash(
             pairs

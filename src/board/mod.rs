@@ -312,6 +312,16 @@ impl Board {
         parse_story(&text, &path, id).map_err(bad)
     }
 
+    /// The text of story `id`'s file, read as safely as `load` reads it.
+    pub fn text(&self, id: &str) -> Result<String, String> {
+        let shown = paths::rel(&self.root, &self.story_path(id));
+        let dir = self
+            .open_story(id)
+            .map_err(|e| format!("cannot open {shown}: {e}"))?;
+        self.read_text(&dir, id)
+            .map_err(|e| format!("cannot read {shown}: {e}"))
+    }
+
     /// Read one story.
     pub fn load(&self, id: &str) -> Result<Story, BadStory> {
         self.parse_in(self.open_story(id), id)

@@ -6,11 +6,10 @@ use super::{Ctx, child};
 use crate::board::frontmatter::Value;
 use crate::board::lock::{ClaimError, StoryClaim};
 use crate::board::{Status, Story, text};
-use crate::config::Config;
 use crate::logs::{self, RunLog};
 use crate::paths::rel;
 use crate::report::{Note, StoryResult};
-use crate::story_run::{Job, Outcome, PhaseCommand, RunResult};
+use crate::story_run::{Job, Outcome, RunResult};
 use crate::time;
 use crate::worktree;
 use std::path::PathBuf;
@@ -49,41 +48,6 @@ pub fn crashed(story: &Story, panic: Box<dyn std::any::Any + Send>) -> Attempt {
         Outcome::Failed,
         format!("internal error in ai-sdlc while running this story ({what}); please report it"),
     )
-}
-
-/// The job for `story` with its phases resolved from the config.
-pub fn build_job(
-    config: &Config,
-    story: &Story,
-    workdir: PathBuf,
-    branch: &str,
-) -> Result<Job, String> {
-    let prompt = std::fs::read_to_string(&story.path)
-        .map_err(|e| format!("cannot read {}: {e}", story.path.display()))?;
-    let mut phases = Vec::new();
-    for p in &config.phases {
-        let argv = config.command_of(p).cloned().ok_or_else(|| {
-            format!(
-                "no agent configured: set agent.command in {}",
-                config.file_name()
-            )
-        })?;
-        phases.push(PhaseCommand {
-            name: p.name.clone(),
-            argv,
-        });
-    }
-    Ok(Job {
-        id: story.id.clone(),
-        title: story.title.clone(),
-        slug: story.slug.clone(),
-        branch: branch.to_string(),
-        story_file: story.path.clone(),
-        repo: config.root.clone(),
-        workdir,
-        phases,
-        prompt,
-    })
 }
 
 fn runnable(ctx: &Ctx, s: &Story) -> bool {
@@ -181,7 +145,13 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
             format!("cannot mark it in-progress: {e}"),
         );
     }
-    let job = match build_job(&ctx.config, &story, workdir.clone(), &branch) {
+    let job = match Job::new(
+        &ctx.config,
+        &story,
+        workdir.clone(),
+        &branch,
+        ctx.settings.base_branch.as_deref().unwrap_or(""),
+    ) {
         Ok(j) => j,
         Err(e) => {
             let r = RunResult::failed(e, 0);
@@ -194,7 +164,32 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
         story.title,
         workdir.display()
     ));
-    let result = child::run(ctx, &job, &log, worktree.as_ref().map(|w| rel(root, w)));
+    let mut result = child::run(ctx, &job, &log, worktree.as_ref().map(|w| rel(root, w)));
+    if let Some(m) = &result.report.final_message {
+        let lines: Vec<&str> = m.lines().take(10).collect();
+        logs::lock(&log).note(&format!("the agent's final message:\n{}", lines.join("\n")));
+    }
+    if let Some(usage) = result.report.usage_text() {
+        logs::lock(&log).note(&format!("usage: {usage}"));
+    }
+    let mut commit = None;
+    if result.outcome == Outcome::Succeeded
+        && ctx.config.worktree.commit
+        && let Some(path) = &worktree
+    {
+        match worktree::commit(path, &branch, &commit_message(&story)) {
+            Ok(Some(sha)) => {
+                logs::lock(&log).note(&format!("committed the agent's work on {branch}: {sha}"));
+                commit = Some(sha);
+            }
+            Ok(None) => logs::lock(&log).note("nothing to commit: the worktree has no changes"),
+            Err(e) => {
+                result.outcome = Outcome::Failed;
+                result.failed_phase = Some("commit".into());
+                result.error = Some(format!("cannot commit the agent's work on {branch}: {e}"));
+            }
+        }
+    }
     logs::lock(&log).note(&format!(
         "outcome {} after {}{}",
         result.outcome.as_str(),
@@ -206,9 +201,20 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
             .unwrap_or_default()
     ));
     drop(log);
-    let r = finish(ctx, &story, result, worktree, &branch, log_rel);
+    let mut r = finish(ctx, &story, result, worktree, &branch, log_rel);
+    r.commit = commit;
     drop(claim);
     Attempt::Ran(Box::new(r))
+}
+
+/// `<ID>: <title>`, and the trailer `Story: <ID>`.
+fn commit_message(story: &Story) -> String {
+    let title: String = story
+        .title
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    format!("{}: {}\n\nStory: {}\n", story.id, title.trim(), story.id)
 }
 
 /// Write the outcome (SPEC §5 table) and keep or remove the worktree.
@@ -222,7 +228,7 @@ fn finish(
 ) -> StoryResult {
     let root = &ctx.config.root;
     let now = time::iso_seconds(time::now_ms());
-    let last_run = Value::Map(vec![
+    let mut last_run = vec![
         ("outcome".into(), Value::Str(run.outcome.as_str().into())),
         (
             "exit_code".into(),
@@ -230,7 +236,20 @@ fn finish(
         ),
         ("duration_ms".into(), Value::Int(run.duration_ms as i64)),
         ("log".into(), Value::Str(log_rel.clone())),
-    ]);
+    ];
+    let rep = &run.report;
+    if let Some(c) = rep.cost_usd {
+        last_run.push(("cost_usd".into(), Value::Float(c)));
+    }
+    for (k, n) in [
+        ("input_tokens", rep.input_tokens),
+        ("output_tokens", rep.output_tokens),
+    ] {
+        if let Some(n) = n {
+            last_run.push((k.into(), Value::Int(n.min(i64::MAX as u64) as i64)));
+        }
+    }
+    let last_run = Value::Map(last_run);
     let reason = run.error.clone().unwrap_or_else(|| "failed".into());
     let changes = match run.outcome {
         Outcome::Succeeded => vec![
@@ -266,6 +285,11 @@ fn finish(
     r.duration_ms = run.duration_ms;
     r.log = Some(log_rel);
     r.error = run.error;
+    r.cost_usd = run.report.cost_usd;
+    r.input_tokens = run.report.input_tokens;
+    r.output_tokens = run.report.output_tokens;
+    r.final_message = run.report.final_message;
+    r.failure = run.failure;
     if let Some(path) = worktree {
         r.branch = Some(branch.to_string());
         r.worktree = Some(rel(root, &path));

@@ -4,6 +4,7 @@
 //! processes: the rules"). Only this worker thread signals the child.
 
 use super::Ctx;
+use crate::agent;
 use crate::cli::EXECUTOR_COMMAND;
 use crate::ipc::{self, Body, Line, LineReader, MAX_LINE, Message};
 use crate::logs::{self, RunLog};
@@ -49,13 +50,17 @@ pub fn run(ctx: &Ctx, job: &Job, log: &Arc<Mutex<RunLog>>, worktree: Option<Stri
     cmd.arg("-C")
         .arg(&ctx.config.root)
         .arg(EXECUTOR_COMMAND)
-        .arg(&job.id)
         .arg("--worktree")
         .arg(&job.workdir)
         .arg("--branch")
         .arg(&job.branch)
+        .arg("--base")
+        .arg(&job.facts.base_branch)
         .arg("--grace-ms")
         .arg(ctx.settings.grace.as_millis().to_string())
+        // An id may start with `-`: after `--` it is never an option.
+        .arg("--")
+        .arg(&job.id)
         .current_dir(&job.workdir)
         .env("AI_SDLC_STORY_ID", &job.id)
         .env(process::RUNNER_PID_VAR, std::process::id().to_string())
@@ -271,43 +276,70 @@ fn supervise(
 }
 
 fn judge(sup: Supervised, complete: Option<Body>, started: Instant, ctx: &Ctx) -> RunResult {
-    let duration_ms = started.elapsed().as_millis() as u64;
     let status = sup.status;
     let mut r = RunResult {
         outcome: Outcome::Failed,
         exit_code: status.and_then(|s| s.code()),
         signal: status.and_then(|s| s.signal()),
-        failed_phase: None,
-        duration_ms,
-        error: None,
+        duration_ms: started.elapsed().as_millis() as u64,
+        ..RunResult::default()
     };
-    if let Some(Body::Complete {
-        success,
-        exit_code,
-        failed_phase,
-        signal,
-        error,
-        ..
-    }) = complete
-    {
-        if success && !sup.timed_out {
-            r.outcome = Outcome::Succeeded;
-            r.exit_code = Some(0);
-            r.signal = None;
-            return r;
+    let exited_cleanly = status.is_some_and(|s| s.success());
+    match complete {
+        Some(Body::Complete {
+            success,
+            exit_code,
+            failed_phase,
+            signal,
+            error,
+            failure,
+            final_message,
+            cost_usd,
+            input_tokens,
+            output_tokens,
+            ..
+        }) => {
+            r.report = agent::Report {
+                final_message,
+                input_tokens,
+                output_tokens,
+                cost_usd,
+                failure: None,
+            };
+            r.failure = failure.as_deref().and_then(agent::FailureKind::parse);
+            // Anything can write to the executor's stdout (an agent that
+            // finds it): success counts only from an executor that then
+            // exited cleanly by itself.
+            if success && exited_cleanly && !sup.timed_out && !sup.stopped {
+                r.outcome = Outcome::Succeeded;
+                r.exit_code = Some(0);
+                r.signal = None;
+                return r;
+            }
+            if success {
+                r.error = Some(match status {
+                    Some(s) => format!(
+                        "the executor reported success, then {}",
+                        process::exit_text(s)
+                    ),
+                    None => "the executor reported success but could not be waited for".into(),
+                });
+            } else {
+                r.exit_code = exit_code;
+                r.signal = signal;
+                r.failed_phase = failed_phase;
+                r.error = error;
+            }
         }
-        r.exit_code = exit_code;
-        r.signal = signal;
-        r.failed_phase = failed_phase;
-        r.error = error;
-    } else {
-        r.error = Some(match status {
-            Some(s) => format!(
-                "the executor {} before reporting completion",
-                process::exit_text(s)
-            ),
-            None => "the executor could not be waited for".into(),
-        });
+        _ => {
+            r.error = Some(match status {
+                Some(s) => format!(
+                    "the executor {} before reporting completion",
+                    process::exit_text(s)
+                ),
+                None => "the executor could not be waited for".into(),
+            });
+        }
     }
     if sup.timed_out {
         r.outcome = Outcome::TimedOut;
@@ -333,9 +365,14 @@ fn record(
     heard: &Heard,
 ) -> Option<String> {
     match body {
-        Body::Log { stream, line } => {
+        Body::Log { stream, line, show } => {
             log.line(stream.as_str(), &line);
-            return Some(line);
+            // The agent's step stands for a structured line; "" for nothing.
+            return match show {
+                Some(s) if s.is_empty() => None,
+                Some(s) => Some(s),
+                None => Some(line),
+            };
         }
         Body::Status {
             phase,

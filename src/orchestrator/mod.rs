@@ -9,8 +9,6 @@ mod attempt;
 mod child;
 pub mod plan;
 
-pub use attempt::build_job;
-
 use crate::board::{Board, Status, Story, lock};
 use crate::cli::RunArgs;
 use crate::config::Config;

@@ -2,6 +2,7 @@
 //! recovered; dependency cycles and a missing agent refused (SPEC §4).
 
 use super::Settings;
+use crate::agent::{PRESETS, Preset};
 use crate::board::lock::{ClaimError, StoryClaim};
 use crate::board::{Scan, Status, Story, text};
 use crate::cli::RunArgs;
@@ -201,43 +202,123 @@ fn findable(program: &str, root: &Path) -> bool {
     crate::process::on_path(program)
 }
 
-/// The command of each phase; refuse a missing or unfindable agent before anything starts.
-pub fn phase_commands(config: &Config) -> Result<Vec<(String, Vec<String>)>, Failure> {
+/// A phase to run, resolved before anything starts.
+pub struct PlannedPhase {
+    pub name: String,
+    pub preset: Preset,
+    pub argv: Vec<String>,
+}
+
+/// The placeholders an agent's command line may hold.
+const ARG_PLACEHOLDERS: [&str; 8] = [
+    "id",
+    "title",
+    "slug",
+    "phase",
+    "story_file",
+    "worktree",
+    "branch",
+    "prompt",
+];
+
+/// A warning for a shell script with a raw placeholder in it: the value
+/// (a story title, say) comes from an untrusted file and is inserted as is.
+pub fn shell_warning(argv: &[String]) -> Option<String> {
+    let shell = argv.first()?.rsplit('/').next()?;
+    if !["sh", "bash", "dash", "zsh", "ksh"].contains(&shell) {
+        return None;
+    }
+    let script = argv
+        .iter()
+        .position(|a| a == "-c")
+        .and_then(|i| argv.get(i + 1))?;
+    let raw: Vec<String> = ARG_PLACEHOLDERS
+        .iter()
+        .filter(|n| script.contains(&format!("{{{n}}}")))
+        .map(|n| format!("{{{n}}}"))
+        .collect();
+    (!raw.is_empty()).then(|| {
+        let quoted: Vec<String> = raw.iter().map(|r| r.replace('}', ":sh}")).collect();
+        format!(
+            "the agent command runs a shell script with {} in it; values from story files are inserted as is, so a title like $(rm -rf ~) would run. Use {} (shell-quoted) instead",
+            raw.join(", "),
+            quoted.join(", ")
+        )
+    })
+}
+
+/// Claude Code refuses its unattended mode as root unless `IS_SANDBOX=1`:
+/// say so before anything starts, rather than block every story.
+pub fn claude_as_root_problem() -> Option<String> {
+    // SAFETY: geteuid has no side effects.
+    let root = unsafe { libc::geteuid() } == 0;
+    let sandbox = std::env::var("IS_SANDBOX").is_ok_and(|v| v == "1");
+    (root && !sandbox).then(|| {
+        "Claude Code refuses to edit and run commands unattended (--permission-mode bypassPermissions) as root: \"cannot be used with root/sudo privileges\", unless IS_SANDBOX=1 is set. If this machine or container is a sandbox you can afford to let an agent change, run with IS_SANDBOX=1 (export IS_SANDBOX=1); otherwise run ai-sdlc as a normal user".to_string()
+    })
+}
+
+/// The command of each phase; refuse a missing or unfindable agent, and a
+/// preset that cannot run unattended here, before anything starts.
+pub fn phase_commands(config: &Config) -> Result<Vec<PlannedPhase>, Failure> {
     let mut out = Vec::new();
     for phase in &config.phases {
-        let argv = match config.command_of(phase) {
-            Some(c) => c.clone(),
-            None => {
+        let Some((preset, argv)) = config.command_of(phase) else {
+            let names: Vec<&str> = PRESETS.iter().map(|p| p.name()).collect();
+            return Err(Failure::usage(format!(
+                "no agent configured. Set one in {}, for example:\n  {{ \"agent\": {{ \"preset\": \"claude\" }} }}\nPresets: {}. Or any command: {{ \"agent\": {{ \"command\": [\"my-agent\", \"--flag\"] }} }}; it runs in the story's worktree with the prompt on stdin. `ai-sdlc init --agent <preset>` writes one.",
+                config.file_name(),
+                names.join(", ")
+            )));
+        };
+        let program = &argv[0];
+        if !program.contains('{') && !findable(program, &config.root) {
+            return Err(Failure::usage(match (phase.command.is_some(), preset) {
+                (true, _) => format!(
+                    "the command of phase {:?}, {program:?}, is not on PATH (in {}); install it or change the phase's command",
+                    phase.name,
+                    config.file_name()
+                ),
+                (false, Preset::Command) => format!(
+                    "agent command {program:?} not found on PATH (agent.command in {}); install it or change agent.command",
+                    config.file_name()
+                ),
+                (false, p) => format!(
+                    "{program} (agent.preset {:?} in {}) is not on PATH; install it ({}) or choose another preset",
+                    p.name(),
+                    config.file_name(),
+                    p.install_hint()
+                ),
+            }));
+        }
+        if phase.command.is_none() {
+            if preset == Preset::Claude
+                && let Some(why) = claude_as_root_problem()
+            {
+                return Err(Failure::usage(why));
+            }
+            if preset.needs_model() && config.agent.model.is_none() {
                 return Err(Failure::usage(format!(
-                    "no agent configured. Set agent.command in {}, for example:\n  {{ \"agent\": {{ \"command\": [\"claude\", \"-p\"] }} }}\nAny command works: it runs in the story's worktree with the story on stdin.",
+                    "{} needs a model to run unattended (without one it waits for a browser login): set agent.model in {}, for example \"sonnet\" or \"gpt-4o\"",
+                    preset.name(),
                     config.file_name()
                 )));
             }
-        };
-        if !argv[0].contains('{') && !findable(&argv[0], &config.root) {
-            let key = if phase.command.is_some() {
-                format!("the command of phase {:?}", phase.name)
-            } else {
-                "agent.command".to_string()
-            };
-            return Err(Failure::usage(format!(
-                "agent command {:?} not found on PATH ({key} in {}); install it or change {key}",
-                argv[0],
-                config.file_name()
-            )));
         }
-        out.push((phase.name.clone(), argv));
+        if let Some(w) = shell_warning(&argv) {
+            eprintln!("ai-sdlc: warning: {w}");
+        }
+        out.push(PlannedPhase {
+            name: phase.name.clone(),
+            preset,
+            argv,
+        });
     }
     Ok(out)
 }
 
 /// `--dry-run`: what would run, where, and how.
-pub fn print(
-    config: &Config,
-    settings: &Settings,
-    selected: &[Story],
-    phases: &[(String, Vec<String>)],
-) {
+pub fn print(config: &Config, settings: &Settings, selected: &[Story], phases: &[PlannedPhase]) {
     let n = settings.max.unwrap_or(selected.len()).min(selected.len());
     println!(
         "Plan: {n} of {} selected {} would start, up to {} at once{}",
@@ -274,8 +355,8 @@ pub fn print(
                 crate::worktree::branch_name(&key)
             );
         }
-        for (name, argv) in phases {
-            println!("     {name}: {}", argv.join(" "));
+        for p in phases {
+            println!("     {}: {}", p.name, p.argv.join(" "));
         }
     }
 }

@@ -70,6 +70,26 @@ pub struct StoryResult {
     /// Why the outcome could not be written to `story.md` (the run then exits 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unrecorded: Option<String>,
+    /// What the agent's CLI reported, where it does.
+    pub cost_usd: Option<f64>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub final_message: Option<String>,
+    /// The kind of failure the agent's CLI reported (`auth`, `rate_limit`, ...).
+    #[serde(serialize_with = "kind_name")]
+    pub failure: Option<crate::agent::FailureKind>,
+    /// The commit the runner made of the agent's work.
+    pub commit: Option<String>,
+}
+
+fn kind_name<S: serde::Serializer>(
+    k: &Option<crate::agent::FailureKind>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match k {
+        Some(k) => s.serialize_str(k.as_str()),
+        None => s.serialize_none(),
+    }
 }
 
 impl StoryResult {
@@ -95,6 +115,12 @@ impl StoryResult {
             log: None,
             error: None,
             unrecorded: None,
+            cost_usd: None,
+            input_tokens: None,
+            output_tokens: None,
+            final_message: None,
+            failure: None,
+            commit: None,
         }
     }
 }
@@ -280,9 +306,24 @@ impl Totals {
     }
 }
 
-/// The `--json` object of SPEC §7.
+/// The run's cost and tokens, summed over the stories whose agent reported them.
+pub fn usage_total(results: &[StoryResult]) -> crate::agent::Report {
+    let mut total = crate::agent::Report::default();
+    for r in results {
+        total.add_usage(&crate::agent::Report {
+            cost_usd: r.cost_usd,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            ..Default::default()
+        });
+    }
+    total
+}
+
+/// The `--json` object of SPEC §7, with the run's cost and tokens.
 pub fn json(results: &[StoryResult], duration_ms: u64) -> String {
     let t = Totals::of(results);
+    let usage = usage_total(results);
     serde_json::json!({
         "results": results,
         "succeeded": t.succeeded,
@@ -291,6 +332,9 @@ pub fn json(results: &[StoryResult], duration_ms: u64) -> String {
         "cancelled": t.cancelled,
         "skipped": t.skipped,
         "duration_ms": duration_ms,
+        "cost_usd": usage.cost_usd,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
     })
     .to_string()
 }
@@ -315,8 +359,12 @@ pub fn terminal_width() -> Option<usize> {
 /// story that did not succeed, and where to look next.
 pub fn summary(results: &[StoryResult], duration_ms: u64, width: Option<usize>) -> String {
     let t = Totals::of(results);
+    let usage = usage_total(results)
+        .usage_text()
+        .map(|u| format!("; {u}"))
+        .unwrap_or_default();
     let mut s = format!(
-        "\nSummary: {} succeeded, {} failed, {} timed out, {} cancelled, {} skipped in {}\n",
+        "\nSummary: {} succeeded, {} failed, {} timed out, {} cancelled, {} skipped in {}{usage}\n",
         t.succeeded,
         t.failed,
         t.timed_out,
@@ -356,12 +404,34 @@ pub fn summary(results: &[StoryResult], duration_ms: u64, width: Option<usize>) 
         if let Some(l) = &r.log {
             parts.push(format!("log {l}"));
         }
+        if let Some(u) = (crate::agent::Report {
+            cost_usd: r.cost_usd,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            ..Default::default()
+        })
+        .usage_text()
+        {
+            parts.push(u);
+        }
         s.push_str(&cut(parts.join("  ")));
         s.push('\n');
         if let Some(e) = &r.error
             && r.outcome != Outcome::Succeeded
         {
             s.push_str(&format!("  {:<id_w$}  {e}\n", ""));
+        }
+        if let Some(m) = r
+            .final_message
+            .as_deref()
+            .filter(|_| r.outcome == Outcome::Succeeded)
+        {
+            s.push_str(&cut(format!(
+                "  {:<id_w$}  \u{2192} {}",
+                "",
+                crate::agent::first_line(m, 400)
+            )));
+            s.push('\n');
         }
         if let Some(u) = &r.unrecorded {
             s.push_str(&format!("  {:<id_w$}  warning: {u}\n", ""));

@@ -1,0 +1,530 @@
+//! Agent presets (SPEC §9): for each CLI, the command line of its
+//! documented non-interactive mode with the flags that let it edit files and
+//! run commands unattended, and a reader of its output that finds the
+//! current step (for the dashboard), the final message, tokens and cost,
+//! and a failure in the CLI's own words, classified (auth, usage cap, rate
+//! limit, ...). Every preset gets its prompt on stdin, then EOF.
+
+mod aider;
+mod claude;
+mod codex;
+mod gemini;
+mod opencode;
+
+use serde_json::Value;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    Claude,
+    Codex,
+    Gemini,
+    Aider,
+    Opencode,
+    /// `agent.command` as given.
+    Command,
+}
+
+pub const PRESETS: [Preset; 6] = [
+    Preset::Claude,
+    Preset::Codex,
+    Preset::Gemini,
+    Preset::Aider,
+    Preset::Opencode,
+    Preset::Command,
+];
+
+impl Preset {
+    pub fn parse(name: &str) -> Option<Preset> {
+        PRESETS.into_iter().find(|p| p.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Claude => "claude",
+            Preset::Codex => "codex",
+            Preset::Gemini => "gemini",
+            Preset::Aider => "aider",
+            Preset::Opencode => "opencode",
+            Preset::Command => "command",
+        }
+    }
+
+    /// The CLI's program name (`None` for `command`).
+    pub fn program(self) -> Option<&'static str> {
+        match self {
+            Preset::Command => None,
+            p => Some(p.name()),
+        }
+    }
+
+    /// How to install the CLI, for messages.
+    pub fn install_hint(self) -> &'static str {
+        match self {
+            Preset::Claude => "npm install -g @anthropic-ai/claude-code",
+            Preset::Codex => "npm install -g @openai/codex",
+            Preset::Gemini => "npm install -g @google/gemini-cli",
+            Preset::Opencode => "npm install -g opencode-ai",
+            Preset::Aider => "python3 -m pip install aider-chat",
+            Preset::Command => "",
+        }
+    }
+
+    /// The command line of a preset (`command`: none), `model` added where given.
+    pub fn argv(self, model: Option<&str>) -> Vec<String> {
+        let words: Vec<&str> = match self {
+            Preset::Claude => claude::ARGV.to_vec(),
+            Preset::Codex => codex::ARGV.to_vec(),
+            Preset::Gemini => gemini::ARGV.to_vec(),
+            Preset::Aider => aider::ARGV.to_vec(),
+            Preset::Opencode => opencode::ARGV.to_vec(),
+            Preset::Command => Vec::new(),
+        };
+        let mut argv: Vec<String> = words.into_iter().map(String::from).collect();
+        if let Some(m) = model.filter(|_| self != Preset::Command) {
+            let flag = match self {
+                Preset::Claude | Preset::Aider => "--model",
+                _ => "-m",
+            };
+            argv.extend([flag.to_string(), m.to_string()]);
+        }
+        argv
+    }
+
+    /// Does the CLI need `agent.model` to run unattended? (aider without a
+    /// model waits five minutes for a browser login.)
+    pub fn needs_model(self) -> bool {
+        self == Preset::Aider
+    }
+
+    /// A reader of this CLI's output for one phase.
+    pub fn reader(self, worktree: &str) -> Box<dyn Reader> {
+        let worktree = worktree.trim_end_matches('/').to_string();
+        match self {
+            Preset::Claude => Box::new(claude::Claude::new(worktree)),
+            Preset::Codex => Box::new(codex::Codex::new(worktree)),
+            Preset::Gemini => Box::new(gemini::Gemini::new(worktree)),
+            Preset::Aider => Box::new(aider::Aider::default()),
+            Preset::Opencode => Box::new(opencode::Opencode::new(worktree)),
+            Preset::Command => Box::new(Plain::default()),
+        }
+    }
+
+    /// Before the agent starts: a check that costs no tokens and says the
+    /// CLI cannot authenticate, for CLIs that would otherwise hang (codex
+    /// retries forever without a network). The command, and the variables
+    /// that make it moot when set.
+    pub fn auth_check(self) -> Option<(&'static [&'static str], &'static [&'static str])> {
+        match self {
+            Preset::Codex => Some((codex::AUTH_CHECK, codex::KEY_VARS)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What kind of failure a CLI reported, which decides whether to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Not logged in, no or bad API key.
+    Auth,
+    /// Quota, billing, plan usage limit: retrying will not help today.
+    UsageCap,
+    RateLimit,
+    Overloaded,
+    Network,
+    /// Anything else the CLI called an error.
+    Other,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Auth => "auth",
+            FailureKind::UsageCap => "usage_cap",
+            FailureKind::RateLimit => "rate_limit",
+            FailureKind::Overloaded => "overloaded",
+            FailureKind::Network => "network",
+            FailureKind::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FailureKind> {
+        [
+            FailureKind::Auth,
+            FailureKind::UsageCap,
+            FailureKind::RateLimit,
+            FailureKind::Overloaded,
+            FailureKind::Network,
+            FailureKind::Other,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    /// Worth retrying after a pause (`agent.retries`).
+    pub fn transient(self) -> bool {
+        matches!(
+            self,
+            FailureKind::RateLimit | FailureKind::Overloaded | FailureKind::Network
+        )
+    }
+
+    /// True of the account, not of one story: no other story will do better.
+    pub fn account_wide(self) -> bool {
+        matches!(self, FailureKind::Auth | FailureKind::UsageCap)
+    }
+
+    /// In words, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FailureKind::Auth => "authentication failed",
+            FailureKind::UsageCap => "usage limit reached",
+            FailureKind::RateLimit => "rate limited",
+            FailureKind::Overloaded => "the service is overloaded",
+            FailureKind::Network => "network error",
+            FailureKind::Other => "the agent reported an error",
+        }
+    }
+}
+
+/// Classify an error message a CLI printed. Order matters: a quota 429 is a
+/// usage cap, not a rate limit.
+pub fn classify(message: &str) -> FailureKind {
+    let m = message.to_lowercase();
+    let any = |words: &[&str]| words.iter().any(|w| m.contains(w));
+    if any(&[
+        "usage limit",
+        "usage_limit",
+        "quota",
+        "credit balance",
+        "billing",
+        "limit: 0",
+        "free usage exceeded",
+        "freeusagelimiterror",
+        "out of credits",
+    ]) {
+        FailureKind::UsageCap
+    } else if any(&[
+        "not logged in",
+        "/login",
+        "authentication",
+        "unauthenticated",
+        "unauthorized",
+        "401",
+        "invalid api key",
+        "invalid x-api-key",
+        "api key",
+        "api_key",
+        "auth method",
+        "credentials",
+        "permission denied by the api",
+    ]) {
+        FailureKind::Auth
+    } else if any(&[
+        "rate limit",
+        "rate_limit",
+        "ratelimit",
+        "429",
+        "too many requests",
+        "resource_exhausted",
+    ]) {
+        FailureKind::RateLimit
+    } else if any(&[
+        "overloaded",
+        "529",
+        "503",
+        "service unavailable",
+        "server is busy",
+    ]) {
+        FailureKind::Overloaded
+    } else if any(&[
+        "network",
+        "connection refused",
+        "connection reset",
+        "econnreset",
+        "econnrefused",
+        "etimedout",
+        "timed out",
+        "could not resolve",
+        "failed to lookup",
+        "name does not resolve",
+        "stream disconnected",
+        "fetch failed",
+        "unable to connect",
+    ]) {
+        FailureKind::Network
+    } else {
+        FailureKind::Other
+    }
+}
+
+/// A CLI's report on one phase, read from its output.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    pub final_message: Option<String>,
+    /// Including cached input, where the CLI counts it apart.
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cost_usd: Option<f64>,
+    /// A failure the CLI reported, in its own words (first line).
+    pub failure: Option<(FailureKind, String)>,
+}
+
+impl Report {
+    /// "$0.25, 12300 tokens in, 456 out", when the agent's CLI reported any of it.
+    pub fn usage_text(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(c) = self.cost_usd {
+            parts.push(format!("${c:.2}"));
+        }
+        match (self.input_tokens, self.output_tokens) {
+            (None, None) => {}
+            (i, o) => parts.push(format!(
+                "{} tokens in, {} out",
+                i.map_or("?".into(), |n| n.to_string()),
+                o.map_or("?".into(), |n| n.to_string())
+            )),
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    /// Add `other` (a later phase or attempt) to these totals.
+    pub fn add_usage(&mut self, other: &Report) {
+        fn sum<T: std::ops::Add<Output = T> + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(x), Some(y)) => Some(x + y),
+                (x, y) => x.or(y),
+            }
+        }
+        self.input_tokens = sum(self.input_tokens, other.input_tokens);
+        self.output_tokens = sum(self.output_tokens, other.output_tokens);
+        self.cost_usd = sum(self.cost_usd, other.cost_usd);
+    }
+}
+
+/// What one output line told.
+#[derive(Debug, Default, PartialEq)]
+pub struct Line {
+    /// What to show people: `Some("")` shows nothing (a structured event
+    /// with nothing to say); `None` shows the raw line.
+    pub show: Option<String>,
+    /// Counts as a sign of life for `agent.idleTimeout` (a CLI retrying
+    /// its connection forever prints, but makes no progress).
+    pub progress: bool,
+}
+
+impl Line {
+    fn raw() -> Line {
+        Line {
+            show: None,
+            progress: true,
+        }
+    }
+
+    fn show(text: impl Into<String>) -> Line {
+        Line {
+            show: Some(first_line(&text.into(), 200)),
+            progress: true,
+        }
+    }
+
+    fn hidden() -> Line {
+        Line {
+            show: Some(String::new()),
+            progress: true,
+        }
+    }
+}
+
+/// Reads one phase's output, line by line.
+pub trait Reader: Send {
+    fn line(&mut self, stderr: bool, line: &str) -> Line;
+    fn report(&self) -> Report;
+}
+
+/// The `command` preset: any program; its output is shown as is; the final
+/// message is the end of its stdout. No failure classification: an
+/// arbitrary program's words are its own business.
+#[derive(Default)]
+struct Plain {
+    tail: Tail,
+}
+
+impl Reader for Plain {
+    fn line(&mut self, stderr: bool, line: &str) -> Line {
+        if !stderr {
+            self.tail.push(line);
+        }
+        Line::raw()
+    }
+
+    fn report(&self) -> Report {
+        Report {
+            final_message: self.tail.text(),
+            ..Report::default()
+        }
+    }
+}
+
+/// The largest final message kept (it may go into later phases' prompts).
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// The last lines of a stream, at most `MAX_MESSAGE` bytes.
+#[derive(Default)]
+struct Tail {
+    lines: std::collections::VecDeque<String>,
+    bytes: usize,
+}
+
+impl Tail {
+    fn push(&mut self, line: &str) {
+        let line = cut(line, MAX_MESSAGE);
+        self.bytes += line.len() + 1;
+        self.lines.push_back(line);
+        while self.bytes > MAX_MESSAGE {
+            match self.lines.pop_front() {
+                Some(l) => self.bytes -= l.len() + 1,
+                None => break,
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.lines.clear();
+        self.bytes = 0;
+    }
+
+    fn text(&self) -> Option<String> {
+        let t = self.lines.iter().cloned().collect::<Vec<_>>().join("\n");
+        let t = t.trim();
+        (!t.is_empty()).then(|| t.to_string())
+    }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+pub fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The first non-empty line of `s`, cut to `max` bytes.
+pub fn first_line(s: &str, max: usize) -> String {
+    let line = s
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    cut(line, max)
+}
+
+/// `path` relative to the worktree when it is inside it.
+fn short_path(worktree: &str, path: &str) -> String {
+    path.strip_prefix(worktree)
+        .map(|p| p.trim_start_matches('/'))
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path)
+        .to_string()
+}
+
+fn str_at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v str> {
+    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+}
+
+fn u64_at(v: &Value, path: &[&str]) -> Option<u64> {
+    path.iter().try_fold(v, |v, k| v.get(k))?.as_u64()
+}
+
+/// A tool call as a step: `Edit src/lib.rs`, `Bash cargo test`.
+fn step(verb: &str, what: Option<&str>) -> Line {
+    match what.map(str::trim).filter(|w| !w.is_empty()) {
+        Some(w) => Line::show(format!("{verb} {}", first_line(w, 160))),
+        None => Line::show(verb),
+    }
+}
+
+/// The failure a CLI reported, in its words: first line, classified.
+fn failure(message: &str) -> (FailureKind, String) {
+    let first = first_line(message, 300);
+    (classify(message), first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_the_messages_the_clis_print() {
+        for (msg, kind) in [
+            ("Not logged in · Please run /login", FailureKind::Auth),
+            (
+                "unexpected status 401 Unauthorized: Missing bearer",
+                FailureKind::Auth,
+            ),
+            (
+                "Please set an Auth method in your ~/.gemini/settings.json",
+                FailureKind::Auth,
+            ),
+            (
+                "litellm.AuthenticationError: Missing Anthropic API Key",
+                FailureKind::Auth,
+            ),
+            (
+                "exceeded retry limit, last status: 429 Too Many Requests",
+                FailureKind::RateLimit,
+            ),
+            (
+                "You’ve hit your usage limit. Upgrade to Pro or try again later.",
+                FailureKind::UsageCap,
+            ),
+            (
+                "Quota exceeded. Check your plan and billing details.",
+                FailureKind::UsageCap,
+            ),
+            (
+                "[API Error: You exceeded your current quota, limit: 0, model: x]",
+                FailureKind::UsageCap,
+            ),
+            ("API Error: 529 Overloaded", FailureKind::Overloaded),
+            (
+                "stream disconnected before completion",
+                FailureKind::Network,
+            ),
+            ("the tests failed", FailureKind::Other),
+        ] {
+            assert_eq!(classify(msg), kind, "{msg}");
+        }
+    }
+
+    #[test]
+    fn every_preset_has_a_command_line_that_reads_its_prompt_from_stdin() {
+        assert_eq!(
+            Preset::Claude.argv(Some("sonnet")).join(" "),
+            "claude -p --output-format stream-json --verbose --permission-mode bypassPermissions --model sonnet"
+        );
+        assert_eq!(
+            Preset::Codex.argv(None).join(" "),
+            "codex exec --json --sandbox workspace-write --skip-git-repo-check"
+        );
+        assert!(Preset::Gemini.argv(None).contains(&"--yolo".to_string()));
+        assert!(
+            Preset::Aider
+                .argv(Some("sonnet"))
+                .windows(2)
+                .any(|w| w == ["--message-file", "/dev/stdin"])
+        );
+        assert!(Preset::Opencode.argv(None).contains(&"--auto".to_string()));
+        assert!(Preset::Command.argv(Some("x")).is_empty());
+    }
+}

@@ -1,0 +1,320 @@
+//! Prompts (SPEC §9): a template per phase (built in, or
+//! `.ai-sdlc/prompts/<phase>.md`), filled with the story (its body without
+//! the frontmatter) and what earlier phases of this run produced; and the
+//! one placeholder filler that agent command lines use too.
+//!
+//! Filling is one pass over the template: a value is never scanned again,
+//! so a story title that contains `{prompt}` stays text.
+
+use crate::paths::{self, ReadError};
+use std::path::Path;
+
+/// A prompt template is read only up to this size.
+const MAX_TEMPLATE: u64 = 256 * 1024;
+
+/// `s` quoted for a POSIX shell: `'it'\''s'`.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Replace each `{name}` (and `{name:sh}`, shell-quoted) for which `lookup`
+/// has a value, in one pass; anything else stays as written. Returns the
+/// text and the names used.
+pub fn fill(template: &str, lookup: &dyn Fn(&str) -> Option<String>) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(template.len());
+    let mut used = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let close = after.find('}').filter(|&c| {
+            let inner = &after[..c];
+            !inner.is_empty()
+                && inner
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch == '_' || ch == ':')
+        });
+        let Some(close) = close else {
+            out.push('{');
+            rest = after;
+            continue;
+        };
+        let inner = &after[..close];
+        let (name, quoted) = match inner.strip_suffix(":sh") {
+            Some(n) => (n, true),
+            None => (inner, false),
+        };
+        match lookup(name) {
+            Some(v) => {
+                out.push_str(&if quoted { sh_quote(&v) } else { v });
+                used.push(name.to_string());
+            }
+            None => {
+                out.push('{');
+                out.push_str(inner);
+                out.push('}');
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    (out, used)
+}
+
+/// The story's body: everything after the frontmatter's closing line.
+pub fn body_of(text: &str) -> String {
+    let mut lines = text.split_inclusive('\n');
+    let first = lines.next().unwrap_or("");
+    if first.trim_start_matches('\u{feff}').trim_end() != "---" {
+        return text.trim().to_string();
+    }
+    let mut seen_close = false;
+    let mut body = String::new();
+    for line in lines {
+        if seen_close {
+            body.push_str(line);
+        } else if matches!(line.trim_end(), "---" | "...") {
+            seen_close = true;
+        }
+    }
+    body.trim().to_string()
+}
+
+/// The `## Acceptance criteria` section of a body (any heading level, any
+/// case), up to the next heading of the same or a higher level.
+pub fn acceptance_criteria(body: &str) -> Option<String> {
+    let level = |l: &str| l.chars().take_while(|c| *c == '#').count();
+    let mut lines = body.lines();
+    let start_level = loop {
+        let l = lines.next()?;
+        let n = level(l);
+        if n > 0
+            && l[n..]
+                .trim()
+                .to_lowercase()
+                .starts_with("acceptance criteria")
+        {
+            break n;
+        }
+    };
+    let section: Vec<&str> = lines
+        .take_while(|l| {
+            let n = level(l);
+            n == 0 || n > start_level
+        })
+        .collect();
+    let text = section.join("\n").trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+/// What a prompt is filled with.
+#[derive(Debug, Clone, Default)]
+pub struct StoryFacts {
+    pub id: String,
+    pub title: String,
+    pub body: String,
+    pub branch: String,
+    pub base_branch: String,
+    pub worktree: String,
+    pub story_file: String,
+}
+
+impl StoryFacts {
+    /// A placeholder's value for phase `phase`, with `outputs` of earlier phases.
+    fn value(&self, name: &str, phase: &str, outputs: &str) -> Option<String> {
+        Some(match name {
+            "id" => self.id.clone(),
+            "title" => self.title.clone(),
+            "body" => self.body.clone(),
+            "acceptance_criteria" => acceptance_criteria(&self.body)
+                .unwrap_or_else(|| "(the story lists none; use its description)".into()),
+            "branch" => self.branch.clone(),
+            "base_branch" => self.base_branch.clone(),
+            "worktree" => self.worktree.clone(),
+            "story_file" => self.story_file.clone(),
+            "phase" => phase.to_string(),
+            "outputs" => outputs.to_string(),
+            _ => return None,
+        })
+    }
+}
+
+/// The text earlier phases produced, as a prompt section ("" for none).
+pub fn outputs_section(outputs: &[(String, String)]) -> String {
+    if outputs.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("## What the earlier phases of this run produced\n");
+    for (phase, text) in outputs {
+        s.push_str(&format!("\n### {phase}\n\n{}\n", text.trim()));
+    }
+    s
+}
+
+/// Fill `template` for `phase`.
+pub fn render(
+    template: &str,
+    facts: &StoryFacts,
+    phase: &str,
+    outputs: &[(String, String)],
+) -> String {
+    let section = outputs_section(outputs);
+    let (text, _) = fill(template, &|name| facts.value(name, phase, &section));
+    // An empty section leaves blank lines behind: keep at most one.
+    let mut out = String::with_capacity(text.len());
+    let mut blanks = 0;
+    for line in text.trim().lines() {
+        blanks = if line.trim().is_empty() {
+            blanks + 1
+        } else {
+            0
+        };
+        if blanks < 2 {
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+const IMPLEMENT: &str = r#"You are an autonomous coding agent working on story {id}: "{title}".
+
+You are in your own git worktree, {worktree}, on branch {branch} (branched from {base_branch}). Other stories are being worked on at the same time in other worktrees: stay in this one.
+
+## The story
+
+{body}
+
+{outputs}
+
+## What to do
+
+- Implement the story completely: the code, and tests for it where the repository has tests.
+- Follow this repository's conventions: its layout, its style, and any notes for contributors or agents (CONTRIBUTING, AGENTS.md, CLAUDE.md, README).
+- Run the repository's tests and linters, and fix what fails.
+- When you are done, reply with a short summary: what you changed, and how you checked it.
+
+## What not to do
+
+- Do not change anything under .ai-sdlc/: the story board is managed by ai-sdlc.
+- Do not switch, create or delete branches, rebase, or push, and do not touch other worktrees.
+- You do not need to commit: ai-sdlc commits your changes on {branch} when you finish.
+- Nobody is watching to answer questions. Where something is unclear, make the most reasonable choice and say so in your summary.
+"#;
+
+const ANY_PHASE: &str = r#"You are an autonomous coding agent working on story {id}: "{title}", phase "{phase}".
+
+You are in your own git worktree, {worktree}, on branch {branch} (branched from {base_branch}). Stay in it.
+
+## The story
+
+{body}
+
+{outputs}
+
+## What to do
+
+Do the "{phase}" step of this story in this repository, then reply with what you did and found. Do not change anything under .ai-sdlc/, do not switch branches or push, and do not ask questions: nobody is watching to answer them.
+"#;
+
+/// The built-in template of a phase.
+pub fn builtin(phase: &str) -> &'static str {
+    match phase {
+        "implement" => IMPLEMENT,
+        _ => ANY_PHASE,
+    }
+}
+
+/// The template of `phase`: `<sdlc_dir>/prompts/<phase>.md` when the repo
+/// has one (read without following a symlink out of the repo), else the
+/// built-in one. The error names the file and what is wrong.
+pub fn template(root: &Path, sdlc_dir: &Path, phase: &str) -> Result<String, String> {
+    let builtin = || Ok(builtin(phase).to_string());
+    let prompts = sdlc_dir.join("prompts");
+    if !paths::is_plain_name(phase) || !prompts.starts_with(root) {
+        return builtin();
+    }
+    let dir = match paths::open_beneath(root, &prompts, false) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return builtin(),
+        Err(e) => return Err(format!("cannot read prompt templates: {e}")),
+    };
+    let name = format!("{phase}.md");
+    let shown = paths::rel(root, &prompts.join(&name));
+    match dir.read(&name, MAX_TEMPLATE) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8 text")),
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => builtin(),
+        Err(e) => Err(format!("cannot use the prompt template {shown}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_pass_never_expands_a_value_again() {
+        let look = |n: &str| match n {
+            "title" => Some("use {prompt} and {id}".to_string()),
+            "prompt" => Some("SECRET".to_string()),
+            "id" => Some("S-1".to_string()),
+            _ => None,
+        };
+        let (s, used) = fill("{id}: {title} {unknown} {title:sh} {", &look);
+        assert_eq!(
+            s,
+            "S-1: use {prompt} and {id} {unknown} 'use {prompt} and {id}' {"
+        );
+        assert_eq!(used, ["id", "title", "title"]);
+        assert_eq!(sh_quote("it's $(x)"), "'it'\\''s $(x)'");
+    }
+
+    #[test]
+    fn the_body_comes_without_frontmatter_and_criteria_are_found() {
+        let text = "---\nid: S-1\ntitle: t\n---\n# T\n\nDo it.\n\n## Acceptance Criteria\n- a\n- b\n### detail\nx\n## Notes\nn\n";
+        let body = body_of(text);
+        assert!(
+            body.starts_with("# T") && !body.contains("id: S-1"),
+            "{body}"
+        );
+        assert_eq!(
+            acceptance_criteria(&body).as_deref(),
+            Some("- a\n- b\n### detail\nx")
+        );
+        assert_eq!(acceptance_criteria("no criteria"), None);
+    }
+
+    #[test]
+    fn the_implement_prompt_says_where_what_and_what_not() {
+        let facts = StoryFacts {
+            id: "S-1".into(),
+            title: "Fix login".into(),
+            body: "Make login work.".into(),
+            branch: "ai-sdlc/S-1-fix-login".into(),
+            base_branch: "main".into(),
+            worktree: "/r/.ai-sdlc/worktrees/S-1-fix-login".into(),
+            story_file: "/r/.ai-sdlc/stories/S-1/story.md".into(),
+        };
+        let p = render(builtin("implement"), &facts, "implement", &[]);
+        for want in [
+            "S-1",
+            "Fix login",
+            "Make login work.",
+            "/r/.ai-sdlc/worktrees/S-1-fix-login",
+            "ai-sdlc/S-1-fix-login",
+            "from main",
+            ".ai-sdlc/",
+            "push",
+        ] {
+            assert!(p.contains(want), "{want} missing:\n{p}");
+        }
+        assert!(!p.contains("\n\n\n"), "{p}");
+        let p = render(
+            builtin("implement"),
+            &facts,
+            "implement",
+            &[("plan".into(), "1. do x".into())],
+        );
+        assert!(p.contains("### plan\n\n1. do x"), "{p}");
+    }
+}
