@@ -44,12 +44,45 @@ pub enum Command {
     Run(RunArgs),
     Logs(LogsArgs),
     Worktrees(WorktreesArgs),
+    Doctor(DoctorArgs),
+    Prompt(PromptArgs),
 }
 
 /// Create .ai-sdlc/stories, a default .ai-sdlc.json and .gitignore entries.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "init")]
-pub struct InitArgs {}
+#[argh(
+    subcommand,
+    name = "init",
+    example = "ai-sdlc init --agent codex",
+    note = "Without --agent, the first of claude, codex, gemini, opencode, aider found on PATH is written (claude when none is)."
+)]
+pub struct InitArgs {
+    /// the agent preset to write: claude, codex, gemini, aider or opencode
+    #[argh(option)]
+    pub agent: Option<String>,
+}
+
+/// Check git, the agent CLI (on PATH, version, logged in where that costs no tokens), the board and the config; say what to fix.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "doctor")]
+pub struct DoctorArgs {}
+
+/// Print the exact prompt a phase of a story would get.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "prompt",
+    example = "ai-sdlc prompt S-0001",
+    example = "ai-sdlc prompt S-0001 --phase review"
+)]
+pub struct PromptArgs {
+    /// the story id
+    #[argh(positional)]
+    pub id: String,
+    /// the phase (default: the first phase that runs the agent)
+    #[argh(option)]
+    pub phase: Option<String>,
+}
 
 /// Run the built-in demo: a throwaway git repo with six stories and a scripted agent (needs only sh and git).
 #[derive(FromArgs, Debug)]
@@ -266,7 +299,7 @@ fn early_exit(e: argh::EarlyExit) -> Parsed {
     Parsed::Exit { output, code }
 }
 
-const SUBCOMMANDS: [&str; 8] = [
+const SUBCOMMANDS: [&str; 10] = [
     "init",
     "demo",
     "add",
@@ -274,6 +307,8 @@ const SUBCOMMANDS: [&str; 8] = [
     "run",
     "logs",
     "worktrees",
+    "doctor",
+    "prompt",
     EXECUTOR_COMMAND,
 ];
 
@@ -389,11 +424,11 @@ mod tests {
     #[test]
     fn executor_is_parsed_apart() {
         match parse(&args(
-            "-C /r agent-executor S-0001 --worktree /w --branch b",
+            "-C /r agent-executor --worktree /w --branch b -- -S-0001",
         )) {
             Parsed::Executor { dir, args } => {
                 assert_eq!(dir.as_deref(), Some(std::path::Path::new("/r")));
-                assert_eq!(args.id, "S-0001");
+                assert_eq!(args.id, "-S-0001");
                 assert_eq!(args.branch, "b");
             }
             _ => panic!("not the executor"),

@@ -1,11 +1,13 @@
 //! The board commands: `init`, `add`, `status`.
 
+use crate::agent::Preset;
 use crate::board::frontmatter::scalar;
 use crate::board::{self, Board, Scan, Status, lock};
-use crate::cli::{AddArgs, StatusArgs};
+use crate::cli::{AddArgs, InitArgs, PromptArgs, StatusArgs};
 use crate::config::{self, CONFIG_FILE, Config};
 use crate::error::{Failure, Outcome};
 use crate::paths::{self, Dir, ReadError, rel};
+use crate::process;
 use crate::time;
 use serde_json::json;
 use std::fs;
@@ -54,7 +56,45 @@ const GITIGNORE_LINES: [&str; 2] = [".ai-sdlc/worktrees/", ".ai-sdlc/stories/*/l
 /// `.gitignore` is at most this big for `init` to extend it.
 const MAX_GITIGNORE: u64 = 1 << 20;
 
-pub fn init(dir: Option<&Path>) -> Outcome {
+/// The presets `init` may pick, in order of preference when several are on PATH.
+const INIT_PRESETS: [Preset; 5] = [
+    Preset::Claude,
+    Preset::Codex,
+    Preset::Gemini,
+    Preset::Opencode,
+    Preset::Aider,
+];
+
+/// The preset `init` writes, and a note on how it was chosen.
+fn init_preset(asked: Option<&str>) -> Result<(Preset, String), Failure> {
+    let names: Vec<&str> = INIT_PRESETS.iter().map(|p| p.name()).collect();
+    if let Some(name) = asked {
+        return match Preset::parse(name).filter(|p| INIT_PRESETS.contains(p)) {
+            Some(p) => Ok((p, String::new())),
+            None => Err(Failure::usage(format!(
+                "--agent {name:?}: choose one of {}; for any other command, set agent.command in {CONFIG_FILE} yourself",
+                names.join(", ")
+            ))),
+        };
+    }
+    let found = INIT_PRESETS
+        .into_iter()
+        .find(|p| p.program().is_some_and(process::on_path));
+    Ok(match found {
+        Some(p) => (p, format!(" (found {} on PATH)", p.name())),
+        None => (
+            Preset::Claude,
+            format!(
+                " (none of {} is on PATH; install Claude Code with `{}`, or pass --agent)",
+                names.join(", "),
+                Preset::Claude.install_hint()
+            ),
+        ),
+    })
+}
+
+pub fn init(dir: Option<&Path>, args: &InitArgs) -> Outcome {
+    let (preset, how) = init_preset(args.agent.as_deref())?;
     let root = start_dir(dir)?;
     let fail =
         |what: &str, e: &dyn std::fmt::Display| Failure::failed(format!("cannot {what}: {e}"));
@@ -75,12 +115,13 @@ pub fn init(dir: Option<&Path>) -> Outcome {
     } else {
         top.replace(
             CONFIG_FILE,
-            config::default_file_text(crate::agent::Preset::Claude).as_bytes(),
+            config::default_file_text(preset).as_bytes(),
             None,
         )
         .map_err(|e| fail(&format!("write {}", config_path.display()), &e))?;
         done.push(format!(
-            "created {CONFIG_FILE} (agent.command: [\"claude\", \"-p\"])"
+            "created {CONFIG_FILE} (agent.preset: {}{how})",
+            preset.name()
         ));
     }
     let ignore = root.join(".gitignore");
@@ -141,9 +182,67 @@ pub fn init(dir: Option<&Path>) -> Outcome {
     }
     let _ = writeln!(
         out,
-        "\nNext:\n  choose your agent: set \"agent\": {{\"command\": [...]}} in {CONFIG_FILE}, e.g. [\"claude\", \"-p\"], [\"codex\", \"exec\"] or [\"sh\", \"my-agent.sh\"]\n  ai-sdlc add \"My first story\" --ready\n  ai-sdlc run"
+        "\nNext:\n  ai-sdlc doctor                        # is the agent installed and logged in?\n  ai-sdlc add \"My first story\" --ready\n  ai-sdlc prompt S-0001                 # what the agent will be told\n  ai-sdlc run"
     );
     Ok(0)
+}
+
+/// `ai-sdlc prompt <ID> [--phase P]`: the exact prompt a phase would get.
+pub fn prompt(config: &Config, args: &PromptArgs) -> Outcome {
+    let board = Board::of(config);
+    let story = board
+        .load(&args.id)
+        .map_err(|b| Failure::usage(format!("{}: {}", rel(&config.root, &b.path), b.reason)))?;
+    let (workdir, branch, base) = if config.worktree.enabled {
+        let key = story.key();
+        let base =
+            crate::worktree::base_branch(&config.root, config.worktree.base_branch.as_deref())
+                .unwrap_or_else(|_| "HEAD".into());
+        (
+            config.worktree_base().join(&key),
+            crate::worktree::branch_name(&key),
+            base,
+        )
+    } else {
+        let branch = crate::worktree::base_branch(&config.root, None).unwrap_or_default();
+        (config.root.clone(), branch.clone(), branch)
+    };
+    let job = crate::story_run::Job::new(config, &story, workdir, &branch, &base)
+        .map_err(Failure::usage)?;
+    let names: Vec<&str> = job.phases.iter().map(|p| p.name.as_str()).collect();
+    let phase = match &args.phase {
+        Some(p) => job.phases.iter().find(|x| &x.name == p).ok_or_else(|| {
+            Failure::usage(format!(
+                "--phase {p:?}: the workflow's phases are {}",
+                names.join(", ")
+            ))
+        })?,
+        None => job
+            .phases
+            .iter()
+            .find(|p| {
+                config
+                    .phases
+                    .iter()
+                    .any(|c| c.name == p.name && c.command.is_none())
+            })
+            .unwrap_or(&job.phases[0]),
+    };
+    let text = crate::prompt::render(&phase.template, &job.facts, &phase.name, &[]);
+    let mut out = io::stdout().lock();
+    let written = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    if names.first() != Some(&phase.name.as_str()) {
+        eprintln!(
+            "note: during a run, this prompt also carries the final messages of the phases before {}",
+            phase.name
+        );
+    }
+    match written {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(Failure::failed(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(0),
+    }
 }
 
 const TYPES: [&str; 4] = ["feature", "bug", "chore", "spike"];

@@ -446,8 +446,13 @@ fn apply_env(c: &mut Config, get: impl Fn(&str) -> Option<String>) -> Result<(),
 
 /// The config `init` writes, for agent `preset`.
 pub fn default_file_text(preset: Preset) -> String {
+    let agent = match preset {
+        // aider without a model waits for a browser login.
+        Preset::Aider => serde_json::json!({ "preset": preset.name(), "model": "sonnet" }),
+        p => serde_json::json!({ "preset": p.name() }),
+    };
     let v = serde_json::json!({
-        "agent": { "preset": preset.name() },
+        "agent": agent,
         "orchestrator": { "concurrency": 1, "shutdownTimeout": 10000 },
         "timeouts": { "agentTimeout": 1800000 },
         "worktree": { "enabled": true, "basePath": ".ai-sdlc/worktrees" },

@@ -20,12 +20,10 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Duration;
 
-/// What the stdout writer gets: a message, or the end (the stdin listener
-/// keeps a sender until the process exits, so a closed channel cannot be the signal).
-enum Out {
-    Msg(Message),
-    Close,
-}
+/// What the stdout writer gets: a message, or `None` for the end (the stdin
+/// listener keeps a sender until the process exits, so a closed channel
+/// cannot be the signal).
+type Out = Option<Message>;
 
 /// Owns stdout: writes health responses first, then the story's messages,
 /// flushing when nothing more is queued.
@@ -34,16 +32,16 @@ fn writer(rx: Receiver<Out>, urgent: Receiver<Message>) {
     let mut broken = false;
     loop {
         let item = match urgent.try_recv() {
-            Ok(m) => Out::Msg(m),
+            Ok(m) => Some(m),
             Err(_) => crossbeam_channel::select! {
                 recv(urgent) -> m => match m {
-                    Ok(m) => Out::Msg(m),
+                    Ok(m) => Some(m),
                     Err(_) => continue,
                 },
-                recv(rx) -> m => m.unwrap_or(Out::Close),
+                recv(rx) -> m => m.unwrap_or(None),
             },
         };
-        let Out::Msg(msg) = item else { break };
+        let Some(msg) = item else { break };
         if broken {
             continue;
         }
@@ -104,7 +102,7 @@ struct Ipc {
 
 impl Ipc {
     fn send(&self, body: Body) {
-        let _ = self.tx.send(Out::Msg(Message::new(&self.id, body)));
+        let _ = self.tx.send(Some(Message::new(&self.id, body)));
     }
 }
 
@@ -209,7 +207,7 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
     });
     // No descendant outlives the executor.
     process::signal_descendants(libc::SIGKILL, true);
-    let _ = ipc.tx.send(Out::Close);
+    let _ = ipc.tx.send(None);
     if let Ok(w) = writer {
         let _ = w.join();
     }

@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod config;
 mod demo;
+mod doctor;
 mod error;
 mod executor;
 mod git;
@@ -80,13 +81,15 @@ fn run_cli(cli: cli::Cli) -> Outcome {
         Ok(config::Config::load(&commands::locate(dir)?)?)
     };
     match command {
-        Command::Init(_) => commands::init(dir),
+        Command::Init(args) => commands::init(dir, &args),
         Command::Add(args) => commands::add(&config()?, &args),
         Command::Status(args) => commands::status(&config()?, &args),
         Command::Run(args) => orchestrator::command(&commands::locate(dir)?, &args, cli.quiet),
         Command::Demo(args) => demo::run(&args, cli.quiet),
         Command::Logs(args) => logs::command(&config()?, &args),
         Command::Worktrees(args) => worktrees::command(&config()?, &args),
+        Command::Doctor(_) => doctor::run(dir),
+        Command::Prompt(args) => commands::prompt(&config()?, &args),
     }
 }
 
@@ -123,7 +126,10 @@ pub fn main() {
             match run_cli(cli) {
                 Ok(code) => code,
                 Err(f) => {
-                    eprintln!("ai-sdlc: error: {}", f.message);
+                    // A command that already said what went wrong has no message left.
+                    if !f.message.is_empty() {
+                        eprintln!("ai-sdlc: error: {}", f.message);
+                    }
                     f.code
                 }
             }

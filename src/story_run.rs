@@ -331,6 +331,8 @@ pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
             result.failed_phase = Some(phase.name.clone());
             result.error = Some(if end.spawn_error.is_some() {
                 summary
+            } else if end.report.failure.is_some() || end.idle.is_some() {
+                format!("phase {}: {summary}", phase.name)
             } else {
                 format!("phase {} {summary}", phase.name)
             });

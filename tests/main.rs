@@ -9,4 +9,5 @@ mod executor;
 mod hardening;
 mod manage;
 mod orchestrator;
+mod presets;
 mod run_single;

@@ -102,7 +102,12 @@ impl Reader for Claude {
                     self.report.failure = None;
                     self.report.final_message = Some(super::cut(&text, super::MAX_MESSAGE));
                 }
-                Line::show(format!("finished: {}", super::first_line(&text, 160)))
+                let verb = if v["is_error"] == true {
+                    "failed"
+                } else {
+                    "finished"
+                };
+                Line::show(format!("{verb}: {}", super::first_line(&text, 160)))
             }
             _ => Line::hidden(),
         }

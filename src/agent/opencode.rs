@@ -22,6 +22,11 @@ pub struct Opencode {
     report: Report,
     /// Text of the current step; the final message once a step ends with `stop`.
     text: String,
+    /// The last `error="..."` of its logs (`--print-logs`): the real cause
+    /// behind an "Unexpected server error" event.
+    logged: Option<String>,
+    /// The failure is opencode's generic "Unexpected server error".
+    generic: bool,
 }
 
 impl Opencode {
@@ -30,6 +35,8 @@ impl Opencode {
             worktree,
             report: Report::default(),
             text: String::new(),
+            logged: None,
+            generic: false,
         }
     }
 }
@@ -37,13 +44,41 @@ impl Opencode {
 impl Reader for Opencode {
     fn line(&mut self, stderr: bool, line: &str) -> Line {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
+            if stderr && let Some(e) = logged_error(line) {
+                self.logged = Some(e);
+            }
             return Line::raw();
         };
         if stderr {
             return Line::raw();
         }
+        self.event(&v)
+    }
+
+    fn report(&self) -> Report {
+        let mut r = self.report.clone();
+        // Its logs (another pipe, read in another order) say what it meant.
+        if self.generic
+            && let Some(cause) = &self.logged
+        {
+            r.failure = Some(failure(cause));
+        }
+        r
+    }
+}
+
+/// The value of `error="..."` in one of opencode's log lines.
+fn logged_error(line: &str) -> Option<String> {
+    let start = line.find(" error=\"")? + " error=\"".len();
+    let rest = &line[start..];
+    let end = rest.find("\" ").or_else(|| rest.rfind('"'))?;
+    Some(rest[..end].replace("\\n", " "))
+}
+
+impl Opencode {
+    fn event(&mut self, v: &Value) -> Line {
         let part = &v["part"];
-        match str_at(&v, &["type"]) {
+        match str_at(v, &["type"]) {
             Some("step_start") => {
                 self.text.clear();
                 Line::hidden()
@@ -91,6 +126,7 @@ impl Reader for Opencode {
             }
             Some("error") => {
                 let e = &v["error"];
+                self.generic = str_at(e, &["name"]) == Some("UnknownError");
                 let msg = str_at(e, &["data", "message"])
                     .or_else(|| str_at(e, &["name"]))
                     .unwrap_or("error");
@@ -113,10 +149,6 @@ impl Reader for Opencode {
             }
             _ => Line::hidden(),
         }
-    }
-
-    fn report(&self) -> Report {
-        self.report.clone()
     }
 }
 

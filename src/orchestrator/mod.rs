@@ -340,6 +340,9 @@ fn dispatch(
     };
     let mut results = Vec::new();
     let (mut in_flight, mut started) = (0usize, 0usize);
+    // An agent that cannot log in (or is out of quota) fails every story
+    // alike: stop starting them, and say why.
+    let mut halted: Option<String> = None;
     let skip = |s: &Story, why: String, results: &mut Vec<StoryResult>| {
         let r = StoryResult::not_run(s, Outcome::Skipped, why);
         let _ = ctx.notes.send(Note::Finished(Box::new(r.clone())));
@@ -348,6 +351,7 @@ fn dispatch(
     loop {
         let mut i = 0;
         while !shutdown::stopping()
+            && halted.is_none()
             && in_flight < workers.len()
             && started < max
             && i < waiting.len()
@@ -390,6 +394,15 @@ fn dispatch(
         known.pending.remove(&story.id);
         match a {
             attempt::Attempt::Ran(r) => {
+                if let Some(kind) = r.failure.filter(|k| k.account_wide())
+                    && halted.is_none()
+                {
+                    halted = Some(format!(
+                        "not started: the agent failed in {} ({}), which would fail every story; fix that and run again",
+                        story.id,
+                        kind.describe()
+                    ));
+                }
                 known.finished.insert(story.id.clone(), r.outcome);
                 let _ = ctx.notes.send(Note::Finished(r.clone()));
                 results.push(*r);
@@ -409,7 +422,9 @@ fn dispatch(
     // What never started: interrupted, held back by a dependency that did
     // not succeed, or left without a worker (none could be started).
     for s in waiting {
-        if shutdown::stopping() {
+        if let Some(why) = &halted {
+            skip(&s, why.clone(), &mut results);
+        } else if shutdown::stopping() {
             results.push(StoryResult::not_run(
                 &s,
                 Outcome::Cancelled,

@@ -195,7 +195,7 @@ pub fn check_cycles(scan: &Scan, selected: &[Story]) -> Result<(), Failure> {
 }
 
 /// Is `program` something we can start? (On PATH, or a path that exists.)
-fn findable(program: &str, root: &Path) -> bool {
+pub fn findable(program: &str, root: &Path) -> bool {
     if program.contains('/') {
         return root.join(program).exists();
     }
@@ -356,7 +356,7 @@ pub fn print(config: &Config, settings: &Settings, selected: &[Story], phases: &
             );
         }
         for p in phases {
-            println!("     {}: {}", p.name, p.argv.join(" "));
+            println!("     {} ({}): {}", p.name, p.preset, p.argv.join(" "));
         }
     }
 }

@@ -213,6 +213,15 @@ impl TestRepo {
         self.cmd(args).stdin(Stdio::null()).output().unwrap()
     }
 
+    /// `run`, with extra environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.cmd(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdin(Stdio::null()).output().unwrap()
+    }
+
     pub fn spawn(&self, args: &[&str]) -> Child {
         let child = self
             .cmd(args)

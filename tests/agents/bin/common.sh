@@ -1,0 +1,40 @@
+# Shared by the stand-in agent CLIs: record what the CLI was given, and
+# pick a behaviour from the prompt (a line `stand-in: <mode>` in the story).
+# The stand-ins accept exactly the flags of the real CLIs that the presets
+# use (and a few more), and fail on anything else the way the real ones do.
+rec_dir=${STANDIN_REC:-/tmp}
+id=${AI_SDLC_STORY_ID:-none}
+record_argv() { printf '%s\n' "$@" > "$rec_dir/$id.argv"; }
+read_prompt() { prompt=$(cat); printf '%s' "$prompt" > "$rec_dir/$id.stdin"; }
+mode() {
+  case "$prompt" in
+    *"stand-in: auth"*) echo auth ;;
+    *"stand-in: quota"*) echo quota ;;
+    *"stand-in: rate-limit-once"*)
+      n=$(cat "$rec_dir/$id.attempts" 2>/dev/null || echo 0)
+      echo $((n + 1)) > "$rec_dir/$id.attempts"
+      if [ "$n" -eq 0 ]; then echo rate-limit; else echo ok; fi ;;
+    *"stand-in: rate-limit"*) echo rate-limit ;;
+    *"stand-in: hang"*) echo hang ;;
+    *"stand-in: tty"*) echo tty ;;
+    *"stand-in: ignored"*) echo ignored ;;
+    *) echo ok ;;
+  esac
+}
+# The work a successful agent does: a file in its worktree (and, asked to,
+# a git-ignored one, like a build output).
+do_work() {
+  printf 'work of %s by %s\n' "$id" "$1" > "notes-$1.txt"
+  case "$prompt" in *"stand-in: ignored"*) mkdir -p out && echo "build output" > out/cache.txt ;; esac
+}
+hang() { while :; do sleep 1; done; }
+# An agent that tries to ask the user a question on the terminal.
+ask_tty() {
+  if ( exec 3<>/dev/tty ) 2>/dev/null; then
+    echo "$id got a terminal" > "$rec_dir/$id.tty"
+  else
+    echo "$id has no terminal" > "$rec_dir/$id.tty"
+  fi
+}
+# One line of JSON, as is (dash's echo would expand the \n in it).
+say() { printf '%s\n' "$1"; }
