@@ -17,11 +17,42 @@ use std::path::{Path, PathBuf};
 /// The repo to work in: `-C DIR` or the cwd, searched upward for a board.
 pub fn locate(dir: Option<&Path>) -> Result<PathBuf, Failure> {
     let start = start_dir(dir)?;
-    config::find_root(&start).ok_or_else(|| {
+    let root = config::find_root(&start).ok_or_else(|| {
         Failure::usage(format!(
             "no ai-sdlc board in {} or any folder above it; run `ai-sdlc init` in your repo first, or pass -C <repo>",
             start.display()
         ))
+    })?;
+    Ok(main_board(&root).unwrap_or(root))
+}
+
+/// When `root` is one of the tool's own story worktrees, its board is a
+/// stale copy: the main checkout's root, whose board is the real one.
+fn main_board(root: &Path) -> Option<PathBuf> {
+    // A linked worktree has a `.git` file, not a folder.
+    if !std::fs::symlink_metadata(root.join(".git")).ok()?.is_file() {
+        return None;
+    }
+    let common = crate::git::run(
+        root,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )
+    .ok()?;
+    let common = PathBuf::from(common.trim());
+    if common.file_name()? != ".git" {
+        return None;
+    }
+    let main = common.parent()?.to_path_buf();
+    let main = config::find_root(&main).filter(|m| m == &main)?;
+    let base = Config::load(&main).ok()?.worktree_base();
+    let base = base.canonicalize().unwrap_or(base);
+    root.starts_with(&base).then(|| {
+        log::info!(
+            "{} is a story worktree; using the board of the main checkout, {}",
+            root.display(),
+            main.display()
+        );
+        main
     })
 }
 
@@ -228,11 +259,16 @@ pub fn prompt(config: &Config, args: &PromptArgs) -> Outcome {
             })
             .unwrap_or(&job.phases[0]),
     };
-    let text = crate::prompt::render(&phase.template, &job.facts, &phase.name, &[]);
+    let mut text = crate::prompt::render(&phase.template, &job.facts, &phase.name, &[]);
+    // The exact prompt, unless a terminal would run escape sequences in it.
+    // SAFETY: isatty only inspects the descriptor.
+    if unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1 {
+        text = crate::report::printable(&text).into_owned();
+    }
     let mut out = io::stdout().lock();
     let written = out.write_all(text.as_bytes()).and_then(|_| out.flush());
     if names.first() != Some(&phase.name.as_str()) {
-        eprintln!(
+        errln!(
             "note: during a run, this prompt also carries the final messages of the phases before {}",
             phase.name
         );
@@ -265,7 +301,7 @@ pub fn add(config: &Config, args: &AddArgs) -> Outcome {
     let scan = scan(config)?;
     for dep in &args.depends {
         if scan.get(dep).is_none() {
-            eprintln!("warning: --depends {dep}: no such story on the board (yet)");
+            errln!("warning: --depends {dep}: no such story on the board (yet)");
         }
     }
     let priority = args.priority.unwrap_or_else(|| {
@@ -312,7 +348,7 @@ pub fn add(config: &Config, args: &AddArgs) -> Outcome {
             }
         }
     };
-    println!("{id}");
+    outln!("{id}");
     Ok(0)
 }
 
@@ -391,7 +427,7 @@ pub fn status(config: &Config, args: &StatusArgs) -> Outcome {
     drop(out);
     if !args.json {
         for b in &scan.bad {
-            eprintln!(
+            errln!(
                 "warning: {}: {} (skipped; fix the file to bring it back)",
                 rel(&config.root, &b.path),
                 b.reason
@@ -477,7 +513,7 @@ fn print_board(
                 "  {:<8} {:>5}  {:<title_width$}  {}",
                 s.id, prio, title, note
             );
-            writeln!(out, "{}", line.trim_end())?;
+            writeln!(out, "{}", crate::report::printable(line.trim_end()))?;
         }
     }
     Ok(())

@@ -169,7 +169,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
     let root = make_dir(args.dir.as_deref())?;
     build_repo(&root)?;
     let concurrent = args.concurrent.clone().unwrap_or_else(|| "3".into());
-    eprintln!(
+    errln!(
         "Demo repo: {}\nRunning its 6 stories with `ai-sdlc run --concurrent {concurrent}` and a scripted agent ({FAILS_ON_PURPOSE} fails on purpose).\n",
         root.display()
     );
@@ -179,7 +179,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
     };
     let code = orchestrator::command(&root, &run_args, quiet)?;
     let config = Config::load(&root)?;
-    println!();
+    outln!();
     commands::status(&config, &StatusArgs { json: false })?;
     let branches = crate::worktree::story_branches(&root).unwrap_or_default();
     let kept: Vec<String> = fs::read_dir(config.worktree_base())
@@ -190,20 +190,20 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
                 .collect()
         })
         .unwrap_or_default();
-    println!("\nWhere things are:");
-    println!("  branches (one per story, never deleted by run):");
+    outln!("\nWhere things are:");
+    outln!("  branches (one per story, never deleted by run):");
     for b in &branches {
-        println!("    {b}");
+        outln!("    {b}");
     }
     if kept.is_empty() {
-        println!("  worktrees kept: none");
+        outln!("  worktrees kept: none");
     } else {
-        println!("  worktrees kept (not finished, or with uncommitted work):");
+        outln!("  worktrees kept (not finished, or with uncommitted work):");
         for w in &kept {
-            println!("    {w}");
+            outln!("    {w}");
         }
     }
-    println!("  run logs: .ai-sdlc/stories/<ID>/logs/");
+    outln!("  run logs: .ai-sdlc/stories/<ID>/logs/");
     let me = if crate::process::on_path("ai-sdlc") {
         "ai-sdlc".to_string()
     } else {
@@ -212,7 +212,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
             .unwrap_or_else(|_| "ai-sdlc".into())
     };
     let dir = root.display();
-    println!(
+    outln!(
         "\nLook around:\n  {me} -C {dir} status\n  {me} -C {dir} logs {FAILS_ON_PURPOSE}\n  {me} -C {dir} worktrees\n  git -C {dir} log --oneline --all"
     );
     // The one failure is on purpose: a demo that went as planned exits 0.

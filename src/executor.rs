@@ -28,7 +28,7 @@ type Out = Option<Message>;
 /// Owns stdout: writes health responses first, then the story's messages,
 /// flushing when nothing more is queued.
 fn writer(rx: Receiver<Out>, urgent: Receiver<Message>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let mut out = BufWriter::with_capacity(16 * 1024, std::io::stdout().lock());
     let mut broken = false;
     loop {
         let item = match urgent.try_recv() {

@@ -7,6 +7,8 @@ use std::io::{self, Read, Write};
 
 pub const VERSION: u32 = 1;
 pub const MAX_LINE: usize = 1 << 20;
+/// What one read takes in: small, since each stream of each agent has one.
+const READ_BUFFER: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,7 +159,7 @@ impl<R: Read> LineReader<R> {
     pub fn new(inner: R, max: usize) -> LineReader<R> {
         LineReader {
             inner,
-            buf: vec![0; 64 * 1024].into_boxed_slice(),
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
             start: 0,
             end: 0,
             partial: Vec::new(),
@@ -392,7 +394,7 @@ mod tests {
         input.extend_from_slice(b"\nok\n");
         let mut r = LineReader::new(&input[..], MAX_LINE);
         assert_eq!(r.next_line().unwrap(), Some(Line::TooLong(5 * MAX_LINE)));
-        assert!(r.partial.capacity() <= MAX_LINE + 64 * 1024);
+        assert!(r.partial.capacity() <= MAX_LINE + READ_BUFFER);
         assert_eq!(r.next_line().unwrap(), Some(Line::Full(&b"ok"[..])));
     }
 }

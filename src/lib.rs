@@ -3,6 +3,47 @@
 //! binary is a one-line wrapper; the library exists so that fuzz targets can
 //! reach the parsers (`fuzzing`).
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+// Printing never panics: a reader that went away (`ai-sdlc run 2>&1 |
+// head -1`) is not a reason to abort a run with stories in flight. The
+// std macros panic on EPIPE; the lint above keeps them out.
+
+// What they print is made printable first: a story title or an agent's
+// line may hold terminal escape sequences.
+
+/// `println!` that ignores a closed stdout.
+macro_rules! outln {
+    () => {
+        outln!("")
+    };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let text = $crate::report::printable(&format!($($arg)*)).into_owned();
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let text = $crate::report::printable(&format!($($arg)*)).into_owned();
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
+    }};
+}
+
+/// `eprint!` that ignores a closed stderr.
+macro_rules! errput {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let text = $crate::report::printable(&format!($($arg)*)).into_owned();
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+        let _ = err.flush();
+    }};
+}
+
 mod agent;
 mod board;
 mod cli;
@@ -44,7 +85,7 @@ fn init_logging(verbose: u8, quiet: bool) {
                 buf,
                 "ai-sdlc: {}: {}",
                 record.level().as_str().to_lowercase(),
-                record.args()
+                report::printable(&record.args().to_string())
             )
         })
         .init();
@@ -59,7 +100,7 @@ fn init_executor_logging() {
                 "{} [executor] {}: {}",
                 time::iso_millis(time::now_ms()),
                 record.level().as_str().to_lowercase(),
-                record.args()
+                report::printable(&record.args().to_string())
             )
         })
         .init();
@@ -67,7 +108,7 @@ fn init_executor_logging() {
 
 fn run_cli(cli: cli::Cli) -> Outcome {
     if cli.version {
-        println!("ai-sdlc {}", env!("CARGO_PKG_VERSION"));
+        outln!("ai-sdlc {}", env!("CARGO_PKG_VERSION"));
         return Ok(0);
     }
     let Some(command) = cli.command else {
@@ -105,9 +146,9 @@ pub fn main() {
     let code = match cli::parse(&args) {
         Parsed::Exit { output, code } => {
             if code == 0 {
-                println!("{output}");
+                outln!("{output}");
             } else {
-                eprintln!("{output}");
+                errln!("{output}");
             }
             code
         }
@@ -116,7 +157,7 @@ pub fn main() {
             match commands::start_dir(dir.as_deref()) {
                 Ok(root) => executor::main(&root, args),
                 Err(f) => {
-                    eprintln!("ai-sdlc agent-executor: {f}");
+                    errln!("ai-sdlc agent-executor: {f}");
                     f.code
                 }
             }
@@ -128,7 +169,7 @@ pub fn main() {
                 Err(f) => {
                     // A command that already said what went wrong has no message left.
                     if !f.message.is_empty() {
-                        eprintln!("ai-sdlc: error: {}", f.message);
+                        errln!("ai-sdlc: error: {}", f.message);
                     }
                     f.code
                 }

@@ -221,7 +221,7 @@ fn remove(config: &Config, scan: &Scan, id: &str, force: bool) -> Outcome {
     }
     worktree::remove(&config.root, path, force)
         .map_err(|e| Failure::failed(format!("git could not remove it: {e}")))?;
-    println!(
+    outln!(
         "removed {} ({st}); branch {} is kept",
         rel(&config.root, path),
         o.entry.branch.as_deref().unwrap_or("(none)")
@@ -234,25 +234,25 @@ fn prune(config: &Config, scan: &Scan) -> Outcome {
     for o in ours(config, scan)? {
         let shown = rel(&config.root, &o.entry.path);
         let Some(story) = o.story else {
-            println!("kept    {shown}: no story on the board matches it");
+            outln!("kept    {shown}: no story on the board matches it");
             continue;
         };
         if story.status != Status::Done {
-            println!("kept    {shown}: {} is {}", story.id, story.status);
+            outln!("kept    {shown}: {} is {}", story.id, story.status);
             continue;
         }
         match worktree::removable(&o.entry.path, &worktree::branch_name(&story.key())) {
-            Err(why) => println!("kept    {shown}: {why}"),
+            Err(why) => outln!("kept    {shown}: {why}"),
             Ok(()) => match worktree::remove(&config.root, &o.entry.path, false) {
                 Ok(()) => {
-                    println!("removed {shown}");
+                    outln!("removed {shown}");
                     removed += 1;
                 }
-                Err(e) => println!("kept    {shown}: {e}"),
+                Err(e) => outln!("kept    {shown}: {e}"),
             },
         }
     }
     worktree::prune_registrations(&config.root).map_err(Failure::failed)?;
-    println!("{removed} removed; branches are kept; ran git worktree prune");
+    outln!("{removed} removed; branches are kept; ran git worktree prune");
     Ok(0)
 }

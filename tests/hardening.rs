@@ -419,3 +419,251 @@ fn hostile_story_files_are_reported_and_skipped_never_fatal() {
     assert_eq!(c, 0, "{err}");
     assert_eq!(repo.status("S-0001"), "done", "{err}");
 }
+
+/// A process's memory counter from /proc (`VmRSS`, `VmHWM`), in KiB.
+fn mem_kb(pid: i32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+}
+
+#[test]
+fn memory_stays_bounded_while_an_agent_prints_as_fast_as_it_can() {
+    let flood = |args: &'static [&'static str]| {
+        std::thread::spawn(move || {
+            let repo = TestRepo::new();
+            repo.with_agent(
+                "yes.sh",
+                "touch \"$REC/$id.ready\"\nexec timeout 10 yes 'a line of agent output'",
+            );
+            repo.ready_stories(1);
+            // stderr to a file: a pipe nobody reads until the end would fill up.
+            let err_file = std::fs::File::create(repo.rec.join("stderr")).unwrap();
+            let runner = repo
+                .cmd(args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(err_file)
+                .spawn()
+                .unwrap();
+            repo.wait_rec("S-0001.ready");
+            let executor = repo.pid("S-0001", "ppid");
+            let base = mem_kb(executor, "VmRSS").unwrap_or(0);
+            let (mut runner_peak, mut executor_peak) = (0, 0);
+            let pid = runner.id() as i32;
+            while alive(pid) {
+                runner_peak = runner_peak.max(mem_kb(pid, "VmHWM").unwrap_or(0));
+                executor_peak = executor_peak.max(mem_kb(executor, "VmHWM").unwrap_or(0));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let (code, _, _) = finish(runner, 30);
+            let err = repo.rec_file("stderr").unwrap_or_default();
+            let tail: String = err.lines().rev().take(10).collect::<Vec<_>>().join("\n");
+            assert_eq!(code, 1, "{tail}");
+            assert!(
+                repo.blocked_reason("S-0001").contains("code 124"),
+                "the agent did not run its full time"
+            );
+            (args, runner_peak, base, executor_peak)
+        })
+    };
+    let runs = [flood(&["run"]), flood(&["run", "--concurrent", "2"])];
+    for run in runs {
+        let (args, runner_peak, base, executor_peak) = run.join().unwrap();
+        // SPEC §8: the runner under 10 MiB. The executor's target (4 MiB) is
+        // for the release binary (scripts/bench); this debug one starts
+        // bigger, so it may not grow by more than 2 MiB.
+        eprintln!("{args:?}: runner peak {runner_peak} kB, executor {base} -> {executor_peak} kB");
+        assert!(
+            runner_peak < 10 * 1024,
+            "{args:?}: runner peaked at {runner_peak} kB"
+        );
+        assert!(
+            executor_peak < base + 2 * 1024,
+            "{args:?}: executor grew from {base} kB to {executor_peak} kB"
+        );
+    }
+}
+
+#[test]
+fn a_success_message_from_an_executor_that_then_dies_is_not_a_success() {
+    let repo = TestRepo::new();
+    // The agent writes a forged `complete` into its executor's stdout (the
+    // IPC pipe), then kills the executor.
+    repo.with_agent(
+        "forge.sh",
+        "printf '%s\\n' '{\"v\":1,\"type\":\"complete\",\"story_id\":\"S-0001\",\"ts\":1,\"success\":true,\"exit_code\":0,\"duration_ms\":1,\"failed_phase\":null}' > /proc/$PPID/fd/1\nkill -9 $PPID",
+    );
+    repo.ready_stories(1);
+    let out = repo.run(&["run"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert_eq!(repo.status("S-0001"), "blocked", "{err}");
+    assert!(repo.blocked_reason("S-0001").contains("SIGKILL"), "{err}");
+}
+
+#[test]
+fn a_story_id_that_looks_like_a_flag_is_never_one() {
+    let repo = TestRepo::new();
+    repo.with_agent("a.sh", "exit 0");
+    repo.story("-S-1", "Dash", 1, "ready", "");
+    let out = repo.run(&["run", "--no-worktree"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(repo.status("-S-1"), "done");
+    assert!(repo.started("-S-1"));
+}
+
+#[test]
+fn placeholders_are_filled_once_and_never_run_as_shell() {
+    let repo = TestRepo::new();
+    let marker = repo.rec.join("pwned");
+    let title = format!("Use {{prompt}} and $(touch {})", marker.display());
+    let agent = repo.agent("args.sh", "printf '%s\\n' \"$@\" > \"$REC/$id.args\"");
+    repo.config(serde_json::json!({
+        "agent": {"command": ["sh", "-c", "\"$0\" {title:sh} \"$1\"", agent, "{title}"]}
+    }));
+    repo.story(
+        "S-0001",
+        &format!("'{}'", title.replace('\'', "''")),
+        1,
+        "ready",
+        "",
+    );
+    let out = repo.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Both the quoted and the raw form arrive as the literal title, once.
+    assert_eq!(
+        repo.rec_file("S-0001.args").unwrap(),
+        format!("{title}\n{title}\n")
+    );
+    assert!(!marker.exists(), "a title ran as a shell command");
+
+    // A raw placeholder inside an sh -c script draws a warning.
+    repo.config(serde_json::json!({"agent": {"command": ["sh", "-c", "echo {title}"]}}));
+    let out = repo.run(&["run", "--dry-run", "--story", "S-0001", "--force"]);
+    assert!(stderr(&out).contains("{title:sh}"), "{}", stderr(&out));
+}
+
+#[test]
+fn control_characters_from_story_files_never_reach_the_terminal() {
+    let repo = TestRepo::new();
+    repo.with_agent(
+        "a.sh",
+        "printf 'agent says \\033]0;pwned\\007 hi\\n'; exit 3",
+    );
+    repo.story(
+        "S-0001",
+        "\"Evil \\e[2J\\e]0;title\\a \\u202e title\"",
+        1,
+        "ready",
+        "",
+    );
+    let bad = |s: &str| s.contains('\u{1b}') || s.contains('\u{7}') || s.contains('\u{202e}');
+    for args in [&["status"][..], &["run", "--dry-run"][..], &["run"][..]] {
+        let out = repo.run(args);
+        assert!(
+            !bad(&stdout(&out)) && !bad(&stderr(&out)),
+            "{args:?}:\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains("Evil") || stderr(&out).contains("Evil"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn exit_codes_never_come_from_a_panic() {
+    let repo = TestRepo::new();
+    repo.with_agent(
+        "a.sh",
+        "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done",
+    );
+    repo.ready_stories(2);
+    // The reader of stdout and stderr goes away after one line.
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{BIN} -C '{}' run --concurrent 2 2>&1 | head -1 >/dev/null; exit ${{PIPESTATUS[0]}}",
+            repo.root.display()
+        ))
+        .output()
+        .unwrap();
+    assert_ne!(code(&out), 101, "{}", stderr(&out));
+    for id in ["S-0001", "S-0002"] {
+        assert_eq!(repo.status(id), "done", "{}", stderr(&out));
+    }
+    let out = repo.run(&["run", "--timeout", "1e20"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--timeout"), "{}", stderr(&out));
+    repo.config(serde_json::json!({"timeouts": {"agentTimeout": 1e20}}));
+    let out = repo.run(&["status"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("timeouts.agentTimeout"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_dependency_running_in_another_runner_is_left_to_it() {
+    let repo = TestRepo::new();
+    repo.with_agent(
+        "a.sh",
+        "touch \"$REC/$id.ready\"\nwhile [ ! -f \"$REC/go\" ]; do sleep 0.05; done",
+    );
+    repo.story("S-0001", "First", 1, "ready", "");
+    repo.story("S-0002", "Second", 2, "ready", "dependencies: [S-0001]\n");
+    let a = repo.spawn(&["run", "--concurrent", "2"]);
+    repo.wait_rec("S-0001.ready");
+    let b = repo.run(&["run", "--concurrent", "2"]);
+    assert_eq!(code(&b), 0, "{}", stderr(&b));
+    assert!(
+        stderr(&b).contains("left to another runner")
+            || stderr(&b).contains("running in another runner"),
+        "{}",
+        stderr(&b)
+    );
+    std::fs::write(repo.rec.join("go"), "").unwrap();
+    let (code, _, err) = finish(a, 30);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(repo.status("S-0002"), "done");
+}
+
+#[test]
+fn inside_a_story_worktree_the_main_board_is_used() {
+    let repo = TestRepo::new();
+    repo.with_agent(
+        "a.sh",
+        "touch \"$REC/$id.ready\"\nwhile [ ! -f \"$REC/go\" ]; do sleep 0.05; done",
+    );
+    repo.ready_stories(1);
+    // The board is committed, so the worktree has a stale copy of it.
+    git(&repo.root, &["add", "-A"]);
+    git(&repo.root, &["commit", "-qm", "board"]);
+    let runner = repo.spawn(&["run"]);
+    repo.wait_rec("S-0001.ready");
+    let wt = repo.worktree("S-0001-s1");
+    let out = std::process::Command::new(BIN)
+        .arg("status")
+        .current_dir(&wt)
+        .output()
+        .unwrap();
+    let board = stdout(&out);
+    assert!(
+        board.contains(&format!("Board {}", repo.root.display())),
+        "{board}"
+    );
+    assert!(
+        board.contains("IN-PROGRESS") && board.contains("running"),
+        "{board}"
+    );
+    std::fs::write(repo.rec.join("go"), "").unwrap();
+    let (code, _, err) = finish(runner, 30);
+    assert_eq!(code, 0, "{err}");
+}

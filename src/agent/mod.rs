@@ -375,33 +375,37 @@ impl Reader for Plain {
 /// The largest final message kept (it may go into later phases' prompts).
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
-/// The last lines of a stream, at most `MAX_MESSAGE` bytes.
+/// The last lines of a stream, at most about `MAX_MESSAGE` bytes, in one
+/// buffer (a flood of short lines must not mean a flood of allocations).
 #[derive(Default)]
 struct Tail {
-    lines: std::collections::VecDeque<String>,
-    bytes: usize,
+    text: String,
 }
 
 impl Tail {
     fn push(&mut self, line: &str) {
-        let line = cut(line, MAX_MESSAGE);
-        self.bytes += line.len() + 1;
-        self.lines.push_back(line);
-        while self.bytes > MAX_MESSAGE {
-            match self.lines.pop_front() {
-                Some(l) => self.bytes -= l.len() + 1,
-                None => break,
-            }
+        self.text.push_str(&cut(line, MAX_MESSAGE));
+        self.text.push('\n');
+        if self.text.len() > 2 * MAX_MESSAGE {
+            // Drop whole lines from the front, down to the limit.
+            let excess = self.text.len() - MAX_MESSAGE;
+            let cut_at = self.text[excess..]
+                .find('\n')
+                .map_or(self.text.len(), |i| excess + i + 1);
+            self.text.drain(..cut_at);
         }
     }
 
     fn clear(&mut self) {
-        self.lines.clear();
-        self.bytes = 0;
+        self.text.clear();
     }
 
     fn text(&self) -> Option<String> {
-        let t = self.lines.iter().cloned().collect::<Vec<_>>().join("\n");
+        let mut t = self.text.as_str();
+        if t.len() > MAX_MESSAGE {
+            let from = t.len() - MAX_MESSAGE;
+            t = &t[t[from..].find('\n').map_or(from, |i| from + i + 1)..];
+        }
         let t = t.trim();
         (!t.is_empty()).then(|| t.to_string())
     }

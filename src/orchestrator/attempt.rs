@@ -94,7 +94,7 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
         match made {
             Ok(how) => {
                 if how == worktree::Prepared::Reused {
-                    let _ = ctx.notes.send(Note::Info {
+                    ctx.notes.send(Note::Info {
                         id: Some(story.id.clone()),
                         text: format!("reusing the existing worktree {}", rel(root, &path)),
                     });

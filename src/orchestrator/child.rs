@@ -9,10 +9,10 @@ use crate::cli::EXECUTOR_COMMAND;
 use crate::ipc::{self, Body, Line, LineReader, MAX_LINE, Message};
 use crate::logs::{self, RunLog};
 use crate::process;
-use crate::report::Note;
+use crate::report::{Note, Notes};
 use crate::shutdown::{self, State};
 use crate::story_run::{self, Job, Outcome, RunResult};
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, bounded};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,7 +110,7 @@ pub fn run(ctx: &Ctx, job: &Job, log: &Arc<Mutex<RunLog>>, worktree: Option<Stri
         }
     }
     logs::lock(log).note(&format!("executor started, pid {pid}", pid = pgid));
-    let _ = ctx.notes.send(Note::Started {
+    ctx.notes.send(Note::Started {
         id: job.id.clone(),
         title: job.title.clone(),
         pid: Some(pgid),
@@ -215,7 +215,7 @@ fn supervise(
         }
         if !killed && (state == State::Forced || kill_at.is_some_and(|k| now >= k)) {
             logs::lock(log).note(&format!("SIGKILL to the executor's group {pgid}"));
-            let _ = ctx.notes.send(Note::Info {
+            ctx.notes.send(Note::Info {
                 id: Some(job.id.clone()),
                 text: "did not stop in time: SIGKILL".into(),
             });
@@ -240,14 +240,14 @@ fn supervise(
                     crate::time::human_duration(silent.as_millis() as u64)
                 );
                 logs::lock(log).note(&text);
-                let _ = ctx.notes.send(Note::Warn {
+                ctx.notes.send(Note::Warn {
                     id: Some(job.id.clone()),
                     text,
                 });
             } else if unresponsive && silent <= limit {
                 unresponsive = false;
                 logs::lock(log).note("responsive again");
-                let _ = ctx.notes.send(Note::Info {
+                ctx.notes.send(Note::Info {
                     id: Some(job.id.clone()),
                     text: "responsive again".into(),
                 });
@@ -357,13 +357,7 @@ fn judge(sup: Supervised, complete: Option<Body>, started: Instant, ctx: &Ctx) -
 /// Put what the executor reported into the story's log and tell the
 /// reporter. Returns the agent's output line, for the caller to pass on as
 /// it sees fit.
-fn record(
-    id: &str,
-    body: Body,
-    log: &mut RunLog,
-    notes: &Sender<Note>,
-    heard: &Heard,
-) -> Option<String> {
+fn record(id: &str, body: Body, log: &mut RunLog, notes: &Notes, heard: &Heard) -> Option<String> {
     match body {
         Body::Log { stream, line, show } => {
             log.line(stream.as_str(), &line);
@@ -385,7 +379,7 @@ fn record(
                 "phase {}/{phase_count} {phase}: {message}",
                 phase_index + 1
             ));
-            let _ = notes.send(Note::Phase {
+            notes.send(Note::Phase {
                 id: id.to_string(),
                 name: phase,
                 index: phase_index,
@@ -395,7 +389,7 @@ fn record(
         }
         Body::Error { code, message, .. } => {
             log.note(&format!("error {code}: {message}"));
-            let _ = notes.send(Note::Warn {
+            notes.send(Note::Warn {
                 id: Some(id.to_string()),
                 text: message,
             });
@@ -423,7 +417,7 @@ fn read_child(
     id: &str,
     heard: &Heard,
     log: &Mutex<RunLog>,
-    notes: &Sender<Note>,
+    notes: &Notes,
     every_line: bool,
 ) {
     let mut reader = LineReader::new(out, MAX_LINE);
@@ -441,7 +435,7 @@ fn read_child(
             Ok(msg) => {
                 if let Some(line) = record(id, msg.body, &mut logs::lock(log), notes, heard) {
                     if every_line {
-                        let _ = notes.send(Note::Output {
+                        notes.send(Note::Output {
                             id: id.to_string(),
                             line,
                         });
@@ -462,7 +456,7 @@ fn read_child(
         if pending_output.is_some() && (quiet || last_note.elapsed() >= OUTPUT_NOTE_EVERY) {
             last_note = Instant::now();
             if let Some(line) = pending_output.take() {
-                let _ = notes.send(Note::Output {
+                notes.send(Note::Output {
                     id: id.to_string(),
                     line,
                 });

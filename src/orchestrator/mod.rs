@@ -13,10 +13,10 @@ use crate::board::{Board, Status, Story, lock};
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::error::{EXIT_FAILED, Failure, Outcome as Exit};
-use crate::report::{self, Note, Reporter, StoryResult};
+use crate::report::{self, Note, Notes, Reporter, StoryResult};
 use crate::shutdown;
 use crate::story_run::Outcome;
-use crossbeam_channel::{Sender, unbounded};
+use crossbeam_channel::unbounded;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -45,10 +45,11 @@ impl Settings {
 }
 
 fn seconds(flag: &str, value: &str) -> Result<Duration, Failure> {
+    let max = (crate::config::MAX_MS / 1000) as f64;
     match value.trim().parse::<f64>() {
-        Ok(s) if s > 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(s)),
+        Ok(s) if s > 0.0 && s <= max => Ok(Duration::from_secs_f64(s)),
         _ => Err(Failure::usage(format!(
-            "{flag} {value:?}: expected a number of seconds greater than 0, like {flag} 900"
+            "{flag} {value:?}: expected a number of seconds greater than 0 and at most {max} (a year), like {flag} 900"
         ))),
     }
 }
@@ -64,7 +65,7 @@ pub fn settings(config: &Config, args: &RunArgs) -> Result<Settings, Failure> {
         None => config.concurrency,
     };
     let concurrency = if requested < 1 {
-        eprintln!(
+        errln!(
             "ai-sdlc: warning: concurrency {requested} is less than 1; running one story at a time"
         );
         1
@@ -81,7 +82,7 @@ pub fn settings(config: &Config, args: &RunArgs) -> Result<Settings, Failure> {
     };
     let worktrees = config.worktree.enabled && !args.no_worktree;
     if !worktrees && concurrency > 1 {
-        eprintln!(
+        errln!(
             "ai-sdlc: warning: without worktrees, the {concurrency} concurrent stories share one directory and can overwrite each other's work"
         );
     }
@@ -107,7 +108,7 @@ pub struct Ctx {
     pub config: Config,
     pub board: Board,
     pub settings: Settings,
-    pub notes: Sender<Note>,
+    pub notes: Notes,
     /// `run --story`: any status but done (or done with --force) may run.
     pub by_id: bool,
     pub force: bool,
@@ -118,7 +119,7 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     let mut settings = settings(&config, args)?;
     let scan = crate::commands::scan(&config)?;
     for b in &scan.bad {
-        eprintln!(
+        errln!(
             "ai-sdlc: warning: {}: {} (skipped)",
             crate::paths::rel(&config.root, &b.path),
             b.reason
@@ -136,11 +137,11 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
             Some(e) => format!("no ready stories in epic {e:?}"),
             None => "no ready stories".to_string(),
         };
-        eprintln!(
+        errln!(
             "ai-sdlc: {what}; nothing to run. Mark one ready (status: ready) or add one: ai-sdlc add \"Title\" --ready"
         );
         if args.json {
-            println!("{}", report::json(&[], 0));
+            outln!("{}", report::json(&[], 0));
         }
         return Ok(0);
     }
@@ -170,7 +171,7 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     let reporter = Reporter::start(sink);
     let notes = reporter.sender();
     let total = settings.max.unwrap_or(usize::MAX).min(selected.len());
-    let _ = notes.send(Note::Planned { total });
+    notes.send(Note::Planned { total });
     let grace = settings.grace;
     let signal_notes = notes.clone();
     if let Err(e) = shutdown::install(move |sig, state| {
@@ -185,7 +186,7 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
                 crate::time::human_duration(grace.as_millis() as u64)
             ),
         };
-        let _ = signal_notes.send(Note::Warn { id: None, text });
+        signal_notes.send(Note::Warn { id: None, text });
     }) {
         log::warn!("cannot handle Ctrl-C ({e}); an interrupted run may leave stories in-progress");
     }
@@ -207,19 +208,19 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     let duration_ms = started.elapsed().as_millis() as u64;
     drop(ctx);
     reporter.finish();
-    eprint!(
+    errput!(
         "{}",
         report::summary(&results, duration_ms, report::terminal_width())
     );
     if args.json {
-        println!("{}", report::json(&results, duration_ms));
+        outln!("{}", report::json(&results, duration_ms));
     }
     if let Some(code) = shutdown::exit_code() {
         return Ok(code);
     }
     let t = report::Totals::of(&results);
     if results.len() > 1 && t.failed + t.timed_out == results.len() {
-        eprintln!("ai-sdlc: every story failed; their logs say why (ai-sdlc logs <ID>)");
+        errln!("ai-sdlc: every story failed; their logs say why (ai-sdlc logs <ID>)");
     }
     if t.failed + t.timed_out + t.skipped + t.cancelled > 0
         || results.iter().any(|r| r.unrecorded.is_some())
@@ -345,7 +346,7 @@ fn dispatch(
     let mut halted: Option<String> = None;
     let skip = |s: &Story, why: String, results: &mut Vec<StoryResult>| {
         let r = StoryResult::not_run(s, Outcome::Skipped, why);
-        let _ = ctx.notes.send(Note::Finished(Box::new(r.clone())));
+        ctx.notes.send(Note::Finished(Box::new(r.clone())));
         results.push(r);
     };
     loop {
@@ -375,7 +376,7 @@ fn dispatch(
                 Gate::Leave(why) => {
                     let s = waiting.remove(i);
                     known.pending.remove(&s.id);
-                    let _ = ctx.notes.send(Note::Info {
+                    ctx.notes.send(Note::Info {
                         id: Some(s.id.clone()),
                         text: format!("not run: {why}"),
                     });
@@ -404,11 +405,11 @@ fn dispatch(
                     ));
                 }
                 known.finished.insert(story.id.clone(), r.outcome);
-                let _ = ctx.notes.send(Note::Finished(r.clone()));
+                ctx.notes.send(Note::Finished(r.clone()));
                 results.push(*r);
             }
             attempt::Attempt::Gone(why) => {
-                let _ = ctx.notes.send(Note::Info {
+                ctx.notes.send(Note::Info {
                     id: Some(story.id.clone()),
                     text: format!("not run: {why}"),
                 });

@@ -46,7 +46,7 @@ pub fn recover_stale(config: &Config, scan: &Scan) -> usize {
             }
         };
         if let Some(pid) = busy_worktree(config, s) {
-            eprintln!(
+            errln!(
                 "[{}] is in-progress and no runner holds it, but process {pid} still works in its worktree; leaving it alone (stop that process to run the story again)",
                 s.id
             );
@@ -63,7 +63,7 @@ pub fn recover_stale(config: &Config, scan: &Scan) -> usize {
                 &[("status", text("ready")), ("updated", text(stamp))],
             ) {
                 Ok(()) => {
-                    eprintln!(
+                    errln!(
                         "[{}] was in-progress but no runner holds it (its runner died); returned it to ready",
                         s.id
                     );
@@ -306,7 +306,7 @@ pub fn phase_commands(config: &Config) -> Result<Vec<PlannedPhase>, Failure> {
             }
         }
         if let Some(w) = shell_warning(&argv) {
-            eprintln!("ai-sdlc: warning: {w}");
+            errln!("ai-sdlc: warning: {w}");
         }
         out.push(PlannedPhase {
             name: phase.name.clone(),
@@ -320,7 +320,7 @@ pub fn phase_commands(config: &Config) -> Result<Vec<PlannedPhase>, Failure> {
 /// `--dry-run`: what would run, where, and how.
 pub fn print(config: &Config, settings: &Settings, selected: &[Story], phases: &[PlannedPhase]) {
     let n = settings.max.unwrap_or(selected.len()).min(selected.len());
-    println!(
+    outln!(
         "Plan: {n} of {} selected {} would start, up to {} at once{}",
         selected.len(),
         if selected.len() == 1 {
@@ -346,17 +346,17 @@ pub fn print(config: &Config, settings: &Settings, selected: &[Story], phases: &
             format!("  (after {})", s.dependencies.join(", "))
         };
         let marker = if i < n { "" } else { "  [beyond --max]" };
-        println!("{:>3}. {}  {prio}  {}{after}{marker}", i + 1, s.id, s.title);
+        outln!("{:>3}. {}  {prio}  {}{after}{marker}", i + 1, s.id, s.title);
         if settings.worktrees {
             let key = s.key();
-            println!(
+            outln!(
                 "     worktree {}  branch {}",
                 rel(&config.root, &config.worktree_base().join(&key)),
                 crate::worktree::branch_name(&key)
             );
         }
         for p in phases {
-            println!("     {} ({}): {}", p.name, p.preset, p.argv.join(" "));
+            outln!("     {} ({}): {}", p.name, p.preset, p.argv.join(" "));
         }
     }
 }

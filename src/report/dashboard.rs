@@ -56,11 +56,10 @@ fn fit(s: &str, max: usize) -> String {
     out
 }
 
+/// One line of story or agent text, safe for the live area: no escape
+/// sequences (they would break the layout, or worse), no line breaks.
 fn clean(line: &str) -> String {
-    // The agent's own escape sequences would break the layout.
-    line.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
+    super::printable(&line.replace(['\n', '\t'], " "))
         .trim()
         .to_string()
 }
@@ -208,9 +207,9 @@ impl Dashboard {
         let line = format!(
             "{} {} {}  {}",
             self.paint(code, mark),
-            r.id,
-            finished_line(r),
-            r.title
+            clean(&r.id),
+            clean(&finished_line(r)),
+            clean(&r.title)
         );
         self.scroll.push(fit(
             &line,
@@ -225,8 +224,8 @@ impl Sink for Dashboard {
         match note {
             Note::Planned { total } => self.total = total,
             Note::Started { id, title, .. } => self.rows.push(Row {
-                id,
-                title,
+                id: clean(&id),
+                title: clean(&title),
                 phase: String::new(),
                 index: 0,
                 count: 0,
@@ -246,21 +245,21 @@ impl Sink for Dashboard {
             }
             Note::Output { id, line } => {
                 if self.stream_output {
-                    self.scroll.push(line.clone());
+                    self.scroll.push(clean(&line));
                 }
                 if let Some(r) = self.rows.iter_mut().find(|r| r.id == id) {
                     r.last = clean(&line);
                 }
             }
-            Note::Info { id, text } => self.scroll.push(match id {
+            Note::Info { id, text } => self.scroll.push(clean(&match id {
                 Some(id) => format!("[{id}] {text}"),
                 None => format!("ai-sdlc: {text}"),
-            }),
+            })),
             Note::Warn { id, text } => {
-                let line = match id {
+                let line = clean(&match id {
                     Some(id) => format!("[{id}] warning: {text}"),
                     None => format!("ai-sdlc: warning: {text}"),
-                };
+                });
                 let painted = self.paint("33", &line);
                 self.scroll.push(painted);
             }
@@ -296,7 +295,8 @@ mod tests {
         assert_eq!(fit("abcdef", 4), "abc…");
         assert_eq!(fit("abc", 4), "abc");
         assert_eq!(fit("ünïcödé", 3), "ün…");
-        assert_eq!(clean("\x1b[31mred\x1b[0m\r"), "[31mred [0m");
+        assert_eq!(clean("\x1b[31mred\x1b[0m\r"), "?[31mred?[0m?");
+        assert_eq!(clean("a\u{202e}b\nc"), "a?b c");
     }
 
     #[test]

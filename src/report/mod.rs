@@ -7,10 +7,49 @@ pub mod dashboard;
 use crate::board::Story;
 use crate::story_run::Outcome;
 use crate::time::human_duration;
-use crossbeam_channel::{Sender, unbounded};
+use crossbeam_channel::{Sender, TrySendError, bounded};
 use serde::Serialize;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+
+/// `s` safe to show on a terminal: control characters (the escape that
+/// starts a terminal sequence among them, and the bidi overrides that make
+/// text read other than it is) become `?`; newlines and tabs stay.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if s.chars().any(bad) {
+        std::borrow::Cow::Owned(s.chars().map(|c| if bad(c) { '?' } else { c }).collect())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// Notes waiting for the reporter: a terminal slower than an agent's
+/// output must not grow the runner.
+const NOTES_QUEUED: usize = 4096;
+
+/// Notes not shown because the reporter was behind.
+static NOT_SHOWN: AtomicU64 = AtomicU64::new(0);
+
+/// Where notes go. Sending never waits: when the reporter is behind (a
+/// terminal slower than an agent's output, a stderr pipe nobody reads)
+/// the note is only counted, so no worker, reader or signal handler ever
+/// stalls on the screen. The run logs have every line, and the summary is
+/// made from the results, not from notes.
+#[derive(Clone)]
+pub struct Notes(Sender<Note>);
+
+impl Notes {
+    pub fn send(&self, note: Note) {
+        if let Err(TrySendError::Full(_)) = self.0.try_send(note) {
+            NOT_SHOWN.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// What happened, for people.
 #[derive(Debug, Clone)]
@@ -146,7 +185,7 @@ pub struct Plain {
 
 impl Sink for Plain {
     fn note(&mut self, note: Note) {
-        let mut err = std::io::stderr().lock();
+        let mut err = Printable(std::io::stderr().lock());
         let _ = match note {
             Note::Started {
                 id,
@@ -186,6 +225,21 @@ impl Sink for Plain {
     }
 }
 
+/// A writer that makes everything written through it `printable`.
+struct Printable<W: Write>(W);
+
+impl<W: Write> Write for Printable<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(printable(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Is stderr a terminal that can show the dashboard?
 pub fn stderr_is_terminal() -> bool {
     // SAFETY: isatty only inspects the descriptor.
@@ -200,8 +254,8 @@ impl Sink for Quiet {
     fn note(&mut self, note: Note) {
         if let Note::Warn { id, text } = note {
             match id {
-                Some(id) => eprintln!("[{id}] warning: {text}"),
-                None => eprintln!("ai-sdlc: warning: {text}"),
+                Some(id) => errln!("[{id}] warning: {text}"),
+                None => errln!("ai-sdlc: warning: {text}"),
             }
         }
     }
@@ -222,7 +276,7 @@ pub fn finished_line(r: &StoryResult) -> String {
 }
 
 pub struct Reporter {
-    tx: Sender<Note>,
+    tx: Notes,
     /// Dropped by `finish`: other senders (the signal handler's) may live on.
     close: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -230,7 +284,7 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn start(mut sink: Box<dyn Sink>) -> Reporter {
-        let (tx, rx) = unbounded::<Note>();
+        let (tx, rx) = bounded::<Note>(NOTES_QUEUED);
         let (close, closed) = crossbeam_channel::bounded::<()>(0);
         let thread = std::thread::Builder::new()
             .name("reporter".into())
@@ -261,13 +315,13 @@ impl Reporter {
             })
             .ok();
         Reporter {
-            tx,
+            tx: Notes(tx),
             close: Some(close),
             thread,
         }
     }
 
-    pub fn sender(&self) -> Sender<Note> {
+    pub fn sender(&self) -> Notes {
         self.tx.clone()
     }
 
@@ -436,6 +490,12 @@ pub fn summary(results: &[StoryResult], duration_ms: u64, width: Option<usize>) 
         if let Some(u) = &r.unrecorded {
             s.push_str(&format!("  {:<id_w$}  warning: {u}\n", ""));
         }
+    }
+    let not_shown = NOT_SHOWN.load(Ordering::Relaxed);
+    if not_shown > 0 {
+        s.push_str(&format!(
+            "{not_shown} lines were not shown (the terminal could not keep up); the run logs have them all\n"
+        ));
     }
     if width.is_some() && !results.is_empty() {
         s.push_str("More: ai-sdlc logs <ID>, ai-sdlc worktrees, ai-sdlc status\n");
