@@ -397,4 +397,58 @@ mod tests {
         assert!(r.partial.capacity() <= MAX_LINE + READ_BUFFER);
         assert_eq!(r.next_line().unwrap(), Some(Line::Full(&b"ok"[..])));
     }
+
+    use proptest::prelude::*;
+
+    /// What a line reader must return for `input`, by splitting it. The
+    /// limit is on the raw line (a `\r` before its `\n` counts).
+    fn model(input: &[u8], max: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut parts: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+        let last = parts.pop().unwrap_or_default();
+        for p in parts {
+            out.push(if p.len() > max {
+                format!("long:{}", p.len())
+            } else {
+                let p = p.strip_suffix(b"\r").unwrap_or(p);
+                format!("full:{}", String::from_utf8_lossy(p))
+            });
+        }
+        if last.len() > max {
+            out.push(format!("long:{}", last.len()));
+        } else if !last.is_empty() {
+            out.push(format!("cut:{}", String::from_utf8_lossy(last)));
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_any_chunks_read_as_their_lines(
+            input in prop::collection::vec(prop_oneof![4 => any::<u8>(), 1 => Just(b'\n'), 1 => Just(b'\r')], 0..400),
+            chunk in 1usize..70,
+            max in 1usize..40,
+        ) {
+            prop_assert_eq!(lines(&input, chunk, max), model(&input, max));
+        }
+
+        #[test]
+        fn decoding_any_line_is_a_reason_or_a_message_never_a_panic(
+            line in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..200),
+                "\\{\"v\":1,\"type\":\"(log|status|complete|health_check|shutdown|error)\"[^\\}]{0,60}\\}".prop_map(String::into_bytes),
+            ]
+        ) {
+            let _ = decode(&line);
+        }
+
+        #[test]
+        fn every_log_line_round_trips(line in "\\PC{0,40}|[\u{0}-\u{1f}\u{7f}\u{2028}]{0,10}", show in proptest::option::of("\\PC{0,20}")) {
+            let msg = Message::new("S-1", Body::Log { stream: Stream::Stdout, line, show });
+            let mut out = Vec::new();
+            write_message(&mut out, &msg).unwrap();
+            prop_assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+            prop_assert_eq!(decode(&out[..out.len() - 1]).unwrap(), msg);
+        }
+    }
 }

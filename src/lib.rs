@@ -68,6 +68,51 @@ mod time;
 mod worktree;
 mod worktrees;
 
+/// Entry points for the fuzz targets in `tests/fuzz` (cargo fuzz): the
+/// parsers that read untrusted input, and nothing else of the library.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::board::frontmatter::{self, Value};
+    use crate::ipc::{Line, LineReader};
+
+    /// Parse a story file's frontmatter; patch a field of it; when the
+    /// patch is accepted, it must parse and be a fixed point. Panics on a
+    /// broken promise, which is what the fuzzer looks for.
+    pub fn frontmatter(text: &str, value: &str) {
+        let _ = frontmatter::parse(text);
+        let change = [("status", Some(Value::Str(value.to_string())))];
+        if let Ok(new) = frontmatter::patch(text, &change) {
+            assert!(frontmatter::parse(&new).is_ok(), "a patch broke the file");
+            assert_eq!(
+                frontmatter::patch(&new, &change).ok(),
+                Some(new),
+                "not a fixed point"
+            );
+        }
+    }
+
+    /// Read `input` as IPC lines with a small limit, decoding each.
+    pub fn ipc_lines(input: &[u8], max: usize) {
+        let mut reader = LineReader::new(input, max.max(1));
+        while let Ok(Some(line)) = reader.next_line() {
+            match line {
+                Line::Full(b) | Line::Cut(b) => {
+                    assert!(b.len() <= max.max(1), "a line over the limit");
+                    let _ = crate::ipc::decode(b);
+                }
+                Line::TooLong(_) => {}
+            }
+        }
+    }
+
+    /// A /proc/<pid>/stat line, as the process module reads it.
+    pub fn proc_stat(line: &str) {
+        for n in 3..60 {
+            let _ = crate::process::stat_field(line, n);
+        }
+    }
+}
+
 use cli::{Command, Parsed};
 use error::{Failure, Outcome};
 use std::io::Write;

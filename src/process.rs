@@ -58,7 +58,7 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
 /// Field `n` (1-based, as in proc(5)) of a /proc/<pid>/stat line. The
 /// command name may hold spaces and parentheses, so count from its last `)`.
 pub fn stat_field(stat: &str, n: usize) -> Option<u64> {
-    let after = &stat[stat.rfind(')')? + 2..];
+    let after = stat.get(stat.rfind(')')? + 2..)?;
     // Field 3 (state) is the first after the name.
     after.split(' ').nth(n - 3)?.parse().ok()
 }
@@ -235,6 +235,8 @@ mod tests {
         let stat = "1234 (a b) c)) S 1 1234 1234 0 -1";
         assert_eq!(stat_field(stat, 4), Some(1));
         assert_eq!(stat_field(stat, 5), Some(1234));
+        assert_eq!(stat_field("1 (x)", 4), None);
+        assert_eq!(stat_field("1 (x", 4), None);
     }
 
     #[test]

@@ -393,6 +393,9 @@ pub fn patch(text: &str, changes: &[Change]) -> Result<String, String> {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
