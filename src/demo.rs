@@ -32,13 +32,13 @@ esac
 mkdir -p src
 file="src/$(printf '%s' "$AI_SDLC_STORY_ID" | tr 'A-Z' 'a-z').txt"
 printf 'Work for %s: %s\n' "$AI_SDLC_STORY_ID" "$AI_SDLC_STORY_TITLE" > "$file"
-git add "$file" && git commit -q -m "$AI_SDLC_STORY_ID: $AI_SDLC_STORY_TITLE" || exit 1
+echo "agent: wrote $file (ai-sdlc commits it on the story branch)"
 case "$prompt" in
-  *"demo: leave notes"*)
-    echo "draft notes the agent did not commit" > NOTES.txt
-    echo "agent: left NOTES.txt uncommitted" ;;
+  *"demo: leave build output"*)
+    mkdir -p build
+    echo "a build report the agent left" > build/report.txt
+    echo "agent: left build/report.txt, which git ignores" ;;
 esac
-echo "agent: committed $file"
 "#;
 
 /// The demo story whose agent fails on purpose (the fourth).
@@ -63,7 +63,7 @@ const STORIES: [DemoStory; 6] = [
     },
     DemoStory {
         title: "Document the public API",
-        body: "Describe every function.\n\ndemo: leave notes (the agent leaves a file uncommitted, so the worktree is kept)",
+        body: "Describe every function.\n\ndemo: leave build output (the agent leaves build/report.txt, which git ignores: it is not committed, and the worktree is kept so that it is not lost)",
         deps: &[],
     },
     DemoStory {
@@ -133,7 +133,7 @@ fn build_repo(root: &Path) -> Result<(), Failure> {
     )?;
     write(
         &root.join(".gitignore"),
-        ".ai-sdlc/worktrees/\n.ai-sdlc/stories/*/logs/\n.ai-sdlc/stories/*/.lock\n",
+        ".ai-sdlc/worktrees/\n.ai-sdlc/stories/*/logs/\nbuild/\n",
     )?;
     let agent = root.join(".ai-sdlc").join("demo-agent.sh");
     write(&agent, AGENT)?;
@@ -198,7 +198,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
     if kept.is_empty() {
         outln!("  worktrees kept: none");
     } else {
-        outln!("  worktrees kept (not finished, or with uncommitted work):");
+        outln!("  worktrees kept (not finished, or holding files that are not committed):");
         for w in &kept {
             outln!("    {w}");
         }

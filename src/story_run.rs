@@ -294,7 +294,12 @@ pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
             result.exit_code = end.status.and_then(|s| s.code());
             result.signal = end.status.and_then(|s| s.signal());
             if end.ok() {
-                if let Some(m) = &end.report.final_message {
+                let handover = end
+                    .report
+                    .handover
+                    .as_ref()
+                    .or(end.report.final_message.as_ref());
+                if let Some(m) = handover {
                     outputs.push((phase.name.clone(), m.clone()));
                 }
                 result.report.final_message = end.report.final_message.clone();

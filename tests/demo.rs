@@ -36,6 +36,23 @@ fn the_demo_runs_six_stories_and_exits_0() {
     );
     let branches = git(&dir, &["branch", "--list", "ai-sdlc/*"]);
     assert_eq!(branches.lines().count(), 6, "{branches}");
+    // The runner committed the agent's work on the story branch.
+    let msg = git(
+        &dir,
+        &[
+            "log",
+            "-1",
+            "--format=%B",
+            "ai-sdlc/S-0001-add-a-greeting-module",
+        ],
+    );
+    assert!(
+        msg.starts_with("S-0001: Add a greeting module") && msg.contains("Story: S-0001"),
+        "{msg}"
+    );
+    // The git-ignored build output is kept, with its worktree.
+    let kept = dir.join(".ai-sdlc/worktrees/S-0003-document-the-public-api/build/report.txt");
+    assert!(kept.exists(), "{}", stderr(&out));
     // The demo prints where to look next.
     assert!(stdout(&out).contains("logs S-0004"), "{}", stdout(&out));
     // A second demo into the same (now non-empty) folder is refused, and nothing changes.

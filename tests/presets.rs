@@ -589,3 +589,23 @@ fn real_clis_accept_the_preset_command_lines_and_fail_only_on_login() {
         assert!(took.as_secs() < 40, "{preset} took {took:?}");
     }
 }
+
+#[test]
+fn a_later_phase_gets_what_the_earlier_ones_said() {
+    let repo = preset_repo("claude", serde_json::json!({}), "");
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo.root.join(".ai-sdlc.json")).unwrap())
+            .unwrap();
+    cfg["workflow"] = serde_json::json!({"phases": [{"name": "plan"}, {"name": "implement"}]});
+    repo.config(cfg);
+    let out = run_with(&repo, &["run", "--json"], &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // The stand-in records the last prompt it got: the implement phase's.
+    let stdin = repo.rec_file("S-0001.stdin").unwrap();
+    assert!(
+        stdin.contains("### plan\n\nAdded notes-claude.txt.\nAll tests pass."),
+        "{stdin}"
+    );
+    // Both phases' costs add up.
+    assert_eq!(json(&out)["results"][0]["cost_usd"].as_f64(), Some(0.0246));
+}

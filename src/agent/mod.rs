@@ -267,7 +267,11 @@ pub fn classify(message: &str) -> FailureKind {
 /// A CLI's report on one phase, read from its output.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
+    /// The agent's last word, from presets whose CLI says which it is.
     pub final_message: Option<String>,
+    /// What later phases' prompts get of this one: the final message, or
+    /// (for a plain command) the end of its output.
+    pub handover: Option<String>,
     /// Including cached input, where the CLI counts it apart.
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
@@ -348,9 +352,10 @@ pub trait Reader: Send {
     fn report(&self) -> Report;
 }
 
-/// The `command` preset: any program; its output is shown as is; the final
-/// message is the end of its stdout. No failure classification: an
-/// arbitrary program's words are its own business.
+/// The `command` preset: any program; its output is shown as is, and the
+/// end of its stdout is handed to later phases. It has no "final message",
+/// and no failure classification: an arbitrary program's words are its
+/// own business.
 #[derive(Default)]
 struct Plain {
     tail: Tail,
@@ -366,7 +371,7 @@ impl Reader for Plain {
 
     fn report(&self) -> Report {
         Report {
-            final_message: self.tail.text(),
+            handover: self.tail.text(),
             ..Report::default()
         }
     }

@@ -304,7 +304,7 @@ fn judge(sup: Supervised, complete: Option<Body>, started: Instant, ctx: &Ctx) -
                 input_tokens,
                 output_tokens,
                 cost_usd,
-                failure: None,
+                ..agent::Report::default()
             };
             r.failure = failure.as_deref().and_then(agent::FailureKind::parse);
             // Anything can write to the executor's stdout (an agent that

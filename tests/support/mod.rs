@@ -81,7 +81,7 @@ impl TestRepo {
         git(&root, &["config", "commit.gpgsign", "false"]);
         fs::write(
             root.join(".gitignore"),
-            ".ai-sdlc/worktrees/\n.ai-sdlc/stories/*/logs/\n.ai-sdlc/stories/*/.lock\n",
+            ".ai-sdlc/worktrees/\n.ai-sdlc/stories/*/logs/\n",
         )
         .unwrap();
         fs::write(root.join("README.md"), "test repo\n").unwrap();
