@@ -154,8 +154,10 @@ impl Dir {
         })
     }
 
-    /// Open the child folder `name`, never through a symlink.
-    pub fn child(&self, name: &str) -> io::Result<Dir> {
+    /// `openat(name)` relative to this folder, never following a symlink
+    /// (`O_NOFOLLOW`) and close-on-exec; a symlink (or, for a folder, a
+    /// file) where `name` should be is refused with a message.
+    fn openat(&self, name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
         check_name(name)?;
         let c = cstr(name)?;
         // SAFETY: openat relative to our descriptor with a valid C string.
@@ -163,21 +165,28 @@ impl Dir {
             libc::openat(
                 self.raw_fd(),
                 c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                libc::c_uint::from(mode),
             )
         };
-        let path = self.path.join(name);
         if fd < 0 {
             let e = last_error();
+            let folder = flags & libc::O_DIRECTORY != 0;
             return Err(match e.raw_os_error() {
-                Some(libc::ELOOP) | Some(libc::ENOTDIR) => link_refused(&path),
+                Some(libc::ELOOP) => link_refused(&self.path.join(name)),
+                Some(libc::ENOTDIR) if folder => link_refused(&self.path.join(name)),
                 _ => e,
             });
         }
+        // SAFETY: fd is a fresh descriptor we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// Open the child folder `name`, never through a symlink.
+    pub fn child(&self, name: &str) -> io::Result<Dir> {
         Ok(Dir {
-            // SAFETY: fd is a fresh descriptor we own.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            path,
+            fd: self.openat(name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?,
+            path: self.path.join(name),
         })
     }
 
@@ -276,26 +285,7 @@ impl Dir {
     }
 
     fn open_file(&self, name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<File> {
-        check_name(name)?;
-        let c = cstr(name)?;
-        // SAFETY: openat relative to our descriptor with a valid C string.
-        let fd = unsafe {
-            libc::openat(
-                self.raw_fd(),
-                c.as_ptr(),
-                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                libc::c_uint::from(mode),
-            )
-        };
-        if fd < 0 {
-            let e = last_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::ELOOP) => link_refused(&self.path.join(name)),
-                _ => e,
-            });
-        }
-        // SAFETY: fd is a fresh descriptor we own.
-        Ok(unsafe { File::from_raw_fd(fd) })
+        Ok(File::from(self.openat(name, flags, mode)?))
     }
 
     /// Read the regular file `name`, at most `max` bytes. Never blocks on a
