@@ -32,18 +32,25 @@ fn single_story_mode_leaves_nothing_after_sigkill_of_the_runner() {
 }
 
 #[test]
-fn sigquit_stops_a_run_like_sigterm() {
-    let repo = TestRepo::new();
-    repo.with_agent("a.sh", ESCAPER);
-    repo.ready_stories(1);
-    let child = repo.spawn(&["run"]);
-    let pids = escaper_pids(&repo, "S-0001");
-    signal(child.id(), libc::SIGQUIT);
-    let (code, _, err) = finish(child, 30);
-    assert_eq!(code, 131, "{err}");
-    assert_eq!(repo.status("S-0001"), "ready", "{err}");
-    for p in pids {
-        assert_dies(p, 2, "a process of the stopped run");
+fn every_stop_signal_stops_a_run_with_its_own_exit_code() {
+    for (sig, want) in [
+        (libc::SIGINT, 130),
+        (libc::SIGTERM, 143),
+        (libc::SIGHUP, 129),
+        (libc::SIGQUIT, 131),
+    ] {
+        let repo = TestRepo::new();
+        repo.with_agent("a.sh", ESCAPER);
+        repo.ready_stories(1);
+        let child = repo.spawn(&["run"]);
+        let pids = escaper_pids(&repo, "S-0001");
+        signal(child.id(), sig);
+        let (code, _, err) = finish(child, 30);
+        assert_eq!(code, want, "signal {sig}: {err}");
+        assert_eq!(repo.status("S-0001"), "ready", "{err}");
+        for p in pids {
+            assert_dies(p, 2, "a process of the stopped run");
+        }
     }
 }
 
@@ -666,4 +673,54 @@ fn inside_a_story_worktree_the_main_board_is_used() {
     std::fs::write(repo.rec.join("go"), "").unwrap();
     let (code, _, err) = finish(runner, 30);
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn commits_made_on_a_detached_head_are_never_lost() {
+    let detach = "git checkout -q --detach\necho work > detached.txt\ngit add detached.txt\ngit commit -qm 'work on a detached HEAD'\ngit rev-parse HEAD > \"$REC/$id.sha\"";
+    // With the runner's commit: it refuses to commit off the story branch.
+    let repo = TestRepo::new();
+    repo.with_agent("d.sh", detach);
+    repo.ready_stories(1);
+    let out = repo.run(&["run"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        repo.blocked_reason("S-0001")
+            .contains("left the worktree off"),
+        "{}",
+        stderr(&out)
+    );
+    let wt = repo.worktree("S-0001-s1");
+    let sha = repo.rec_file("S-0001.sha").unwrap();
+    assert_eq!(
+        git(&wt, &["rev-parse", "HEAD"]),
+        sha,
+        "the detached commit is gone"
+    );
+    // Without it: the story is done, and the worktree kept because of its HEAD.
+    let repo = TestRepo::new();
+    let agent = repo.agent("d.sh", detach);
+    repo.config(serde_json::json!({"agent": {"command": [agent]}, "worktree": {"commit": false}}));
+    repo.ready_stories(1);
+    let out = repo.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(repo.status("S-0001"), "done");
+    assert!(stderr(&out).contains("detached"), "{}", stderr(&out));
+    let wt = repo.worktree("S-0001-s1");
+    assert_eq!(
+        git(&wt, &["rev-parse", "HEAD"]),
+        repo.rec_file("S-0001.sha").unwrap()
+    );
+}
+
+#[test]
+fn an_outcome_that_cannot_be_written_exits_1_and_says_what_is_on_disk() {
+    let repo = TestRepo::new();
+    repo.with_agent("rm.sh", "rm \"$AI_SDLC_STORY_FILE\"");
+    repo.ready_stories(1);
+    let out = repo.run(&["run", "--no-worktree"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(err.contains("was not recorded"), "{err}");
+    assert!(err.contains("cannot be read now"), "{err}");
 }
