@@ -609,3 +609,28 @@ fn a_later_phase_gets_what_the_earlier_ones_said() {
     // Both phases' costs add up.
     assert_eq!(json(&out)["results"][0]["cost_usd"].as_f64(), Some(0.0246));
 }
+
+#[test]
+fn a_usage_cap_blocks_in_the_clis_words_and_is_never_retried() {
+    let repo = preset_repo(
+        "codex",
+        serde_json::json!({"retries": 3, "retryDelay": 100}),
+        "stand-in: quota",
+    );
+    repo.story("S-0002", "Other", 20, "ready", "");
+    let out = run_with(
+        &repo,
+        &["run", "--max", "2"],
+        &[("STANDIN_CODEX_LOGGED_IN", "1")],
+    );
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    let reason = repo.blocked_reason("S-0001");
+    assert!(
+        reason.contains("You’ve hit your usage limit") && reason.contains("usage limit reached"),
+        "{reason}"
+    );
+    assert!(!err.contains("retry 1"), "a usage cap was retried:\n{err}");
+    assert_eq!(repo.status("S-0002"), "ready", "{err}");
+    assert!(err.contains("which would fail every story"), "{err}");
+}

@@ -274,7 +274,10 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     let repo = TestRepo::new();
     repo.with_agent("a.sh", "exit 0");
     repo.story("S-0001", "Planned", 1, "ready", "");
+    // A stale story (in-progress, nobody holds it) stays as it is too.
+    repo.story("S-0002", "Stale", 2, "in-progress", "");
     let before = repo.read_story("S-0001");
+    let stale = repo.read_story("S-0002");
     let out = repo.run(&["run", "--dry-run", "--concurrent", "2"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let plan = stdout(&out);
@@ -283,7 +286,9 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
         "{plan}"
     );
     assert_eq!(repo.read_story("S-0001"), before);
+    assert_eq!(repo.read_story("S-0002"), stale);
     assert!(!repo.started("S-0001"));
+    assert!(!repo.root.join(".ai-sdlc/stories/S-0001/logs").exists());
 }
 
 #[test]

@@ -125,7 +125,8 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
             b.reason
         );
     }
-    let scan = if plan::recover_stale(&config, &scan) > 0 {
+    // A dry run writes nothing: stale stories are only reported.
+    let scan = if !args.dry_run && plan::recover_stale(&config, &scan) > 0 {
         crate::commands::scan(&config)?
     } else {
         scan
