@@ -19,6 +19,8 @@ const FORCED: u8 = 2;
 
 static STATE: AtomicU8 = AtomicU8::new(RUNNING);
 static FIRST_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Stop signals seen so far.
+static SIGNALS_SEEN: AtomicU8 = AtomicU8::new(0);
 static LAST_SIGNAL: AtomicI32 = AtomicI32::new(libc::SIGINT);
 /// ctrlc's handler, which wakes its thread.
 static CTRLC_HANDLER: AtomicUsize = AtomicUsize::new(0);
@@ -106,14 +108,15 @@ pub fn stopping() -> bool {
     state() != State::Running
 }
 
-/// Ask for a stop from inside the program (the executor's stdin closed, or
-/// the runner sent `shutdown`). A second request forces.
+/// A stop signal came (the handler thread calls this once per signal):
+/// the first one stops, the second forces. Soft requests do not count, so
+/// a `shutdown` message followed by the runner's SIGTERM is one stop, in
+/// whichever order they arrive.
 pub fn request(sig: libc::c_int) -> State {
     let _ = FIRST_SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
-    if STATE
-        .compare_exchange(RUNNING, STOPPING, Ordering::SeqCst, Ordering::SeqCst)
-        .is_err()
-    {
+    if SIGNALS_SEEN.fetch_add(1, Ordering::SeqCst) == 0 {
+        let _ = STATE.compare_exchange(RUNNING, STOPPING, Ordering::SeqCst, Ordering::SeqCst);
+    } else {
         STATE.store(FORCED, Ordering::SeqCst);
     }
     let st = state();
@@ -121,7 +124,8 @@ pub fn request(sig: libc::c_int) -> State {
     st
 }
 
-/// Stop without counting toward "force": for soft causes like stdin EOF.
+/// Stop without counting toward "force": for soft causes like stdin EOF,
+/// or the runner's `shutdown` message.
 pub fn request_soft() {
     let _ = STATE.compare_exchange(RUNNING, STOPPING, Ordering::SeqCst, Ordering::SeqCst);
     announce(state());
