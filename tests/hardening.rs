@@ -724,3 +724,24 @@ fn an_outcome_that_cannot_be_written_exits_1_and_says_what_is_on_disk() {
     assert!(err.contains("was not recorded"), "{err}");
     assert!(err.contains("cannot be read now"), "{err}");
 }
+
+#[test]
+fn a_stopped_executor_cannot_stall_its_worker_past_the_time_limit() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("a.sh", "touch \"$REC/$id.ready\"\nsleep 300");
+    // A health check every millisecond fills the executor's stdin pipe
+    // within a second once it stops reading.
+    repo.config(serde_json::json!({
+        "agent": {"command": [agent]},
+        "orchestrator": {"healthCheckInterval": 1}
+    }));
+    repo.ready_stories(1);
+    let runner = repo.spawn(&["run", "--timeout", "4", "--shutdown-timeout", "1"]);
+    repo.wait_rec("S-0001.ready");
+    let executor = repo.pid("S-0001", "ppid");
+    signal(executor as u32, libc::SIGSTOP);
+    let (code, _, err) = finish(runner, 30);
+    assert_eq!(code, 1, "{err}");
+    assert!(repo.blocked_reason("S-0001").contains("timed out"), "{err}");
+    assert_dies(executor, 5, "the stopped executor");
+}

@@ -220,7 +220,9 @@ fn people_see_the_agents_steps_never_its_raw_json() {
     // The log keeps the raw stream, and the final message.
     let log = repo.logs("S-0001").concat();
     assert!(
-        log.contains("{\"type\":\"result\"") && log.contains("All tests pass."),
+        log.contains("{\"type\":\"result\"")
+            && log.contains("[runner] final message | All tests pass.")
+            && log.contains("[runner] usage: $0.01, 1500 tokens in, 250 out"),
         "{log}"
     );
     assert!(err.contains("\u{2192} Added notes-claude.txt."), "{err}");

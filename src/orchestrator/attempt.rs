@@ -1,6 +1,7 @@
 //! One story, start to end, on a worker thread: claim, worktree, write
-//! `in-progress`, run (in-process or in a child), write the outcome, keep or
-//! remove the worktree (SPEC §5). The runner alone writes story files.
+//! `in-progress`, run it in an executor child, commit the agent's work,
+//! write the outcome, keep or remove the worktree (SPEC §5). The runner
+//! alone writes story files.
 
 use super::{Ctx, child};
 use crate::board::frontmatter::Value;
@@ -166,8 +167,11 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     ));
     let mut result = child::run(ctx, &job, &log, worktree.as_ref().map(|w| rel(root, w)));
     if let Some(m) = &result.report.final_message {
-        let lines: Vec<&str> = m.lines().take(10).collect();
-        logs::lock(&log).note(&format!("the agent's final message:\n{}", lines.join("\n")));
+        let mut log = logs::lock(&log);
+        for line in m.lines().take(10) {
+            log.line("runner", &format!("final message | {line}"));
+        }
+        log.flush();
     }
     if let Some(usage) = result.report.usage_text() {
         logs::lock(&log).note(&format!("usage: {usage}"));

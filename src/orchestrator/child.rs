@@ -84,6 +84,19 @@ pub fn run(ctx: &Ctx, job: &Job, log: &Arc<Mutex<RunLog>>, worktree: Option<Stri
     let pgid = child.id();
     // wait_timeout drops child.stdin on every call: keep our own handle.
     let mut stdin = child.stdin.take();
+    // Never wait on an executor that stops reading (SIGSTOP, a bug): our
+    // messages are a few dozen bytes, so a pipe write is all or nothing,
+    // and one that does not fit is skipped (a missed health check).
+    if let Some(s) = &stdin {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            let flags = libc::fcntl(s.as_raw_fd(), libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(s.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+            }
+        }
+    }
     let heard = Arc::new(Heard {
         last_health_ms: AtomicU64::new(0),
         complete: Mutex::new(None),
@@ -174,9 +187,11 @@ fn supervise(
     let mut output_open = true;
     let send = |stdin: &mut Option<std::process::ChildStdin>, body: Body| {
         if let Some(w) = stdin.as_mut() {
-            // A child that is gone makes this fail: that is for the exit status to tell.
-            if ipc::write_message(w, &Message::new(&job.id, body)).is_err() {
-                *stdin = None;
+            match ipc::write_message(w, &Message::new(&job.id, body)) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // A child that is gone makes this fail: that is for the exit status to tell.
+                Err(_) => *stdin = None,
+                Ok(()) => {}
             }
         }
     };

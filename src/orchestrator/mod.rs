@@ -1,9 +1,9 @@
 //! `ai-sdlc run`: a fixed pool of worker threads fed in queue order, holding
 //! back stories until their dependencies are done (SPEC §3, §4, §6).
 //!
-//! `--concurrent 1` (single-story mode) is the same machinery with one
-//! worker that runs the story in-process and streams its output;
-//! `--concurrent N>1` runs each story in an `agent-executor` child.
+//! Every story runs in an `agent-executor` child. `--concurrent 1` (the
+//! single-story mode) is the same machinery with one worker, streaming the
+//! agent's every line; `--concurrent N>1` shows the latest line of each.
 
 mod attempt;
 mod child;
