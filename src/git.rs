@@ -1,11 +1,17 @@
 //! Every git process the tool starts is built here, so hardening is
 //! written once: no fsmonitor, pager, editor or credential prompt runs, the
 //! repo variables a parent may have set are removed, and stdin is closed.
-//! git's own error text reaches the user.
+//! git's own error text reaches the user; no git call can hang the runner.
 
+use crate::shutdown::{self, State};
 use std::fmt;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use wait_timeout::ChildExt;
 
 /// Variables that would point git at another repo than the one we name
 /// (set when we run under a git hook or `rebase --exec`).
@@ -61,29 +67,79 @@ pub fn command(dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-/// Run git in `dir`: its stdout on success.
+/// The longest any git call may take (a checkout of a huge repo, a slow
+/// hook) before it is stopped: nothing may hang the runner.
+const GIT_LIMIT: Duration = Duration::from_secs(600);
+
+/// Read a pipe to its end on a thread.
+fn drain(mut pipe: impl Read + Send + 'static) -> Option<JoinHandle<Vec<u8>>> {
+    std::thread::Builder::new()
+        .name("git-output".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+        .ok()
+}
+
+/// Run git in `dir`: its stdout on success. It is killed after
+/// `GIT_LIMIT`, or at once on a forced stop (a second Ctrl-C).
 pub fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     let failed = |code, message| GitError {
         args: args.join(" "),
         code,
         message,
     };
-    let out = command(dir, args).output().map_err(|e| {
-        failed(
-            None,
-            format!("cannot run git: {e}; install git and make sure it is on PATH"),
-        )
-    })?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    // Its own process group: a terminal's Ctrl-C is ours to act on, and a
+    // stop takes the hooks it started along.
+    let mut child = command(dir, args)
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            failed(
+                None,
+                format!("cannot run git: {e}; install git and make sure it is on PATH"),
+            )
+        })?;
+    let out = child.stdout.take().and_then(drain);
+    let err = child.stderr.take().and_then(drain);
+    let deadline = Instant::now() + GIT_LIMIT;
+    let status = loop {
+        match child.wait_timeout(Duration::from_millis(200)) {
+            Ok(Some(st)) => break st,
+            Ok(None) if Instant::now() < deadline && shutdown::state() != State::Forced => {}
+            other => {
+                crate::process::signal_group(child.id(), libc::SIGKILL);
+                let _ = child.wait();
+                let why = match other {
+                    Err(e) => format!("cannot wait for it: {e}"),
+                    _ if shutdown::state() == State::Forced => "stopped by a forced stop".into(),
+                    _ => format!(
+                        "did not finish within {} s; stopped it",
+                        GIT_LIMIT.as_secs()
+                    ),
+                };
+                return Err(failed(None, format!("git {}: {why}", args.join(" "))));
+            }
+        }
+    };
+    let collect =
+        |h: Option<JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+    let (out, err) = (collect(out), collect(err));
+    if status.success() {
+        return Ok(String::from_utf8_lossy(&out).into_owned());
     }
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let err = String::from_utf8_lossy(&err).trim().to_string();
     let err = if err.is_empty() {
-        format!("git {} failed ({})", args.join(" "), out.status)
+        format!("git {} failed ({status})", args.join(" "))
     } else {
         err
     };
-    Err(failed(out.status.code(), err))
+    Err(failed(status.code(), err))
 }
 
 /// Does `rev` name an object (`rev-parse --verify --quiet`)? An error only

@@ -745,3 +745,46 @@ fn a_stopped_executor_cannot_stall_its_worker_past_the_time_limit() {
     assert!(repo.blocked_reason("S-0001").contains("timed out"), "{err}");
     assert_dies(executor, 5, "the stopped executor");
 }
+
+#[test]
+fn a_commit_hook_that_hangs_cannot_hang_the_run() {
+    let repo = TestRepo::new();
+    repo.with_agent("a.sh", "echo work > work.txt");
+    repo.ready_stories(1);
+    let hook = repo.root.join(".git/hooks/pre-commit");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho $$ > {}/hook.pid\nexec sleep 300\n",
+            repo.rec.display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&hook).unwrap().permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let err_file = repo.rec.join("stderr");
+    let runner = repo
+        .cmd(&["run"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err_file).unwrap())
+        .spawn()
+        .unwrap();
+    repo.wait_rec("hook.pid");
+    // A first Ctrl-C lets the commit finish; a second one stops it.
+    signal(runner.id(), libc::SIGINT);
+    let said = || std::fs::read_to_string(&err_file).unwrap_or_default();
+    assert!(
+        wait_for(10, || said().contains("SIGINT: stopping")),
+        "{}",
+        said()
+    );
+    signal(runner.id(), libc::SIGINT);
+    let (code, _, _) = finish(runner, 20);
+    assert_eq!(code, 130, "{}", said());
+    assert_dies(repo.pid("hook", "pid"), 5, "the commit hook");
+    // The agent's work is still there, uncommitted.
+    assert!(repo.worktree("S-0001-s1").join("work.txt").exists());
+}
