@@ -230,11 +230,11 @@ impl Dir {
         Ok(())
     }
 
-    /// Is there an entry `name` here (of any kind, a symlink included)?
-    pub fn exists(&self, name: &str) -> io::Result<bool> {
+    /// `fstatat(name)` without following a symlink.
+    fn lstat(&self, name: &str) -> io::Result<libc::stat> {
         check_name(name)?;
         let c = cstr(name)?;
-        // SAFETY: fstatat fills a stat we own, without following a symlink.
+        // SAFETY: fstatat fills a stat we own; AT_SYMLINK_NOFOLLOW never follows.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         let rc = unsafe {
             libc::fstatat(
@@ -244,13 +244,18 @@ impl Dir {
                 libc::AT_SYMLINK_NOFOLLOW,
             )
         };
-        if rc == 0 {
-            return Ok(true);
+        if rc != 0 {
+            return Err(last_error());
         }
-        let e = last_error();
-        match e.kind() {
-            io::ErrorKind::NotFound => Ok(false),
-            _ => Err(e),
+        Ok(st)
+    }
+
+    /// Is there an entry `name` here (of any kind, a symlink included)?
+    pub fn exists(&self, name: &str) -> io::Result<bool> {
+        match self.lstat(name) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -337,18 +342,8 @@ impl Dir {
 
     /// The mode bits of `name` when it is a regular file.
     fn mode_of(&self, name: &str) -> Option<u32> {
-        let c = cstr(name).ok()?;
-        // SAFETY: fstatat fills a stat we own; AT_SYMLINK_NOFOLLOW never follows.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        let rc = unsafe {
-            libc::fstatat(
-                self.raw_fd(),
-                c.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        (rc == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(st.st_mode & 0o777)
+        let st = self.lstat(name).ok()?;
+        (st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(st.st_mode & 0o777)
     }
 
     /// Replace `name` with `contents` so that a crash leaves the old or the
