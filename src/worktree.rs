@@ -242,14 +242,14 @@ pub fn removable(path: &Path, branch: &str) -> Result<(), String> {
     let ign = ignored(path)?;
     if !ign.is_empty() {
         let shown: Vec<&str> = ign.iter().take(3).map(String::as_str).collect();
+        let what = match (ign.len(), ign[0].ends_with('/')) {
+            (1, true) => "folder",
+            (1, false) => "file",
+            _ => "files or folders",
+        };
         return Err(format!(
-            "{} git-ignored {} the agent left ({}{})",
+            "{} git-ignored {what} the agent left ({}{})",
             ign.len(),
-            if ign.len() == 1 {
-                "file"
-            } else {
-                "files or folders"
-            },
             shown.join(", "),
             if ign.len() > 3 { ", ..." } else { "" }
         ));
