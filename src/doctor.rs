@@ -9,11 +9,10 @@ use crate::config::Config;
 use crate::error::{Failure, Outcome};
 use crate::orchestrator::plan::findable;
 use crate::paths::rel;
+use crate::process;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
-use wait_timeout::ChildExt;
 
 /// One finding.
 enum Check {
@@ -22,43 +21,12 @@ enum Check {
     Fail(String, String),
 }
 
-/// Run `argv` (no stdin, a time limit): its exit code and output.
+/// Ask a CLI something, with a time limit: its exit code and what it said.
 fn probe(argv: &[&str], dir: &Path) -> Option<(Option<i32>, String)> {
-    let mut child = Command::new(argv[0])
-        .args(&argv[1..])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .ok()?;
-    match child.wait_timeout(Duration::from_secs(20)) {
-        Ok(Some(_)) => {}
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Some((
-                None,
-                format!("{} did not answer within 20 s", argv.join(" ")),
-            ));
-        }
+    match process::ask(argv, dir, Duration::from_secs(20)) {
+        Ok(a) => Some((a.code, a.text)),
+        Err(why) => Some((None, why)),
     }
-    let out = child.wait_with_output().ok()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some((out.status.code(), text))
-}
-
-/// The last meaningful line of a CLI's output (warnings come first).
-fn verdict(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty() && !l.starts_with("WARNING"))
-        .unwrap_or("")
-        .to_string()
 }
 
 fn env_set(vars: &[&str]) -> Option<String> {
@@ -85,16 +53,20 @@ fn auth(preset: Preset, config: &Config) -> Check {
             }
         }
         Preset::Codex => {
-            if let Some(v) = env_set(&["CODEX_API_KEY", "OPENAI_API_KEY"]) {
+            // The same check a run makes before it starts codex.
+            let Some((check, key_vars)) = preset.auth_check() else {
+                return Check::Warn("codex: no login check known".into(), String::new());
+            };
+            if let Some(v) = env_set(key_vars) {
                 return Check::Ok(format!("codex: {v} is set"));
             }
-            match probe(&["codex", "login", "status"], root) {
-                Some((Some(0), text)) => Check::Ok(format!("codex: {}", verdict(&text))),
+            match probe(check, root) {
+                Some((Some(0), text)) => Check::Ok(format!("codex: {}", process::last_word(&text))),
                 Some((_, text)) => Check::Fail(
-                    format!("codex: {} (codex login status)", verdict(&text)),
-                    "run `codex login`, or set CODEX_API_KEY".into(),
+                    format!("codex: {} ({})", process::last_word(&text), check.join(" ")),
+                    format!("run `codex login`, or set {}", key_vars.join(" or ")),
                 ),
-                None => Check::Warn("codex: cannot run `codex login status`".into(), String::new()),
+                None => Check::Warn(format!("codex: cannot run `{}`", check.join(" ")), String::new()),
             }
         }
         Preset::Gemini => {
@@ -201,7 +173,7 @@ fn agent_checks(config: &Config, out: &mut Vec<Check>) {
     }
     if preset != Preset::Command {
         let version = probe(&[&program, "--version"], &config.root)
-            .map(|(_, t)| verdict(&t))
+            .map(|(_, t)| process::last_word(&t).to_string())
             .unwrap_or_default();
         out.push(Check::Ok(format!(
             "agent {preset}: {}",

@@ -3,9 +3,9 @@
 //! repo variables a parent may have set are removed, and stdin is closed.
 //! git's own error text reaches the user; no git call can hang the runner.
 
+use crate::process;
 use crate::shutdown::{self, State};
 use std::fmt;
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -71,19 +71,6 @@ pub fn command(dir: &Path, args: &[&str]) -> Command {
 /// hook) before it is stopped: nothing may hang the runner.
 const GIT_LIMIT: Duration = Duration::from_secs(600);
 
-/// Read a pipe to its end on a thread.
-fn drain(mut pipe: impl Read + Send + 'static) -> Option<JoinHandle<Vec<u8>>> {
-    std::thread::Builder::new()
-        .name("git-output".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            buf
-        })
-        .ok()
-}
-
 /// Run git in `dir`: its stdout on success. It is killed after
 /// `GIT_LIMIT`, or at once on a forced stop (a second Ctrl-C).
 pub fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {
@@ -105,15 +92,15 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {
                 format!("cannot run git: {e}; install git and make sure it is on PATH"),
             )
         })?;
-    let out = child.stdout.take().and_then(drain);
-    let err = child.stderr.take().and_then(drain);
+    let out = child.stdout.take().and_then(process::drain);
+    let err = child.stderr.take().and_then(process::drain);
     let deadline = Instant::now() + GIT_LIMIT;
     let status = loop {
         match child.wait_timeout(Duration::from_millis(200)) {
             Ok(Some(st)) => break st,
             Ok(None) if Instant::now() < deadline && shutdown::state() != State::Forced => {}
             other => {
-                crate::process::signal_group(child.id(), libc::SIGKILL);
+                process::signal_group(child.id(), libc::SIGKILL);
                 let _ = child.wait();
                 let why = match other {
                     Err(e) => format!("cannot wait for it: {e}"),

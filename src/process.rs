@@ -1,7 +1,12 @@
 //! The low-level process rules in one place: process groups, PDEATHSIG,
 //! signalling a group, and finding a group's members in /proc.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wait_timeout::ChildExt;
 
 /// The variable that carries the runner's pid to the executor.
 pub const RUNNER_PID_VAR: &str = "AI_SDLC_RUNNER_PID";
@@ -176,6 +181,78 @@ pub fn working_in(dir: &Path) -> Vec<u32> {
             std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
         })
         .collect()
+}
+
+/// Read a pipe to its end on a thread (a child that prints more than a
+/// pipe holds must not block while it is waited for).
+pub fn drain(mut pipe: impl std::io::Read + Send + 'static) -> Option<JoinHandle<Vec<u8>>> {
+    std::thread::Builder::new()
+        .name("drain".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+        .ok()
+}
+
+/// What a command said: its exit code (`None`: killed by a signal) and its
+/// stdout followed by its stderr.
+pub struct Answer {
+    pub code: Option<i32>,
+    pub text: String,
+}
+
+/// Run `argv` in `dir` (stdin closed, its own process group) for at most
+/// `limit`, and collect what it said: for asking a CLI a question (its
+/// version, whether it is logged in), never for the work itself.
+pub fn ask(argv: &[&str], dir: &Path, limit: Duration) -> Result<Answer, String> {
+    let shown = argv.join(" ");
+    let mut child = Command::new(argv.first().ok_or("nothing to run")?)
+        .args(&argv[1..])
+        .current_dir(dir)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    let (out, err) = (
+        child.stdout.take().and_then(drain),
+        child.stderr.take().and_then(drain),
+    );
+    let status = match child.wait_timeout(limit) {
+        Ok(Some(st)) => st,
+        _ => {
+            signal_group(child.id(), libc::SIGKILL);
+            let _ = child.wait();
+            return Err(format!(
+                "{shown} did not answer within {} s",
+                limit.as_secs()
+            ));
+        }
+    };
+    let text = [out, err]
+        .into_iter()
+        .map(|h| {
+            let bytes = h.and_then(|h| h.join().ok()).unwrap_or_default();
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(Answer {
+        code: status.code(),
+        text,
+    })
+}
+
+/// The last line of a CLI's answer that says something (warnings come first).
+pub fn last_word(text: &str) -> &str {
+    text.lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.starts_with("WARNING"))
+        .unwrap_or("")
 }
 
 /// This process's resident set size in KiB.

@@ -444,37 +444,14 @@ fn auth_problem(job: &Job, phase: &PhaseCommand) -> Option<String> {
     {
         return None;
     }
-    let mut child = Command::new(check[0])
-        .args(&check[1..])
-        .current_dir(&job.workdir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .ok()?;
-    let status = match child.wait_timeout(Duration::from_secs(10)) {
-        Ok(Some(s)) => s,
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-    };
-    if status.success() {
+    let answer = process::ask(check, &job.workdir, Duration::from_secs(10)).ok()?;
+    if answer.code == Some(0) {
         return None;
     }
-    let out = child.wait_with_output().ok()?;
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // codex prints warnings first; the verdict is its last line.
-    let words = text
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty())
-        .unwrap_or("not logged in");
+    let words = match process::last_word(&answer.text) {
+        "" => "not logged in",
+        w => w,
+    };
     Some(format!(
         "{words} (`{}` says so; log in, or set {})",
         check.join(" "),

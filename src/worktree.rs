@@ -123,8 +123,8 @@ pub fn base_dir(root: &Path, base: &Path) -> Result<Dir, String> {
 /// flock on the base folder itself, which `git clean` cannot remove while
 /// it holds worktrees. Held until dropped.
 pub fn serialize(root: &Path, base: &Path) -> Result<Dir, String> {
-    base_dir(root, base)?;
-    crate::board::lock::hold(base).map_err(|e| format!("cannot lock {}: {e}", base.display()))
+    crate::board::lock::hold(base_dir(root, base)?)
+        .map_err(|e| format!("cannot lock {}: {e}", base.display()))
 }
 
 /// What `prepare` did.
@@ -135,17 +135,17 @@ pub enum Prepared {
     Reused,
 }
 
-/// Create or reuse the worktree `base/key` on `branch`, branching from
-/// `from` when the branch does not exist. Callers hold `serialize`.
-pub fn prepare(root: &Path, base: &Path, key: &str, from: &str) -> Result<Prepared, String> {
+/// Create or reuse the worktree `<base>/<key>` on `branch`, branching from
+/// `from` when the branch does not exist. `base` is the folder `serialize`
+/// opened and holds.
+pub fn prepare(root: &Path, base: &Dir, key: &str, from: &str) -> Result<Prepared, String> {
     if let Some(why) = key_problem(key) {
         return Err(why);
     }
-    let path = base.join(key);
+    let path = base.path().join(key);
     let branch = branch_name(key);
     let entries = list(root)?;
-    let dir = base_dir(root, base)?;
-    if dir.exists(key).map_err(|e| e.to_string())? {
+    if base.exists(key).map_err(|e| e.to_string())? {
         let ours = entries.iter().find(|e| same_path(&e.path, &path));
         return match ours {
             Some(e) if e.branch.as_deref() == Some(branch.as_str()) => Ok(Prepared::Reused),

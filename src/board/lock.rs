@@ -9,7 +9,7 @@
 use super::Board;
 use crate::paths::Dir;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug)]
 pub enum ClaimError {
@@ -53,12 +53,12 @@ impl StoryClaim {
     }
 }
 
-/// Wait for an exclusive lock on the folder `dir`; held until the returned
-/// handle is dropped. For short critical sections shared by several runners.
-pub fn hold(dir: &Path) -> io::Result<Dir> {
-    let d = Dir::open(dir)?;
-    flock(&d, libc::LOCK_EX)?;
-    Ok(d)
+/// Wait for an exclusive lock on the open folder `dir`; held until the
+/// returned handle is dropped. For short critical sections shared by
+/// several runners.
+pub fn hold(dir: Dir) -> io::Result<Dir> {
+    flock(&dir, libc::LOCK_EX)?;
+    Ok(dir)
 }
 
 /// Is story `id` held by a runner right now?

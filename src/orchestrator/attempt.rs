@@ -91,7 +91,7 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
         let from = ctx.settings.base_branch.as_deref().unwrap_or("HEAD");
         // One worktree change at a time, across threads and runners.
         let made = worktree::serialize(root, &base)
-            .and_then(|_lock| worktree::prepare(root, &base, &key, from));
+            .and_then(|held| worktree::prepare(root, &held, &key, from));
         match made {
             Ok(how) => {
                 if how == worktree::Prepared::Reused {
