@@ -212,10 +212,10 @@ impl Reader<'_> {
 
     /// Milliseconds, at most `MAX_MS`.
     fn millis(&self, v: &Value, key: &str) -> Result<u64, ConfigError> {
-        let want = "a number of milliseconds from 0 to 31536000000 (a year)";
+        let want = format!("a number of milliseconds from 0 to {MAX_MS} (a year)");
         v.as_u64()
             .filter(|ms| *ms <= MAX_MS)
-            .ok_or_else(|| self.err(key, want, v))
+            .ok_or_else(|| self.err(key, &want, v))
     }
 
     fn strings(&self, v: &Value, key: &str) -> Result<Vec<String>, ConfigError> {
@@ -293,19 +293,6 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
                 }
                 check_agent(&c.agent, file)?;
             }
-            // ai-sdlc's own setting, used when this tool's `agent` names no
-            // agent (keys come in order: `agent` is read first).
-            "ai" => {
-                if let Some(p) = value
-                    .get("provider")
-                    .and_then(Value::as_str)
-                    .and_then(Preset::parse)
-                    && p != Preset::Command
-                    && c.agent.preset().is_none()
-                {
-                    c.agent.preset = Some(p);
-                }
-            }
             "workflow" => {
                 for (k, v) in r.object(value, "workflow")? {
                     match k.as_str() {
@@ -364,6 +351,13 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
             }
             _ => r.unknown(key),
         }
+    }
+    // ai-sdlc's own `ai.provider`, when this tool's `agent` names no agent.
+    if c.agent.preset().is_none()
+        && let Some(p) = v["ai"]["provider"].as_str().and_then(Preset::parse)
+        && p != Preset::Command
+    {
+        c.agent.preset = Some(p);
     }
     Ok(())
 }
@@ -539,6 +533,23 @@ mod tests {
         );
         let e = load_text(r#"{"workflow": {"phases": [{"command": ["x"]}]}}"#).unwrap_err();
         assert!(e.0.contains("workflow.phases[0].name"), "{e}");
+    }
+
+    #[test]
+    fn ai_sdlcs_own_provider_is_the_fallback_agent() {
+        let c = load_text(r#"{"ai": {"provider": "codex"}}"#).unwrap();
+        assert_eq!(c.agent.preset(), Some(Preset::Codex));
+        // This tool's own setting wins, whichever key comes first.
+        let c =
+            load_text(r#"{"ai": {"provider": "claude"}, "agent": {"command": ["x"]}}"#).unwrap();
+        assert_eq!(c.agent.preset(), Some(Preset::Command));
+        let c =
+            load_text(r#"{"ai": {"provider": "claude"}, "agent": {"preset": "gemini"}}"#).unwrap();
+        assert_eq!(c.agent.preset(), Some(Preset::Gemini));
+        let e = load_text(r#"{"agent": {"preset": "claude", "command": ["x"]}}"#).unwrap_err();
+        assert!(e.0.contains("agent.args"), "{e}");
+        let e = load_text(r#"{"timeouts": {"agentTimeout": 1e20}}"#).unwrap_err();
+        assert!(e.0.contains("31536000000"), "{e}");
     }
 
     #[test]
