@@ -788,3 +788,18 @@ fn a_commit_hook_that_hangs_cannot_hang_the_run() {
     // The agent's work is still there, uncommitted.
     assert!(repo.worktree("S-0001-s1").join("work.txt").exists());
 }
+
+#[test]
+fn a_story_cannot_claim_every_process_as_its_agent() {
+    let repo = TestRepo::new();
+    repo.with_agent("a.sh", "exit 0");
+    repo.story("S-0001", "Stale", 1, "in-progress", "worktree_path: /\n");
+    let out = repo.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("returned it to ready"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(repo.status("S-0001"), "done");
+}

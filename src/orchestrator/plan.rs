@@ -17,13 +17,17 @@ use std::path::Path;
 /// its runner died, but something it started did not, so the story is
 /// not stale and must not be run a second time.
 pub fn busy_worktree(config: &Config, story: &Story) -> Option<u32> {
-    let mut places = vec![config.worktree_base().join(story.key())];
+    let base = config.worktree_base();
+    let base = base.canonicalize().unwrap_or(base);
+    let mut places = vec![base.join(story.key())];
+    // `worktree_path` comes from the story file: it counts only inside the
+    // worktree base (`/` would make every process this story's).
     if let Some(w) = &story.worktree_path {
-        places.push(config.root.join(w));
+        places.extend(config.root.join(w).canonicalize().ok());
     }
     places
         .iter()
-        .filter(|p| p.is_dir())
+        .filter(|p| p.starts_with(&base) && p != &&base && p.is_dir())
         .find_map(|p| crate::process::working_in(p).first().copied())
 }
 
