@@ -622,7 +622,7 @@ fn a_usage_cap_blocks_in_the_clis_words_and_is_never_retried() {
     repo.story("S-0002", "Other", 20, "ready", "");
     let out = run_with(
         &repo,
-        &["run", "--max", "2"],
+        &["run", "--max", "2", "--json"],
         &[("STANDIN_CODEX_LOGGED_IN", "1")],
     );
     let err = stderr(&out);
@@ -635,4 +635,5 @@ fn a_usage_cap_blocks_in_the_clis_words_and_is_never_retried() {
     assert!(!err.contains("retry 1"), "a usage cap was retried:\n{err}");
     assert_eq!(repo.status("S-0002"), "ready", "{err}");
     assert!(err.contains("which would fail every story"), "{err}");
+    assert_eq!(json(&out)["results"][0]["failure"], "usage_cap");
 }

@@ -129,7 +129,8 @@ impl fmt::Display for Preset {
 }
 
 /// What kind of failure a CLI reported, which decides whether to retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// Not logged in, no or bad API key.
     Auth,
@@ -513,6 +514,21 @@ mod tests {
             ("the tests failed", FailureKind::Other),
         ] {
             assert_eq!(classify(msg), kind, "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_failure_kind_has_one_name_in_json_and_in_ipc() {
+        for k in [
+            FailureKind::Auth,
+            FailureKind::UsageCap,
+            FailureKind::RateLimit,
+            FailureKind::Overloaded,
+            FailureKind::Network,
+            FailureKind::Other,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+            assert_eq!(FailureKind::parse(k.as_str()), Some(k));
         }
     }
 

@@ -356,6 +356,9 @@ impl Board {
     /// the result reads back as intended, and never over a save that
     /// landed meanwhile (the patch is redone on the new text).
     pub fn patch(&self, id: &str, changes: &[Change]) -> Result<(), String> {
+        if changes.is_empty() {
+            return Ok(());
+        }
         let path = self.story_path(id);
         let shown = paths::rel(&self.root, &path);
         let dir = self

@@ -321,16 +321,14 @@ fn finish(
 /// outcome, why, and what `story.md` says now.
 fn unrecorded(ctx: &Ctx, story: &Story, outcome: Outcome, why: &str) -> String {
     let now = match ctx.board.load(&story.id) {
-        Ok(s) => format!("it still says status: {}", s.status),
+        Ok(s) if s.status == Status::InProgress => {
+            "it still says status: in-progress; the next run returns it to ready".to_string()
+        }
+        Ok(s) => format!("it says status: {}", s.status),
         Err(bad) => format!("it cannot be read now ({})", bad.reason),
     };
-    let next = if matches!(ctx.board.load(&story.id), Ok(s) if s.status == Status::InProgress) {
-        "; the next run returns it to ready"
-    } else {
-        ""
-    };
     format!(
-        "the outcome ({}) was not recorded in {}: {why}; {now}{next}",
+        "the outcome ({}) was not recorded in {}: {why}; {now}",
         outcome.describe(),
         rel(&ctx.config.root, &story.path)
     )

@@ -115,20 +115,9 @@ pub struct StoryResult {
     pub output_tokens: Option<u64>,
     pub final_message: Option<String>,
     /// The kind of failure the agent's CLI reported (`auth`, `rate_limit`, ...).
-    #[serde(serialize_with = "kind_name")]
     pub failure: Option<crate::agent::FailureKind>,
     /// The commit the runner made of the agent's work.
     pub commit: Option<String>,
-}
-
-fn kind_name<S: serde::Serializer>(
-    k: &Option<crate::agent::FailureKind>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match k {
-        Some(k) => s.serialize_str(k.as_str()),
-        None => s.serialize_none(),
-    }
 }
 
 impl StoryResult {
