@@ -27,7 +27,7 @@ type Out = Option<Message>;
 
 /// Owns stdout: writes health responses first, then the story's messages,
 /// flushing when nothing more is queued.
-fn writer(rx: Receiver<Out>, urgent: Receiver<Message>) {
+fn writer(rx: Receiver<Out>, mut urgent: Receiver<Message>) {
     let mut out = BufWriter::with_capacity(16 * 1024, std::io::stdout().lock());
     let mut broken = false;
     loop {
@@ -36,7 +36,12 @@ fn writer(rx: Receiver<Out>, urgent: Receiver<Message>) {
             Err(_) => crossbeam_channel::select! {
                 recv(urgent) -> m => match m {
                     Ok(m) => Some(m),
-                    Err(_) => continue,
+                    // The listener is gone (stdin closed): no more answers,
+                    // and a closed channel would be ready on every pass.
+                    Err(_) => {
+                        urgent = crossbeam_channel::never();
+                        continue;
+                    }
                 },
                 recv(rx) -> m => m.unwrap_or(None),
             },

@@ -198,3 +198,41 @@ fn an_unknown_story_is_a_complete_with_the_reason() {
     );
     assert_eq!(ex.exit_code(), 1);
 }
+
+/// CPU ticks (user + system) a process has used, from /proc; a zombie
+/// keeps its count until it is reaped.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    // Fields 14 and 15 (utime, stime), counted from field 3.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn an_executor_told_to_stop_waits_out_the_grace_without_spinning() {
+    let repo = TestRepo::new();
+    repo.with_agent(
+        "t.sh",
+        "trap '' TERM\ntouch \"$REC/$id.ready\"\nwhile :; do sleep 0.1; done",
+    );
+    repo.story("S-0001", "Stubborn", 1, "in-progress", "");
+    let mut ex = Exec::start(&repo, "S-0001");
+    repo.wait_rec("S-0001.ready");
+    let before = cpu_ticks(ex.child.id());
+    // EOF on stdin: stop, give the agent its grace (500 ms), then SIGKILL.
+    drop(ex.stdin.take());
+    let (complete, _) = ex.until("complete");
+    assert_eq!(complete["success"], false);
+    let pid = ex.child.id();
+    assert!(
+        wait_for(10, || !alive(pid as i32)),
+        "the executor did not exit"
+    );
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used < 20,
+        "stopping took {used} ticks of CPU over a 500 ms grace"
+    );
+    ex.exit_code();
+}
