@@ -803,3 +803,30 @@ fn a_story_cannot_claim_every_process_as_its_agent() {
     );
     assert_eq!(repo.status("S-0001"), "done");
 }
+
+#[test]
+fn an_fsmonitor_an_agent_plants_never_runs_in_the_runners_git_calls() {
+    let repo = TestRepo::new();
+    let marker = repo.rec.join("fsmonitor-ran");
+    let hook = repo.agents.join("fsmonitor.sh");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // S-0001's agent sets core.fsmonitor in the shared config as its last act;
+    // S-0002 then gets a worktree, a status check, a commit and a removal.
+    repo.with_agent(
+        "a.sh",
+        &format!(
+            "echo work > \"work-$id.txt\"\n[ \"$id\" = S-0001 ] && git config core.fsmonitor {}\nexit 0",
+            hook.display()
+        ),
+    );
+    repo.ready_stories(2);
+    let out = repo.run(&["run", "--story", "S-0001", "--story", "S-0002"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!marker.exists(), "the runner ran the planted fsmonitor");
+    assert_eq!(repo.status("S-0002"), "done");
+}
