@@ -368,8 +368,11 @@ impl Board {
             let text = self
                 .read_text(&dir, id)
                 .map_err(|e| format!("cannot read {shown}: {e}"))?;
-            let new = frontmatter::patch(&text, changes)
-                .map_err(|e| format!("cannot update {shown} safely: {e}; the file is unchanged"))?;
+            let new = frontmatter::patch(&text, changes).map_err(|e| {
+                format!(
+                    "cannot update {shown} safely: {e}; the file is unchanged. Write its frontmatter as plain `key: value` lines (lists and maps in block style), which ai-sdlc can update in place"
+                )
+            })?;
             match dir.replace(STORY_FILE, new.as_bytes(), Some(text.as_bytes())) {
                 Ok(true) => return Ok(()),
                 // Saved by someone else between our read and our rename: again.
