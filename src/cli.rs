@@ -170,6 +170,12 @@ pub struct RunArgs {
     /// print the plan (order, worktrees, branches, commands) and exit
     #[argh(switch)]
     pub dry_run: bool,
+    /// the workflow to run instead of the configured phases: sdlc (research, plan, implement, review) or implement
+    #[argh(option)]
+    pub workflow: Option<String>,
+    /// start each story at this phase again: clears its completion flag and those of the later phases
+    #[argh(option)]
+    pub from: Option<String>,
     /// print the run summary as JSON on stdout; human output goes to stderr
     #[argh(switch)]
     pub json: bool,
@@ -249,6 +255,9 @@ pub struct ExecutorArgs {
     /// milliseconds between SIGTERM and SIGKILL when stopping agents
     #[argh(option)]
     pub grace_ms: Option<u64>,
+    /// the built-in workflow the runner uses instead of the configured phases
+    #[argh(option)]
+    pub workflow: Option<String>,
 }
 
 /// What `parse` returns: a command line to run, or text to print and an exit code.

@@ -495,6 +495,9 @@ fn print_board(
             };
             let note = match s.status {
                 Status::InProgress if held(s) => "running (claimed by a runner)".to_string(),
+                Status::InProgress if !s.run_by_us() => {
+                    "a stage of the TS ai-sdlc (not a run of this tool); `run --story` takes it over".to_string()
+                }
                 Status::InProgress => match crate::orchestrator::plan::busy_worktree(config, s) {
                     Some(pid) => {
                         format!("no runner holds it, but process {pid} still works in its worktree")

@@ -26,6 +26,16 @@ pub struct WorktreeConfig {
     pub commit: bool,
 }
 
+/// `workflow.*` beyond its phases.
+#[derive(Debug, Clone)]
+pub struct WorkflowConfig {
+    /// Implement rounds a review may ask for before the story is blocked.
+    pub max_review_rounds: u32,
+    /// With no review phase in the workflow, a done story also gets
+    /// `reviews_complete: true`.
+    pub mark_reviewed: bool,
+}
+
 /// `agent.*`: which agent runs the phases without a command of their own.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -64,6 +74,7 @@ pub struct Config {
     pub sdlc_folder: String,
     pub agent: AgentConfig,
     pub phases: Vec<Phase>,
+    pub workflow: WorkflowConfig,
     pub agent_timeout_ms: u64,
     /// As configured; `run` turns 0 or less into 1 with a warning.
     pub concurrency: i64,
@@ -102,6 +113,10 @@ impl Config {
                 name: "implement".to_string(),
                 command: None,
             }],
+            workflow: WorkflowConfig {
+                max_review_rounds: 2,
+                mark_reviewed: false,
+            },
             agent_timeout_ms: 1_800_000,
             concurrency: 1,
             shutdown_timeout_ms: 10_000,
@@ -133,6 +148,18 @@ impl Config {
         };
         argv.extend(a.args.iter().cloned());
         Some((preset, argv))
+    }
+
+    /// Use the built-in workflow `name` (`run --workflow`) instead of the
+    /// configured phases.
+    pub fn use_workflow(&mut self, name: &str) -> Result<(), String> {
+        self.phases = crate::workflow::preset(name).ok_or_else(|| {
+            format!(
+                "--workflow {name:?}: no such workflow; the built-in ones are {}",
+                crate::workflow::WORKFLOWS.join(", ")
+            )
+        })?;
+        Ok(())
     }
 
     /// The board folder, absolute.
@@ -294,10 +321,30 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
                 check_agent(&c.agent, file)?;
             }
             "workflow" => {
-                for (k, v) in r.object(value, "workflow")? {
+                let w = r.object(value, "workflow")?;
+                if w.contains_key("phases") && w.get("preset").is_some_and(|p| !p.is_null()) {
+                    return Err(ConfigError(format!(
+                        "{}: workflow.preset and workflow.phases are both set; keep one",
+                        file.display()
+                    )));
+                }
+                for (k, v) in w {
+                    let key = format!("workflow.{k}");
                     match k.as_str() {
                         "phases" => c.phases = phases(&r, v)?,
-                        _ => r.unknown(&format!("workflow.{k}")),
+                        "preset" if v.is_null() => {}
+                        "preset" => {
+                            let want = format!("one of {}", crate::workflow::WORKFLOWS.join(", "));
+                            c.phases = v
+                                .as_str()
+                                .and_then(crate::workflow::preset)
+                                .ok_or_else(|| r.err(&key, &want, v))?;
+                        }
+                        "maxReviewRounds" => {
+                            c.workflow.max_review_rounds = r.uint(v, &key)?.clamp(1, 100) as u32
+                        }
+                        "markReviewed" => c.workflow.mark_reviewed = r.bool(v, &key)?,
+                        _ => r.unknown(&key),
                     }
                 }
             }

@@ -149,6 +149,25 @@ fn body_of(e: &Event) -> Body {
             progress: ((index + 1) * 100 / count.max(1)) as u8,
             message: summary.to_string(),
         },
+        Event::PhaseResult {
+            name,
+            round,
+            outcome,
+            output,
+            verdict,
+            duration_ms,
+            report,
+        } => Body::PhaseResult {
+            phase: name.to_string(),
+            round,
+            outcome: outcome.to_string(),
+            output: output.map(str::to_string),
+            verdict: verdict.map(|v| v.as_str().to_string()),
+            duration_ms,
+            cost_usd: report.cost_usd,
+            input_tokens: report.input_tokens,
+            output_tokens: report.output_tokens,
+        },
         Event::Problem { code, message } => Body::Error {
             code: code.to_string(),
             message: message.to_string(),
@@ -220,7 +239,10 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
 }
 
 fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story_run::Job, Limits), String> {
-    let config = Config::load(root).map_err(|e| e.0)?;
+    let mut config = Config::load(root).map_err(|e| e.0)?;
+    if let Some(w) = &args.workflow {
+        config.use_workflow(w)?;
+    }
     let story = Board::of(&config)
         .load(&args.id)
         .map_err(|b| b.to_string())?;

@@ -74,6 +74,12 @@ const GIT_LIMIT: Duration = Duration::from_secs(600);
 /// Run git in `dir`: its stdout on success. It is killed after
 /// `GIT_LIMIT`, or at once on a forced stop (a second Ctrl-C).
 pub fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {
+    run_allowing(dir, args, &[0])
+}
+
+/// `run`, where exit codes `ok` also mean success (`diff --no-index`
+/// exits 1 when the files differ).
+pub fn run_allowing(dir: &Path, args: &[&str], ok: &[i32]) -> Result<String, GitError> {
     let failed = |code, message| GitError {
         args: args.join(" "),
         code,
@@ -117,7 +123,7 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     let collect =
         |h: Option<JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
     let (out, err) = (collect(out), collect(err));
-    if status.success() {
+    if status.code().is_some_and(|c| ok.contains(&c)) {
         return Ok(String::from_utf8_lossy(&out).into_owned());
     }
     let err = String::from_utf8_lossy(&err).trim().to_string();

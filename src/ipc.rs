@@ -79,6 +79,31 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output_tokens: Option<u64>,
     },
+    /// Beyond SPEC §6 (additive): one phase (or one round of it) ended.
+    /// The runner records it on the board: the section file, the
+    /// completion flag, `last_run.phases`.
+    PhaseResult {
+        phase: String,
+        /// 1, or the implement/review round.
+        round: u32,
+        /// `succeeded`, `failed`, `cancelled`, or `skipped` (its flag was
+        /// already set).
+        outcome: String,
+        /// The phase's output (final message, else the end of its stdout),
+        /// at most 64 KiB.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
+        /// A review's verdict: `approved`, `changes_requested`, `no_verdict`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verdict: Option<String>,
+        duration_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input_tokens: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output_tokens: Option<u64>,
+    },
     HealthCheck,
     Shutdown {
         grace_ms: u64,
@@ -301,6 +326,17 @@ mod tests {
             cost_usd: Some(0.25),
             input_tokens: Some(10),
             output_tokens: Some(2),
+        });
+        roundtrip(Body::PhaseResult {
+            phase: "review".into(),
+            round: 2,
+            outcome: "succeeded".into(),
+            output: Some("CHANGES REQUESTED\nadd a test".into()),
+            verdict: Some("changes_requested".into()),
+            duration_ms: 1500,
+            cost_usd: None,
+            input_tokens: Some(1),
+            output_tokens: None,
         });
         roundtrip(Body::HealthCheck);
         roundtrip(Body::Shutdown { grace_ms: 10_000 });

@@ -65,6 +65,7 @@ mod shutdown;
 mod story_run;
 
 mod time;
+mod workflow;
 mod worktree;
 mod worktrees;
 

@@ -250,6 +250,19 @@ impl Dir {
         Ok(st)
     }
 
+    /// How long ago the entry `name` was last modified.
+    pub fn age(&self, name: &str) -> io::Result<std::time::Duration> {
+        let st = self.lstat(name)?;
+        let modified = std::time::UNIX_EPOCH
+            + std::time::Duration::new(
+                st.st_mtime.max(0) as u64,
+                st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
+            );
+        Ok(std::time::SystemTime::now()
+            .duration_since(modified)
+            .unwrap_or_default())
+    }
+
     /// Is there an entry `name` here (of any kind, a symlink included)?
     pub fn exists(&self, name: &str) -> io::Result<bool> {
         match self.lstat(name) {

@@ -117,6 +117,9 @@ pub struct StoryFacts {
     pub base_branch: String,
     pub worktree: String,
     pub story_file: String,
+    /// For a review: the story's diff stat and diff against its base.
+    pub diff_stat: String,
+    pub diff: String,
 }
 
 impl StoryFacts {
@@ -134,6 +137,8 @@ impl StoryFacts {
             "story_file" => self.story_file.clone(),
             "phase" => phase.to_string(),
             "outputs" => outputs.to_string(),
+            "diff_stat" => self.diff_stat.clone(),
+            "diff" => self.diff.clone(),
             _ => return None,
         })
     }
@@ -144,7 +149,7 @@ pub fn outputs_section(outputs: &[(String, String)]) -> String {
     if outputs.is_empty() {
         return String::new();
     }
-    let mut s = String::from("## What the earlier phases of this run produced\n");
+    let mut s = String::from("## What earlier phases produced\n");
     for (phase, text) in outputs {
         s.push_str(&format!("\n### {phase}\n\n{}\n", text.trim()));
     }
@@ -189,7 +194,7 @@ You are in your own git worktree, {worktree}, on branch {branch} (branched from 
 
 ## What to do
 
-- Implement the story completely: the code, and tests for it where the repository has tests.
+- Implement the story completely: the code, and tests for it where the repository has tests. Where a plan is given above, follow it; where a review above asked for changes, address every point.
 - Follow this repository's conventions: its layout, its style, and any notes for contributors or agents (CONTRIBUTING, AGENTS.md, CLAUDE.md, README).
 - Run the repository's tests and linters, and fix what fails.
 - When you are done, reply with a short summary: what you changed, and how you checked it.
@@ -217,10 +222,78 @@ You are in your own git worktree, {worktree}, on branch {branch} (branched from 
 Do the "{phase}" step of this story in this repository, then reply with what you did and found. Do not change anything under .ai-sdlc/, do not switch branches or push, and do not ask questions: nobody is watching to answer them.
 "#;
 
+const RESEARCH: &str = r#"You are an autonomous coding agent researching story {id}: "{title}", before anyone plans or writes code for it.
+
+You are in a git worktree of the repository, {worktree}, on branch {branch}. Read; do not change any file.
+
+## The story
+
+{body}
+
+## What to do
+
+Find out what the story touches in this repository: the relevant files, modules and functions, how they work today, the tests that cover them, the conventions to follow, and the risks and open questions. Nobody is watching to answer questions: where something is unclear, say what you assume.
+
+Reply with your findings as Markdown (they are kept as the story's research.md and given to the phases that follow).
+"#;
+
+const PLAN: &str = r#"You are an autonomous coding agent planning story {id}: "{title}".
+
+You are in a git worktree of the repository, {worktree}, on branch {branch}. Read; do not change any file.
+
+## The story
+
+{body}
+
+{outputs}
+
+## What to do
+
+Write the implementation plan: the steps in order, the files each one changes, the tests that prove the acceptance criteria, and how to check the result. Keep it to what the story asks.
+
+Reply with the plan as Markdown (it is kept as the story's plan.md and given to the implement phase).
+"#;
+
+const REVIEW: &str = r#"You are an autonomous code reviewer reviewing story {id}: "{title}", implemented on branch {branch} (from {base_branch}) in {worktree}.
+
+## The story
+
+{body}
+
+{outputs}
+
+## The changes
+
+```
+{diff_stat}
+```
+
+```diff
+{diff}
+```
+
+## What to do
+
+Check that the changes do what the story asks (each acceptance criterion), are correct, are tested, and follow the repository's conventions. You may read files and run the tests; do not change any file.
+
+End your reply with a line that is exactly one of:
+
+APPROVED
+
+or
+
+CHANGES REQUESTED
+
+followed by the reasons, one per line: what must change, and where. Only ask for changes the story needs.
+"#;
+
 /// The built-in template of a phase.
 pub fn builtin(phase: &str) -> &'static str {
     match phase {
+        "research" => RESEARCH,
+        "plan" => PLAN,
         "implement" => IMPLEMENT,
+        "review" => REVIEW,
         _ => ANY_PHASE,
     }
 }
@@ -294,6 +367,7 @@ mod tests {
             base_branch: "main".into(),
             worktree: "/r/.ai-sdlc/worktrees/S-1-fix-login".into(),
             story_file: "/r/.ai-sdlc/stories/S-1/story.md".into(),
+            ..StoryFacts::default()
         };
         let p = render(builtin("implement"), &facts, "implement", &[]);
         for want in [

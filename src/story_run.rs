@@ -16,6 +16,7 @@ use crate::ipc::{Line, LineReader, MAX_LINE, Stream};
 use crate::process;
 use crate::prompt::{self, StoryFacts};
 use crate::shutdown::{self, State};
+use crate::workflow::{self, Verdict};
 use crossbeam_channel::{RecvTimeoutError, bounded};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -49,11 +50,19 @@ pub struct Job {
     pub phases: Vec<PhaseCommand>,
     /// What prompts are filled with.
     pub facts: StoryFacts,
+    /// The story's sections found when the run began (section file, else
+    /// the body's section), by file name: what earlier phases produced,
+    /// here or in the TS tool.
+    pub sections: Vec<(&'static str, String)>,
+    /// Implement rounds a review may ask for.
+    pub max_rounds: u32,
 }
 
 #[derive(Debug, Clone)]
 pub struct PhaseCommand {
     pub name: String,
+    /// Its completion flag was `true` when the run began: it is skipped.
+    pub complete: bool,
     pub preset: Preset,
     pub argv: Vec<String>,
     /// The prompt template.
@@ -82,19 +91,31 @@ impl Job {
             })?;
             phases.push(PhaseCommand {
                 name: p.name.clone(),
+                complete: workflow::flag(&p.name).is_some_and(|f| story.is_complete(f)),
                 preset,
                 argv,
                 template: prompt::template(&config.root, &config.sdlc_dir(), &p.name)?,
             });
         }
+        let body = prompt::body_of(&text);
+        let sections = workflow::SECTIONS
+            .iter()
+            .filter_map(|sec| {
+                let found = board
+                    .section(&story.id, sec.file)
+                    .or_else(|| workflow::body_section(&body, sec.headings))?;
+                Some((sec.file, workflow::bounded(&found).to_string()))
+            })
+            .collect();
         let facts = StoryFacts {
             id: story.id.clone(),
             title: story.title.clone(),
-            body: prompt::body_of(&text),
+            body,
             branch: branch.to_string(),
             base_branch: base_branch.to_string(),
             worktree: workdir.to_string_lossy().into_owned(),
             story_file: story.path.to_string_lossy().into_owned(),
+            ..StoryFacts::default()
         };
         Ok(Job {
             id: story.id.clone(),
@@ -106,6 +127,8 @@ impl Job {
             workdir,
             phases,
             facts,
+            sections,
+            max_rounds: config.workflow.max_review_rounds.max(1),
         })
     }
 
@@ -223,6 +246,16 @@ pub enum Event<'a> {
         /// "succeeded", "exited with code 3: <last error line>", ...
         summary: &'a str,
     },
+    /// A phase (or one round of it) ended, or was skipped: for the board.
+    PhaseResult {
+        name: &'a str,
+        round: u32,
+        outcome: &'a str,
+        output: Option<&'a str>,
+        verdict: Option<&'a Verdict>,
+        duration_ms: u64,
+        report: &'a Report,
+    },
     /// Something people should know that is not the agent's own output: a
     /// failure to start, a retry.
     Problem { code: &'a str, message: &'a str },
@@ -262,8 +295,10 @@ impl RunResult {
     }
 }
 
-/// Run every phase of `job` in order. Stops early on a failing phase or a
-/// shutdown request (`shutdown::state()`).
+/// Run the phases of `job` in order, skipping those already complete; a
+/// review that asks for changes sends the story back to `implement`, up to
+/// `max_rounds` rounds. Stops early on a failing phase or a shutdown
+/// request (`shutdown::state()`).
 pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
     let started = Instant::now();
     let count = job.phases.len();
@@ -271,81 +306,274 @@ pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
         exit_code: Some(0),
         ..RunResult::default()
     };
+    // What later prompts get: the story's sections (as phases here rewrite
+    // them) and the outputs of phases that have none.
+    let mut sections = job.sections.clone();
     let mut outputs: Vec<(String, String)> = Vec::new();
-    'phases: for (index, phase) in job.phases.iter().enumerate() {
-        let mut attempt = 0;
-        loop {
-            if shutdown::stopping() {
-                result.outcome = Outcome::Cancelled;
-                result.exit_code = None;
-                result.error = Some("run interrupted".into());
-                break 'phases;
-            }
-            let prompt = prompt::render(&phase.template, &job.facts, &phase.name, &outputs);
-            let end = run_phase(job, index, count, phase, &prompt, limits, obs);
-            result.report.add_usage(&end.report);
-            let summary = end.summary(phase);
-            obs.event(Event::PhaseFinished {
-                index,
-                count,
+    let mut skip: Vec<bool> = job.phases.iter().map(|p| p.complete).collect();
+    let mut round = 1u32;
+    let mut index = 0;
+    while index < count {
+        let phase = &job.phases[index];
+        if skip[index] {
+            obs.event(Event::PhaseResult {
                 name: &phase.name,
-                summary: &summary,
+                round,
+                outcome: "skipped",
+                output: None,
+                verdict: None,
+                duration_ms: 0,
+                report: &Report::default(),
             });
-            result.exit_code = end.status.and_then(|s| s.code());
-            result.signal = end.status.and_then(|s| s.signal());
-            if end.ok() {
-                let handover = end
-                    .report
-                    .handover
-                    .as_ref()
-                    .or(end.report.final_message.as_ref());
-                if let Some(m) = handover {
-                    outputs.push((phase.name.clone(), m.clone()));
+            index += 1;
+            continue;
+        }
+        let label = match round {
+            r if r > 1 && workflow::flag(&phase.name).is_some() => {
+                format!("{} {r}/{}", phase.name, job.max_rounds)
+            }
+            _ => phase.name.clone(),
+        };
+        let phase_started = Instant::now();
+        let prompt = prompt_for(job, phase, &sections, &outputs);
+        let Some(end) = attempts(job, index, phase, &label, &prompt, limits, obs) else {
+            result.outcome = Outcome::Cancelled;
+            result.exit_code = None;
+            result.error = Some("run interrupted".into());
+            break;
+        };
+        result.report.add_usage(&end.report);
+        result.exit_code = end.status.and_then(|s| s.code());
+        result.signal = end.status.and_then(|s| s.signal());
+        let ok = end.ok();
+        let output = end
+            .report
+            .handover
+            .as_ref()
+            .or(end.report.final_message.as_ref())
+            .filter(|_| ok)
+            .map(|m| workflow::bounded(m).to_string());
+        let verdict = (ok && phase.name == "review")
+            .then(|| workflow::verdict(output.as_deref().unwrap_or("")));
+        let cancelled = end.stopped && end.idle.is_none();
+        obs.event(Event::PhaseResult {
+            name: &phase.name,
+            round,
+            outcome: match (ok, cancelled) {
+                (true, _) => "succeeded",
+                (false, true) => "cancelled",
+                (false, false) => "failed",
+            },
+            output: output.as_deref(),
+            verdict: verdict.as_ref(),
+            duration_ms: phase_started.elapsed().as_millis() as u64,
+            report: &end.report,
+        });
+        if !ok {
+            fail(&mut result, phase, &label, &end);
+            break;
+        }
+        result.report.final_message = end.report.final_message.clone();
+        if let Some(text) = output {
+            match workflow::section_of(&phase.name) {
+                Some(sec) => set_section(&mut sections, sec.file, text),
+                None => {
+                    outputs.retain(|(n, _)| n != &phase.name);
+                    outputs.push((phase.name.clone(), text));
                 }
-                result.report.final_message = end.report.final_message.clone();
-                continue 'phases;
             }
-            let kind = end.report.failure.as_ref().map(|(k, _)| *k);
-            if let Some(k) = kind.filter(|k| k.transient())
-                && attempt < limits.retries
-                && !end.stopped
-            {
-                attempt += 1;
-                let pause = backoff(limits.retry_delay, attempt);
-                let message = format!(
-                    "{}: {}; retry {attempt} of {} in {}",
-                    k.describe(),
-                    end.report.failure.as_ref().map_or("", |f| f.1.as_str()),
-                    limits.retries,
-                    crate::time::human_duration(pause.as_millis() as u64)
-                );
-                obs.event(Event::Problem {
-                    code: "retry",
-                    message: &message,
-                });
-                // A stop ends the pause at once.
-                let _ = shutdown::on_stop().recv_timeout(pause);
-                continue;
+        }
+        let Some(v) = verdict.filter(|v| *v != Verdict::Approved) else {
+            index += 1;
+            continue;
+        };
+        // Changes requested: the reasons go to the next implement round.
+        let review = sections
+            .iter()
+            .find(|(f, _)| *f == "review.md")
+            .map_or(String::new(), |(_, t)| t.clone());
+        let reasons = v.reasons(&review);
+        set_section(&mut sections, "review.md", reasons.clone());
+        let back = job.phases[..index]
+            .iter()
+            .rposition(|p| p.name == "implement");
+        match back {
+            Some(b) if round < job.max_rounds => {
+                round += 1;
+                skip[b..].iter_mut().for_each(|s| *s = false);
+                index = b;
             }
-            result.outcome = if end.stopped && end.idle.is_none() {
-                Outcome::Cancelled
-            } else {
-                Outcome::Failed
-            };
-            result.failure = kind;
-            result.failed_phase = Some(phase.name.clone());
-            result.error = Some(if end.spawn_error.is_some() {
-                summary
-            } else if end.report.failure.is_some() || end.idle.is_some() {
-                format!("phase {}: {summary}", phase.name)
-            } else {
-                format!("phase {} {summary}", phase.name)
-            });
-            break 'phases;
+            _ => {
+                result.outcome = Outcome::Failed;
+                result.failed_phase = Some(phase.name.clone());
+                result.error = Some(format!(
+                    "the review still requests changes after {round} {}: {}",
+                    if round == 1 { "round" } else { "rounds" },
+                    one_line(&reasons, 1000)
+                ));
+                break;
+            }
         }
     }
     result.duration_ms = started.elapsed().as_millis() as u64;
     result
+}
+
+/// `text` on one line (`; ` between its lines), at most `max` bytes.
+fn one_line(text: &str, max: usize) -> String {
+    let joined: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    agent::cut(&joined.join("; "), max)
+}
+
+fn set_section(sections: &mut Vec<(&'static str, String)>, file: &'static str, text: String) {
+    sections.retain(|(f, _)| *f != file);
+    sections.push((file, text));
+}
+
+/// The prompt of `phase`: its template, filled with the story, the
+/// sections of the phases before it and the outputs of other phases; a
+/// review also gets the diff of the story's work.
+fn prompt_for(
+    job: &Job,
+    phase: &PhaseCommand,
+    sections: &[(&'static str, String)],
+    outputs: &[(String, String)],
+) -> String {
+    let mut earlier: Vec<(String, String)> = workflow::sections_for(&phase.name)
+        .into_iter()
+        .filter_map(|sec| {
+            let (_, text) = sections.iter().find(|(f, _)| *f == sec.file)?;
+            Some((sec.label.to_string(), text.clone()))
+        })
+        .collect();
+    earlier.extend(outputs.iter().filter(|(n, _)| n != &phase.name).cloned());
+    if phase.name == "review" {
+        let mut facts = job.facts.clone();
+        (facts.diff_stat, facts.diff) = review_diff(&job.workdir, &job.facts.base_branch);
+        return prompt::render(&phase.template, &facts, &phase.name, &earlier);
+    }
+    prompt::render(&phase.template, &job.facts, &phase.name, &earlier)
+}
+
+/// The diff a review reads is cut to this many bytes.
+const MAX_DIFF: usize = 200 * 1024;
+
+/// The story's work as a diff stat and a diff against where its branch
+/// left `base`: commits and uncommitted changes, new files included. Read
+/// only: nothing in the worktree or its index changes.
+fn review_diff(workdir: &std::path::Path, base: &str) -> (String, String) {
+    let base = if base.is_empty() { "HEAD" } else { base };
+    let from = crate::git::run(workdir, &["merge-base", base, "HEAD"])
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "HEAD".to_string());
+    let unavailable = |e: crate::git::GitError| format!("(no diff: {e})");
+    let mut stat =
+        crate::git::run(workdir, &["diff", "--stat", &from, "--"]).unwrap_or_else(unavailable);
+    let mut diff = crate::git::run(workdir, &["diff", &from, "--"]).unwrap_or_else(unavailable);
+    let new_files = crate::git::run(
+        workdir,
+        &["ls-files", "--others", "--exclude-standard", "-z"],
+    )
+    .unwrap_or_default();
+    for file in new_files.split('\0').filter(|f| !f.is_empty()).take(200) {
+        stat.push_str(&format!(" {file} (new, not yet added)\n"));
+        if diff.len() < MAX_DIFF {
+            // Exit code 1 means "they differ".
+            if let Ok(d) = crate::git::run_allowing(
+                workdir,
+                &["diff", "--no-index", "--", "/dev/null", file],
+                &[0, 1],
+            ) {
+                diff.push_str(&d);
+            }
+        }
+    }
+    if stat.trim().is_empty() {
+        stat = "(no changes)".into();
+    }
+    if diff.len() > MAX_DIFF {
+        diff = format!(
+            "{}\n[ai-sdlc: the diff is cut here at {} KiB; run `git diff {from}` for the rest]\n",
+            agent::cut(&diff, MAX_DIFF),
+            MAX_DIFF / 1024
+        );
+    }
+    (stat.trim_end().to_string(), diff.trim_end().to_string())
+}
+
+/// Fill in why the run failed at `phase`.
+fn fail(result: &mut RunResult, phase: &PhaseCommand, label: &str, end: &PhaseEnd) {
+    let summary = end.summary(phase);
+    result.outcome = if end.stopped && end.idle.is_none() {
+        Outcome::Cancelled
+    } else {
+        Outcome::Failed
+    };
+    result.failure = end.report.failure.as_ref().map(|(k, _)| *k);
+    result.failed_phase = Some(phase.name.clone());
+    result.error = Some(if end.spawn_error.is_some() {
+        summary
+    } else if end.report.failure.is_some() || end.idle.is_some() {
+        format!("phase {label}: {summary}")
+    } else {
+        format!("phase {label} {summary}")
+    });
+}
+
+/// Run one phase, again after a transient failure (`limits.retries`, with
+/// pauses that double). `None` when a stop came before it started.
+fn attempts(
+    job: &Job,
+    index: usize,
+    phase: &PhaseCommand,
+    label: &str,
+    prompt: &str,
+    limits: &Limits,
+    obs: &mut dyn Observer,
+) -> Option<PhaseEnd> {
+    let count = job.phases.len();
+    let mut attempt = 0;
+    // Tokens and cost of the attempts that were retried.
+    let mut spent = Report::default();
+    loop {
+        if shutdown::stopping() {
+            return None;
+        }
+        let mut end = run_phase(job, index, count, phase, label, prompt, limits, obs);
+        let summary = end.summary(phase);
+        obs.event(Event::PhaseFinished {
+            index,
+            count,
+            name: label,
+            summary: &summary,
+        });
+        let kind = end.report.failure.as_ref().map(|(k, _)| *k);
+        let retry = kind.filter(|k| k.transient()).filter(|_| !end.ok());
+        let Some(k) = retry.filter(|_| attempt < limits.retries && !end.stopped) else {
+            end.report.add_usage(&spent);
+            return Some(end);
+        };
+        spent.add_usage(&end.report);
+        attempt += 1;
+        let pause = backoff(limits.retry_delay, attempt);
+        let message = format!(
+            "{}: {}; retry {attempt} of {} in {}",
+            k.describe(),
+            end.report.failure.as_ref().map_or("", |f| f.1.as_str()),
+            limits.retries,
+            crate::time::human_duration(pause.as_millis() as u64)
+        );
+        obs.event(Event::Problem {
+            code: "retry",
+            message: &message,
+        });
+        // A stop ends the pause at once.
+        let _ = shutdown::on_stop().recv_timeout(pause);
+    }
 }
 
 /// The pause before retry `n` (1-based): `first`, doubled each time, at
@@ -493,11 +721,13 @@ fn signal_agents(sig: libc::c_int) {
     process::signal_descendants(sig, false);
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_phase(
     job: &Job,
     index: usize,
     count: usize,
     phase: &PhaseCommand,
+    label: &str,
     prompt: &str,
     limits: &Limits,
     obs: &mut dyn Observer,
@@ -529,7 +759,7 @@ fn run_phase(
     obs.event(Event::PhaseStarted {
         index,
         count,
-        name: &phase.name,
+        name: label,
         pid: child.id(),
     });
     if let Some(mut stdin) = child.stdin.take() {

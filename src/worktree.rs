@@ -135,20 +135,76 @@ pub enum Prepared {
     Reused,
 }
 
-/// Create or reuse the worktree `<base>/<key>` on `branch`, branching from
-/// `from` when the branch does not exist. `base` is the folder `serialize`
-/// opened and holds.
-pub fn prepare(root: &Path, base: &Dir, key: &str, from: &str) -> Result<Prepared, String> {
-    if let Some(why) = key_problem(key) {
+/// Why `branch` (a story's `branch:` field, which the TS tool may have
+/// set) cannot be used, if it cannot: letters, digits, `-_./`, no `..`,
+/// no empty part, not starting with `-`, not ending in `.lock`.
+pub fn branch_problem(branch: &str) -> Option<String> {
+    let safe = !branch.is_empty()
+        && branch.len() <= 200
+        && branch
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        && !branch.starts_with('-')
+        && !branch.contains("..")
+        && branch
+            .split('/')
+            .all(|part| !part.is_empty() && !part.starts_with('.') && !part.ends_with(".lock"));
+    (!safe).then(|| {
+        format!(
+            "its branch field {branch:?} is not a branch name ai-sdlc uses; fix or clear `branch:`"
+        )
+    })
+}
+
+/// Where a story's worktree goes, and its branch: what the story names
+/// (an earlier run set them, this tool's or the TS tool's: never
+/// replaced), else `<base>/<ID>-<slug>` on `ai-sdlc/<ID>-<slug>`.
+/// Returns the folder's name in `base` and the branch.
+pub fn place(
+    root: &Path,
+    base: &Path,
+    story: &crate::board::Story,
+) -> Result<(String, String), String> {
+    let key = story.key();
+    let branch = story.branch.clone().unwrap_or_else(|| branch_name(&key));
+    let Some(w) = story.worktree_path.as_deref().filter(|w| !w.is_empty()) else {
+        return Ok((key, branch));
+    };
+    let path = root.join(w);
+    let folder = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|_| path.parent().is_some_and(|p| same_path(p, base)))
+        .filter(|n| paths::is_plain_name(n));
+    match folder {
+        Some(f) => Ok((f.to_string(), branch)),
+        None => Err(format!(
+            "its worktree_path {w:?} is not a folder in the worktree base {}; ai-sdlc does not work there. Clear `worktree_path:` to let it make one",
+            base.display()
+        )),
+    }
+}
+
+/// Create or reuse the worktree `<base>/<folder>` on `branch`, branching
+/// from `from` when the branch does not exist. `base` is the folder
+/// `serialize` opened and holds.
+pub fn prepare(
+    root: &Path,
+    base: &Dir,
+    folder: &str,
+    branch: &str,
+    from: &str,
+) -> Result<Prepared, String> {
+    if let Some(why) = key_problem(folder).or_else(|| branch_problem(branch)) {
         return Err(why);
     }
+    let key = folder;
     let path = base.path().join(key);
-    let branch = branch_name(key);
     let entries = list(root)?;
     if base.exists(key).map_err(|e| e.to_string())? {
         let ours = entries.iter().find(|e| same_path(&e.path, &path));
         return match ours {
-            Some(e) if e.branch.as_deref() == Some(branch.as_str()) => Ok(Prepared::Reused),
+            Some(e) if e.branch.as_deref() == Some(branch) => Ok(Prepared::Reused),
             Some(e) => Err(format!(
                 "{} is a worktree on {} rather than {branch}; remove it (ai-sdlc worktrees remove) or check out {branch} there",
                 path.display(),
@@ -166,13 +222,13 @@ pub fn prepare(root: &Path, base: &Dir, key: &str, from: &str) -> Result<Prepare
     if git::resolves(root, &format!("refs/heads/{branch}"))? {
         git::run(
             root,
-            &["worktree", "add", "--quiet", "--", &path_arg, &branch],
+            &["worktree", "add", "--quiet", "--", &path_arg, branch],
         )?;
     } else {
         git::run(
             root,
             &[
-                "worktree", "add", "--quiet", "-b", &branch, "--", &path_arg, from,
+                "worktree", "add", "--quiet", "-b", branch, "--", &path_arg, from,
             ],
         )?;
     }

@@ -793,15 +793,24 @@ fn a_commit_hook_that_hangs_cannot_hang_the_run() {
 fn a_story_cannot_claim_every_process_as_its_agent() {
     let repo = TestRepo::new();
     repo.with_agent("a.sh", "exit 0");
-    repo.story("S-0001", "Stale", 1, "in-progress", "worktree_path: /\n");
+    repo.story(
+        "S-0001",
+        "Stale",
+        1,
+        "in-progress",
+        "worktree_path: /\nlast_run: {outcome: running}\n",
+    );
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("returned it to ready"),
         "{}",
         stderr(&out)
     );
-    assert_eq!(repo.status("S-0001"), "done");
+    // Recovered, but never run in `/`: its worktree_path is refused.
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("worktree_path"), "{}", stderr(&out));
+    assert_eq!(repo.status("S-0001"), "ready");
+    assert!(repo.rec_file("S-0001.cwd").is_none());
 }
 
 #[test]

@@ -11,3 +11,4 @@ mod manage;
 mod orchestrator;
 mod presets;
 mod run_single;
+mod workflow;

@@ -158,12 +158,21 @@ fn status_tells_running_from_stale() {
     let run = repo.spawn(&["run", "--story", "S-0001"]);
     assert!(wait_for(20, || repo.started("S-0001")));
     // Made after the run started, or the run would have recovered it.
-    repo.story("S-0002", "Stale", 2, "in-progress", "");
+    repo.story(
+        "S-0002",
+        "Stale",
+        2,
+        "in-progress",
+        "last_run: {outcome: running}\n",
+    );
+    // In progress in the TS tool: a lasting stage, not a dead run.
+    repo.story("S-0003", "By TS", 3, "in-progress", "");
     let out = repo.run(&["status"]);
     let text = stdout(&out);
     let line = |id: &str| text.lines().find(|l| l.contains(id)).unwrap().to_string();
     assert!(line("S-0001").contains("running"), "{text}");
     assert!(line("S-0002").contains("stale"), "{text}");
+    assert!(line("S-0003").contains("TS ai-sdlc"), "{text}");
     let j: serde_json::Value =
         serde_json::from_slice(&repo.run(&["status", "--json"]).stdout).unwrap();
     let claimed: Vec<bool> = j["stories"]
@@ -172,7 +181,7 @@ fn status_tells_running_from_stale() {
         .iter()
         .map(|s| s["claimed"].as_bool().unwrap())
         .collect();
-    assert_eq!(claimed, [true, false]);
+    assert_eq!(claimed, [true, false, false]);
     std::fs::write(repo.rec.join("go"), "").unwrap();
     assert_eq!(finish(run, 20).0, 0);
 }

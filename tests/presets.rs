@@ -605,7 +605,7 @@ fn a_later_phase_gets_what_the_earlier_ones_said() {
     // The stand-in records the last prompt it got: the implement phase's.
     let stdin = repo.rec_file("S-0001.stdin").unwrap();
     assert!(
-        stdin.contains("### plan\n\nAdded notes-claude.txt.\nAll tests pass."),
+        stdin.contains("### Implementation plan\n\nAdded notes-claude.txt.\nAll tests pass."),
         "{stdin}"
     );
     // Both phases' costs add up.

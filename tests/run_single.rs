@@ -65,6 +65,7 @@ fn top_ready_story_runs_in_its_worktree_and_is_done() {
         "worktree_path:",
         "finished_at:",
         "last_run:",
+        "implementation_complete:",
     ];
     let kept: Vec<&str> = after
         .lines()
@@ -76,6 +77,17 @@ fn top_ready_story_runs_in_its_worktree_and_is_done() {
         .collect();
     assert_eq!(kept, orig);
     assert!(repo.field("S-0002", "finished_at").is_some());
+    // The default workflow's one phase is `implement`; the worktree is gone
+    // and so is the pointer to it.
+    assert_eq!(
+        repo.field("S-0002", "implementation_complete").as_deref(),
+        Some("true")
+    );
+    assert_eq!(repo.field("S-0002", "worktree_path"), None);
+    assert_eq!(
+        repo.field("S-0002", "branch").as_deref(),
+        Some("ai-sdlc/S-0002-first-priority")
+    );
     assert!(
         repo.field("S-0002", "last_run")
             .unwrap()

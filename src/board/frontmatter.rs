@@ -129,8 +129,11 @@ pub enum Value {
     /// Written with a decimal point, rounded to six places (a cost in USD).
     Float(f64),
     Null,
+    Bool(bool),
     /// Written in flow style on one line: `{outcome: done, exit_code: 0}`.
     Map(Vec<(String, Value)>),
+    /// Written in flow style on one line: `[{phase: plan}, {phase: review}]`.
+    List(Vec<Value>),
 }
 
 /// One change to a story file: set a field, or remove it (`None`).
@@ -186,19 +189,26 @@ fn render(v: &Value) -> String {
         Value::Int(n) => n.to_string(),
         Value::Float(x) => float_text(*x),
         Value::Null => "null".to_string(),
+        Value::Bool(b) => b.to_string(),
         Value::Map(pairs) => {
             let pairs: Vec<String> = pairs
                 .iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Value::Str(s) => flow_scalar(s),
-                        other => render(other),
-                    };
-                    format!("{k}: {v}")
-                })
+                .map(|(k, v)| format!("{k}: {}", flow_item(v)))
                 .collect();
             format!("{{{}}}", pairs.join(", "))
         }
+        Value::List(items) => {
+            let items: Vec<String> = items.iter().map(flow_item).collect();
+            format!("[{}]", items.join(", "))
+        }
+    }
+}
+
+/// A value inside a flow collection.
+fn flow_item(v: &Value) -> String {
+    match v {
+        Value::Str(s) => flow_scalar(s),
+        other => render(other),
     }
 }
 
@@ -336,6 +346,8 @@ fn expected(value: &Value) -> Yaml {
         Value::Int(n) => Yaml::Integer(*n),
         Value::Float(x) => Yaml::Real(float_text(*x)),
         Value::Null => Yaml::Null,
+        Value::Bool(b) => Yaml::Boolean(*b),
+        Value::List(items) => Yaml::Array(items.iter().map(expected).collect()),
         Value::Map(pairs) => Yaml::Hash(
             pairs
                 .iter()

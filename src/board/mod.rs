@@ -11,6 +11,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use yaml_rust2::Yaml;
 
 pub const STORY_FILE: &str = "story.md";
@@ -71,6 +72,12 @@ pub struct Story {
     pub branch: Option<String>,
     pub worktree_path: Option<String>,
     pub blocked_reason: Option<String>,
+    /// The completion flags (`research_complete`, ...) that are `true`.
+    pub complete: Vec<&'static str>,
+    /// `last_run.outcome`: `running` while a run of this tool holds it.
+    pub last_outcome: Option<String>,
+    /// `last_run.log`.
+    pub last_log: Option<String>,
     /// The story's `story.md`, absolute.
     pub path: PathBuf,
 }
@@ -87,6 +94,17 @@ impl Story {
     }
 
     /// The story's branch and worktree folder name: `<ID>-<slug>`.
+    /// `in-progress` because a run of this tool started it (`last_run` says
+    /// `running`); otherwise `in-progress` is a stage of the TS tool, which
+    /// lasts between its commands.
+    pub fn run_by_us(&self) -> bool {
+        self.status == Status::InProgress && self.last_outcome.as_deref() == Some("running")
+    }
+
+    pub fn is_complete(&self, flag: &str) -> bool {
+        self.complete.contains(&flag)
+    }
+
     pub fn key(&self) -> String {
         if self.slug.is_empty() {
             self.id.clone()
@@ -206,6 +224,18 @@ pub fn parse_story(text: &str, path: &Path, folder: &str) -> Result<Story, Strin
         branch: opt_string(&map, "branch")?,
         worktree_path: opt_string(&map, "worktree_path")?,
         blocked_reason: opt_string(&map, "blocked_reason")?,
+        complete: crate::workflow::FLAGS
+            .into_iter()
+            .filter(|f| map[*f].as_bool() == Some(true))
+            .collect(),
+        last_outcome: match &map["last_run"]["outcome"] {
+            Yaml::String(s) => Some(s.clone()),
+            _ => None,
+        },
+        last_log: match &map["last_run"]["log"] {
+            Yaml::String(s) => Some(s.clone()),
+            _ => None,
+        },
         path: path.to_path_buf(),
         slug,
         id,
@@ -322,6 +352,28 @@ impl Board {
             .map_err(|e| format!("cannot read {shown}: {e}"))
     }
 
+    /// The text of section file `file` of a story (`research.md`, ...),
+    /// when it has one that can be read.
+    pub fn section(&self, id: &str, file: &str) -> Option<String> {
+        let dir = self.open_story(id).ok()?;
+        match dir.read(file, MAX_STORY_BYTES) {
+            Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => {
+                log::warn!("[{id}] cannot read its {file}: {e}");
+                None
+            }
+        }
+    }
+
+    /// Write a section file of a story (atomically, never through a symlink).
+    pub fn write_section(&self, id: &str, file: &str, text: &str) -> Result<(), String> {
+        let shown = paths::rel(&self.root, &self.story_dir(id).join(file));
+        self.open_story(id)
+            .and_then(|dir| dir.replace(file, text.as_bytes(), None).map(|_| ()))
+            .map_err(|e| format!("cannot write {shown}: {e}"))
+    }
+
     /// Read one story.
     pub fn load(&self, id: &str) -> Result<Story, BadStory> {
         self.parse_in(self.open_story(id), id)
@@ -359,30 +411,11 @@ impl Board {
         if changes.is_empty() {
             return Ok(());
         }
-        let path = self.story_path(id);
-        let shown = paths::rel(&self.root, &path);
+        let shown = paths::rel(&self.root, &self.story_path(id));
         let dir = self
             .open_story(id)
             .map_err(|e| format!("cannot open {shown}: {e}"))?;
-        for _ in 0..10 {
-            let text = self
-                .read_text(&dir, id)
-                .map_err(|e| format!("cannot read {shown}: {e}"))?;
-            let new = frontmatter::patch(&text, changes).map_err(|e| {
-                format!(
-                    "cannot update {shown} safely: {e}; the file is unchanged. Write its frontmatter as plain `key: value` lines (lists and maps in block style), which ai-sdlc can update in place"
-                )
-            })?;
-            match dir.replace(STORY_FILE, new.as_bytes(), Some(text.as_bytes())) {
-                Ok(true) => return Ok(()),
-                // Saved by someone else between our read and our rename: again.
-                Ok(false) => continue,
-                Err(e) => return Err(format!("cannot write {shown}: {e}")),
-            }
-        }
-        Err(format!(
-            "cannot update {shown}: it keeps changing while ai-sdlc writes it"
-        ))
+        patch_in(&dir, &shown, changes)
     }
 
     /// Make the folder and `story.md` of a new story; false when the id is taken.
@@ -399,6 +432,85 @@ impl Board {
         }
         Ok(true)
     }
+}
+
+/// The lock the TS tool (proper-lockfile) takes while it writes a story:
+/// a folder beside the file.
+pub const TS_LOCK: &str = "story.md.lock";
+
+/// How long a write waits for the TS tool's lock to go away.
+const TS_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// A TS lock untouched this long was left by a TS process that died
+/// (proper-lockfile refreshes its lock every 5 s and calls it stale after 10).
+const TS_LOCK_STALE: Duration = Duration::from_secs(15);
+
+/// The TS tool's lock, held by us while we write; removed on drop.
+struct TsLock<'a> {
+    dir: &'a Dir,
+    ours: bool,
+}
+
+impl Drop for TsLock<'_> {
+    fn drop(&mut self) {
+        if self.ours {
+            let _ = self.dir.remove_dir(TS_LOCK);
+        }
+    }
+}
+
+/// Take the TS tool's write lock in `dir`, as it does (an atomic `mkdir`),
+/// so neither tool writes under the other. A held lock is waited for
+/// briefly; a stale one is written past (TS removes it itself).
+fn ts_lock<'a>(dir: &'a Dir, shown: &str) -> Result<TsLock<'a>, String> {
+    let deadline = Instant::now() + TS_LOCK_WAIT;
+    loop {
+        match dir.make_child(TS_LOCK) {
+            Ok(_) => return Ok(TsLock { dir, ours: true }),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            // Cannot make it (a read-only folder...): the write says why, if it fails.
+            Err(_) => return Ok(TsLock { dir, ours: false }),
+        }
+        if dir.age(TS_LOCK).is_ok_and(|age| age > TS_LOCK_STALE) {
+            log::warn!(
+                "{shown}: the TS tool's lock {TS_LOCK} is stale (untouched for over {} s); writing anyway",
+                TS_LOCK_STALE.as_secs()
+            );
+            return Ok(TsLock { dir, ours: false });
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the TS ai-sdlc is writing {shown} (its lock {TS_LOCK} is held); this update was skipped rather than written under its lock"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Patch the `story.md` in `dir` (see `Board::patch`), under the TS
+/// tool's lock.
+pub fn patch_in(dir: &Dir, shown: &str, changes: &[Change]) -> Result<(), String> {
+    let _lock = ts_lock(dir, shown)?;
+    for _ in 0..10 {
+        let text = dir
+            .read(STORY_FILE, MAX_STORY_BYTES)
+            .map_err(|e| format!("cannot read {shown}: {e}"))
+            .and_then(|b| String::from_utf8(b).map_err(|_| format!("{shown} is not UTF-8 text")))?;
+        let new = frontmatter::patch(&text, changes).map_err(|e| {
+            format!(
+                "cannot update {shown} safely: {e}; the file is unchanged. Write its frontmatter as plain `key: value` lines (lists and maps in block style), which ai-sdlc can update in place"
+            )
+        })?;
+        match dir.replace(STORY_FILE, new.as_bytes(), Some(text.as_bytes())) {
+            Ok(true) => return Ok(()),
+            // Saved by someone else between our read and our rename: again.
+            Ok(false) => continue,
+            Err(e) => return Err(format!("cannot write {shown}: {e}")),
+        }
+    }
+    Err(format!(
+        "cannot update {shown}: it keeps changing while ai-sdlc writes it"
+    ))
 }
 
 /// A string field value.

@@ -3,6 +3,7 @@
 //! write the outcome, keep or remove the worktree (SPEC §5). The runner
 //! alone writes story files.
 
+use super::record::Recorder;
 use super::{Ctx, child};
 use crate::board::frontmatter::Value;
 use crate::board::lock::{ClaimError, StoryClaim};
@@ -84,16 +85,17 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     }
     let root = &ctx.config.root;
     let (workdir, branch, worktree) = if ctx.settings.worktrees {
-        let key = story.key();
         let base = ctx.config.worktree_base();
-        let path = base.join(&key);
-        let branch = worktree::branch_name(&key);
         let from = ctx.settings.base_branch.as_deref().unwrap_or("HEAD");
+        let placed = worktree::place(root, &base, &story);
         // One worktree change at a time, across threads and runners.
-        let made = worktree::serialize(root, &base)
-            .and_then(|held| worktree::prepare(root, &held, &key, from));
-        match made {
-            Ok(how) => {
+        let made = placed.clone().and_then(|(folder, branch)| {
+            worktree::serialize(root, &base)
+                .and_then(|held| worktree::prepare(root, &held, &folder, &branch, from))
+        });
+        match (placed, made) {
+            (Ok((folder, branch)), Ok(how)) => {
+                let path = base.join(&folder);
                 if how == worktree::Prepared::Reused {
                     ctx.notes.send(Note::Info {
                         id: Some(story.id.clone()),
@@ -102,7 +104,7 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
                 }
                 (path.clone(), branch, Some(path))
             }
-            Err(e) => {
+            (Err(e), _) | (_, Err(e)) => {
                 return not_run(
                     &story,
                     Outcome::Skipped,
@@ -129,17 +131,32 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     };
     let log_rel = rel(root, &log.path);
     let log = Arc::new(Mutex::new(log));
+    let recorder = Arc::new(Recorder::new(&ctx.board, &story.id, worktree.as_deref()));
     let now = time::iso_seconds(time::now_ms());
+    let running = Value::Map(vec![
+        ("outcome".into(), Value::Str("running".into())),
+        ("log".into(), Value::Str(log_rel.clone())),
+    ]);
     let mut changes = vec![
         ("status", text("in-progress")),
         ("started_at", text(&now)),
         ("updated", text(&now)),
+        // Says that this tool runs it: an in-progress story without it is
+        // a stage of the TS tool, never "stale".
+        ("last_run", Some(running)),
     ];
     if worktree.is_some() {
-        changes.push(("branch", text(&branch)));
-        changes.push(("worktree_path", text(rel(root, &workdir))));
+        // Never replace what is set (the TS tool's branch): it is what we used.
+        if story.branch.is_none() {
+            changes.push(("branch", text(&branch)));
+        }
+        if story.worktree_path.is_none() {
+            // Absolute, as the TS tool writes it: a live pointer it follows from anywhere.
+            changes.push(("worktree_path", text(workdir.to_string_lossy())));
+        }
     }
-    if let Err(e) = ctx.board.patch(&story.id, &changes) {
+    changes.extend(flags_to_clear(ctx, &story));
+    if let Err(e) = recorder.patch(&changes) {
         return not_run(
             &story,
             Outcome::Skipped,
@@ -156,7 +173,9 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
         Ok(j) => j,
         Err(e) => {
             let r = RunResult::failed(e, 0);
-            return Attempt::Ran(Box::new(finish(ctx, &story, r, worktree, &branch, log_rel)));
+            return Attempt::Ran(Box::new(finish(
+                ctx, &story, r, worktree, &branch, log_rel, &recorder,
+            )));
         }
     };
     logs::lock(&log).note(&format!(
@@ -165,7 +184,13 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
         story.title,
         workdir.display()
     ));
-    let mut result = child::run(ctx, &job, &log, worktree.as_ref().map(|w| rel(root, w)));
+    let mut result = child::run(
+        ctx,
+        &job,
+        &log,
+        &recorder,
+        worktree.as_ref().map(|w| rel(root, w)),
+    );
     if let Some(m) = &result.report.final_message {
         let mut log = logs::lock(&log);
         for line in m.lines().take(10) {
@@ -205,10 +230,29 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
             .unwrap_or_default()
     ));
     drop(log);
-    let mut r = finish(ctx, &story, result, worktree, &branch, log_rel);
+    let mut r = finish(ctx, &story, result, worktree, &branch, log_rel, &recorder);
     r.commit = commit;
     drop(claim);
     Attempt::Ran(Box::new(r))
+}
+
+/// `run --from <phase>` (or `--force` on a done story, from the first
+/// phase): the completion flags of that phase and the later ones, cleared.
+fn flags_to_clear(ctx: &Ctx, story: &Story) -> Vec<(&'static str, Option<Value>)> {
+    let phases = &ctx.config.phases;
+    let from = match &ctx.settings.from {
+        Some(f) => phases.iter().position(|p| &p.name == f),
+        None => (story.status == Status::Done).then_some(0),
+    };
+    let Some(from) = from else {
+        return Vec::new();
+    };
+    phases[from..]
+        .iter()
+        .filter_map(|p| crate::workflow::flag(&p.name))
+        .filter(|f| story.is_complete(f))
+        .map(|f| (f, Some(Value::Bool(false))))
+        .collect()
 }
 
 /// `<ID>: <title>`, and the trailer `Story: <ID>`.
@@ -229,6 +273,7 @@ fn finish(
     worktree: Option<PathBuf>,
     branch: &str,
     log_rel: String,
+    recorder: &Recorder,
 ) -> StoryResult {
     let root = &ctx.config.root;
     let now = time::iso_seconds(time::now_ms());
@@ -253,9 +298,12 @@ fn finish(
             last_run.push((k.into(), Value::Int(n.min(i64::MAX as u64) as i64)));
         }
     }
+    if let Some(phases) = recorder.phases_value() {
+        last_run.push(("phases".into(), phases));
+    }
     let last_run = Value::Map(last_run);
     let reason = run.error.clone().unwrap_or_else(|| "failed".into());
-    let changes = match run.outcome {
+    let mut changes = match run.outcome {
         Outcome::Succeeded => vec![
             ("status", text("done")),
             ("finished_at", text(&now)),
@@ -278,9 +326,12 @@ fn finish(
         ],
         Outcome::Skipped => Vec::new(),
     };
-    let unrecorded = ctx
-        .board
-        .patch(&story.id, &changes)
+    let reviewed_here = ctx.config.phases.iter().any(|p| p.name == "review");
+    if run.outcome == Outcome::Succeeded && ctx.config.workflow.mark_reviewed && !reviewed_here {
+        changes.push(("reviews_complete", Some(Value::Bool(true))));
+    }
+    let unrecorded = recorder
+        .patch(&changes)
         .err()
         .map(|e| unrecorded(ctx, story, run.outcome, &e));
     let mut r = StoryResult::new(&story.id, &story.title, run.outcome);
@@ -294,6 +345,7 @@ fn finish(
     r.output_tokens = run.report.output_tokens;
     r.final_message = run.report.final_message;
     r.failure = run.failure;
+    r.phases = recorder.phases();
     if let Some(path) = worktree {
         r.branch = Some(branch.to_string());
         r.worktree = Some(rel(root, &path));
@@ -312,6 +364,14 @@ fn finish(
         };
         r.worktree_kept = kept_because.is_some();
         r.kept_because = kept_because;
+        if !r.worktree_kept {
+            // A live pointer to a removed worktree makes the TS tool warn
+            // and refuse to resume the story: it goes with the worktree.
+            recorder.forget_worktree();
+            if let Err(e) = recorder.patch(&[("worktree_path", None)]) {
+                log::warn!("[{}] worktree removed, but {e}", story.id);
+            }
+        }
     }
     r.unrecorded = unrecorded;
     r

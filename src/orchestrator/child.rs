@@ -4,6 +4,7 @@
 //! processes: the rules"). Only this worker thread signals the child.
 
 use super::Ctx;
+use super::record::{PhaseReport, Recorder};
 use crate::agent;
 use crate::cli::EXECUTOR_COMMAND;
 use crate::ipc::{self, Body, Line, LineReader, MAX_LINE, Message};
@@ -31,7 +32,13 @@ struct Heard {
     start: Instant,
 }
 
-pub fn run(ctx: &Ctx, job: &Job, log: &Arc<Mutex<RunLog>>, worktree: Option<String>) -> RunResult {
+pub fn run(
+    ctx: &Ctx,
+    job: &Job,
+    log: &Arc<Mutex<RunLog>>,
+    recorder: &Arc<Recorder>,
+    worktree: Option<String>,
+) -> RunResult {
     let started = Instant::now();
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -57,7 +64,11 @@ pub fn run(ctx: &Ctx, job: &Job, log: &Arc<Mutex<RunLog>>, worktree: Option<Stri
         .arg("--base")
         .arg(&job.facts.base_branch)
         .arg("--grace-ms")
-        .arg(ctx.settings.grace.as_millis().to_string())
+        .arg(ctx.settings.grace.as_millis().to_string());
+    if let Some(w) = &ctx.settings.workflow {
+        cmd.arg("--workflow").arg(w);
+    }
+    cmd
         // An id may start with `-`: after `--` it is never an option.
         .arg("--")
         .arg(&job.id)
@@ -104,18 +115,26 @@ pub fn run(ctx: &Ctx, job: &Job, log: &Arc<Mutex<RunLog>>, worktree: Option<Stri
     });
     let (done_tx, done_rx) = bounded::<()>(1);
     if let Some(out) = child.stdout.take() {
-        let (heard, log, notes, id) = (
+        let (heard, log, notes, id, recorder) = (
             Arc::clone(&heard),
             Arc::clone(log),
             ctx.notes.clone(),
             job.id.clone(),
+            Arc::clone(recorder),
         );
         let every_line = ctx.settings.single_story();
         let spawned = std::thread::Builder::new()
             .name(format!("ipc-{id}"))
             .stack_size(128 * 1024)
             .spawn(move || {
-                read_child(out, &id, &heard, &log, &notes, every_line);
+                let to = To {
+                    id: &id,
+                    heard: &heard,
+                    log: &log,
+                    notes: &notes,
+                    recorder: &recorder,
+                };
+                read_child(out, &to, every_line);
                 drop(done_tx);
             });
         if let Err(e) = spawned {
@@ -369,11 +388,44 @@ fn judge(sup: Supervised, complete: Option<Body>, started: Instant, ctx: &Ctx) -
     r
 }
 
+/// Where what the executor reports goes.
+struct To<'a> {
+    id: &'a str,
+    heard: &'a Heard,
+    log: &'a Mutex<RunLog>,
+    notes: &'a Notes,
+    /// The board: phase outputs, flags.
+    recorder: &'a Recorder,
+}
+
 /// Put what the executor reported into the story's log and tell the
 /// reporter. Returns the agent's output line, for the caller to pass on as
 /// it sees fit.
-fn record(id: &str, body: Body, log: &mut RunLog, notes: &Notes, heard: &Heard) -> Option<String> {
+fn record(to: &To, body: Body) -> Option<String> {
+    let (id, notes, heard) = (to.id, to.notes, to.heard);
+    let mut log = logs::lock(to.log);
     match body {
+        Body::PhaseResult {
+            phase,
+            round,
+            outcome,
+            output,
+            verdict,
+            duration_ms,
+            cost_usd,
+            ..
+        } => {
+            let report = PhaseReport {
+                phase,
+                round,
+                outcome,
+                output,
+                verdict,
+                duration_ms,
+                cost_usd,
+            };
+            to.recorder.phase(report, &mut log);
+        }
         Body::Log { stream, line, show } => {
             log.line(stream.as_str(), &line);
             // The agent's step stands for a structured line; "" for nothing.
@@ -427,14 +479,8 @@ fn record(id: &str, body: Body, log: &mut RunLog, notes: &Notes, heard: &Heard) 
 /// Reads the executor's messages. The reporter gets the agent's output
 /// lines at most every `OUTPUT_NOTE_EVERY`, or `every_line` (the
 /// single-story mode streams them).
-fn read_child(
-    out: ChildStdout,
-    id: &str,
-    heard: &Heard,
-    log: &Mutex<RunLog>,
-    notes: &Notes,
-    every_line: bool,
-) {
+fn read_child(out: ChildStdout, to: &To, every_line: bool) {
+    let (id, log, notes) = (to.id, to.log, to.notes);
     let mut reader = LineReader::new(out, MAX_LINE);
     let mut bad = 0u64;
     let mut pending_output: Option<String> = None;
@@ -448,7 +494,7 @@ fn read_child(
         };
         match item {
             Ok(msg) => {
-                if let Some(line) = record(id, msg.body, &mut logs::lock(log), notes, heard) {
+                if let Some(line) = record(to, msg.body) {
                     if every_line {
                         notes.send(Note::Output {
                             id: id.to_string(),

@@ -8,6 +8,9 @@
 mod attempt;
 mod child;
 pub mod plan;
+mod record;
+
+pub use record::PhaseTime;
 
 use crate::board::{Board, Status, Story, lock};
 use crate::cli::RunArgs;
@@ -35,6 +38,10 @@ pub struct Settings {
     pub base_branch: Option<String>,
     pub health_interval: Duration,
     pub health_misses: u32,
+    /// `run --workflow`: passed on to the executors.
+    pub workflow: Option<String>,
+    /// `run --from`: the phase each story starts at again.
+    pub from: Option<String>,
 }
 
 impl Settings {
@@ -100,6 +107,8 @@ pub fn settings(config: &Config, args: &RunArgs) -> Result<Settings, Failure> {
         base_branch: None,
         health_interval: Duration::from_millis(config.health_check_interval_ms),
         health_misses: config.health_miss_threshold,
+        workflow: args.workflow.clone(),
+        from: args.from.clone(),
     })
 }
 
@@ -115,7 +124,19 @@ pub struct Ctx {
 }
 
 pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
-    let config = Config::load(root)?;
+    let mut config = Config::load(root)?;
+    if let Some(w) = &args.workflow {
+        config.use_workflow(w).map_err(Failure::usage)?;
+    }
+    if let Some(f) = &args.from
+        && !config.phases.iter().any(|p| &p.name == f)
+    {
+        let names: Vec<&str> = config.phases.iter().map(|p| p.name.as_str()).collect();
+        return Err(Failure::usage(format!(
+            "--from {f:?}: the workflow has no such phase; its phases are {}",
+            names.join(", ")
+        )));
+    }
     let mut settings = settings(&config, args)?;
     let scan = crate::commands::scan(&config)?;
     for b in &scan.bad {
@@ -131,6 +152,19 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     } else {
         scan
     };
+    if args.story.is_empty() {
+        for s in scan.stories.iter().filter(|s| {
+            s.status == Status::InProgress
+                && !s.run_by_us()
+                && !lock::is_held(&Board::of(&config), &s.id)
+        }) {
+            errln!(
+                "ai-sdlc: [{}] is in-progress in the TS ai-sdlc, not in a run of this tool; left alone (`ai-sdlc run --story {}` takes it over)",
+                s.id,
+                s.id
+            );
+        }
+    }
     let selected = plan::select(&scan, args, &config.root)?;
     plan::check_cycles(&scan, &selected)?;
     if selected.is_empty() {

@@ -3,6 +3,7 @@
 
 use super::Settings;
 use crate::agent::{PRESETS, Preset};
+use crate::board::frontmatter::Value;
 use crate::board::lock::{ClaimError, StoryClaim};
 use crate::board::{Scan, Status, Story, text};
 use crate::cli::RunArgs;
@@ -31,16 +32,13 @@ pub fn busy_worktree(config: &Config, story: &Story) -> Option<u32> {
         .find_map(|p| crate::process::working_in(p).first().copied())
 }
 
-/// Return `in-progress` stories that no runner holds to `ready` (their runner
-/// died). Returns how many were recovered.
+/// Return `in-progress` stories that a run of this tool started and no
+/// runner holds to `ready` (their runner died). The TS tool's lasting
+/// `in-progress` stage is left alone. Returns how many were recovered.
 pub fn recover_stale(config: &Config, scan: &Scan) -> usize {
     let board = crate::board::Board::of(config);
     let mut n = 0;
-    for s in scan
-        .stories
-        .iter()
-        .filter(|s| s.status == Status::InProgress)
-    {
+    for s in scan.stories.iter().filter(|s| s.run_by_us()) {
         let claim = match StoryClaim::try_claim(&board, &s.id) {
             Ok(c) => c,
             Err(ClaimError::Held) => continue,
@@ -57,15 +55,21 @@ pub fn recover_stale(config: &Config, scan: &Scan) -> usize {
             continue;
         }
         // Re-read under the claim: its runner may have finished meanwhile.
-        if board
-            .load(&s.id)
-            .is_ok_and(|now| now.status == Status::InProgress)
-        {
+        if board.load(&s.id).is_ok_and(|now| now.run_by_us()) {
             let stamp = time::iso_seconds(time::now_ms());
-            match board.patch(
-                &s.id,
-                &[("status", text("ready")), ("updated", text(stamp))],
-            ) {
+            let mut last_run = vec![
+                ("outcome".into(), Value::Str("cancelled".into())),
+                ("error".into(), Value::Str("its runner died".into())),
+            ];
+            if let Some(l) = &s.last_log {
+                last_run.push(("log".into(), Value::Str(l.clone())));
+            }
+            let changes = [
+                ("status", text("ready")),
+                ("updated", text(stamp)),
+                ("last_run", Some(Value::Map(last_run))),
+            ];
+            match board.patch(&s.id, &changes) {
                 Ok(()) => {
                     errln!(
                         "[{}] was in-progress but no runner holds it (its runner died); returned it to ready",
@@ -352,15 +356,23 @@ pub fn print(config: &Config, settings: &Settings, selected: &[Story], phases: &
         let marker = if i < n { "" } else { "  [beyond --max]" };
         outln!("{:>3}. {}  {prio}  {}{after}{marker}", i + 1, s.id, s.title);
         if settings.worktrees {
-            let key = s.key();
-            outln!(
-                "     worktree {}  branch {}",
-                rel(&config.root, &config.worktree_base().join(&key)),
-                crate::worktree::branch_name(&key)
-            );
+            let base = config.worktree_base();
+            match crate::worktree::place(&config.root, &base, s) {
+                Ok((folder, branch)) => outln!(
+                    "     worktree {}  branch {branch}",
+                    rel(&config.root, &base.join(folder))
+                ),
+                Err(e) => outln!("     not run: {e}"),
+            }
         }
         for p in phases {
-            outln!("     {} ({}): {}", p.name, p.preset, p.argv.join(" "));
+            let done = crate::workflow::flag(&p.name).filter(|f| s.is_complete(f));
+            match done {
+                Some(f) if settings.from.is_none() => {
+                    outln!("     {} (skipped: {f} is true)", p.name)
+                }
+                _ => outln!("     {} ({}): {}", p.name, p.preset, p.argv.join(" ")),
+            }
         }
     }
 }

@@ -118,6 +118,9 @@ pub struct StoryResult {
     pub failure: Option<crate::agent::FailureKind>,
     /// The commit the runner made of the agent's work.
     pub commit: Option<String>,
+    /// Time and cost of each phase (and round) that ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<crate::orchestrator::PhaseTime>,
 }
 
 impl StoryResult {
@@ -149,6 +152,7 @@ impl StoryResult {
             final_message: None,
             failure: None,
             commit: None,
+            phases: Vec::new(),
         }
     }
 }

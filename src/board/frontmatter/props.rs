@@ -183,11 +183,18 @@ impl Doc {
     }
 }
 
-/// A change: set a field (existing or new) to a string or a number, or remove it.
+/// A change: set a field (existing or new) to a string, a number, a flag or
+/// a list of maps, or remove it.
 fn changes(keys: Vec<String>) -> impl Strategy<Value = Vec<(String, Option<Value>)>> {
     let value = prop_oneof![
         3 => text().prop_map(|s| Some(Value::Str(s))),
         1 => any::<i64>().prop_map(|n| Some(Value::Int(n))),
+        1 => any::<bool>().prop_map(|b| Some(Value::Bool(b))),
+        1 => prop::collection::vec(text(), 0..3).prop_map(|v| Some(Value::List(
+            v.into_iter()
+                .map(|s| Value::Map(vec![("phase".into(), Value::Str(s))]))
+                .collect()
+        ))),
         1 => Just(None),
     ];
     let existing = if keys.is_empty() {

@@ -1,0 +1,263 @@
+//! What a story's run writes while it holds the claim: the fields of its
+//! `story.md`, kept in step in the board and in the copy of the board its
+//! worktree holds (which the TS tool reads while the worktree exists), and
+//! what each phase reports: its section file, its completion flag, its
+//! time and cost for `last_run.phases`.
+//!
+//! The worktree's copies of the story's files are marked skip-worktree in
+//! the worktree's own index: our writes to them never show as the agent's
+//! changes, never enter its commit, and never keep a clean worktree from
+//! being removed. The story branch keeps the board files as its base had
+//! them, so merging it changes nothing on the board.
+
+use crate::board::frontmatter::{Change, Value};
+use crate::board::{self, Board, STORY_FILE};
+use crate::logs::RunLog;
+use crate::paths::{self, Dir};
+use crate::workflow;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The story's folder in its worktree, and which of its files the
+/// worktree tracks (those are kept in step).
+struct Copy {
+    worktree: PathBuf,
+    /// The story folder, relative to the repo (and so to the worktree).
+    rel: PathBuf,
+    tracked: Vec<String>,
+}
+
+pub struct Recorder {
+    board: Board,
+    id: String,
+    copy: Mutex<Option<Copy>>,
+    /// One per phase (or round) that ran.
+    phases: Mutex<Vec<PhaseTime>>,
+}
+
+/// A phase's time and cost: `last_run.phases`, and `phases` in `--json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PhaseTime {
+    pub phase: String,
+    pub round: u32,
+    pub outcome: String,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+}
+
+impl PhaseTime {
+    fn value(&self) -> Value {
+        let mut m = vec![
+            ("phase".to_string(), Value::Str(self.phase.clone())),
+            ("round".to_string(), Value::Int(self.round.into())),
+            ("outcome".to_string(), Value::Str(self.outcome.clone())),
+            (
+                "duration_ms".to_string(),
+                Value::Int(self.duration_ms.min(i64::MAX as u64) as i64),
+            ),
+        ];
+        if let Some(c) = self.cost_usd {
+            m.push(("cost_usd".to_string(), Value::Float(c)));
+        }
+        if let Some(v) = &self.verdict {
+            m.push(("verdict".to_string(), Value::Str(v.clone())));
+        }
+        Value::Map(m)
+    }
+}
+
+/// A phase's end, as the executor reported it.
+pub struct PhaseReport {
+    pub phase: String,
+    pub round: u32,
+    pub outcome: String,
+    pub output: Option<String>,
+    pub verdict: Option<String>,
+    pub duration_ms: u64,
+    pub cost_usd: Option<f64>,
+}
+
+impl Recorder {
+    /// For story `id`; with its worktree, whose copies are kept in step
+    /// from now on.
+    pub fn new(board: &Board, id: &str, worktree: Option<&Path>) -> Recorder {
+        let copy = worktree.and_then(|w| {
+            let rel = board
+                .story_dir(id)
+                .strip_prefix(&board.root)
+                .ok()?
+                .to_path_buf();
+            Some(Copy {
+                tracked: keep_out_of_the_agents_changes(w, &rel),
+                worktree: w.to_path_buf(),
+                rel,
+            })
+        });
+        Recorder {
+            board: board.clone(),
+            id: id.to_string(),
+            copy: Mutex::new(copy),
+            phases: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The worktree is gone: nothing more to keep in step.
+    pub fn forget_worktree(&self) {
+        *self.copy.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The worktree's copy of the story's folder, when it tracks `file`.
+    fn copy_dir(&self, file: &str) -> Option<(Dir, String)> {
+        let guard = self.copy.lock().unwrap_or_else(|p| p.into_inner());
+        let c = guard.as_ref()?;
+        if !c.tracked.iter().any(|t| t == file) {
+            return None;
+        }
+        let path = c.worktree.join(&c.rel);
+        // The worktree is the agent's: never through a symlink it planted.
+        match paths::open_beneath(&c.worktree, &path, false) {
+            Ok(d) => Some((d, paths::rel(&self.board.root, &path.join(file)))),
+            Err(e) => {
+                log::warn!(
+                    "[{}] cannot keep the worktree's copy of {file} in step: {e}",
+                    self.id
+                );
+                None
+            }
+        }
+    }
+
+    /// Change fields of the story, in the board and in the worktree's copy.
+    pub fn patch(&self, changes: &[Change]) -> Result<(), String> {
+        self.board.patch(&self.id, changes)?;
+        if let Some((dir, shown)) = self.copy_dir(STORY_FILE)
+            && let Err(e) = board::patch_in(&dir, &shown, changes)
+        {
+            // The board is what counts; the copy is TS's view of it.
+            log::warn!("[{}] the worktree's copy is not in step: {e}", self.id);
+        }
+        Ok(())
+    }
+
+    /// Write a section file, in the board and in the worktree's copy.
+    fn section(&self, file: &str, text: &str) -> Result<(), String> {
+        self.board.write_section(&self.id, file, text)?;
+        if let Some((dir, shown)) = self.copy_dir(file)
+            && let Err(e) = dir.replace(file, text.as_bytes(), None)
+        {
+            log::warn!(
+                "[{}] cannot write the worktree's copy {shown}: {e}",
+                self.id
+            );
+        }
+        Ok(())
+    }
+
+    /// Record a phase's end: its output in its section file, its flag;
+    /// say so in the log. A write that fails is logged; the run goes on.
+    pub fn phase(&self, r: PhaseReport, log: &mut RunLog) {
+        if r.outcome == "skipped" {
+            let flag = workflow::flag(&r.phase).unwrap_or("its flag");
+            log.note(&format!(
+                "phase {}: already complete ({flag}: true); skipped",
+                r.phase
+            ));
+            return;
+        }
+        self.phases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PhaseTime {
+                phase: r.phase.clone(),
+                round: r.round,
+                outcome: r.outcome.clone(),
+                duration_ms: r.duration_ms,
+                cost_usd: r.cost_usd,
+                verdict: r.verdict.clone(),
+            });
+        if r.outcome != "succeeded" {
+            return;
+        }
+        if let (Some(sec), Some(text)) = (workflow::section_of(&r.phase), &r.output) {
+            match self.section(sec.file, &format!("{}\n", text.trim_end())) {
+                Ok(()) => log.note(&format!("phase {}: its output is in {}", r.phase, sec.file)),
+                Err(e) => log.note(&format!("phase {}: {e}", r.phase)),
+            }
+        }
+        let approved = r.verdict.as_deref().is_none_or(|v| v == "approved");
+        let changes: Vec<Change> = match (workflow::flag(&r.phase), approved) {
+            (None, _) => Vec::new(),
+            (Some(f), true) => vec![(f, Some(Value::Bool(true)))],
+            // Changes requested: implement again (also after an interruption).
+            (Some(_), false) => vec![
+                ("implementation_complete", Some(Value::Bool(false))),
+                ("reviews_complete", Some(Value::Bool(false))),
+            ],
+        };
+        if let Err(e) = self.patch(&changes) {
+            log.note(&format!(
+                "phase {}: its completion is not recorded: {e}",
+                r.phase
+            ));
+        }
+        if !approved {
+            log.note(&format!(
+                "phase {} round {}: changes requested ({})",
+                r.phase,
+                r.round,
+                r.verdict.as_deref().unwrap_or("")
+            ));
+        }
+    }
+
+    /// The phases that ran, in order.
+    pub fn phases(&self) -> Vec<PhaseTime> {
+        self.phases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// `last_run.phases`, when any phase ran.
+    pub fn phases_value(&self) -> Option<Value> {
+        let p = self.phases();
+        (!p.is_empty()).then(|| Value::List(p.iter().map(PhaseTime::value).collect()))
+    }
+}
+
+/// Mark the worktree's tracked copies of the story's files skip-worktree
+/// in its index; returns their names.
+fn keep_out_of_the_agents_changes(worktree: &Path, rel: &Path) -> Vec<String> {
+    let rel_s = rel.to_string_lossy();
+    let listed = match crate::git::run(worktree, &["ls-files", "-z", "--", &rel_s]) {
+        Ok(l) => l,
+        Err(e) => {
+            log::warn!("cannot list the board files in {}: {e}", worktree.display());
+            return Vec::new();
+        }
+    };
+    let files: Vec<&str> = listed
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .filter(|f| Path::new(f).parent() == Some(rel))
+        .collect();
+    if files.is_empty() {
+        return Vec::new();
+    }
+    let mut args = vec!["update-index", "--skip-worktree", "--"];
+    args.extend(files.iter().copied());
+    if let Err(e) = crate::git::run(worktree, &args) {
+        log::warn!(
+            "cannot keep the board files in {} out of the story's changes: {e}",
+            worktree.display()
+        );
+        return Vec::new();
+    }
+    files
+        .iter()
+        .filter_map(|f| Path::new(f).file_name()?.to_str().map(str::to_string))
+        .collect()
+}
