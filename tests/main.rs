@@ -11,4 +11,5 @@ mod manage;
 mod orchestrator;
 mod presets;
 mod run_single;
+mod ts_board;
 mod workflow;

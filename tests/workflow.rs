@@ -27,8 +27,7 @@ review)
 esac
 "#;
 
-/// A repo with the agent above and the `sdlc` workflow; the board is
-/// committed, as a team that shares it with the TS tool has it.
+/// A repo with the agent above and the `sdlc` workflow.
 fn sdlc_repo() -> TestRepo {
     let repo = TestRepo::new();
     let agent = repo.agent("sdlc.sh", SDLC_AGENT);
@@ -52,11 +51,6 @@ fn phases_run(repo: &TestRepo, id: &str) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
-}
-
-fn commit_board(repo: &TestRepo) {
-    git(&repo.root, &["add", "-A"]);
-    git(&repo.root, &["commit", "-q", "-m", "board"]);
 }
 
 #[test]

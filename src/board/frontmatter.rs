@@ -174,9 +174,15 @@ pub fn scalar(s: &str) -> String {
     }
 }
 
+/// A string inside a flow collection: plain only when it is a simple word
+/// (`succeeded`, `ai-sdlc/S-1-x`), since flow context reads `,[]{}` and a
+/// ` -` before them differently; quoted otherwise.
 fn flow_scalar(s: &str) -> String {
     let plain = scalar(s);
-    if plain.starts_with(['\'', '"']) || !s.contains([',', '{', '}', '[', ']']) {
+    let simple = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c));
+    if plain.starts_with(['\'', '"']) || simple {
         plain
     } else {
         format!("'{}'", s.replace('\'', "''"))
