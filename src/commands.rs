@@ -225,15 +225,13 @@ pub fn prompt(config: &Config, args: &PromptArgs) -> Outcome {
         .load(&args.id)
         .map_err(|b| Failure::usage(format!("{}: {}", rel(&config.root, &b.path), b.reason)))?;
     let (workdir, branch, base) = if config.worktree.enabled {
-        let key = story.key();
         let base =
             crate::worktree::base_branch(&config.root, config.worktree.base_branch.as_deref())
                 .unwrap_or_else(|_| "HEAD".into());
-        (
-            config.worktree_base().join(&key),
-            crate::worktree::branch_name(&key),
-            base,
-        )
+        let wbase = config.worktree_base();
+        let (folder, branch) =
+            crate::worktree::place(&config.root, &wbase, &story).map_err(Failure::usage)?;
+        (wbase.join(folder), branch, base)
     } else {
         let branch = crate::worktree::base_branch(&config.root, None).unwrap_or_default();
         (config.root.clone(), branch.clone(), branch)
@@ -259,7 +257,7 @@ pub fn prompt(config: &Config, args: &PromptArgs) -> Outcome {
             })
             .unwrap_or(&job.phases[0]),
     };
-    let mut text = crate::prompt::render(&phase.template, &job.facts, &phase.name, &[]);
+    let mut text = crate::story_run::prompt_for(&job, phase, &job.sections, &[]);
     // The exact prompt, unless a terminal would run escape sequences in it.
     // SAFETY: isatty only inspects the descriptor.
     if unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1 {
@@ -269,7 +267,7 @@ pub fn prompt(config: &Config, args: &PromptArgs) -> Outcome {
     let written = out.write_all(text.as_bytes()).and_then(|_| out.flush());
     if names.first() != Some(&phase.name.as_str()) {
         errln!(
-            "note: during a run, this prompt also carries the final messages of the phases before {}",
+            "note: this prompt carries what the story's section files hold now; during a run, it also carries what the phases before {} say then",
             phase.name
         );
     }

@@ -437,7 +437,7 @@ fn set_section(sections: &mut Vec<(&'static str, String)>, file: &'static str, t
 /// The prompt of `phase`: its template, filled with the story, the
 /// sections of the phases before it and the outputs of other phases; a
 /// review also gets the diff of the story's work.
-fn prompt_for(
+pub fn prompt_for(
     job: &Job,
     phase: &PhaseCommand,
     sections: &[(&'static str, String)],

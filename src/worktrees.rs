@@ -19,6 +19,31 @@ struct Ours<'a> {
     story: Option<&'a Story>,
 }
 
+/// The story's branch: the one it names, else ours.
+fn branch_of(story: &crate::board::Story) -> String {
+    story
+        .branch
+        .clone()
+        .unwrap_or_else(|| worktree::branch_name(&story.key()))
+}
+
+/// The worktree at `path` is gone: so is the story's pointer to it (the
+/// TS tool warns about, and will not resume, a story that points at a
+/// missing worktree).
+fn forget(config: &Config, story: Option<&crate::board::Story>, path: &std::path::Path) {
+    let Some(s) = story else { return };
+    let points_here = s.worktree_path.as_deref().is_some_and(|w| {
+        let w = config.root.join(w);
+        w == path || w.file_name() == path.file_name()
+    });
+    if points_here && let Err(e) = Board::of(config).patch(&s.id, &[("worktree_path", None)]) {
+        errln!(
+            "ai-sdlc: warning: [{}] its worktree_path still points at the removed worktree: {e}",
+            s.id
+        );
+    }
+}
+
 fn ours<'a>(config: &Config, scan: &'a Scan) -> Result<Vec<Ours<'a>>, Failure> {
     let base = config.worktree_base();
     let base = base.canonicalize().unwrap_or(base);
@@ -37,8 +62,7 @@ fn ours<'a>(config: &Config, scan: &'a Scan) -> Result<Vec<Ours<'a>>, Failure> {
                 .stories
                 .iter()
                 .find(|s| {
-                    name == s.key()
-                        || entry.branch.as_deref() == Some(&worktree::branch_name(&s.key()))
+                    name == s.key() || entry.branch.is_some() && entry.branch == Some(branch_of(s))
                 })
                 .or_else(|| {
                     scan.stories
@@ -196,10 +220,7 @@ fn remove(config: &Config, scan: &Scan, id: &str, force: bool) -> Outcome {
     }
     let changes = worktree::changes(path);
     let st = label(&changes);
-    let branch = o
-        .story
-        .map(|s| worktree::branch_name(&s.key()))
-        .unwrap_or_default();
+    let branch = o.story.map(branch_of).unwrap_or_default();
     if !force && let Err(why) = worktree::removable(path, &branch) {
         let mut msg = format!(
             "{} holds work that removing it would lose ({why}); commit it on {branch}, or pass --force to delete it",
@@ -221,6 +242,7 @@ fn remove(config: &Config, scan: &Scan, id: &str, force: bool) -> Outcome {
     }
     worktree::remove(&config.root, path, force)
         .map_err(|e| Failure::failed(format!("git could not remove it: {e}")))?;
+    forget(config, o.story, path);
     outln!(
         "removed {} ({st}); branch {} is kept",
         rel(&config.root, path),
@@ -241,10 +263,11 @@ fn prune(config: &Config, scan: &Scan) -> Outcome {
             outln!("kept    {shown}: {} is {}", story.id, story.status);
             continue;
         }
-        match worktree::removable(&o.entry.path, &worktree::branch_name(&story.key())) {
+        match worktree::removable(&o.entry.path, &branch_of(story)) {
             Err(why) => outln!("kept    {shown}: {why}"),
             Ok(()) => match worktree::remove(&config.root, &o.entry.path, false) {
                 Ok(()) => {
+                    forget(config, Some(story), &o.entry.path);
                     outln!("removed {shown}");
                     removed += 1;
                 }

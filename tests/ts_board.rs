@@ -202,6 +202,11 @@ fn a_ts_story_in_progress_is_resumed_on_its_own_branch_and_the_worktree_copy_sta
     assert!(log.contains("S-0005:"), "{log}");
     assert_eq!(repo.status("S-0005"), "done");
     assert_eq!(repo.field("S-0005", "worktree_path"), None);
+    // Removing a kept worktree by hand takes its pointer along too.
+    let out = repo.run(&["worktrees", "remove", "S-0003"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!wt.exists());
+    assert_eq!(repo.field("S-0003", "worktree_path"), None);
 }
 
 #[test]
