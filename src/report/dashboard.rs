@@ -123,6 +123,9 @@ impl Dashboard {
         let bar = format!("[{}>{}]", "#".repeat(filled), "-".repeat(9 - filled));
         let phase = if r.count == 0 {
             "starting".to_string()
+        } else if r.phase.contains(' ') {
+            // A review round (`implement 2/2`): the bar shows the phase.
+            r.phase.clone()
         } else {
             format!("{} {}/{}", r.phase, r.index + 1, r.count)
         };
