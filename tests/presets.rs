@@ -608,8 +608,18 @@ fn a_later_phase_gets_what_the_earlier_ones_said() {
         stdin.contains("### Implementation plan\n\nAdded notes-claude.txt.\nAll tests pass."),
         "{stdin}"
     );
-    // Both phases' costs add up.
-    assert_eq!(json(&out)["results"][0]["cost_usd"].as_f64(), Some(0.0246));
+    // Both phases' costs add up; each is listed with its phase.
+    let result = &json(&out)["results"][0];
+    assert_eq!(result["cost_usd"].as_f64(), Some(0.0246));
+    assert_eq!(result["phases"][0]["phase"], "plan");
+    assert_eq!(result["phases"][0]["cost_usd"].as_f64(), Some(0.0123));
+    assert!(
+        repo.field("S-0001", "last_run")
+            .unwrap()
+            .contains("{phase: plan, round: 1, outcome: succeeded"),
+        "{}",
+        repo.read_story("S-0001")
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ review)
     if [ -f "$REC/$id.reviewed" ]; then printf 'Good now.\nAPPROVED\n'
     else touch "$REC/$id.reviewed"; printf 'Close.\nCHANGES REQUESTED\n- add a newline check\n'; fi ;;
   *always*) printf 'CHANGES REQUESTED\n- still wrong: %s\n' "$(cat hello.txt)" ;;
+  *silent*) printf 'I looked at it.\n' ;;
   *) printf 'It does what the story asks.\n\nAPPROVED\n' ;;
   esac ;;
 esac
@@ -282,6 +283,16 @@ fn a_review_that_always_requests_changes_blocks_with_its_reasons() {
         repo.field("S-0001", "implementation_complete").as_deref(),
         Some("false")
     );
+    // A review with no verdict line counts as changes requested, and says so.
+    let repo2 = sdlc_repo();
+    repo2.story("S-0001", "Review silent", 1, "ready", "");
+    assert_eq!(code(&repo2.run(&["run"])), 1);
+    let reason = repo2.blocked_reason("S-0001");
+    assert!(
+        reason.contains("neither a line APPROVED nor a line CHANGES REQUESTED"),
+        "{reason}"
+    );
+    assert!(reason.contains("I looked at it."), "{reason}");
     // One round only, when the config says so.
     let repo = sdlc_repo();
     let mut cfg: serde_json::Value =

@@ -27,6 +27,9 @@ struct Copy {
     tracked: Vec<String>,
 }
 
+/// `last_run.phases` holds at most this many entries.
+const MAX_PHASES: usize = 64;
+
 pub struct Recorder {
     board: Board,
     id: String,
@@ -167,22 +170,26 @@ impl Recorder {
             ));
             return;
         }
-        self.phases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(PhaseTime {
-                phase: r.phase.clone(),
-                round: r.round,
-                outcome: r.outcome.clone(),
-                duration_ms: r.duration_ms,
-                cost_usd: r.cost_usd,
-                verdict: r.verdict.clone(),
-            });
+        let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded whatever the executor's stdout says (an agent can write to it).
+        if phases.len() >= MAX_PHASES {
+            log.note("more phase results than any workflow has; ignoring this one");
+            return;
+        }
+        phases.push(PhaseTime {
+            phase: r.phase.clone(),
+            round: r.round,
+            outcome: r.outcome.clone(),
+            duration_ms: r.duration_ms,
+            cost_usd: r.cost_usd,
+            verdict: r.verdict.clone(),
+        });
+        drop(phases);
         if r.outcome != "succeeded" {
             return;
         }
         if let (Some(sec), Some(text)) = (workflow::section_of(&r.phase), &r.output) {
-            match self.section(sec.file, &format!("{}\n", text.trim_end())) {
+            match self.section(sec.file, &format!("{}\n", workflow::bounded(text))) {
                 Ok(()) => log.note(&format!("phase {}: its output is in {}", r.phase, sec.file)),
                 Err(e) => log.note(&format!("phase {}: {e}", r.phase)),
             }
