@@ -46,7 +46,28 @@ pub enum Command {
     Worktrees(WorktreesArgs),
     Doctor(DoctorArgs),
     Prompt(PromptArgs),
+    Trust(TrustArgs),
+    Untrust(UntrustArgs),
 }
+
+/// Show the commands this repo's .ai-sdlc.json may make ai-sdlc run (agent, phase commands) and record them as trusted.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "trust",
+    example = "ai-sdlc trust --show",
+    note = "The record is kept outside the repo, in $XDG_CONFIG_HOME/ai-sdlc/trust.json (~/.config/ai-sdlc/trust.json). `run` refuses a command that is not in it; AI_SDLC_TRUST=1 (or run --trust) trusts for one run."
+)]
+pub struct TrustArgs {
+    /// only show the commands and whether they are trusted
+    #[argh(switch)]
+    pub show: bool,
+}
+
+/// Forget the commands trusted for this repo.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "untrust")]
+pub struct UntrustArgs {}
 
 /// Create .ai-sdlc/stories, a default .ai-sdlc.json and .gitignore entries.
 #[derive(FromArgs, Debug)]
@@ -176,6 +197,9 @@ pub struct RunArgs {
     /// start each story at this phase again: clears its completion flag and those of the later phases
     #[argh(option)]
     pub from: Option<String>,
+    /// run the config's commands even if they are not trusted (`ai-sdlc trust`), for this run only; same as AI_SDLC_TRUST=1
+    #[argh(switch)]
+    pub trust: bool,
     /// print the run summary as JSON on stdout; human output goes to stderr
     #[argh(switch)]
     pub json: bool,
@@ -258,6 +282,9 @@ pub struct ExecutorArgs {
     /// the built-in workflow the runner uses instead of the configured phases
     #[argh(option)]
     pub workflow: Option<String>,
+    /// the fingerprint of the commands the runner checked were trusted
+    #[argh(option)]
+    pub commands: Option<String>,
 }
 
 /// What `parse` returns: a command line to run, or text to print and an exit code.

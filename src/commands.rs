@@ -142,7 +142,9 @@ pub fn init(dir: Option<&Path>, args: &InitArgs) -> Outcome {
     let top = Dir::open(&root).map_err(|e| fail(&format!("open {}", root.display()), &e))?;
     let config_path = root.join(CONFIG_FILE);
     if top.exists(CONFIG_FILE).unwrap_or(true) {
-        done.push(format!("kept {CONFIG_FILE} (already there)"));
+        done.push(format!(
+            "kept {CONFIG_FILE} (already there; `ai-sdlc trust --show` lists the commands it would run, `ai-sdlc trust` allows them)"
+        ));
     } else {
         top.replace(
             CONFIG_FILE,
@@ -154,6 +156,12 @@ pub fn init(dir: Option<&Path>, args: &InitArgs) -> Outcome {
             "created {CONFIG_FILE} (agent.preset: {}{how})",
             preset.name()
         ));
+        // What init wrote, the user chose: trusted.
+        let written = Config::load(&root).map_err(Failure::from)?;
+        match crate::trust::record(&root, &crate::trust::commands(&written)) {
+            Ok(_) => done.push("trusted the commands it names (ai-sdlc trust --show)".into()),
+            Err(e) => done.push(format!("could not record trust ({e}); run `ai-sdlc trust`")),
+        }
     }
     let ignore = root.join(".gitignore");
     let existing = match top.read(".gitignore", MAX_GITIGNORE) {

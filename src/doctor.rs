@@ -232,6 +232,14 @@ pub fn run(dir: Option<&Path>) -> Outcome {
         },
     };
     if let Some(config) = &config {
+        checks.push(match crate::trust::untrusted_count(config) {
+            Ok(0) => Check::Ok("config commands: trusted".into()),
+            Ok(n) => Check::Fail(
+                format!("config commands: {n} not trusted; `run` refuses them"),
+                "check them with `ai-sdlc trust --show`, then `ai-sdlc trust`".into(),
+            ),
+            Err(e) => Check::Fail("trust record: unusable".into(), e),
+        });
         checks.push(Check::Ok(format!(
             "config: {}",
             config

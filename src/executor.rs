@@ -243,6 +243,13 @@ fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story_run::Job, Limits),
     if let Some(w) = &args.workflow {
         config.use_workflow(w)?;
     }
+    let fingerprint = crate::trust::fingerprint(&crate::trust::commands(&config));
+    if args.commands.as_ref().is_some_and(|c| *c != fingerprint) {
+        return Err(format!(
+            "{} names other commands than when this run started (it was edited since); nothing was run. Check it, trust it (ai-sdlc trust) and run again",
+            config.file_name()
+        ));
+    }
     let story = Board::of(&config)
         .load(&args.id)
         .map_err(|b| b.to_string())?;

@@ -64,7 +64,9 @@ mod report;
 mod shutdown;
 mod story_run;
 
+mod sha256;
 mod time;
+mod trust;
 mod workflow;
 mod worktree;
 mod worktrees;
@@ -177,6 +179,8 @@ fn run_cli(cli: cli::Cli) -> Outcome {
         Command::Worktrees(args) => worktrees::command(&config()?, &args),
         Command::Doctor(_) => doctor::run(dir),
         Command::Prompt(args) => commands::prompt(&config()?, &args),
+        Command::Trust(args) => trust::command(&config()?, args.show),
+        Command::Untrust(_) => trust::untrust(&commands::locate(dir)?),
     }
 }
 

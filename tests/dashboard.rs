@@ -64,7 +64,8 @@ fn the_dashboard_shows_running_stories_a_footer_and_the_summary() {
         );
     }
     let cmd = format!(
-        "{BIN} -C {} run --concurrent 3; echo EXIT=$?; sleep 60",
+        "XDG_CONFIG_HOME={} {BIN} -C {} run --concurrent 3; echo EXIT=$?; sleep 60",
+        repo.xdg().display(),
         repo.root.display()
     );
     let tmux = Tmux::start(&cmd, 120, 30);

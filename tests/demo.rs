@@ -6,13 +6,15 @@ use crate::support::*;
 fn the_demo_runs_six_stories_and_exits_0() {
     let tmp = TempDir::new("demo");
     let dir = tmp.0.join("demo");
-    let out = std::process::Command::new(BIN)
+    let out = tmp
+        .bin()
         .args(["demo", "--concurrent", "3", "--dir"])
         .arg(&dir)
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let board = std::process::Command::new(BIN)
+    let board = tmp
+        .bin()
         .arg("-C")
         .arg(&dir)
         .args(["status", "--json"])
@@ -56,7 +58,8 @@ fn the_demo_runs_six_stories_and_exits_0() {
     // The demo prints where to look next.
     assert!(stdout(&out).contains("logs S-0004"), "{}", stdout(&out));
     // A second demo into the same (now non-empty) folder is refused, and nothing changes.
-    let again = std::process::Command::new(BIN)
+    let again = tmp
+        .bin()
         .args(["demo", "--dir"])
         .arg(&dir)
         .output()

@@ -207,7 +207,8 @@ fn a_symlinked_board_worktree_base_or_gitignore_is_refused() {
         &victim.path().join("precious.txt"),
         &fresh.0.join(".gitignore"),
     );
-    let out = std::process::Command::new(BIN)
+    let out = fresh
+        .bin()
         .arg("-C")
         .arg(&fresh.0)
         .arg("init")
@@ -353,7 +354,8 @@ fn unusual_frontmatter_is_patched_faithfully_or_refused_untouched() {
 /// it allocate gigabytes fails instead of taking the machine.
 fn capped(repo: &TestRepo, kib: u64, args: &[&str]) -> std::process::Child {
     let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c")
+    cmd.env("XDG_CONFIG_HOME", repo.xdg())
+        .arg("-c")
         .arg(format!("ulimit -v {kib} && exec \"$0\" \"$@\""))
         .arg(BIN)
         .arg("-C")
@@ -593,6 +595,7 @@ fn exit_codes_never_come_from_a_panic() {
     repo.ready_stories(2);
     // The reader of stdout and stderr goes away after one line.
     let out = std::process::Command::new("bash")
+        .env("XDG_CONFIG_HOME", repo.xdg())
         .arg("-c")
         .arg(format!(
             "{BIN} -C '{}' run --concurrent 2 2>&1 | head -1 >/dev/null; exit ${{PIPESTATUS[0]}}",
@@ -656,11 +659,7 @@ fn inside_a_story_worktree_the_main_board_is_used() {
     let runner = repo.spawn(&["run"]);
     repo.wait_rec("S-0001.ready");
     let wt = repo.worktree("S-0001-s1");
-    let out = std::process::Command::new(BIN)
-        .arg("status")
-        .current_dir(&wt)
-        .output()
-        .unwrap();
+    let out = repo.bin().arg("status").current_dir(&wt).output().unwrap();
     let board = stdout(&out);
     assert!(
         board.contains(&format!("Board {}", repo.root.display())),

@@ -11,5 +11,6 @@ mod manage;
 mod orchestrator;
 mod presets;
 mod run_single;
+mod trust;
 mod ts_board;
 mod workflow;

@@ -218,13 +218,7 @@ fn a_broken_story_is_reported_and_the_board_still_works() {
 fn init_add_status_as_a_new_user() {
     let tmp = TempDir::new("newuser");
     git(&tmp.0, &["init", "-q"]);
-    let ai = |args: &[&str]| {
-        std::process::Command::new(BIN)
-            .current_dir(&tmp.0)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let ai = |args: &[&str]| tmp.bin().current_dir(&tmp.0).args(args).output().unwrap();
     assert_eq!(code(&ai(&["init"])), 0);
     let add = ai(&["add", "Fix login", "--ready", "--priority", "2"]);
     assert_eq!(stdout(&add).trim(), "S-0001");

@@ -37,6 +37,7 @@ fn standin_env(repo: &TestRepo) -> Vec<(String, String)> {
             format!("{STANDINS}:{}", std::env::var("PATH").unwrap()),
         ),
         ("STANDIN_REC".into(), repo.rec.display().to_string()),
+        ("XDG_CONFIG_HOME".into(), repo.xdg().display().to_string()),
         ("IS_SANDBOX".into(), "1".into()),
     ]
 }
@@ -485,7 +486,7 @@ fn init_writes_a_preset_and_doctor_says_what_to_fix() {
     let dir = TempDir::new("init");
     git(&dir.0, &["init", "-q"]);
     let run = |args: &[&str], path: &str| {
-        std::process::Command::new(BIN)
+        dir.bin()
             .arg("-C")
             .arg(&dir.0)
             .args(args)
@@ -514,7 +515,8 @@ fn init_writes_a_preset_and_doctor_says_what_to_fix() {
     );
     // Without --agent: the first agent CLI on PATH.
     let other = TempDir::new("init2");
-    let out = std::process::Command::new(BIN)
+    let out = other
+        .bin()
         .arg("-C")
         .arg(&other.0)
         .arg("init")

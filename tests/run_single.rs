@@ -211,12 +211,7 @@ fn a_missing_agent_binary_is_one_clear_line_and_nothing_changes() {
 fn not_a_git_repo_is_a_clear_error_and_no_worktree_works_there() {
     let tmp = TempDir::new("nogit");
     let root = &tmp.0;
-    let out = std::process::Command::new(BIN)
-        .arg("-C")
-        .arg(root)
-        .arg("init")
-        .output()
-        .unwrap();
+    let out = tmp.bin().arg("-C").arg(root).arg("init").output().unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let rec = root.join("ran");
     std::fs::write(
@@ -225,26 +220,26 @@ fn not_a_git_repo_is_a_clear_error_and_no_worktree_works_there() {
             .to_string(),
     )
     .unwrap();
-    let add = std::process::Command::new(BIN)
+    // As its author: trust the command this config names.
+    let trusted = tmp.bin().arg("-C").arg(root).arg("trust").output().unwrap();
+    assert_eq!(code(&trusted), 0, "{}", stderr(&trusted));
+    let add = tmp
+        .bin()
         .arg("-C")
         .arg(root)
         .args(["add", "X", "--ready"])
         .output()
         .unwrap();
     assert_eq!(stdout(&add).trim(), "S-0001");
-    let out = std::process::Command::new(BIN)
-        .arg("-C")
-        .arg(root)
-        .arg("run")
-        .output()
-        .unwrap();
+    let out = tmp.bin().arg("-C").arg(root).arg("run").output().unwrap();
     assert_eq!(code(&out), 2);
     assert!(
         stderr(&out).contains("not a git repository") && stderr(&out).contains("--no-worktree"),
         "{}",
         stderr(&out)
     );
-    let out = std::process::Command::new(BIN)
+    let out = tmp
+        .bin()
         .arg("-C")
         .arg(root)
         .args(["run", "--no-worktree"])

@@ -64,7 +64,9 @@ pub fn run(
         .arg("--base")
         .arg(&job.facts.base_branch)
         .arg("--grace-ms")
-        .arg(ctx.settings.grace.as_millis().to_string());
+        .arg(ctx.settings.grace.as_millis().to_string())
+        .arg("--commands")
+        .arg(&ctx.settings.commands);
     if let Some(w) = &ctx.settings.workflow {
         cmd.arg("--workflow").arg(w);
     }

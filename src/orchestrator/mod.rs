@@ -42,6 +42,9 @@ pub struct Settings {
     pub workflow: Option<String>,
     /// `run --from`: the phase each story starts at again.
     pub from: Option<String>,
+    /// The fingerprint of the commands checked as trusted: the executors
+    /// refuse a config that names others (edited after the check).
+    pub commands: String,
 }
 
 impl Settings {
@@ -109,6 +112,7 @@ pub fn settings(config: &Config, args: &RunArgs) -> Result<Settings, Failure> {
         health_misses: config.health_miss_threshold,
         workflow: args.workflow.clone(),
         from: args.from.clone(),
+        commands: String::new(),
     })
 }
 
@@ -138,6 +142,12 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
         )));
     }
     let mut settings = settings(&config, args)?;
+    // Before anything is written or started: the config's commands must
+    // be trusted (a dry run starts nothing).
+    if !args.dry_run {
+        crate::trust::check(&config, args.trust)?;
+    }
+    settings.commands = crate::trust::fingerprint(&crate::trust::commands(&config));
     let scan = crate::commands::scan(&config)?;
     for b in &scan.bad {
         errln!(

@@ -31,10 +31,30 @@ impl TempDir {
     }
 }
 
+impl TempDir {
+    /// This test's `XDG_CONFIG_HOME` (the trust record goes there), beside
+    /// the folder: never the user's own.
+    pub fn xdg(&self) -> PathBuf {
+        let mut p = self.0.clone().into_os_string();
+        p.push(".xdg");
+        PathBuf::from(p)
+    }
+
+    /// The binary, with this folder's `XDG_CONFIG_HOME`.
+    pub fn bin(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.env("XDG_CONFIG_HOME", self.xdg())
+            .env_remove("AI_SDLC_TRUST")
+            .env_remove("RUST_LOG");
+        c
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         if std::env::var_os("AI_SDLC_KEEP_TEST_DIRS").is_none() {
             let _ = fs::remove_dir_all(&self.0);
+            let _ = fs::remove_dir_all(self.xdg());
         }
     }
 }
@@ -150,7 +170,14 @@ impl TestRepo {
             .collect()
     }
 
+    /// Write `.ai-sdlc.json` and trust its commands, as its author would.
     pub fn config(&self, v: serde_json::Value) {
+        self.config_untrusted(v);
+        self.run(&["trust"]);
+    }
+
+    /// Write `.ai-sdlc.json` as a clone or a pull request brings it: untrusted.
+    pub fn config_untrusted(&self, v: serde_json::Value) {
         fs::write(self.root.join(".ai-sdlc.json"), v.to_string()).unwrap();
     }
 
@@ -197,12 +224,19 @@ impl TestRepo {
         self.field(id, "status").unwrap_or_default()
     }
 
+    /// This test's `XDG_CONFIG_HOME`, for commands built by hand.
+    pub fn xdg(&self) -> PathBuf {
+        self._tmp.xdg()
+    }
+
+    /// The binary with this test's environment, no `-C`.
+    pub fn bin(&self) -> Command {
+        self._tmp.bin()
+    }
+
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("-C")
-            .arg(&self.root)
-            .args(args)
-            .env_remove("RUST_LOG");
+        let mut c = self._tmp.bin();
+        c.arg("-C").arg(&self.root).args(args);
         c.env_remove("AI_SDLC_CONCURRENCY")
             .env_remove("AI_SDLC_AGENT_TIMEOUT")
             .env_remove("AI_SDLC_SHUTDOWN_TIMEOUT");

@@ -1,0 +1,329 @@
+//! Trust (SPEC §13): the commands a repo's `.ai-sdlc.json` can make the
+//! tool run, and the user's record of having trusted them, kept outside
+//! the repo (`$XDG_CONFIG_HOME/ai-sdlc/trust.json`), as `direnv allow` and
+//! `mise trust` do. The config arrives with a clone, a pull request or a
+//! merged story branch: a command in it runs only once the user said so.
+//!
+//! Only the command-bearing part counts: the agent (its preset and extra
+//! arguments, or its command line) and each phase's command. Other keys
+//! (concurrency, timeouts, ...) change freely. A command is trusted when
+//! its key and value are in the record; dropping one needs no new trust.
+
+use crate::agent::Preset;
+use crate::config::Config;
+use crate::error::Failure;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// `AI_SDLC_TRUST=1`: trust the repo's commands for this run (CI).
+pub const TRUST_VAR: &str = "AI_SDLC_TRUST";
+
+/// One command the config can make the tool run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    /// Where it comes from: `agent.command`, `workflow.phases.verify.command`...
+    pub key: String,
+    /// Its canonical form (JSON), which is what is trusted.
+    pub value: String,
+    /// The command line, for people.
+    pub shown: String,
+}
+
+impl Command {
+    fn sha(&self) -> String {
+        crate::sha256::hex(format!("{}\0{}", self.key, self.value).as_bytes())
+    }
+}
+
+fn words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c)) {
+                crate::prompt::sh_quote(a)
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Every command the config can make the tool run, in a canonical form.
+pub fn commands(config: &Config) -> Vec<Command> {
+    let mut out = Vec::new();
+    let a = &config.agent;
+    if let Some(phase) = config.phases.iter().find(|p| p.command.is_none()) {
+        let shown = config
+            .command_of(phase)
+            .map(|(_, argv)| words(&argv))
+            .unwrap_or_default();
+        match a.preset() {
+            Some(Preset::Command) => {
+                let mut argv = a.command.clone().unwrap_or_default();
+                argv.extend(a.args.iter().cloned());
+                out.push(Command {
+                    key: "agent.command".into(),
+                    value: json!(argv).to_string(),
+                    shown,
+                });
+            }
+            // A preset's flags are ours (they may change with an upgrade);
+            // what the config chooses is the preset and the extra arguments.
+            Some(p) => out.push(Command {
+                key: "agent.preset".into(),
+                value: json!({"preset": p.name(), "args": a.args}).to_string(),
+                shown,
+            }),
+            None => {}
+        }
+    }
+    for p in &config.phases {
+        if let Some(c) = &p.command {
+            out.push(Command {
+                key: format!("workflow.phases.{}.command", p.name),
+                value: json!(c).to_string(),
+                shown: words(c),
+            });
+        }
+    }
+    out
+}
+
+/// One hash of them all: the executor checks that the config it loads
+/// names what the runner checked.
+pub fn fingerprint(cmds: &[Command]) -> String {
+    let mut shas: Vec<String> = cmds.iter().map(Command::sha).collect();
+    shas.sort();
+    crate::sha256::hex(shas.join("\n").as_bytes())
+}
+
+/// The trust record: `$XDG_CONFIG_HOME/ai-sdlc/trust.json`, else
+/// `~/.config/ai-sdlc/trust.json`.
+pub fn record_path() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let base = xdg.or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .map(|h| h.join(".config"))
+    })?;
+    Some(base.join("ai-sdlc").join("trust.json"))
+}
+
+/// The repo's key in the record.
+fn repo_key(root: &Path) -> String {
+    root.canonicalize()
+        .unwrap_or_else(|_| root.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn load(path: &Path) -> Result<Value, String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => serde_json::from_str(&t).map_err(|e| {
+            format!(
+                "{}: not valid JSON ({e}); fix it, or delete it to trust every repo again",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(json!({"version": 1, "repos": {}}))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// What the record says this repo may run.
+fn recorded(root: &Path) -> Result<Vec<Command>, String> {
+    let Some(path) = record_path() else {
+        return Ok(Vec::new());
+    };
+    let record = load(&path)?;
+    let list = record["repos"][repo_key(root)]["commands"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    Ok(list
+        .iter()
+        .filter_map(|c| {
+            Some(Command {
+                key: c["key"].as_str()?.to_string(),
+                value: c["value"].as_str()?.to_string(),
+                shown: c["shown"].as_str().unwrap_or("").to_string(),
+            })
+        })
+        .collect())
+}
+
+/// Change the record (read, change, atomic replace).
+fn update(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Result<PathBuf, String> {
+    let path = record_path().ok_or(
+        "cannot tell where the trust record goes: set HOME (or XDG_CONFIG_HOME) to an absolute path",
+    )?;
+    let mut record = load(&path)?;
+    if !record["repos"].is_object() {
+        record["repos"] = json!({});
+    }
+    if let Some(repos) = record["repos"].as_object_mut() {
+        change(repos);
+    }
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())? + "\n";
+    crate::paths::Dir::open(dir)
+        .and_then(|d| d.replace("trust.json", text.as_bytes(), None))
+        .map_err(fail)?;
+    Ok(path)
+}
+
+/// Record `cmds` as trusted for the repo at `root`.
+pub fn record(root: &Path, cmds: &[Command]) -> Result<PathBuf, String> {
+    let entry = json!({
+        "trusted_at": crate::time::iso_seconds(crate::time::now_ms()),
+        "commands": cmds.iter().map(|c| json!({
+            "key": c.key, "value": c.value, "shown": c.shown, "sha256": c.sha()
+        })).collect::<Vec<_>>(),
+    });
+    let key = repo_key(root);
+    update(|repos| {
+        repos.insert(key, entry);
+    })
+}
+
+/// Forget what was trusted for the repo at `root`; whether there was anything.
+pub fn forget(root: &Path) -> Result<bool, String> {
+    let key = repo_key(root);
+    let mut had = false;
+    update(|repos| had = repos.remove(&key).is_some())?;
+    Ok(had)
+}
+
+/// What of `cmds` the record does not cover: each with what was trusted
+/// under its key before, if anything.
+fn untrusted(root: &Path, cmds: &[Command]) -> Result<Vec<(Command, Option<Command>)>, String> {
+    let known = recorded(root)?;
+    Ok(cmds
+        .iter()
+        .filter(|c| !known.iter().any(|k| k.sha() == c.sha()))
+        .map(|c| (c.clone(), known.iter().find(|k| k.key == c.key).cloned()))
+        .collect())
+}
+
+/// How many of the config's commands are not trusted.
+pub fn untrusted_count(config: &Config) -> Result<usize, String> {
+    Ok(untrusted(&config.root, &commands(config))?.len())
+}
+
+/// The trust wanted for this run: `AI_SDLC_TRUST=1` or `--trust` trust for
+/// this run only, with a warning.
+pub fn forced(flag: bool) -> bool {
+    flag || std::env::var(TRUST_VAR).is_ok_and(|v| v == "1")
+}
+
+/// A repo whose config this process wrote itself (the demo's).
+static ASSUMED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Trust the config of the repo at `root`: this process wrote it.
+pub fn assume(root: &Path) {
+    let _ = ASSUMED.set(root.to_path_buf());
+}
+
+/// Refuse (exit 2) when the config names a command that was not trusted;
+/// nothing has started yet. The message lists the new and changed
+/// commands (old -> new) and the one line that trusts them.
+pub fn check(config: &Config, force: bool) -> Result<(), Failure> {
+    let cmds = commands(config);
+    if cmds.is_empty() || ASSUMED.get() == Some(&config.root) {
+        return Ok(());
+    }
+    if forced(force) {
+        let list: Vec<String> = cmds
+            .iter()
+            .map(|c| format!("{}: {}", c.key, c.shown))
+            .collect();
+        errln!(
+            "ai-sdlc: warning: running this repo's commands without a trust record ({TRUST_VAR}=1 or --trust): {}",
+            list.join("; ")
+        );
+        return Ok(());
+    }
+    let missing = untrusted(&config.root, &cmds).map_err(Failure::usage)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut msg = format!(
+        "{} names commands that ai-sdlc has not been trusted to run in this repo:\n",
+        config.file_name()
+    );
+    for (c, old) in &missing {
+        match old {
+            Some(o) => msg.push_str(&format!(
+                "  changed  {}: {} -> {}\n",
+                c.key, o.shown, c.shown
+            )),
+            None => msg.push_str(&format!("  new      {}: {}\n", c.key, c.shown)),
+        }
+    }
+    msg.push_str(&format!(
+        "Nothing was started. A repo's config can come from anyone who can push to it; check these commands, then trust them with:\n  ai-sdlc -C {} trust\n(for a single run, as in CI: {TRUST_VAR}=1 or run --trust)",
+        crate::prompt::sh_quote(&config.root.to_string_lossy())
+    ));
+    Err(Failure::usage(msg))
+}
+
+/// `ai-sdlc trust [--show]`.
+pub fn command(config: &Config, show_only: bool) -> crate::error::Outcome {
+    let cmds = commands(config);
+    if cmds.is_empty() {
+        outln!(
+            "{} names no command ai-sdlc would run (no agent, no phase command): nothing to trust",
+            config.file_name()
+        );
+        return Ok(0);
+    }
+    let mut missing = untrusted(&config.root, &cmds).map_err(Failure::usage)?;
+    let recorded_in = if show_only {
+        None
+    } else {
+        missing.clear();
+        Some(record(&config.root, &cmds).map_err(Failure::failed)?)
+    };
+    for c in &cmds {
+        let state = if missing.iter().any(|(m, _)| m == c) {
+            "untrusted"
+        } else {
+            "trusted  "
+        };
+        outln!("{state}  {}: {}", c.key, c.shown);
+    }
+    match recorded_in {
+        None if !missing.is_empty() => {
+            errln!("ai-sdlc: `ai-sdlc trust` records them as trusted for this repo")
+        }
+        None => {}
+        Some(path) => errln!(
+            "ai-sdlc: trusted {} for {} (recorded in {})",
+            if cmds.len() == 1 {
+                "this command".to_string()
+            } else {
+                format!("these {} commands", cmds.len())
+            },
+            config.root.display(),
+            path.display()
+        ),
+    }
+    Ok(0)
+}
+
+/// `ai-sdlc untrust`.
+pub fn untrust(root: &Path) -> crate::error::Outcome {
+    if forget(root).map_err(Failure::failed)? {
+        errln!("ai-sdlc: forgot the trusted commands of {}", root.display());
+    } else {
+        errln!("ai-sdlc: nothing was trusted for {}", root.display());
+    }
+    Ok(0)
+}

@@ -1,0 +1,211 @@
+//! The command boundary (SPEC §13): a repo's config runs only the commands
+//! its user trusted; the record lives in the test's own XDG_CONFIG_HOME.
+
+use crate::support::*;
+
+fn agent_config(agent: &std::path::Path) -> serde_json::Value {
+    serde_json::json!({
+        "agent": {"command": [agent.to_string_lossy()]},
+        "orchestrator": {"healthCheckInterval": 200}
+    })
+}
+
+#[test]
+fn a_config_nobody_trusted_runs_nothing_until_trusted() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("a.sh", "echo ran > ran.txt");
+    repo.config_untrusted(agent_config(&agent));
+    repo.ready_stories(1);
+    let before = repo.read_story("S-0001");
+    let out = repo.run(&["run"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("new      agent.command:"), "{err}");
+    assert!(err.contains(agent.to_str().unwrap()), "{err}");
+    assert!(err.contains("trust"), "{err}");
+    assert!(!repo.started("S-0001"));
+    assert_eq!(repo.read_story("S-0001"), before, "the board changed");
+    assert!(repo.logs("S-0001").is_empty());
+
+    // --show lists without recording.
+    let out = repo.run(&["trust", "--show"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("untrusted  agent.command:"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(code(&repo.run(&["run"])), 2);
+
+    // Trusted, it runs.
+    let out = repo.run(&["trust"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("trusted    agent.command:"),
+        "{}",
+        stdout(&out)
+    );
+    let out = repo.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(repo.status("S-0001"), "done");
+
+    // Other keys change freely.
+    let mut cfg = agent_config(&agent);
+    cfg["orchestrator"]["concurrency"] = 3.into();
+    cfg["timeouts"] = serde_json::json!({"agentTimeout": 60000});
+    repo.config_untrusted(cfg.clone());
+    repo.story("S-0002", "Two", 2, "ready", "");
+    assert_eq!(code(&repo.run(&["run"])), 0);
+
+    // A changed command is refused again, old -> new.
+    let evil = repo.agent("evil.sh", "echo evil > evil.txt");
+    cfg["agent"]["command"] = serde_json::json!([evil.to_string_lossy()]);
+    repo.config_untrusted(cfg.clone());
+    repo.story("S-0003", "Three", 3, "ready", "");
+    let out = repo.run(&["run"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "changed  agent.command: {} -> {}",
+            agent.display(),
+            evil.display()
+        )),
+        "{err}"
+    );
+    assert!(!repo.started("S-0003"));
+    // So is a phase's command.
+    cfg["agent"]["command"] = serde_json::json!([agent.to_string_lossy()]);
+    cfg["workflow"] = serde_json::json!({"phases": [
+        {"name": "implement"}, {"name": "verify", "command": ["sh", "-c", "true"]}
+    ]});
+    repo.config_untrusted(cfg);
+    let out = repo.run(&["run"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("new      workflow.phases.verify.command: sh -c true"),
+        "{}",
+        stderr(&out)
+    );
+
+    // For one run, as CI does: runs, and says so.
+    let out = repo.run_env(&["run"], &[("AI_SDLC_TRUST", "1")]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: running this repo's commands without a trust record"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(repo.status("S-0003"), "done");
+
+    // untrust forgets.
+    repo.story("S-0004", "Four", 4, "ready", "");
+    assert_eq!(code(&repo.run(&["trust"])), 0);
+    assert_eq!(code(&repo.run(&["untrust"])), 0);
+    assert_eq!(code(&repo.run(&["run"])), 2);
+    assert_eq!(code(&repo.run(&["run", "--trust"])), 0);
+}
+
+#[test]
+fn a_merged_story_branch_that_changes_the_config_makes_the_next_run_refuse() {
+    let repo = TestRepo::new();
+    // The agent rewrites the config in its worktree; the runner commits it.
+    let agent = repo.agent(
+        "sneaky.sh",
+        r#"printf '{"agent":{"command":["sh","-c","echo pwned > /tmp/never"]}}' > .ai-sdlc.json"#,
+    );
+    repo.config(agent_config(&agent));
+    git(&repo.root, &["add", "-A"]);
+    git(&repo.root, &["commit", "-qm", "config"]);
+    repo.ready_stories(1);
+    let out = repo.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    git(
+        &repo.root,
+        &["merge", "-q", "--no-edit", "ai-sdlc/S-0001-s1"],
+    );
+    assert!(
+        std::fs::read_to_string(repo.root.join(".ai-sdlc.json"))
+            .unwrap()
+            .contains("pwned")
+    );
+    repo.story("S-0002", "Two", 2, "ready", "");
+    let out = repo.run(&["run"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("changed  agent.command:") && stderr(&out).contains("pwned"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(repo.status("S-0002"), "ready");
+}
+
+#[test]
+fn a_config_edited_during_a_run_is_refused_by_the_next_executor() {
+    let repo = TestRepo::new();
+    let agent = repo.agent(
+        "hold.sh",
+        r#"touch "$REC/$id.ready"; while [ ! -f "$REC/go" ]; do sleep 0.05; done"#,
+    );
+    repo.config(agent_config(&agent));
+    repo.ready_stories(2);
+    let runner = repo.spawn(&["run", "--concurrent", "1", "--max", "2"]);
+    repo.wait_rec("S-0001.ready");
+    let evil = repo.agent("evil.sh", r#"touch "$REC/evil-ran""#);
+    repo.config_untrusted(agent_config(&evil));
+    std::fs::write(repo.rec.join("go"), "").unwrap();
+    let (c, _, err) = finish(runner, 30);
+    assert_eq!(c, 1, "{err}");
+    assert_eq!(repo.status("S-0001"), "done");
+    assert_eq!(repo.status("S-0002"), "blocked");
+    assert!(
+        repo.blocked_reason("S-0002").contains("edited since"),
+        "{err}"
+    );
+    assert!(
+        repo.rec_file("evil-ran").is_none(),
+        "the edited command ran"
+    );
+}
+
+#[test]
+fn init_trusts_what_it_writes() {
+    let repo = TestRepo::new();
+    std::fs::remove_dir_all(repo.root.join(".ai-sdlc")).unwrap();
+    let out = repo.run(&["init", "--agent", "claude"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("trusted"), "{}", stdout(&out));
+    let out = repo.run(&["trust", "--show"]);
+    assert!(
+        stdout(&out).contains("trusted    agent.preset: claude"),
+        "{}",
+        stdout(&out)
+    );
+    // ... so `run` needs no extra step (the stand-in answers as claude).
+    repo.ready_stories(1);
+    let standins = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents/bin");
+    let path = format!("{standins}:{}", std::env::var("PATH").unwrap());
+    let rec = repo.rec.display().to_string();
+    let out = repo.run_env(
+        &["run"],
+        &[("PATH", &path), ("STANDIN_REC", &rec), ("IS_SANDBOX", "1")],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("trust"), "{}", stderr(&out));
+    assert_eq!(repo.status("S-0001"), "done");
+    // Written by hand, a config is not trusted by init.
+    let other = TestRepo::new();
+    other.config_untrusted(serde_json::json!({"agent": {"preset": "claude"}}));
+    let out = other.run(&["init"]);
+    assert!(
+        stdout(&out).contains("kept .ai-sdlc.json"),
+        "{}",
+        stdout(&out)
+    );
+    let out = other.run(&["trust", "--show"]);
+    assert!(
+        stdout(&out).contains("untrusted  agent.preset: claude"),
+        "{}",
+        stdout(&out)
+    );
+}
