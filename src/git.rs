@@ -1,7 +1,15 @@
 //! Every git process the tool starts is built here, so hardening is
-//! written once: no fsmonitor, pager, editor or credential prompt runs, the
-//! repo variables a parent may have set are removed, and stdin is closed.
-//! git's own error text reaches the user; no git call can hang the runner.
+//! written once: no hook, fsmonitor, pager, editor or credential prompt
+//! runs, the repo variables a parent may have set are removed, and stdin is
+//! closed. git's own error text reaches the user; no git call can hang the
+//! runner.
+//!
+//! A repo's own config (`.git/config`, `config.worktree`: scope local and
+//! worktree) is shared by every worktree, so an agent can write it. Any
+//! key there that makes git run a command (a filter driver, a diff or
+//! merge driver, `core.sshCommand`, `gpg.program`, a credential helper...)
+//! is blanked on the command line of each git call that could run it. The
+//! user's own global and system config are left as they are.
 
 use crate::process;
 use crate::shutdown::{self, State};
@@ -54,8 +62,16 @@ pub fn command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("git");
     cmd.arg("-C")
         .arg(dir)
-        // An agent may set core.fsmonitor in the shared config: never run it.
-        .args(["-c", "core.fsmonitor=false", "--no-pager"])
+        // An agent may set core.fsmonitor or plant hooks in the shared
+        // config and hooks folder: never run either. Nothing can create a
+        // hook under /dev/null.
+        .args([
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "core.hooksPath=/dev/null",
+            "--no-pager",
+        ])
         .args(args)
         .stdin(Stdio::null())
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -77,9 +93,58 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     run_allowing(dir, args, &[0])
 }
 
+/// Config keys with which git runs a command (as git spells them, lower
+/// case but for the subsection).
+const RUNS_A_COMMAND: &str = r"^(core\.(sshcommand|askpass|editor|pager)|sequence\.editor|diff\.external|(diff|merge|filter)\..+\.(textconv|command|driver|clean|smudge|process)|gpg\.(.+\.)?program|credential\.(.+\.)?helper|uploadpack\.packobjectshook)$";
+
+/// Subcommands (as we call them) that run no command a config key names.
+fn inert(args: &[&str]) -> bool {
+    match args {
+        ["worktree", sub, ..] => matches!(*sub, "list" | "prune"),
+        [first, ..] => matches!(
+            *first,
+            "rev-parse" | "symbolic-ref" | "merge-base" | "config" | "ls-files" | "update-index"
+        ),
+        [] => true,
+    }
+}
+
+/// `-c <key>=` for every key of the repo's own config that would make git
+/// run a command: blank, so git runs nothing.
+fn blanked(dir: &Path) -> Result<Vec<String>, GitError> {
+    let listed = run_plain(
+        dir,
+        &["config", "--show-scope", "--get-regexp", RUNS_A_COMMAND],
+        &[0, 1],
+    )?;
+    let mut out = Vec::new();
+    for line in listed.lines() {
+        let mut parts = line.splitn(2, '\t');
+        let (Some(scope), Some(rest)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let key = rest.split(' ').next().unwrap_or("");
+        if matches!(scope, "local" | "worktree") && !key.is_empty() {
+            out.push("-c".into());
+            out.push(format!("{key}="));
+        }
+    }
+    Ok(out)
+}
+
 /// `run`, where exit codes `ok` also mean success (`diff --no-index`
 /// exits 1 when the files differ).
 pub fn run_allowing(dir: &Path, args: &[&str], ok: &[i32]) -> Result<String, GitError> {
+    if inert(args) {
+        return run_plain(dir, args, ok);
+    }
+    let blank = blanked(dir)?;
+    let mut all: Vec<&str> = blank.iter().map(String::as_str).collect();
+    all.extend_from_slice(args);
+    run_plain(dir, &all, ok)
+}
+
+fn run_plain(dir: &Path, args: &[&str], ok: &[i32]) -> Result<String, GitError> {
     let failed = |code, message| GitError {
         args: args.join(" "),
         code,

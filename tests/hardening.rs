@@ -746,27 +746,28 @@ fn a_stopped_executor_cannot_stall_its_worker_past_the_time_limit() {
 }
 
 #[test]
-fn a_commit_hook_that_hangs_cannot_hang_the_run() {
+fn a_git_filter_that_hangs_cannot_hang_the_run() {
+    // The user's own (global) config is trusted: its filter runs, and here
+    // it hangs in the runner's `git add`.
     let repo = TestRepo::new();
     repo.with_agent("a.sh", "echo work > work.txt");
     repo.ready_stories(1);
-    let hook = repo.root.join(".git/hooks/pre-commit");
+    let global = repo.rec.join("gitconfig");
     std::fs::write(
-        &hook,
+        &global,
         format!(
-            "#!/bin/sh\necho $$ > {}/hook.pid\nexec sleep 300\n",
+            "[filter \"slow\"]\n\tclean = \"echo $$ > {}/hook.pid; exec sleep 300\"\n",
             repo.rec.display()
         ),
     )
     .unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&hook).unwrap().permissions(),
-        0o755,
-    );
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(repo.root.join(".gitattributes"), "work.txt filter=slow\n").unwrap();
+    git(&repo.root, &["add", "-A"]);
+    git(&repo.root, &["commit", "-qm", "attributes"]);
     let err_file = repo.rec.join("stderr");
     let runner = repo
         .cmd(&["run"])
+        .env("GIT_CONFIG_GLOBAL", &global)
         .stdin(std::process::Stdio::null())
         .stderr(std::fs::File::create(&err_file).unwrap())
         .spawn()
@@ -783,7 +784,7 @@ fn a_commit_hook_that_hangs_cannot_hang_the_run() {
     signal(runner.id(), libc::SIGINT);
     let (code, _, _) = finish(runner, 20);
     assert_eq!(code, 130, "{}", said());
-    assert_dies(repo.pid("hook", "pid"), 5, "the commit hook");
+    assert_dies(repo.pid("hook", "pid"), 5, "the filter");
     // The agent's work is still there, uncommitted.
     assert!(repo.worktree("S-0001-s1").join("work.txt").exists());
 }
