@@ -8,8 +8,9 @@
 //! worktree) is shared by every worktree, so an agent can write it. Any
 //! key there that makes git run a command (a filter driver, a diff or
 //! merge driver, `core.sshCommand`, `gpg.program`, a credential helper...)
-//! is blanked on the command line of each git call that could run it. The
-//! user's own global and system config are left as they are.
+//! is blanked on the command line of each git call that could run it, and
+//! a diff runs no external diff or textconv. The user's own global and
+//! system config are left as they are.
 
 use crate::process;
 use crate::shutdown::{self, State};
@@ -95,7 +96,7 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {
 
 /// Config keys with which git runs a command (as git spells them, lower
 /// case but for the subsection).
-const RUNS_A_COMMAND: &str = r"^(core\.(sshcommand|askpass|editor|pager)|sequence\.editor|diff\.external|(diff|merge|filter)\..+\.(textconv|command|driver|clean|smudge|process)|gpg\.(.+\.)?program|credential\.(.+\.)?helper|uploadpack\.packobjectshook)$";
+const RUNS_A_COMMAND: &str = r"^(core\.(sshcommand|askpass|editor|pager)|sequence\.editor|(merge|filter)\..+\.(driver|clean|smudge|process)|gpg\.(.+\.)?program|credential\.(.+\.)?helper|uploadpack\.packobjectshook)$";
 
 /// Subcommands (as we call them) that run no command a config key names.
 fn inert(args: &[&str]) -> bool {
@@ -141,6 +142,12 @@ pub fn run_allowing(dir: &Path, args: &[&str], ok: &[i32]) -> Result<String, Git
     let blank = blanked(dir)?;
     let mut all: Vec<&str> = blank.iter().map(String::as_str).collect();
     all.extend_from_slice(args);
+    // A diff runs no external diff (diff.external, diff.<driver>.command)
+    // and no textconv filter: a blank one would be an error, not a no-op.
+    if args.first() == Some(&"diff") {
+        let at = blank.len() + 1;
+        all.splice(at..at, ["--no-ext-diff", "--no-textconv"]);
+    }
     run_plain(dir, &all, ok)
 }
 
@@ -207,5 +214,74 @@ pub fn resolves(dir: &Path, rev: &str) -> Result<bool, GitError> {
         Ok(_) => Ok(true),
         Err(e) if e.code == Some(1) => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repo whose own config and hooks an agent has filled with
+    /// commands: none of them runs in any git call the tool makes.
+    #[test]
+    fn nothing_the_repos_config_or_hooks_name_runs() {
+        let tmp = std::env::temp_dir().join(format!("ai-sdlc-git-{}", std::process::id()));
+        let (repo, marks) = (tmp.join("repo"), tmp.join("marks"));
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::create_dir_all(&marks).unwrap();
+        let sh = |script: &str| {
+            let st = Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .current_dir(&repo)
+                .env("M", &marks)
+                .status()
+                .unwrap();
+            assert!(st.success(), "{script}");
+        };
+        sh(
+            "git init -q && git config user.email t@e.invalid && git config user.name t \
+            && echo '*.txt filter=x diff=x' > .gitattributes && echo a > a.txt \
+            && git add -A && git commit -qm init",
+        );
+        sh(r#"git config core.fsmonitor "touch $M/fsmonitor"
+            git config filter.x.clean "touch $M/clean; cat"
+            git config filter.x.smudge "touch $M/smudge; cat"
+            git config diff.x.textconv "touch $M/textconv; cat"
+            git config diff.external "touch $M/external"
+            git config gpg.program "touch $M/gpg"
+            git config commit.gpgsign true
+            for h in pre-commit post-checkout post-commit reference-transaction; do
+              printf '#!/bin/sh\ntouch %s/%s\n' "$M" "$h" > .git/hooks/$h; chmod +x .git/hooks/$h
+            done"#);
+        std::fs::write(repo.join("a.txt"), "changed\n").unwrap();
+        std::fs::write(repo.join("b.txt"), "new\n").unwrap();
+        run(&repo, &["status", "--porcelain"]).unwrap();
+        run(&repo, &["diff", "HEAD"]).unwrap();
+        run(&repo, &["add", "-A"]).unwrap();
+        // gpg.program is blanked, so signing (asked for) fails: nothing ran.
+        let signed = run(&repo, &["commit", "-qm", "work"]);
+        assert!(signed.is_err(), "a commit signed by the repo's gpg.program");
+        run(
+            &repo,
+            &["-c", "commit.gpgsign=false", "commit", "-qm", "work"],
+        )
+        .unwrap();
+        let wt = tmp.join("wt");
+        run(
+            &repo,
+            &["worktree", "add", "-q", "-b", "w", wt.to_str().unwrap()],
+        )
+        .unwrap();
+        assert!(wt.join("a.txt").exists());
+        let ran: Vec<String> = std::fs::read_dir(&marks)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(ran.is_empty(), "these ran: {ran:?}");
+        // The same calls without the tool's guard do run them (the test can fail).
+        sh("git status --porcelain >/dev/null && git add -A");
+        assert!(marks.join("fsmonitor").exists() || marks.join("clean").exists());
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

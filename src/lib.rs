@@ -54,6 +54,7 @@ mod doctor;
 mod error;
 mod executor;
 mod git;
+mod git_state;
 mod ipc;
 mod logs;
 mod orchestrator;

@@ -102,6 +102,16 @@ impl std::fmt::Display for ReadError {
     }
 }
 
+/// What a folder entry is (a symlink is never followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file, with its permission bits.
+    File(u32),
+    Link,
+    Dir,
+    Other,
+}
+
 impl Dir {
     /// Open a folder the tool trusts (the repo root, a configured absolute
     /// worktree base). Symlinks in *this* path are the user's own.
@@ -370,8 +380,19 @@ impl Dir {
         contents: &[u8],
         expected: Option<&[u8]>,
     ) -> io::Result<bool> {
-        check_name(name)?;
         let mode = self.mode_of(name).unwrap_or(0o644);
+        self.replace_as(name, contents, expected, mode)
+    }
+
+    /// `replace`, giving the new file permissions `mode`.
+    pub fn replace_as(
+        &self,
+        name: &str,
+        contents: &[u8],
+        expected: Option<&[u8]>,
+        mode: u32,
+    ) -> io::Result<bool> {
+        check_name(name)?;
         let mut tries = 0;
         let (tmp, mut file) = loop {
             let tmp = format!(".{name}.tmp.{}", random_hex());
@@ -417,6 +438,61 @@ impl Dir {
     pub fn sync(&self) -> io::Result<()> {
         // SAFETY: fsync on our descriptor.
         if unsafe { libc::fsync(self.raw_fd()) } != 0 {
+            return Err(last_error());
+        }
+        Ok(())
+    }
+
+    /// What `name` is, without following a symlink.
+    pub fn kind(&self, name: &str) -> io::Result<Kind> {
+        let st = self.lstat(name)?;
+        Ok(match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => Kind::File(st.st_mode & 0o7777),
+            libc::S_IFLNK => Kind::Link,
+            libc::S_IFDIR => Kind::Dir,
+            _ => Kind::Other,
+        })
+    }
+
+    /// The target of the symlink `name`.
+    pub fn readlink(&self, name: &str) -> io::Result<String> {
+        check_name(name)?;
+        let c = cstr(name)?;
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: readlinkat into a buffer we own, of the length we pass.
+        let n = unsafe {
+            libc::readlinkat(
+                self.raw_fd(),
+                c.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            return Err(last_error());
+        }
+        buf.truncate(n as usize);
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    /// Make the symlink `name` pointing at `target`.
+    pub fn symlink(&self, target: &str, name: &str) -> io::Result<()> {
+        check_name(name)?;
+        let (t, c) = (cstr(target)?, cstr(name)?);
+        // SAFETY: symlinkat relative to our descriptor.
+        if unsafe { libc::symlinkat(t.as_ptr(), self.raw_fd(), c.as_ptr()) } != 0 {
+            return Err(last_error());
+        }
+        Ok(())
+    }
+
+    /// Move `name` (whatever it is, never followed) to `to_name` in `to`.
+    pub fn move_to(&self, name: &str, to: &Dir, to_name: &str) -> io::Result<()> {
+        check_name(name)?;
+        check_name(to_name)?;
+        let (f, t) = (cstr(name)?, cstr(to_name)?);
+        // SAFETY: renameat between two descriptors we own.
+        if unsafe { libc::renameat(self.raw_fd(), f.as_ptr(), to.raw_fd(), t.as_ptr()) } != 0 {
             return Err(last_error());
         }
         Ok(())

@@ -471,12 +471,10 @@ fn review_diff(workdir: &std::path::Path, base: &str) -> (String, String) {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "HEAD".to_string());
     let unavailable = |e: crate::git::GitError| format!("(no diff: {e})");
-    // No diff driver or textconv command the repo's config names runs.
-    let plain = ["diff", "--no-ext-diff", "--no-textconv"];
-    let mut stat = crate::git::run(workdir, &[&plain[..], &["--stat", &from, "--"]].concat())
-        .unwrap_or_else(unavailable);
-    let mut diff = crate::git::run(workdir, &[&plain[..], &[&from, "--"]].concat())
-        .unwrap_or_else(unavailable);
+    // (`git::run` keeps external diffs and textconv out of every diff.)
+    let mut stat =
+        crate::git::run(workdir, &["diff", "--stat", &from, "--"]).unwrap_or_else(unavailable);
+    let mut diff = crate::git::run(workdir, &["diff", &from, "--"]).unwrap_or_else(unavailable);
     let new_files = crate::git::run(
         workdir,
         &["ls-files", "--others", "--exclude-standard", "-z"],
@@ -488,7 +486,7 @@ fn review_diff(workdir: &std::path::Path, base: &str) -> (String, String) {
             // Exit code 1 means "they differ".
             if let Ok(d) = crate::git::run_allowing(
                 workdir,
-                &[&plain[..], &["--no-index", "--", "/dev/null", file]].concat(),
+                &["diff", "--no-index", "--", "/dev/null", file],
                 &[0, 1],
             ) {
                 diff.push_str(&d);

@@ -835,7 +835,14 @@ fn an_fsmonitor_an_agent_plants_never_runs_in_the_runners_git_calls() {
     );
     repo.ready_stories(2);
     let out = repo.run(&["run", "--story", "S-0001", "--story", "S-0002"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(!marker.exists(), "the runner ran the planted fsmonitor");
     assert_eq!(repo.status("S-0002"), "done");
+    // The agent that planted it is blocked for it, and it is undone.
+    assert!(repo.blocked_reason("S-0001").contains("set core.fsmonitor"));
+    assert!(
+        !std::fs::read_to_string(repo.root.join(".git/config"))
+            .unwrap()
+            .contains("fsmonitor")
+    );
 }

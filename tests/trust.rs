@@ -209,3 +209,116 @@ fn init_trusts_what_it_writes() {
         stdout(&out)
     );
 }
+
+#[test]
+fn what_an_agent_plants_in_git_never_runs_and_is_undone() {
+    let repo = TestRepo::new();
+    // A tracked .txt file: the next worktree's checkout would smudge it.
+    std::fs::write(repo.root.join(".gitattributes"), "*.txt filter=x\n").unwrap();
+    std::fs::write(repo.root.join("notes.txt"), "notes\n").unwrap();
+    git(&repo.root, &["add", "-A"]);
+    git(&repo.root, &["commit", "-qm", "attributes"]);
+    let agent = repo.agent(
+        "plant.sh",
+        r#"
+if [ "$id" = S-0001 ]; then
+  g=$(git rev-parse --git-common-dir)
+  git config core.fsmonitor "touch $REC/fsmonitor-ran"
+  git config core.sshCommand "touch $REC/ssh-ran"
+  git config filter.x.smudge "touch $REC/smudge-ran; cat"
+  git config filter.x.clean "touch $REC/clean-ran; cat"
+  for h in post-checkout pre-commit; do
+    printf '#!/bin/sh\ntouch %s/%s-ran\n' "$REC" "$h" > "$g/hooks/$h"
+    chmod +x "$g/hooks/$h"
+  done
+fi
+echo "work of $id" > "work-$id.txt"
+"#,
+    );
+    repo.config(serde_json::json!({"agent": {"command": [agent.to_string_lossy()]}}));
+    repo.ready_stories(2);
+    let git_dir = repo.root.join(".git");
+    let config_before = std::fs::read(git_dir.join("config")).unwrap();
+    let hooks = || {
+        let mut v: Vec<String> = std::fs::read_dir(git_dir.join("hooks"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let hooks_before = hooks();
+
+    let out = repo.run(&["run", "--concurrent", "1", "--max", "2"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // Nothing planted ever ran: not in that run, not in the next story's
+    // worktree creation and commit.
+    for marker in [
+        "fsmonitor",
+        "ssh",
+        "smudge",
+        "clean",
+        "post-checkout",
+        "pre-commit",
+    ] {
+        assert!(
+            repo.rec_file(&format!("{marker}-ran")).is_none(),
+            "{marker} ran"
+        );
+    }
+    assert_eq!(repo.status("S-0002"), "done");
+    let files = git(
+        &repo.root,
+        &["show", "--name-only", "--format=", "ai-sdlc/S-0002-s2"],
+    );
+    assert!(files.contains("work-S-0002.txt"), "{files}");
+    // The planting story is blocked, each change named.
+    assert_eq!(repo.status("S-0001"), "blocked");
+    let reason = repo.blocked_reason("S-0001");
+    for change in [
+        "set core.fsmonitor",
+        "set core.sshcommand",
+        "set filter.x.smudge",
+        "added hooks/post-checkout",
+        "added hooks/pre-commit",
+        "undone",
+    ] {
+        assert!(reason.contains(change), "{change} missing: {reason}");
+    }
+    // Undone: .git/config and the hooks are as they were...
+    assert_eq!(
+        std::fs::read(git_dir.join("config")).unwrap(),
+        config_before
+    );
+    assert_eq!(hooks(), hooks_before);
+    // ...and what the agent wrote is kept beside its log.
+    let logs = repo.root.join(".ai-sdlc/stories/S-0001/logs");
+    let kept = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".git-state"))
+        .expect("a .git-state folder beside the log");
+    assert!(
+        std::fs::read_to_string(kept.join("hooks/post-checkout"))
+            .unwrap()
+            .contains("post-checkout-ran")
+    );
+    assert!(
+        std::fs::read_to_string(kept.join("config"))
+            .unwrap()
+            .contains("fsmonitor")
+    );
+    // The agent's own work in its worktree is untouched.
+    assert!(repo.worktree("S-0001-s1").join("work-S-0001.txt").exists());
+    // And the user's own git commands in the main checkout run none of it.
+    git(&repo.root, &["status"]);
+    std::fs::write(repo.root.join("mine.txt"), "x\n").unwrap();
+    git(&repo.root, &["add", "mine.txt"]);
+    git(&repo.root, &["commit", "-qm", "mine"]);
+    for marker in ["fsmonitor", "clean", "pre-commit"] {
+        assert!(
+            repo.rec_file(&format!("{marker}-ran")).is_none(),
+            "{marker} ran"
+        );
+    }
+}

@@ -184,6 +184,9 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
         story.title,
         workdir.display()
     ));
+    if let Some(g) = &ctx.guard {
+        g.started(&story.id);
+    }
     let mut result = child::run(
         ctx,
         &job,
@@ -191,6 +194,19 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
         &recorder,
         worktree.as_ref().map(|w| rel(root, w)),
     );
+    // Before anything else touches git: what the agent did to the state
+    // every worktree shares is undone, and blocks the story.
+    if let Some(t) = ctx
+        .guard
+        .as_ref()
+        .and_then(|g| g.ended(&story.id, &|who| keep_folder(ctx, who)))
+    {
+        let why = t.message(root);
+        logs::lock(&log).note(&why);
+        result.outcome = Outcome::Failed;
+        result.failed_phase = Some("git state".into());
+        result.error = Some(why);
+    }
     if let Some(m) = &result.report.final_message {
         let mut log = logs::lock(&log);
         for line in m.lines().take(10) {
@@ -234,6 +250,24 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     r.commit = commit;
     drop(claim);
     Attempt::Ran(Box::new(r))
+}
+
+/// Where what an agent wrote into the shared git state is kept: a new
+/// folder beside story `id`'s logs.
+fn keep_folder(ctx: &Ctx, id: &str) -> Option<crate::paths::Dir> {
+    let name = format!("{}.git-state", time::file_stamp(time::now_ms()));
+    let made = ctx
+        .board
+        .open_story(id)
+        .and_then(|d| d.child_or_create("logs"))
+        .and_then(|logs| logs.make_child(&name));
+    match made {
+        Ok(d) => Some(d),
+        Err(e) => {
+            log::warn!("[{id}] cannot make a folder for what its agent wrote into .git: {e}");
+            None
+        }
+    }
 }
 
 /// `run --from <phase>` (or `--force` on a done story, from the first

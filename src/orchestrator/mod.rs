@@ -125,6 +125,8 @@ pub struct Ctx {
     /// `run --story`: any status but done (or done with --force) may run.
     pub by_id: bool,
     pub force: bool,
+    /// The repo's shared git state, checked as each agent ends.
+    pub guard: Option<crate::git_state::Guard>,
 }
 
 pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
@@ -236,7 +238,16 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
         log::warn!("cannot handle Ctrl-C ({e}); an interrupted run may leave stories in-progress");
     }
     let started = Instant::now();
+    // Taken before any agent of this run starts.
+    let guard = match crate::git_state::Guard::new(&config.root) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            log::debug!("no git state to guard: {e}");
+            None
+        }
+    };
     let ctx = Arc::new(Ctx {
+        guard,
         board: Board::of(&config),
         config,
         settings,
