@@ -124,7 +124,7 @@ fn load(path: &Path) -> Result<Value, String> {
     match std::fs::read_to_string(path) {
         Ok(t) => serde_json::from_str(&t).map_err(|e| {
             format!(
-                "{}: not valid JSON ({e}); fix it, or delete it to trust every repo again",
+                "{}: not valid JSON ({e}); fix it, or delete it (then trust your repos again with `ai-sdlc trust`)",
                 path.display()
             )
         }),
