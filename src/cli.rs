@@ -48,6 +48,71 @@ pub enum Command {
     Prompt(PromptArgs),
     Trust(TrustArgs),
     Untrust(UntrustArgs),
+    Review(ReviewArgs),
+    Merge(MergeArgs),
+    Pr(PrArgs),
+}
+
+/// Story branches against their base: commits ahead and behind, diff stat, whether each merges cleanly (now, and after the ones before it), pull request. With an id: that story, and its diff.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "review",
+    example = "ai-sdlc review",
+    example = "ai-sdlc review S-0001 --stat"
+)]
+pub struct ReviewArgs {
+    /// one story: its figures and its full diff
+    #[argh(positional)]
+    pub id: Option<String>,
+    /// print as JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// with an id: the diff stat only
+    #[argh(switch)]
+    pub stat: bool,
+    /// with an id: never page the diff
+    #[argh(switch)]
+    pub no_pager: bool,
+}
+
+/// Merge story branches into their base, safely: in dependency then priority order, refusing before anything changes when the base's checkout is dirty or a branch conflicts.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "merge",
+    example = "ai-sdlc merge S-0001 S-0002",
+    example = "ai-sdlc merge --all --delete-branch",
+    note = "merge.strategy in .ai-sdlc.json: merge (default; fast-forward when possible), squash or rebase. merge.verify: a command run on the merged result before the base moves."
+)]
+pub struct MergeArgs {
+    /// the stories to merge
+    #[argh(positional)]
+    pub ids: Vec<String>,
+    /// every done story whose branch has work not yet in the base
+    #[argh(switch)]
+    pub all: bool,
+    /// delete each story branch once merged
+    #[argh(switch)]
+    pub delete_branch: bool,
+}
+
+/// Push story branches and open pull requests with gh; writes pr_url.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "pr",
+    example = "ai-sdlc pr S-0001",
+    example = "ai-sdlc pr --all",
+    note = "Pushes to pr.remote (default origin). Needs the GitHub CLI (gh), logged in. A story whose pr_url is set is not opened again."
+)]
+pub struct PrArgs {
+    /// the stories
+    #[argh(positional)]
+    pub ids: Vec<String>,
+    /// every done story with a branch and no pull request yet
+    #[argh(switch)]
+    pub all: bool,
 }
 
 /// Show the commands this repo's .ai-sdlc.json may make ai-sdlc run (agent, phase commands) and record them as trusted.
@@ -197,6 +262,9 @@ pub struct RunArgs {
     /// start each story at this phase again: clears its completion flag and those of the later phases
     #[argh(option)]
     pub from: Option<String>,
+    /// open a pull request (ai-sdlc pr) for each story that finishes done
+    #[argh(switch)]
+    pub pr: bool,
     /// run the config's commands even if they are not trusted (`ai-sdlc trust`), for this run only; same as AI_SDLC_TRUST=1
     #[argh(switch)]
     pub trust: bool,

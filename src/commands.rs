@@ -414,6 +414,7 @@ pub fn status(config: &Config, args: &StatusArgs) -> Outcome {
                     "priority": s.priority, "created": s.created, "type": s.kind,
                     "labels": s.labels, "epic": s.epic, "dependencies": s.dependencies,
                     "slug": s.slug, "branch": s.branch, "worktree_path": s.worktree_path,
+                    "pr_url": s.pr_url, "merged_at": s.merged_at,
                     "blocked_reason": s.blocked_reason,
                     "path": rel(&config.root, &s.path),
                     "claimed": held(s),
@@ -511,6 +512,12 @@ fn print_board(
                     None => "stale: no runner holds it; the next `run` returns it to ready".into(),
                 },
                 Status::Blocked => s.blocked_reason.clone().unwrap_or_default(),
+                Status::Done => match (&s.merged_at, &s.pr_url) {
+                    (Some(_), Some(u)) => format!("merged; PR {u}"),
+                    (Some(_), None) => "merged".to_string(),
+                    (None, Some(u)) => format!("PR {u}"),
+                    (None, None) => String::new(),
+                },
                 _ if !s.dependencies.is_empty() => format!("after {}", s.dependencies.join(", ")),
                 _ => String::new(),
             };

@@ -36,6 +36,16 @@ pub struct WorkflowConfig {
     pub mark_reviewed: bool,
 }
 
+/// `merge.*` and `pr.*`: how `ai-sdlc merge` and `pr` land a story.
+#[derive(Debug, Clone)]
+pub struct LandConfig {
+    /// `merge` (fast-forward when possible), `squash` or `rebase`.
+    pub strategy: String,
+    /// Run on the merged result before the base moves.
+    pub verify: Option<Vec<String>>,
+    pub remote: String,
+}
+
 /// `agent.*`: which agent runs the phases without a command of their own.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -83,6 +93,7 @@ pub struct Config {
     pub health_miss_threshold: u32,
     pub worktree: WorktreeConfig,
     pub logs_keep: usize,
+    pub land: LandConfig,
 }
 
 #[derive(Debug)]
@@ -130,6 +141,11 @@ impl Config {
                 commit: true,
             },
             logs_keep: 5,
+            land: LandConfig {
+                strategy: "merge".to_string(),
+                verify: None,
+                remote: "origin".to_string(),
+            },
         }
     }
 
@@ -385,6 +401,31 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
                         "keep" => c.worktree.keep = r.bool(v, &key)?,
                         "commit" => c.worktree.commit = r.bool(v, &key)?,
                         _ => r.unknown(&key),
+                    }
+                }
+            }
+            "merge" => {
+                for (k, v) in r.object(value, "merge")? {
+                    let key = format!("merge.{k}");
+                    match k.as_str() {
+                        "strategy" => {
+                            let s = r.string(v, &key)?;
+                            if !["merge", "squash", "rebase"].contains(&s.as_str()) {
+                                return Err(r.err(&key, "one of merge, squash, rebase", v));
+                            }
+                            c.land.strategy = s;
+                        }
+                        "verify" if v.is_null() => c.land.verify = None,
+                        "verify" => c.land.verify = Some(r.command(v, &key)?),
+                        _ => r.unknown(&key),
+                    }
+                }
+            }
+            "pr" => {
+                for (k, v) in r.object(value, "pr")? {
+                    match k.as_str() {
+                        "remote" => c.land.remote = r.string(v, "pr.remote")?,
+                        _ => r.unknown(&format!("pr.{k}")),
                     }
                 }
             }

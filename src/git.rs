@@ -217,6 +217,15 @@ pub fn resolves(dir: &Path, rev: &str) -> Result<bool, GitError> {
     }
 }
 
+/// Is `a` an ancestor of (or the same commit as) `b`?
+pub fn is_ancestor(dir: &Path, a: &str, b: &str) -> Result<bool, GitError> {
+    match run(dir, &["merge-base", "--is-ancestor", a, b]) {
+        Ok(_) => Ok(true),
+        Err(e) if e.code == Some(1) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,6 +56,7 @@ mod executor;
 mod git;
 mod git_state;
 mod ipc;
+mod land;
 mod logs;
 mod orchestrator;
 mod paths;
@@ -182,6 +183,9 @@ fn run_cli(cli: cli::Cli) -> Outcome {
         Command::Prompt(args) => commands::prompt(&config()?, &args),
         Command::Trust(args) => trust::command(&config()?, args.show),
         Command::Untrust(_) => trust::untrust(&commands::locate(dir)?),
+        Command::Review(args) => land::review::command(&config()?, &args),
+        Command::Merge(args) => land::merge::command(&config()?, &args),
+        Command::Pr(args) => land::pr::command(&config()?, &args),
     }
 }
 

@@ -77,6 +77,13 @@ pub fn commands(config: &Config) -> Vec<Command> {
             None => {}
         }
     }
+    if let Some(v) = &config.land.verify {
+        out.push(Command {
+            key: "merge.verify".into(),
+            value: json!(v).to_string(),
+            shown: words(v),
+        });
+    }
     for p in &config.phases {
         if let Some(c) = &p.command {
             out.push(Command {

@@ -78,6 +78,10 @@ pub struct Story {
     pub last_outcome: Option<String>,
     /// `last_run.log`.
     pub last_log: Option<String>,
+    /// ai-sdlc's field for the story's pull request.
+    pub pr_url: Option<String>,
+    /// When `ai-sdlc merge` merged its branch.
+    pub merged_at: Option<String>,
     /// The story's `story.md`, absolute.
     pub path: PathBuf,
 }
@@ -236,6 +240,8 @@ pub fn parse_story(text: &str, path: &Path, folder: &str) -> Result<Story, Strin
             Yaml::String(s) => Some(s.clone()),
             _ => None,
         },
+        pr_url: opt_string(&map, "pr_url")?,
+        merged_at: opt_string(&map, "merged_at")?,
         path: path.to_path_buf(),
         slug,
         id,

@@ -248,6 +248,23 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     drop(log);
     let mut r = finish(ctx, &story, result, worktree, &branch, log_rel, &recorder);
     r.commit = commit;
+    if ctx.settings.pr && r.outcome == Outcome::Succeeded && r.unrecorded.is_none() {
+        let base = ctx.settings.base_branch.clone().unwrap_or_default();
+        let opened = ctx
+            .board
+            .load(&story.id)
+            .map_err(|b| b.to_string())
+            .and_then(|s| crate::land::pr::open(&ctx.config, &base, &s, &branch));
+        let text = match opened {
+            Ok(crate::land::pr::Opened::New(url)) => format!("opened pull request {url}"),
+            Ok(crate::land::pr::Opened::Already(url)) => format!("pull request already open: {url}"),
+            Err(e) => format!("no pull request: {e}"),
+        };
+        ctx.notes.send(Note::Info {
+            id: Some(story.id.clone()),
+            text,
+        });
+    }
     drop(claim);
     Attempt::Ran(Box::new(r))
 }

@@ -42,6 +42,8 @@ pub struct Settings {
     pub workflow: Option<String>,
     /// `run --from`: the phase each story starts at again.
     pub from: Option<String>,
+    /// `run --pr`: open a pull request for each story that ends done.
+    pub pr: bool,
     /// The fingerprint of the commands checked as trusted: the executors
     /// refuse a config that names others (edited after the check).
     pub commands: String,
@@ -113,6 +115,7 @@ pub fn settings(config: &Config, args: &RunArgs) -> Result<Settings, Failure> {
         workflow: args.workflow.clone(),
         from: args.from.clone(),
         commands: String::new(),
+        pr: args.pr,
     })
 }
 
@@ -193,6 +196,9 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
         return Ok(0);
     }
     let phases = plan::phase_commands(&config)?;
+    if args.pr && !args.dry_run {
+        crate::land::pr::ready(&config)?;
+    }
     if settings.worktrees {
         crate::worktree::check_repo(&config.root).map_err(Failure::usage)?;
         settings.base_branch = Some(

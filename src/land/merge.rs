@@ -1,0 +1,297 @@
+//! `ai-sdlc merge <ID>... | --all`: story branches into their base, one at
+//! a time, in dependency then priority order.
+//!
+//! Safety: the merge is made in git's object store (`merge-tree`,
+//! `commit-tree`), or for `rebase` in a throwaway worktree; `merge.verify`
+//! runs on the result in a throwaway worktree; only then does the base
+//! move: `git merge --ff-only` in the worktree that has it checked out (so
+//! its files follow), else a compare-and-swap `update-ref`. Before any of
+//! that, a base checkout with uncommitted changes (the board's files
+//! aside) is refused, and a branch that would conflict stops the run there.
+
+use super::{Fit, Landing, base, counts, landings, merge_order, merge_tree};
+use crate::board::{Board, Status, text};
+use crate::cli::MergeArgs;
+use crate::config::Config;
+use crate::error::{Failure, Outcome};
+use crate::git;
+use crate::paths::rel;
+use std::path::{Path, PathBuf};
+
+pub fn command(config: &Config, args: &MergeArgs) -> Outcome {
+    if args.all == !args.ids.is_empty() {
+        return Err(Failure::usage(
+            "name the stories to merge (ai-sdlc merge S-0001 S-0002), or pass --all",
+        ));
+    }
+    if config.land.verify.is_some() {
+        // merge.verify is a command from the config: trusted, or nothing runs.
+        crate::trust::check(config, false)?;
+    }
+    let scan = crate::commands::scan(config)?;
+    let base = base(config)?;
+    let root = &config.root;
+    let all = landings(config, &scan)?;
+    let chosen: Vec<Landing> = if args.all {
+        all.into_iter()
+            .filter(|l| l.story.status == Status::Done)
+            .filter(|l| counts(root, &base, &l.branch).is_ok_and(|c| c.ahead > 0))
+            .collect()
+    } else {
+        let mut v = Vec::new();
+        for id in &args.ids {
+            match all.iter().find(|l| &l.story.id == id) {
+                Some(l) => v.push(l.clone()),
+                None if scan.get(id).is_some() => {
+                    return Err(Failure::usage(format!("{id} has no branch yet: run it first")));
+                }
+                None => {
+                    return Err(Failure::usage(format!(
+                        "{id}: no such story on the board; `ai-sdlc status` lists them"
+                    )));
+                }
+            }
+        }
+        v
+    };
+    if chosen.is_empty() {
+        outln!("nothing to merge: no done story has work that {base} does not have");
+        return Ok(0);
+    }
+    let checkout = checked_out(root, &base)?;
+    if let Some(w) = &checkout {
+        let dirty = uncommitted(w, &config.sdlc_folder)?;
+        if !dirty.is_empty() {
+            return Err(Failure::failed(format!(
+                "{base} is checked out in {} with uncommitted changes; nothing was merged. Commit or stash them first:\n  {}",
+                w.display(),
+                dirty.join("\n  ")
+            )));
+        }
+    }
+    let board = Board::of(config);
+    let order = merge_order(chosen);
+    let mut merged = 0;
+    for l in &order {
+        let tip = git::run(root, &["rev-parse", &format!("refs/heads/{base}")])
+            .map_err(|e| Failure::failed(e.message))?
+            .trim()
+            .to_string();
+        let c = counts(root, &tip, &l.branch).map_err(Failure::failed)?;
+        if c.ahead == 0 {
+            outln!("{}: already in {base}; nothing to merge", l.story.id);
+            continue;
+        }
+        let stop = |why: String| {
+            let done = if merged > 0 {
+                format!(" ({merged} merged before it stay merged)")
+            } else {
+                String::new()
+            };
+            Failure::failed(format!("{}: {why}; stopped here{done}", l.story.id))
+        };
+        let new = match make(config, &tip, l) {
+            Ok(n) => n,
+            Err(e) => return Err(stop(e)),
+        };
+        if let Some(v) = &config.land.verify
+            && let Err(e) = verify(root, &config.worktree_base(), &new.commit, v)
+        {
+            return Err(stop(format!("merge.verify failed on the merged result, {base} is unchanged: {e}")));
+        }
+        let moved = match &checkout {
+            Some(w) => git::run(w, &["merge", "--ff-only", "--quiet", &new.commit]).map(|_| ()),
+            None => git::run(
+                root,
+                &[
+                    "update-ref",
+                    "-m",
+                    &format!("ai-sdlc merge {}", l.story.id),
+                    &format!("refs/heads/{base}"),
+                    &new.commit,
+                    &tip,
+                ],
+            )
+            .map(|_| ()),
+        };
+        if let Err(e) = moved {
+            return Err(stop(format!("cannot move {base} to the merge: {e}")));
+        }
+        merged += 1;
+        let short = &new.commit[..new.commit.len().min(12)];
+        let now = crate::time::iso_seconds(crate::time::now_ms());
+        if let Err(e) = board.patch(
+            &l.story.id,
+            &[("merged_at", text(&now)), ("merge_commit", text(short))],
+        ) {
+            errln!("ai-sdlc: warning: {}: merged, but {e}", l.story.id);
+        }
+        outln!("{}: merged {} into {base} ({} {short})", l.story.id, l.branch, new.how);
+        if args.delete_branch {
+            delete_branch(root, l);
+        }
+    }
+    Ok(0)
+}
+
+/// The merged commit, and how it was made.
+struct Made {
+    commit: String,
+    how: &'static str,
+}
+
+/// Make the commit the base will move to, without touching the base.
+fn make(config: &Config, tip: &str, l: &Landing) -> Result<Made, String> {
+    let root = &config.root;
+    let id = &l.story.id;
+    let conflict = |files: Vec<String>| {
+        format!(
+            "{} does not merge cleanly into the base: conflicts in {}. See `ai-sdlc review {id}`; rebase the branch on the base, or run the story again from it",
+            l.branch,
+            files.join(", ")
+        )
+    };
+    let title: String = l.story.title.chars().filter(|c| !c.is_control()).collect();
+    match config.land.strategy.as_str() {
+        "squash" => match merge_tree(root, tip, &l.branch)? {
+            Fit::Conflict(f) => Err(conflict(f)),
+            Fit::Clean(tree) => {
+                let subjects = git::run(root, &["log", "--format=- %s", &format!("{tip}..{}", l.branch)])?;
+                let msg = format!("{id}: {title}\n\n{}\n\nStory: {id}\n", subjects.trim_end());
+                Ok(Made {
+                    commit: super::commit_tree(root, &tree, &[tip], &msg)?,
+                    how: "squashed as",
+                })
+            }
+        },
+        "rebase" => rebase(config, tip, l).map(|commit| Made {
+            commit,
+            how: "rebased onto it, now at",
+        }),
+        _ => {
+            if git::is_ancestor(root, tip, &l.branch)? {
+                let commit = git::run(root, &["rev-parse", &l.branch])?.trim().to_string();
+                return Ok(Made {
+                    commit,
+                    how: "fast-forward to",
+                });
+            }
+            match merge_tree(root, tip, &l.branch)? {
+                Fit::Conflict(f) => Err(conflict(f)),
+                Fit::Clean(tree) => {
+                    let msg = format!("Merge {}: {id} {title}\n\nStory: {id}\n", l.branch);
+                    Ok(Made {
+                        commit: super::commit_tree(root, &tree, &[tip, &l.branch], &msg)?,
+                        how: "merge commit",
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// A throwaway worktree, detached at `at`, removed on drop.
+struct Scratch {
+    root: PathBuf,
+    path: PathBuf,
+}
+
+impl Scratch {
+    fn new(root: &Path, wt_base: &Path, at: &str) -> Result<Scratch, String> {
+        let _ = std::fs::create_dir_all(wt_base);
+        let path = wt_base.join(format!(".land-{}-{}", std::process::id(), crate::time::now_ms()));
+        git::run(
+            root,
+            &["worktree", "add", "--quiet", "--detach", &path.to_string_lossy(), at],
+        )?;
+        Ok(Scratch {
+            root: root.to_path_buf(),
+            path,
+        })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Ours, made a moment ago: removed with whatever the verify built.
+        let _ = git::run(
+            &self.root,
+            &["worktree", "remove", "--force", &self.path.to_string_lossy()],
+        );
+    }
+}
+
+/// The branch's commits replayed onto `tip`, in a throwaway worktree.
+fn rebase(config: &Config, tip: &str, l: &Landing) -> Result<String, String> {
+    let scratch = Scratch::new(&config.root, &config.worktree_base(), &l.branch)?;
+    let p = &scratch.path;
+    if let Err(e) = git::run(p, &["-c", "commit.gpgsign=false", "rebase", "--quiet", tip]) {
+        let files = git::run(p, &["diff", "--name-only", "--diff-filter=U"]).unwrap_or_default();
+        let _ = git::run(p, &["rebase", "--abort"]);
+        let files: Vec<&str> = files.lines().collect();
+        return Err(if files.is_empty() {
+            format!("{} cannot be rebased onto the base: {e}", l.branch)
+        } else {
+            format!(
+                "{} does not rebase cleanly onto the base: conflicts in {}. See `ai-sdlc review {}`",
+                l.branch,
+                files.join(", "),
+                l.story.id
+            )
+        });
+    }
+    Ok(git::run(p, &["rev-parse", "HEAD"])?.trim().to_string())
+}
+
+/// Run `merge.verify` on `commit`, checked out in a throwaway worktree.
+fn verify(root: &Path, wt_base: &Path, commit: &str, argv: &[String]) -> Result<(), String> {
+    let scratch = Scratch::new(root, wt_base, commit)?;
+    errln!("ai-sdlc: merge.verify: {} (in {})", argv.join(" "), rel(root, &scratch.path));
+    let status = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(&scratch.path)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {:?}: {e}", argv[0]))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} {}", argv.join(" "), crate::process::exit_text(status)))
+    }
+}
+
+/// The worktree that has `branch` checked out, if one does.
+fn checked_out(root: &Path, branch: &str) -> Result<Option<PathBuf>, Failure> {
+    let list = crate::worktree::list(root).map_err(Failure::failed)?;
+    Ok(list
+        .into_iter()
+        .find(|e| e.branch.as_deref() == Some(branch))
+        .map(|e| e.path))
+}
+
+/// Uncommitted changes to tracked files in `worktree`, the board aside.
+fn uncommitted(worktree: &Path, sdlc_folder: &str) -> Result<Vec<String>, Failure> {
+    let out = git::run(worktree, &["status", "--porcelain", "--untracked-files=no"])
+        .map_err(|e| Failure::failed(e.message))?;
+    let board = format!("{}/", sdlc_folder.trim_end_matches('/'));
+    Ok(out
+        .lines()
+        .filter(|l| l.len() > 3 && !l[3..].trim_matches('"').starts_with(&board))
+        .map(str::to_string)
+        .collect())
+}
+
+fn delete_branch(root: &Path, l: &Landing) {
+    match checked_out(root, &l.branch) {
+        Ok(Some(w)) => outln!(
+            "{}: kept branch {}: it is checked out in {}",
+            l.story.id,
+            l.branch,
+            w.display()
+        ),
+        _ => match git::run(root, &["branch", "-D", "--", &l.branch]) {
+            Ok(_) => outln!("{}: deleted branch {}", l.story.id, l.branch),
+            Err(e) => errln!("ai-sdlc: warning: cannot delete {}: {e}", l.branch),
+        },
+    }
+}

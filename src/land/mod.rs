@@ -1,0 +1,247 @@
+//! Landing the work (SPEC §11): `review` (see and compare story branches),
+//! `merge` (into their base, safely) and `pr` (push, pull request).
+//!
+//! Everything is computed without touching a working tree: `git
+//! merge-tree --write-tree` says whether a branch merges cleanly, and
+//! chaining it over the branches in merge order (with throwaway commits
+//! that nothing points at) says whether it still will after the ones
+//! before it.
+
+pub mod merge;
+pub mod pr;
+pub mod review;
+
+use crate::board::{Scan, Story, queue_order};
+use crate::config::Config;
+use crate::error::Failure;
+use crate::git;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// A story and its branch (which exists).
+#[derive(Debug, Clone)]
+pub struct Landing {
+    pub story: Story,
+    pub branch: String,
+}
+
+/// The base the story branches go into: `worktree.baseBranch`, else the
+/// branch the repo has checked out. It must be a branch.
+pub fn base(config: &Config) -> Result<String, Failure> {
+    let b = crate::worktree::base_branch(&config.root, config.worktree.base_branch.as_deref())
+        .map_err(Failure::usage)?;
+    if !git::resolves(&config.root, &format!("refs/heads/{b}")).map_err(|e| Failure::failed(e.message))? {
+        return Err(Failure::usage(format!(
+            "the base {b:?} is not a branch (a detached HEAD?): check out the branch stories merge into, or set worktree.baseBranch in {}",
+            config.file_name()
+        )));
+    }
+    Ok(b)
+}
+
+/// The story's branch: the one it names, else ours.
+pub fn branch_of(story: &Story) -> String {
+    story
+        .branch
+        .clone()
+        .unwrap_or_else(|| crate::worktree::branch_name(&story.key()))
+}
+
+/// Every story whose branch exists, in queue order.
+pub fn landings(config: &Config, scan: &Scan) -> Result<Vec<Landing>, Failure> {
+    let mut out = Vec::new();
+    for s in &scan.stories {
+        let branch = branch_of(s);
+        if crate::worktree::branch_problem(&branch).is_some() {
+            continue;
+        }
+        if git::resolves(&config.root, &format!("refs/heads/{branch}"))
+            .map_err(|e| Failure::failed(e.message))?
+        {
+            out.push(Landing {
+                story: s.clone(),
+                branch,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Merge order: a story after the stories it depends on, otherwise queue order.
+pub fn merge_order(mut list: Vec<Landing>) -> Vec<Landing> {
+    list.sort_by(|a, b| queue_order(&a.story, &b.story));
+    let ids: HashSet<String> = list.iter().map(|l| l.story.id.clone()).collect();
+    let mut placed: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+    while !list.is_empty() {
+        // The first whose dependencies (among these) are placed; a cycle
+        // falls back to queue order.
+        let at = list
+            .iter()
+            .position(|l| {
+                l.story
+                    .dependencies
+                    .iter()
+                    .all(|d| !ids.contains(d) || placed.contains(d))
+            })
+            .unwrap_or(0);
+        let l = list.remove(at);
+        placed.insert(l.story.id.clone());
+        out.push(l);
+    }
+    out
+}
+
+/// Commits ahead and behind the base, and the diff stat of the branch's work.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Counts {
+    pub ahead: u64,
+    pub behind: u64,
+    pub files: u64,
+    pub insertions: u64,
+    pub deletions: u64,
+}
+
+pub fn counts(root: &Path, base: &str, branch: &str) -> Result<Counts, String> {
+    let range = format!("{base}...{branch}");
+    let lr = git::run(root, &["rev-list", "--left-right", "--count", &range, "--"])?;
+    let mut nums = lr.split_whitespace().map(|n| n.parse::<u64>().unwrap_or(0));
+    let (behind, ahead) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    let stat = git::run(root, &["diff", "--shortstat", &range, "--"])?;
+    let mut c = Counts {
+        ahead,
+        behind,
+        ..Counts::default()
+    };
+    for part in stat.split(',') {
+        let n = part
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if part.contains("file") {
+            c.files = n;
+        } else if part.contains("insertion") {
+            c.insertions = n;
+        } else if part.contains("deletion") {
+            c.deletions = n;
+        }
+    }
+    Ok(c)
+}
+
+/// How `branch` merges into `onto`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fit {
+    /// The merged tree.
+    Clean(String),
+    /// The files in conflict.
+    Conflict(Vec<String>),
+}
+
+/// Merge `branch` into `onto` in git's object store only.
+pub fn merge_tree(root: &Path, onto: &str, branch: &str) -> Result<Fit, String> {
+    let out = git::run_allowing(
+        root,
+        &[
+            "merge-tree",
+            "--write-tree",
+            "--name-only",
+            "--no-messages",
+            onto,
+            branch,
+        ],
+        &[0, 1],
+    )?;
+    let mut lines = out.lines().filter(|l| !l.is_empty());
+    let tree = lines.next().unwrap_or("").to_string();
+    let conflicts: Vec<String> = lines.map(str::to_string).collect();
+    if tree.is_empty() {
+        return Err(format!("git merge-tree gave no result for {branch}"));
+    }
+    Ok(if conflicts.is_empty() {
+        Fit::Clean(tree)
+    } else {
+        Fit::Conflict(conflicts)
+    })
+}
+
+/// A commit of `tree` with `parents`, made by the tool (unsigned, no hook).
+pub fn commit_tree(root: &Path, tree: &str, parents: &[&str], message: &str) -> Result<String, String> {
+    let mut args = vec![
+        "-c",
+        "commit.gpgsign=false",
+        "commit-tree",
+        tree,
+        "-m",
+        message,
+    ];
+    for p in parents {
+        args.push("-p");
+        args.push(p);
+    }
+    Ok(git::run(root, &args)?.trim().to_string())
+}
+
+/// Would each branch merge cleanly now, and after the ones before it (in
+/// this order) are merged? A throwaway commit stands for each merge.
+pub fn predict(root: &Path, base: &str, order: &[Landing]) -> Result<HashMap<String, Prediction>, String> {
+    let mut out = HashMap::new();
+    let mut tip = git::run(root, &["rev-parse", &format!("refs/heads/{base}")])?
+        .trim()
+        .to_string();
+    let base_tip = tip.clone();
+    let mut merged_before: Vec<String> = Vec::new();
+    for l in order {
+        let now = merge_tree(root, &base_tip, &l.branch)?;
+        let after = if tip == base_tip {
+            now.clone()
+        } else {
+            merge_tree(root, &tip, &l.branch)?
+        };
+        if let Fit::Clean(tree) = &after {
+            let ahead = counts(root, &tip, &l.branch).map(|c| c.ahead).unwrap_or(0);
+            if ahead > 0 {
+                tip = commit_tree(root, tree, &[&tip, &l.branch], "ai-sdlc review: simulated merge")?;
+                merged_before.push(l.story.id.clone());
+            }
+        }
+        out.insert(
+            l.story.id.clone(),
+            Prediction {
+                now,
+                after,
+                before: merged_before
+                    .iter()
+                    .filter(|id| **id != l.story.id)
+                    .cloned()
+                    .collect(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// Into the base as it is.
+    pub now: Fit,
+    /// Into the base with the branches before it merged.
+    pub after: Fit,
+    /// Which stories those were.
+    pub before: Vec<String>,
+}
+
+impl Prediction {
+    /// For people: `clean`, `conflict: a.rs`, `clean now; after S-0001: conflict: a.rs`.
+    pub fn text(&self) -> String {
+        let fit = |f: &Fit| match f {
+            Fit::Clean(_) => "clean".to_string(),
+            Fit::Conflict(files) => format!("conflict: {}", files.join(", ")),
+        };
+        match (&self.now, &self.after) {
+            (a, b) if fit(a) == fit(b) => fit(a),
+            (a, b) => format!("{} now; after {}: {}", fit(a), self.before.join(", "), fit(b)),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `ai-sdlc pr <ID>... | --all`: push each story branch to `pr.remote` and
+//! open a pull request with the GitHub CLI; `pr_url` on the story (the TS
+//! tool's field) says it is open, and it is never opened twice.
+
+use super::{Landing, base, landings};
+use crate::board::{Board, Status, Story, text};
+use crate::cli::PrArgs;
+use crate::config::Config;
+use crate::error::{Failure, Outcome};
+use crate::git;
+use std::time::Duration;
+
+pub fn command(config: &Config, args: &PrArgs) -> Outcome {
+    if args.all == !args.ids.is_empty() {
+        return Err(Failure::usage(
+            "name the stories (ai-sdlc pr S-0001), or pass --all",
+        ));
+    }
+    let scan = crate::commands::scan(config)?;
+    let all = landings(config, &scan)?;
+    let chosen: Vec<&Landing> = if args.all {
+        all.iter()
+            .filter(|l| l.story.status == Status::Done && l.story.pr_url.is_none())
+            .collect()
+    } else {
+        let mut v = Vec::new();
+        for id in &args.ids {
+            v.push(all.iter().find(|l| &l.story.id == id).ok_or_else(|| {
+                Failure::usage(match scan.get(id) {
+                    Some(_) => format!("{id} has no branch yet: run it first"),
+                    None => format!("{id}: no such story on the board; `ai-sdlc status` lists them"),
+                })
+            })?);
+        }
+        v
+    };
+    if chosen.is_empty() {
+        outln!("no pull request to open: every done story with a branch has one");
+        return Ok(0);
+    }
+    ready(config)?;
+    let base = base(config)?;
+    let mut failed = 0;
+    for l in chosen {
+        match open(config, &base, &l.story, &l.branch) {
+            Ok(Opened::New(url)) => outln!("{}: opened {url}", l.story.id),
+            Ok(Opened::Already(url)) => outln!("{}: already open at {url}", l.story.id),
+            Err(e) => {
+                failed += 1;
+                errln!("ai-sdlc: {}: {e}", l.story.id);
+            }
+        }
+    }
+    Ok(i32::from(failed > 0))
+}
+
+pub enum Opened {
+    New(String),
+    Already(String),
+}
+
+/// Can pull requests be opened here at all? `gh` on PATH, the remote set.
+pub fn ready(config: &Config) -> Result<(), Failure> {
+    if !crate::process::on_path("gh") {
+        return Err(Failure::usage(
+            "gh (the GitHub CLI) is not on PATH: install it (https://cli.github.com) and run `gh auth login`",
+        ));
+    }
+    let remote = &config.land.remote;
+    if git::run(&config.root, &["remote", "get-url", "--", remote]).is_err() {
+        return Err(Failure::usage(format!(
+            "this repo has no remote {remote:?} to push story branches to: add one (git remote add {remote} <url>) or set pr.remote in {}",
+            config.file_name()
+        )));
+    }
+    Ok(())
+}
+
+/// The pull request's text: the story, its acceptance criteria, the review.
+fn body(config: &Config, story: &Story) -> String {
+    let board = Board::of(config);
+    let story_text = board.text(&story.id).unwrap_or_default();
+    let body = crate::prompt::body_of(&story_text);
+    let summary: String = body
+        .lines()
+        .skip_while(|l| l.starts_with('#') || l.trim().is_empty())
+        .take_while(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut out = format!("{}\n", summary.trim());
+    if let Some(ac) = crate::prompt::acceptance_criteria(&body) {
+        out.push_str(&format!("\n## Acceptance criteria\n\n{ac}\n"));
+    }
+    if let Some(review) = board.section(&story.id, "review.md") {
+        out.push_str(&format!(
+            "\n## Review notes\n\n{}\n",
+            crate::workflow::bounded(&review)
+        ));
+    }
+    out.push_str(&format!("\n---\nStory {} on the ai-sdlc board.\n", story.id));
+    crate::agent::cut(&out, 60_000)
+}
+
+/// Push the branch and open its pull request, unless `pr_url` says one is open.
+pub fn open(config: &Config, base: &str, story: &Story, branch: &str) -> Result<Opened, String> {
+    if let Some(url) = &story.pr_url {
+        return Ok(Opened::Already(url.clone()));
+    }
+    let remote = &config.land.remote;
+    git::run(
+        &config.root,
+        &["push", "--quiet", "--", remote, &format!("refs/heads/{branch}:refs/heads/{branch}")],
+    )
+    .map_err(|e| format!("cannot push {branch} to {remote}: {e}"))?;
+    let title = format!(
+        "{}: {}",
+        story.id,
+        story.title.chars().filter(|c| !c.is_control()).collect::<String>()
+    );
+    let body = body(config, story);
+    let argv = [
+        "gh", "pr", "create", "--head", branch, "--base", base, "--title", &title, "--body", &body,
+    ];
+    let answer = crate::process::ask(&argv, &config.root, Duration::from_secs(120))?;
+    if answer.code != Some(0) {
+        return Err(format!(
+            "gh pr create failed: {}",
+            crate::process::last_word(&answer.text)
+        ));
+    }
+    let url = answer
+        .text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with("https://") || l.starts_with("http://"))
+        .ok_or_else(|| format!("gh pr create printed no URL: {}", answer.text.trim()))?
+        .to_string();
+    Board::of(config)
+        .patch(&story.id, &[("pr_url", text(&url))])
+        .map_err(|e| format!("opened {url}, but {e}"))?;
+    Ok(Opened::New(url))
+}

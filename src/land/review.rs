@@ -1,0 +1,151 @@
+//! `ai-sdlc review [<ID>]`: every story branch against its base, computed
+//! without touching a working tree; with an id, that story's diff.
+
+use super::{Counts, Landing, base, counts, landings, merge_order, predict};
+use crate::cli::ReviewArgs;
+use crate::config::Config;
+use crate::error::{Failure, Outcome};
+use crate::paths::rel;
+use serde_json::json;
+use std::io::Write;
+
+pub fn command(config: &Config, args: &ReviewArgs) -> Outcome {
+    let scan = crate::commands::scan(config)?;
+    let base = base(config)?;
+    let all = merge_order(landings(config, &scan)?);
+    let fail = |e: String| Failure::failed(e);
+    let predictions = predict(&config.root, &base, &all).map_err(fail)?;
+    let shown: Vec<&Landing> = match &args.id {
+        Some(id) => {
+            let one: Vec<&Landing> = all.iter().filter(|l| &l.story.id == id).collect();
+            if one.is_empty() {
+                return Err(Failure::usage(match scan.get(id) {
+                    Some(s) => format!(
+                        "{id} has no branch yet ({} does not exist): run it first",
+                        super::branch_of(s)
+                    ),
+                    None => format!("{id}: no such story on the board; `ai-sdlc status` lists them"),
+                }));
+            }
+            one
+        }
+        None => all.iter().collect(),
+    };
+    let mut rows = Vec::new();
+    for l in &shown {
+        let c = counts(&config.root, &base, &l.branch).map_err(fail)?;
+        rows.push((*l, c));
+    }
+    if args.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(l, c)| {
+                let p = &predictions[&l.story.id];
+                json!({
+                    "id": l.story.id, "title": l.story.title, "status": l.story.status.as_str(),
+                    "branch": l.branch, "base": base,
+                    "ahead": c.ahead, "behind": c.behind,
+                    "files": c.files, "insertions": c.insertions, "deletions": c.deletions,
+                    "merged": c.ahead == 0,
+                    "merges_cleanly": matches!(p.now, super::Fit::Clean(_)),
+                    "conflicts": conflicts(&p.now),
+                    "merges_cleanly_in_order": matches!(p.after, super::Fit::Clean(_)),
+                    "conflicts_in_order": conflicts(&p.after),
+                    "merged_before": p.before,
+                    "pr_url": l.story.pr_url, "merged_at": l.story.merged_at,
+                })
+            })
+            .collect();
+        outln!("{}", json!({ "base": base, "stories": list }));
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        errln!("ai-sdlc: no story has a branch yet; `ai-sdlc run` makes them");
+        return Ok(0);
+    }
+    outln!("Story branches against {base} (in merge order):");
+    let width = rows.iter().map(|(l, _)| l.branch.len()).max().unwrap_or(0);
+    for (l, c) in &rows {
+        outln!("{}", line(l, c, &predictions[&l.story.id].text(), width));
+    }
+    if args.id.is_some() {
+        let l = rows[0].0;
+        let range = format!("{base}...{}", l.branch);
+        let diff = if args.stat {
+            crate::git::run(&config.root, &["diff", "--stat", &range, "--"])
+        } else {
+            crate::git::run(&config.root, &["diff", "--stat", "--patch", &range, "--"])
+        }
+        .map_err(|e| Failure::failed(e.message))?;
+        show(&diff, !args.no_pager && !args.stat);
+    } else {
+        outln!(
+            "`ai-sdlc review <ID>` shows a story's diff; `ai-sdlc merge --all` merges them in this order; see {} for the board",
+            rel(&config.root, &config.stories_dir())
+        );
+    }
+    Ok(0)
+}
+
+fn conflicts(f: &super::Fit) -> Vec<String> {
+    match f {
+        super::Fit::Conflict(files) => files.clone(),
+        super::Fit::Clean(_) => Vec::new(),
+    }
+}
+
+fn line(l: &Landing, c: &Counts, fit: &str, width: usize) -> String {
+    let state = if c.ahead == 0 {
+        "merged".to_string()
+    } else {
+        format!("merge: {fit}")
+    };
+    let pr = l
+        .story
+        .pr_url
+        .as_deref()
+        .map(|u| format!("  PR {u}"))
+        .unwrap_or_default();
+    format!(
+        "  {:<8} {:<11} {:<width$}  {:>3} ahead {:>3} behind  {:>3} files +{} -{}  {state}{pr}",
+        l.story.id,
+        l.story.status.as_str(),
+        l.branch,
+        c.ahead,
+        c.behind,
+        c.files,
+        c.insertions,
+        c.deletions,
+    )
+}
+
+/// Print `text` (a diff: what an agent wrote, so never raw control
+/// characters on a terminal), through a pager when stdout is a terminal.
+fn show(text: &str, page: bool) {
+    // SAFETY: isatty only inspects the descriptor.
+    let tty = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+    let text = if tty {
+        crate::report::printable(text).into_owned()
+    } else {
+        text.to_string()
+    };
+    if tty && page {
+        let pager = std::env::var("PAGER")
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| "less -FX".into());
+        let spawned = std::process::Command::new("sh")
+            .args(["-c", &pager])
+            .stdin(std::process::Stdio::piped())
+            .spawn();
+        if let Ok(mut child) = spawned {
+            if let Some(mut stdin) = child.stdin.take() {
+                let _ = stdin.write_all(text.as_bytes());
+            }
+            let _ = child.wait();
+            return;
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
