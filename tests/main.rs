@@ -7,6 +7,7 @@ mod dashboard;
 mod demo;
 mod executor;
 mod hardening;
+mod land;
 mod manage;
 mod orchestrator;
 mod presets;

@@ -19,7 +19,7 @@ use crate::paths::rel;
 use std::path::{Path, PathBuf};
 
 pub fn command(config: &Config, args: &MergeArgs) -> Outcome {
-    if args.all == !args.ids.is_empty() {
+    if args.all != args.ids.is_empty() {
         return Err(Failure::usage(
             "name the stories to merge (ai-sdlc merge S-0001 S-0002), or pass --all",
         ));
@@ -43,7 +43,9 @@ pub fn command(config: &Config, args: &MergeArgs) -> Outcome {
             match all.iter().find(|l| &l.story.id == id) {
                 Some(l) => v.push(l.clone()),
                 None if scan.get(id).is_some() => {
-                    return Err(Failure::usage(format!("{id} has no branch yet: run it first")));
+                    return Err(Failure::usage(format!(
+                        "{id} has no branch yet: run it first"
+                    )));
                 }
                 None => {
                     return Err(Failure::usage(format!(
@@ -97,7 +99,9 @@ pub fn command(config: &Config, args: &MergeArgs) -> Outcome {
         if let Some(v) = &config.land.verify
             && let Err(e) = verify(root, &config.worktree_base(), &new.commit, v)
         {
-            return Err(stop(format!("merge.verify failed on the merged result, {base} is unchanged: {e}")));
+            return Err(stop(format!(
+                "merge.verify failed on the merged result, {base} is unchanged: {e}"
+            )));
         }
         let moved = match &checkout {
             Some(w) => git::run(w, &["merge", "--ff-only", "--quiet", &new.commit]).map(|_| ()),
@@ -126,7 +130,12 @@ pub fn command(config: &Config, args: &MergeArgs) -> Outcome {
         ) {
             errln!("ai-sdlc: warning: {}: merged, but {e}", l.story.id);
         }
-        outln!("{}: merged {} into {base} ({} {short})", l.story.id, l.branch, new.how);
+        outln!(
+            "{}: merged {} into {base} ({} {short})",
+            l.story.id,
+            l.branch,
+            new.how
+        );
         if args.delete_branch {
             delete_branch(root, l);
         }
@@ -156,7 +165,10 @@ fn make(config: &Config, tip: &str, l: &Landing) -> Result<Made, String> {
         "squash" => match merge_tree(root, tip, &l.branch)? {
             Fit::Conflict(f) => Err(conflict(f)),
             Fit::Clean(tree) => {
-                let subjects = git::run(root, &["log", "--format=- %s", &format!("{tip}..{}", l.branch)])?;
+                let subjects = git::run(
+                    root,
+                    &["log", "--format=- %s", &format!("{tip}..{}", l.branch)],
+                )?;
                 let msg = format!("{id}: {title}\n\n{}\n\nStory: {id}\n", subjects.trim_end());
                 Ok(Made {
                     commit: super::commit_tree(root, &tree, &[tip], &msg)?,
@@ -170,7 +182,9 @@ fn make(config: &Config, tip: &str, l: &Landing) -> Result<Made, String> {
         }),
         _ => {
             if git::is_ancestor(root, tip, &l.branch)? {
-                let commit = git::run(root, &["rev-parse", &l.branch])?.trim().to_string();
+                let commit = git::run(root, &["rev-parse", &l.branch])?
+                    .trim()
+                    .to_string();
                 return Ok(Made {
                     commit,
                     how: "fast-forward to",
@@ -199,10 +213,21 @@ struct Scratch {
 impl Scratch {
     fn new(root: &Path, wt_base: &Path, at: &str) -> Result<Scratch, String> {
         let _ = std::fs::create_dir_all(wt_base);
-        let path = wt_base.join(format!(".land-{}-{}", std::process::id(), crate::time::now_ms()));
+        let path = wt_base.join(format!(
+            ".land-{}-{}",
+            std::process::id(),
+            crate::time::now_ms()
+        ));
         git::run(
             root,
-            &["worktree", "add", "--quiet", "--detach", &path.to_string_lossy(), at],
+            &[
+                "worktree",
+                "add",
+                "--quiet",
+                "--detach",
+                &path.to_string_lossy(),
+                at,
+            ],
         )?;
         Ok(Scratch {
             root: root.to_path_buf(),
@@ -216,7 +241,12 @@ impl Drop for Scratch {
         // Ours, made a moment ago: removed with whatever the verify built.
         let _ = git::run(
             &self.root,
-            &["worktree", "remove", "--force", &self.path.to_string_lossy()],
+            &[
+                "worktree",
+                "remove",
+                "--force",
+                &self.path.to_string_lossy(),
+            ],
         );
     }
 }
@@ -246,7 +276,11 @@ fn rebase(config: &Config, tip: &str, l: &Landing) -> Result<String, String> {
 /// Run `merge.verify` on `commit`, checked out in a throwaway worktree.
 fn verify(root: &Path, wt_base: &Path, commit: &str, argv: &[String]) -> Result<(), String> {
     let scratch = Scratch::new(root, wt_base, commit)?;
-    errln!("ai-sdlc: merge.verify: {} (in {})", argv.join(" "), rel(root, &scratch.path));
+    errln!(
+        "ai-sdlc: merge.verify: {} (in {})",
+        argv.join(" "),
+        rel(root, &scratch.path)
+    );
     let status = std::process::Command::new(&argv[0])
         .args(&argv[1..])
         .current_dir(&scratch.path)
@@ -256,7 +290,11 @@ fn verify(root: &Path, wt_base: &Path, commit: &str, argv: &[String]) -> Result<
     if status.success() {
         Ok(())
     } else {
-        Err(format!("{} {}", argv.join(" "), crate::process::exit_text(status)))
+        Err(format!(
+            "{} {}",
+            argv.join(" "),
+            crate::process::exit_text(status)
+        ))
     }
 }
 

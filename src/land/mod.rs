@@ -30,7 +30,9 @@ pub struct Landing {
 pub fn base(config: &Config) -> Result<String, Failure> {
     let b = crate::worktree::base_branch(&config.root, config.worktree.base_branch.as_deref())
         .map_err(Failure::usage)?;
-    if !git::resolves(&config.root, &format!("refs/heads/{b}")).map_err(|e| Failure::failed(e.message))? {
+    if !git::resolves(&config.root, &format!("refs/heads/{b}"))
+        .map_err(|e| Failure::failed(e.message))?
+    {
         return Err(Failure::usage(format!(
             "the base {b:?} is not a branch (a detached HEAD?): check out the branch stories merge into, or set worktree.baseBranch in {}",
             config.file_name()
@@ -167,7 +169,12 @@ pub fn merge_tree(root: &Path, onto: &str, branch: &str) -> Result<Fit, String> 
 }
 
 /// A commit of `tree` with `parents`, made by the tool (unsigned, no hook).
-pub fn commit_tree(root: &Path, tree: &str, parents: &[&str], message: &str) -> Result<String, String> {
+pub fn commit_tree(
+    root: &Path,
+    tree: &str,
+    parents: &[&str],
+    message: &str,
+) -> Result<String, String> {
     let mut args = vec![
         "-c",
         "commit.gpgsign=false",
@@ -185,7 +192,11 @@ pub fn commit_tree(root: &Path, tree: &str, parents: &[&str], message: &str) -> 
 
 /// Would each branch merge cleanly now, and after the ones before it (in
 /// this order) are merged? A throwaway commit stands for each merge.
-pub fn predict(root: &Path, base: &str, order: &[Landing]) -> Result<HashMap<String, Prediction>, String> {
+pub fn predict(
+    root: &Path,
+    base: &str,
+    order: &[Landing],
+) -> Result<HashMap<String, Prediction>, String> {
     let mut out = HashMap::new();
     let mut tip = git::run(root, &["rev-parse", &format!("refs/heads/{base}")])?
         .trim()
@@ -202,7 +213,12 @@ pub fn predict(root: &Path, base: &str, order: &[Landing]) -> Result<HashMap<Str
         if let Fit::Clean(tree) = &after {
             let ahead = counts(root, &tip, &l.branch).map(|c| c.ahead).unwrap_or(0);
             if ahead > 0 {
-                tip = commit_tree(root, tree, &[&tip, &l.branch], "ai-sdlc review: simulated merge")?;
+                tip = commit_tree(
+                    root,
+                    tree,
+                    &[&tip, &l.branch],
+                    "ai-sdlc review: simulated merge",
+                )?;
                 merged_before.push(l.story.id.clone());
             }
         }
@@ -241,7 +257,12 @@ impl Prediction {
         };
         match (&self.now, &self.after) {
             (a, b) if fit(a) == fit(b) => fit(a),
-            (a, b) => format!("{} now; after {}: {}", fit(a), self.before.join(", "), fit(b)),
+            (a, b) => format!(
+                "{} now; after {}: {}",
+                fit(a),
+                self.before.join(", "),
+                fit(b)
+            ),
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::git;
 use std::time::Duration;
 
 pub fn command(config: &Config, args: &PrArgs) -> Outcome {
-    if args.all == !args.ids.is_empty() {
+    if args.all != args.ids.is_empty() {
         return Err(Failure::usage(
             "name the stories (ai-sdlc pr S-0001), or pass --all",
         ));
@@ -28,7 +28,9 @@ pub fn command(config: &Config, args: &PrArgs) -> Outcome {
             v.push(all.iter().find(|l| &l.story.id == id).ok_or_else(|| {
                 Failure::usage(match scan.get(id) {
                     Some(_) => format!("{id} has no branch yet: run it first"),
-                    None => format!("{id}: no such story on the board; `ai-sdlc status` lists them"),
+                    None => {
+                        format!("{id}: no such story on the board; `ai-sdlc status` lists them")
+                    }
                 })
             })?);
         }
@@ -97,7 +99,10 @@ fn body(config: &Config, story: &Story) -> String {
             crate::workflow::bounded(&review)
         ));
     }
-    out.push_str(&format!("\n---\nStory {} on the ai-sdlc board.\n", story.id));
+    out.push_str(&format!(
+        "\n---\nStory {} on the ai-sdlc board.\n",
+        story.id
+    ));
     crate::agent::cut(&out, 60_000)
 }
 
@@ -109,13 +114,23 @@ pub fn open(config: &Config, base: &str, story: &Story, branch: &str) -> Result<
     let remote = &config.land.remote;
     git::run(
         &config.root,
-        &["push", "--quiet", "--", remote, &format!("refs/heads/{branch}:refs/heads/{branch}")],
+        &[
+            "push",
+            "--quiet",
+            "--",
+            remote,
+            &format!("refs/heads/{branch}:refs/heads/{branch}"),
+        ],
     )
     .map_err(|e| format!("cannot push {branch} to {remote}: {e}"))?;
     let title = format!(
         "{}: {}",
         story.id,
-        story.title.chars().filter(|c| !c.is_control()).collect::<String>()
+        story
+            .title
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect::<String>()
     );
     let body = body(config, story);
     let argv = [

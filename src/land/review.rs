@@ -24,7 +24,9 @@ pub fn command(config: &Config, args: &ReviewArgs) -> Outcome {
                         "{id} has no branch yet ({} does not exist): run it first",
                         super::branch_of(s)
                     ),
-                    None => format!("{id}: no such story on the board; `ai-sdlc status` lists them"),
+                    None => {
+                        format!("{id}: no such story on the board; `ai-sdlc status` lists them")
+                    }
                 }));
             }
             one

@@ -257,7 +257,9 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
             .and_then(|s| crate::land::pr::open(&ctx.config, &base, &s, &branch));
         let text = match opened {
             Ok(crate::land::pr::Opened::New(url)) => format!("opened pull request {url}"),
-            Ok(crate::land::pr::Opened::Already(url)) => format!("pull request already open: {url}"),
+            Ok(crate::land::pr::Opened::Already(url)) => {
+                format!("pull request already open: {url}")
+            }
             Err(e) => format!("no pull request: {e}"),
         };
         ctx.notes.send(Note::Info {
