@@ -321,4 +321,37 @@ echo "work of $id" > "work-$id.txt"
             "{marker} ran"
         );
     }
+    // Planted again, after the run: a later review and merge run none of it.
+    let plant = format!(
+        "git config filter.x.smudge 'touch {rec}/smudge-ran; cat' && git config filter.x.clean 'touch {rec}/clean-ran; cat' \
+         && git config core.fsmonitor 'touch {rec}/fsmonitor-ran' \
+         && for h in post-merge post-checkout reference-transaction; do printf '#!/bin/sh\ntouch {rec}/%s-ran\n' $h > .git/hooks/$h; chmod +x .git/hooks/$h; done",
+        rec = repo.rec.display()
+    );
+    let st = std::process::Command::new("sh")
+        .args(["-c", &plant])
+        .current_dir(&repo.root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(code(&repo.run(&["review"])), 0);
+    let out = repo.run(&["merge", "S-0002"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(repo.root.join("work-S-0002.txt").exists());
+    for marker in [
+        "fsmonitor",
+        "smudge",
+        "clean",
+        "post-merge",
+        "post-checkout",
+        "reference-transaction",
+    ] {
+        assert!(
+            repo.rec_file(&format!("{marker}-ran")).is_none(),
+            "{marker} ran in review/merge"
+        );
+    }
+    // Without the tool, git itself would have run them (the test can fail).
+    git(&repo.root, &["status"]);
+    assert!(repo.rec_file("fsmonitor-ran").is_some() || repo.rec_file("clean-ran").is_some());
 }
