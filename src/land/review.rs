@@ -48,7 +48,8 @@ pub fn command(config: &Config, args: &ReviewArgs) -> Outcome {
                     "branch": l.branch, "base": base,
                     "ahead": c.ahead, "behind": c.behind,
                     "files": c.files, "insertions": c.insertions, "deletions": c.deletions,
-                    "merged": c.ahead == 0,
+                    "merged": c.ahead == 0 && l.story.merged_at.is_some(),
+                    "nothing_to_merge": c.ahead == 0,
                     "merges_cleanly": matches!(p.now, super::Fit::Clean(_)),
                     "conflicts": conflicts(&p.now),
                     "merges_cleanly_in_order": matches!(p.after, super::Fit::Clean(_)),
@@ -97,8 +98,10 @@ fn conflicts(f: &super::Fit) -> Vec<String> {
 }
 
 fn line(l: &Landing, c: &Counts, fit: &str, width: usize) -> String {
-    let state = if c.ahead == 0 {
+    let state = if c.ahead == 0 && l.story.merged_at.is_some() {
         "merged".to_string()
+    } else if c.ahead == 0 {
+        "nothing to merge".to_string()
     } else {
         format!("merge: {fit}")
     };
