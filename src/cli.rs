@@ -353,6 +353,9 @@ pub struct ExecutorArgs {
     /// the fingerprint of the commands the runner checked were trusted
     #[argh(option)]
     pub commands: Option<String>,
+    /// the worktree is new: run worktree.setup first
+    #[argh(switch)]
+    pub setup: bool,
 }
 
 /// What `parse` returns: a command line to run, or text to print and an exit code.

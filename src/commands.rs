@@ -244,7 +244,7 @@ pub fn prompt(config: &Config, args: &PromptArgs) -> Outcome {
         let branch = crate::worktree::base_branch(&config.root, None).unwrap_or_default();
         (config.root.clone(), branch.clone(), branch)
     };
-    let job = crate::story_run::Job::new(config, &story, workdir, &branch, &base)
+    let job = crate::story_run::Job::new(config, &story, workdir, &branch, &base, false)
         .map_err(Failure::usage)?;
     let names: Vec<&str> = job.phases.iter().map(|p| p.name.as_str()).collect();
     let phase = match &args.phase {

@@ -24,6 +24,12 @@ pub struct WorktreeConfig {
     pub keep: bool,
     /// Commit a succeeded story's changes on its branch.
     pub commit: bool,
+    /// Run in each new worktree before the first phase.
+    pub setup: Option<Vec<String>>,
+    /// Folders of the main checkout linked into each new worktree.
+    pub share: Vec<String>,
+    /// Park clean worktrees of finished stories for the next story.
+    pub reuse: bool,
 }
 
 /// `workflow.*` beyond its phases.
@@ -139,6 +145,9 @@ impl Config {
                 base_branch: None,
                 keep: false,
                 commit: true,
+                setup: None,
+                share: Vec::new(),
+                reuse: false,
             },
             logs_keep: 5,
             land: LandConfig {
@@ -400,6 +409,21 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
                         "baseBranch" => c.worktree.base_branch = Some(r.string(v, &key)?),
                         "keep" => c.worktree.keep = r.bool(v, &key)?,
                         "commit" => c.worktree.commit = r.bool(v, &key)?,
+                        "setup" if v.is_null() => c.worktree.setup = None,
+                        "setup" => c.worktree.setup = Some(r.command(v, &key)?),
+                        "share" => {
+                            let list = r.strings(v, &key)?;
+                            if let Some(bad) =
+                                list.iter().find(|f| !crate::worktree_env::shareable(f))
+                            {
+                                return Err(ConfigError(format!(
+                                    "{}: worktree.share entry {bad:?} must be a folder path inside the repo, like \"node_modules\" (no `..`, not absolute)",
+                                    file.display()
+                                )));
+                            }
+                            c.worktree.share = list;
+                        }
+                        "reuse" => c.worktree.reuse = r.bool(v, &key)?,
                         _ => r.unknown(&key),
                     }
                 }

@@ -259,6 +259,7 @@ fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story_run::Job, Limits),
         args.worktree.clone(),
         &args.branch,
         args.base.as_deref().unwrap_or(""),
+        args.setup,
     )?;
     let a = &config.agent;
     let limits = Limits {

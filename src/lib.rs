@@ -71,6 +71,7 @@ mod time;
 mod trust;
 mod workflow;
 mod worktree;
+mod worktree_env;
 mod worktrees;
 
 /// Entry points for the fuzz targets in `tests/fuzz` (cargo fuzz): the

@@ -32,6 +32,9 @@ use wait_timeout::ChildExt;
 /// supervisor waits between reaping attempts of an exiting child.
 pub const TICK: Duration = Duration::from_millis(50);
 
+/// The name of the phase that runs `worktree.setup`.
+pub const SETUP: &str = "setup";
+
 /// An output line is passed on (to the log, to people) up to this size.
 const MAX_SHOWN_LINE: usize = 64 * 1024;
 
@@ -78,10 +81,21 @@ impl Job {
         workdir: PathBuf,
         branch: &str,
         base_branch: &str,
+        setup: bool,
     ) -> Result<Job, String> {
         let board = Board::of(config);
         let text = board.text(&story.id)?;
         let mut phases = Vec::new();
+        // A new worktree's `worktree.setup` runs first, as a phase of its own.
+        if let (true, Some(argv)) = (setup, &config.worktree.setup) {
+            phases.push(PhaseCommand {
+                name: SETUP.to_string(),
+                complete: false,
+                preset: Preset::Command,
+                argv: argv.clone(),
+                template: String::new(),
+            });
+        }
         for p in &config.phases {
             let (preset, argv) = config.command_of(p).ok_or_else(|| {
                 format!(
@@ -178,6 +192,10 @@ impl Job {
             ),
             ("AI_SDLC_BRANCH", self.branch.clone()),
             ("AI_SDLC_REPO", self.repo.to_string_lossy().into_owned()),
+            (
+                "AI_SDLC_MAIN_WORKTREE",
+                self.repo.to_string_lossy().into_owned(),
+            ),
         ])
     }
 }
@@ -516,7 +534,9 @@ fn fail(result: &mut RunResult, phase: &PhaseCommand, label: &str, end: &PhaseEn
     };
     result.failure = end.report.failure.as_ref().map(|(k, _)| *k);
     result.failed_phase = Some(phase.name.clone());
-    result.error = Some(if end.spawn_error.is_some() {
+    result.error = Some(if phase.name == SETUP {
+        format!("setup failed: {summary}")
+    } else if end.spawn_error.is_some() {
         summary
     } else if end.report.failure.is_some() || end.idle.is_some() {
         format!("phase {label}: {summary}")

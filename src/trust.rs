@@ -77,6 +77,13 @@ pub fn commands(config: &Config) -> Vec<Command> {
             None => {}
         }
     }
+    if let Some(v) = &config.worktree.setup {
+        out.push(Command {
+            key: "worktree.setup".into(),
+            value: json!(v).to_string(),
+            shown: words(v),
+        });
+    }
     if let Some(v) = &config.land.verify {
         out.push(Command {
             key: "merge.verify".into(),

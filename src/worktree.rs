@@ -133,6 +133,8 @@ pub enum Prepared {
     Created,
     /// The worktree was there already, on the story's branch (a resumed run).
     Reused,
+    /// A parked worktree of an earlier story, switched to this one's branch.
+    Pooled,
 }
 
 /// Why `branch` (a story's `branch:` field, which the TS tool may have
@@ -269,6 +271,28 @@ pub fn ignored(path: &Path) -> Result<Vec<String>, String> {
 /// branch would otherwise become hard to find), and there are no
 /// uncommitted, untracked or ignored files. Otherwise why to keep it.
 pub fn removable(path: &Path, branch: &str) -> Result<(), String> {
+    parkable(path, branch)?;
+    let ign = ignored(path)?;
+    if !ign.is_empty() {
+        let shown: Vec<&str> = ign.iter().take(3).map(String::as_str).collect();
+        let what = match (ign.len(), ign[0].ends_with('/')) {
+            (1, true) => "folder",
+            (1, false) => "file",
+            _ => "files or folders",
+        };
+        return Err(format!(
+            "{} git-ignored {what} the agent left ({}{})",
+            ign.len(),
+            shown.join(", "),
+            if ign.len() > 3 { ", ..." } else { "" }
+        ));
+    }
+    Ok(())
+}
+
+/// `removable` but for ignored files, which a parked worktree keeps (its
+/// build caches are the point of parking it).
+pub fn parkable(path: &Path, branch: &str) -> Result<(), String> {
     match git::run(path, &["symbolic-ref", "--quiet", "HEAD"]) {
         Ok(r) if r.trim() == format!("refs/heads/{branch}") => {}
         Ok(r) => {
@@ -293,21 +317,6 @@ pub fn removable(path: &Path, branch: &str) -> Result<(), String> {
             "{} uncommitted or untracked {}",
             c.len(),
             if c.len() == 1 { "change" } else { "changes" }
-        ));
-    }
-    let ign = ignored(path)?;
-    if !ign.is_empty() {
-        let shown: Vec<&str> = ign.iter().take(3).map(String::as_str).collect();
-        let what = match (ign.len(), ign[0].ends_with('/')) {
-            (1, true) => "folder",
-            (1, false) => "file",
-            _ => "files or folders",
-        };
-        return Err(format!(
-            "{} git-ignored {what} the agent left ({}{})",
-            ign.len(),
-            shown.join(", "),
-            if ign.len() > 3 { ", ..." } else { "" }
         ));
     }
     Ok(())

@@ -17,6 +17,8 @@ use std::time::SystemTime;
 struct Ours<'a> {
     entry: Entry,
     story: Option<&'a Story>,
+    /// In the pool of parked worktrees (`worktree.reuse`).
+    parked: bool,
 }
 
 /// The story's branch: the one it names, else ours.
@@ -69,7 +71,16 @@ fn ours<'a>(config: &Config, scan: &'a Scan) -> Result<Vec<Ours<'a>>, Failure> {
                         .iter()
                         .find(|s| name.starts_with(&format!("{}-", s.id)) || name == s.id)
                 });
-            Ours { entry, story }
+            let parked = entry.path.parent().is_some_and(|p| {
+                p.file_name()
+                    .is_some_and(|n| n == crate::worktree_env::POOL)
+            });
+            let story = if parked { None } else { story };
+            Ours {
+                entry,
+                story,
+                parked,
+            }
         })
         .collect())
 }
@@ -168,9 +179,11 @@ fn list(config: &Config, scan: &Scan) -> Outcome {
         .map(|o| {
             [
                 o.story.map(|s| s.id.clone()).unwrap_or_else(|| "?".into()),
-                o.story
-                    .map(|s| s.status.to_string())
-                    .unwrap_or_else(|| "(no story)".into()),
+                match (o.story, o.parked) {
+                    (Some(s), _) => s.status.to_string(),
+                    (None, true) => "(parked for reuse)".into(),
+                    (None, false) => "(no story)".into(),
+                },
                 o.entry
                     .branch
                     .clone()
@@ -255,6 +268,17 @@ fn prune(config: &Config, scan: &Scan) -> Outcome {
     let mut removed = 0;
     for o in ours(config, scan)? {
         let shown = rel(&config.root, &o.entry.path);
+        if o.parked {
+            // The pool is the tool's own: emptied, build caches and all.
+            match worktree::remove(&config.root, &o.entry.path, true) {
+                Ok(()) => {
+                    outln!("removed {shown} (parked)");
+                    removed += 1;
+                }
+                Err(e) => outln!("kept    {shown}: {e}"),
+            }
+            continue;
+        }
         let Some(story) = o.story else {
             outln!("kept    {shown}: no story on the board matches it");
             continue;

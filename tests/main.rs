@@ -15,3 +15,4 @@ mod run_single;
 mod trust;
 mod ts_board;
 mod workflow;
+mod worktree_env;

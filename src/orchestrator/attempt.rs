@@ -84,24 +84,47 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
         return Attempt::Gone(format!("it is {} now", story.status));
     }
     let root = &ctx.config.root;
+    // Whether the worktree is new to this story (made, or taken from the
+    // pool): then it gets its included files, shares and setup.
+    let mut fresh = false;
     let (workdir, branch, worktree) = if ctx.settings.worktrees {
         let base = ctx.config.worktree_base();
         let from = ctx.settings.base_branch.as_deref().unwrap_or("HEAD");
         let placed = worktree::place(root, &base, &story);
+        let mut pool_notes = Vec::new();
         // One worktree change at a time, across threads and runners.
         let made = placed.clone().and_then(|(folder, branch)| {
-            worktree::serialize(root, &base)
-                .and_then(|held| worktree::prepare(root, &held, &folder, &branch, from))
+            let held = worktree::serialize(root, &base)?;
+            if ctx.config.worktree.reuse
+                && matches!(held.exists(&folder), Ok(false))
+                && crate::worktree_env::take(root, &held, &folder, &branch, from, &mut pool_notes)?
+                    .is_some()
+            {
+                return Ok(worktree::Prepared::Pooled);
+            }
+            worktree::prepare(root, &held, &folder, &branch, from)
         });
+        for text in pool_notes {
+            ctx.notes.send(Note::Warn {
+                id: Some(story.id.clone()),
+                text,
+            });
+        }
         match (placed, made) {
             (Ok((folder, branch)), Ok(how)) => {
                 let path = base.join(&folder);
-                if how == worktree::Prepared::Reused {
+                let said = match how {
+                    worktree::Prepared::Reused => Some("reusing its existing worktree"),
+                    worktree::Prepared::Pooled => Some("took a parked worktree for"),
+                    worktree::Prepared::Created => None,
+                };
+                if let Some(said) = said {
                     ctx.notes.send(Note::Info {
                         id: Some(story.id.clone()),
-                        text: format!("reusing the existing worktree {}", rel(root, &path)),
+                        text: format!("{said} {}", rel(root, &path)),
                     });
                 }
+                fresh = how != worktree::Prepared::Reused;
                 (path.clone(), branch, Some(path))
             }
             (Err(e), _) | (_, Err(e)) => {
@@ -132,6 +155,10 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     let log_rel = rel(root, &log.path);
     let log = Arc::new(Mutex::new(log));
     let recorder = Arc::new(Recorder::new(&ctx.board, &story.id, worktree.as_deref()));
+    let mut placed = crate::worktree_env::Placed::default();
+    if let (true, Some(w)) = (fresh, &worktree) {
+        furnish(ctx, &story.id, w, &mut placed, &log);
+    }
     let now = time::iso_seconds(time::now_ms());
     let running = Value::Map(vec![
         ("outcome".into(), Value::Str("running".into())),
@@ -169,12 +196,13 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
         workdir.clone(),
         &branch,
         ctx.settings.base_branch.as_deref().unwrap_or(""),
+        fresh,
     ) {
         Ok(j) => j,
         Err(e) => {
             let r = RunResult::failed(e, 0);
             return Attempt::Ran(Box::new(finish(
-                ctx, &story, r, worktree, &branch, log_rel, &recorder,
+                ctx, &story, r, worktree, &branch, log_rel, &recorder, &placed,
             )));
         }
     };
@@ -246,7 +274,9 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
             .unwrap_or_default()
     ));
     drop(log);
-    let mut r = finish(ctx, &story, result, worktree, &branch, log_rel, &recorder);
+    let mut r = finish(
+        ctx, &story, result, worktree, &branch, log_rel, &recorder, &placed,
+    );
     r.commit = commit;
     if ctx.settings.pr && r.outcome == Outcome::Succeeded && r.unrecorded.is_none() {
         let base = ctx.settings.base_branch.clone().unwrap_or_default();
@@ -318,7 +348,51 @@ fn commit_message(story: &Story) -> String {
     format!("{}: {}\n\nStory: {}\n", story.id, title.trim(), story.id)
 }
 
+/// A new worktree made ready: `.worktreeinclude` copied, `worktree.share`
+/// linked; what was done goes to the log.
+fn furnish(
+    ctx: &Ctx,
+    id: &str,
+    wt: &std::path::Path,
+    placed: &mut crate::worktree_env::Placed,
+    log: &Mutex<RunLog>,
+) {
+    let root = &ctx.config.root;
+    if let Err(e) = crate::worktree_env::include(root, wt, placed) {
+        ctx.notes.send(Note::Warn {
+            id: Some(id.to_string()),
+            text: format!("{}: {e}", crate::worktree_env::INCLUDE_FILE),
+        });
+    }
+    let warnings = crate::worktree_env::share(root, wt, &ctx.config.worktree.share, placed);
+    let mut log = logs::lock(log);
+    if !placed.is_empty() {
+        log.note(&format!(
+            "copied and linked {} files ({} KiB) from the main checkout ({} and worktree.share){}",
+            placed.count(),
+            placed.bytes.div_ceil(1024),
+            crate::worktree_env::INCLUDE_FILE,
+            if placed.skipped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; left {} that the worktree already has",
+                    placed.skipped.len()
+                )
+            }
+        ));
+    }
+    for w in warnings {
+        log.note(&w);
+        ctx.notes.send(Note::Warn {
+            id: Some(id.to_string()),
+            text: w,
+        });
+    }
+}
+
 /// Write the outcome (SPEC §5 table) and keep or remove the worktree.
+#[allow(clippy::too_many_arguments)]
 fn finish(
     ctx: &Ctx,
     story: &Story,
@@ -327,6 +401,7 @@ fn finish(
     branch: &str,
     log_rel: String,
     recorder: &Recorder,
+    placed: &crate::worktree_env::Placed,
 ) -> StoryResult {
     let root = &ctx.config.root;
     let now = time::iso_seconds(time::now_ms());
@@ -404,12 +479,34 @@ fn finish(
         r.worktree = Some(rel(root, &path));
         let kept_because = match (run.outcome, ctx.settings.keep_worktrees) {
             _ if unrecorded.is_some() => Some("its outcome is not recorded".into()),
-            (Outcome::Succeeded, false) => worktree::removable(&path, branch).err().or_else(|| {
-                worktree::serialize(root, &ctx.config.worktree_base())
-                    .and_then(|_lock| worktree::remove(root, &path, false))
-                    .err()
-                    .map(|e| format!("cannot remove it: {e}"))
-            }),
+            (Outcome::Succeeded, false) => {
+                // What the tool put there goes first; what the agent left stays.
+                crate::worktree_env::take_back(&path, placed);
+                let reuse = ctx.config.worktree.reuse;
+                let ready = if reuse {
+                    worktree::parkable(&path, branch)
+                } else {
+                    worktree::removable(&path, branch)
+                };
+                ready.err().or_else(|| {
+                    let base = ctx.config.worktree_base();
+                    let held = worktree::serialize(root, &base);
+                    let gone = held.and_then(|held| {
+                        if reuse {
+                            crate::worktree_env::park(root, &held, &path).map(|_| true)
+                        } else {
+                            worktree::remove(root, &path, false).map(|_| false)
+                        }
+                    });
+                    match gone {
+                        Ok(parked) => {
+                            r.worktree_parked = parked;
+                            None
+                        }
+                        Err(e) => Some(format!("cannot remove it: {e}")),
+                    }
+                })
+            }
             (_, true) => Some("asked to keep worktrees".into()),
             (Outcome::Cancelled, _) => Some("run interrupted".into()),
             (Outcome::TimedOut, _) => Some("timed out".into()),

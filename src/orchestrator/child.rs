@@ -70,6 +70,13 @@ pub fn run(
     if let Some(w) = &ctx.settings.workflow {
         cmd.arg("--workflow").arg(w);
     }
+    if job
+        .phases
+        .first()
+        .is_some_and(|p| p.name == story_run::SETUP)
+    {
+        cmd.arg("--setup");
+    }
     cmd
         // An id may start with `-`: after `--` it is never an option.
         .arg("--")

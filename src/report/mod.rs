@@ -104,6 +104,9 @@ pub struct StoryResult {
     /// Why the worktree was kept, for people.
     #[serde(skip)]
     pub kept_because: Option<String>,
+    /// Parked for reuse (`worktree.reuse`) rather than removed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub worktree_parked: bool,
     pub log: Option<String>,
     pub error: Option<String>,
     /// Why the outcome could not be written to `story.md` (the run then exits 1).
@@ -143,6 +146,7 @@ impl StoryResult {
             worktree: None,
             worktree_kept: false,
             kept_because: None,
+            worktree_parked: false,
             log: None,
             error: None,
             unrecorded: None,
@@ -442,6 +446,9 @@ pub fn summary(results: &[StoryResult], duration_ms: u64, width: Option<usize>) 
         match (&r.worktree, r.worktree_kept, &r.kept_because) {
             (Some(w), true, Some(why)) => parts.push(format!("worktree kept ({why}): {w}")),
             (Some(w), true, None) => parts.push(format!("worktree kept: {w}")),
+            (Some(_), false, _) if r.worktree_parked => {
+                parts.push("worktree parked for reuse".into())
+            }
             (Some(_), false, _) => parts.push("worktree removed".into()),
             (None, _, _) => {}
         }

@@ -1,0 +1,367 @@
+//! A story's worktree made ready to work in (SPEC §12): the ignored files
+//! `.worktreeinclude` names, copied from the main checkout; the
+//! `worktree.share` folders, linked to it; and the pool of parked
+//! worktrees that `worktree.reuse` takes from instead of checking out a
+//! new one.
+//!
+//! What is copied or linked is recorded, so that before a worktree is
+//! removed or parked exactly those files (when still as copied) and links
+//! go again; anything an agent changed or added keeps the worktree.
+
+use crate::git;
+use crate::paths::{self, Dir, Kind};
+use std::path::{Component, Path, PathBuf};
+use std::time::SystemTime;
+
+pub const INCLUDE_FILE: &str = ".worktreeinclude";
+/// Parked worktrees, below the worktree base.
+pub const POOL: &str = ".pool";
+
+/// Copying stops past this many files (a `.worktreeinclude` that names a
+/// huge tree by mistake should not fill the disk eight times over).
+const MAX_FILES: u64 = 200_000;
+
+/// A relative path of plain components (no `..`, not absolute).
+pub fn shareable(rel: &str) -> bool {
+    let p = Path::new(rel);
+    !rel.is_empty()
+        && p.components().all(|c| matches!(c, Component::Normal(_)))
+        && !rel.starts_with(".git")
+}
+
+/// What was put into a worktree, to take away again.
+#[derive(Debug, Default)]
+pub struct Placed {
+    /// Copied files: path in the worktree, size and mtime as copied.
+    files: Vec<(PathBuf, u64, Option<SystemTime>)>,
+    /// Folders made for them, outermost first.
+    dirs: Vec<PathBuf>,
+    /// Symlinks made (copied ones and shares): path and target.
+    links: Vec<(PathBuf, String)>,
+    pub bytes: u64,
+    pub skipped: Vec<String>,
+}
+
+impl Placed {
+    pub fn count(&self) -> usize {
+        self.files.len() + self.links.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count() == 0 && self.dirs.is_empty()
+    }
+}
+
+fn split(rel: &Path) -> (PathBuf, String) {
+    let parent = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+    let name = rel
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (parent, name)
+}
+
+/// The folder `rel` in the worktree, made when missing (and recorded).
+fn dest_dir(wt: &Dir, rel: &Path, placed: &mut Placed) -> std::io::Result<Dir> {
+    let mut dir = wt.descend(Path::new("."), false)?;
+    let mut at = PathBuf::new();
+    for part in rel.components() {
+        let Component::Normal(n) = part else {
+            return Err(std::io::Error::other("not a plain path"));
+        };
+        let n = n.to_string_lossy();
+        at.push(&*n);
+        dir = match dir.child(&n) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let d = dir.make_child(&n)?;
+                placed.dirs.push(at.clone());
+                d
+            }
+            Err(e) => return Err(e),
+        };
+    }
+    Ok(dir)
+}
+
+/// Copy `rel` (a file, a symlink as a symlink, or a folder) from the main
+/// checkout into the worktree, never over anything already there.
+fn copy(
+    src_root: &Dir,
+    wt: &Dir,
+    rel: &Path,
+    placed: &mut Placed,
+    depth: u32,
+) -> std::io::Result<()> {
+    if depth > 64 || placed.files.len() as u64 >= MAX_FILES {
+        return Ok(());
+    }
+    let (parent, name) = split(rel);
+    let src = src_root.descend(&parent, false)?;
+    match src.kind(&name)? {
+        Kind::File(mode) => {
+            let dst = dest_dir(wt, &parent, placed)?;
+            let mut out = match dst.create_new(&name) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    placed.skipped.push(rel.to_string_lossy().into_owned());
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            let mut input = src.open_regular(&name)?;
+            let n = std::io::copy(&mut input, &mut out)?;
+            out.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode & 0o777))?;
+            let mtime = out.metadata().and_then(|m| m.modified()).ok();
+            placed.bytes += n;
+            placed.files.push((rel.to_path_buf(), n, mtime));
+        }
+        Kind::Link => {
+            let target = src.readlink(&name)?;
+            let dst = dest_dir(wt, &parent, placed)?;
+            match dst.symlink(&target, &name) {
+                Ok(()) => placed.links.push((rel.to_path_buf(), target)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    placed.skipped.push(rel.to_string_lossy().into_owned())
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Kind::Dir => {
+            let folder = src.child(&name)?;
+            let mut names: Vec<String> = folder.entries()?.into_iter().map(|(n, _)| n).collect();
+            names.sort();
+            for n in names {
+                copy(src_root, wt, &rel.join(n), placed, depth + 1)?;
+            }
+        }
+        Kind::Other => {}
+    }
+    Ok(())
+}
+
+/// Copy what `.worktreeinclude` names (and git ignores) from the main
+/// checkout at `root` into the worktree `wt`.
+pub fn include(root: &Path, wt: &Path, placed: &mut Placed) -> Result<(), String> {
+    let top = Dir::open(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    match top.kind(INCLUDE_FILE) {
+        Ok(Kind::File(_)) => {}
+        Ok(_) => {
+            return Err(format!(
+                "{INCLUDE_FILE} is not a regular file (a symlink?); it is not read"
+            ));
+        }
+        Err(_) => return Ok(()),
+    }
+    let from = format!("--exclude-from={}", root.join(INCLUDE_FILE).display());
+    let listed = git::run(
+        root,
+        &[
+            "ls-files",
+            "-z",
+            "--others",
+            "--ignored",
+            "--directory",
+            &from,
+        ],
+    )?;
+    let wanted: Vec<&str> = listed.split('\0').filter(|p| !p.is_empty()).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    // Only what git itself ignores: a tracked or an ordinary untracked file is
+    // never copied.
+    let ignored = check_ignore(root, &wanted)?;
+    let wt_dir = Dir::open(wt).map_err(|e| format!("{}: {e}", wt.display()))?;
+    for rel in ignored {
+        let rel = rel.trim_end_matches('/');
+        if !shareable(rel) {
+            continue;
+        }
+        copy(&top, &wt_dir, Path::new(rel), placed, 0)
+            .map_err(|e| format!("cannot copy {rel} into the worktree: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Those of `paths` git ignores in the checkout at `dir`.
+fn check_ignore(dir: &Path, paths: &[&str]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for chunk in paths.chunks(500) {
+        let mut args = vec!["check-ignore", "--no-index", "--"];
+        args.extend(chunk.iter().copied());
+        let found = git::run_allowing(dir, &args, &[0, 1])?;
+        out.extend(found.lines().filter(|l| !l.is_empty()).map(str::to_string));
+    }
+    Ok(out)
+}
+
+/// Link the `share` folders of the main checkout into the worktree. A
+/// folder git would not ignore as a link there (a `name/` pattern matches
+/// folders only) is not linked: the agent would commit the link.
+pub fn share(root: &Path, wt: &Path, folders: &[String], placed: &mut Placed) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let Ok(wt_dir) = Dir::open(wt) else {
+        return warnings;
+    };
+    for f in folders {
+        if !root.join(f).is_dir() || wt.join(f).symlink_metadata().is_ok() {
+            continue;
+        }
+        if check_ignore(wt, &[f.as_str()]).map_or(true, |v| v.is_empty()) {
+            warnings.push(format!(
+                "worktree.share: {f} is not shared: git would not ignore a link named {f} (a pattern `{f}/` matches folders only); add `/{f}` to .gitignore"
+            ));
+            continue;
+        }
+        let (parent, name) = split(Path::new(f));
+        let target = root.join(f).to_string_lossy().into_owned();
+        let made = dest_dir(&wt_dir, &parent, placed).and_then(|d| d.symlink(&target, &name));
+        match made {
+            Ok(()) => placed.links.push((PathBuf::from(f), target)),
+            Err(e) => warnings.push(format!("worktree.share: cannot link {f}: {e}")),
+        }
+    }
+    warnings
+}
+
+/// Take away what `place` put there, where it is still as placed.
+pub fn take_back(wt: &Path, placed: &Placed) {
+    let Ok(wt_dir) = Dir::open(wt) else { return };
+    let at = |rel: &Path| {
+        let (parent, name) = split(rel);
+        wt_dir.descend(&parent, false).ok().map(|d| (d, name))
+    };
+    for (rel, size, mtime) in &placed.files {
+        if let Some((d, name)) = at(rel)
+            && let Ok(Kind::File(_)) = d.kind(&name)
+            && let Ok(meta) = d.open_regular(&name).and_then(|f| f.metadata())
+            && meta.len() == *size
+            && meta.modified().ok() == *mtime
+        {
+            let _ = d.remove_file(&name);
+        }
+    }
+    for (rel, target) in &placed.links {
+        if let Some((d, name)) = at(rel)
+            && d.readlink(&name).is_ok_and(|t| &t == target)
+        {
+            let _ = d.remove_file(&name);
+        }
+    }
+    for rel in placed.dirs.iter().rev() {
+        if let Some((d, name)) = at(rel) {
+            // Only when empty: what an agent put there stays.
+            let _ = d.remove_dir(&name);
+        }
+    }
+}
+
+/// Park the clean worktree `wt` in the pool: detach it from its branch
+/// (the branch can be merged and deleted), keep its files (ignored build
+/// caches included), move it to `<base>/.pool/<n>`. `base` is held.
+pub fn park(root: &Path, base: &Dir, wt: &Path) -> Result<PathBuf, String> {
+    git::run(wt, &["switch", "--quiet", "--detach"])?;
+    let pool = base
+        .child_or_create(POOL)
+        .map_err(|e| format!("cannot make the pool folder: {e}"))?;
+    let n = (0..10_000)
+        .find(|n| matches!(pool.exists(&n.to_string()), Ok(false)))
+        .ok_or("the worktree pool is full")?;
+    let dest = base.path().join(POOL).join(n.to_string());
+    git::run(
+        root,
+        &[
+            "worktree",
+            "move",
+            "--",
+            &wt.to_string_lossy(),
+            &dest.to_string_lossy(),
+        ],
+    )?;
+    Ok(dest)
+}
+
+/// The parked worktrees, oldest number first.
+pub fn parked(base: &Path) -> Vec<PathBuf> {
+    let pool = base.join(POOL);
+    let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(&pool)
+        .map(|d| {
+            d.filter_map(|e| {
+                let e = e.ok()?;
+                let n = e.file_name().to_str()?.parse::<u64>().ok()?;
+                Some((n, e.path()))
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Take a clean parked worktree for `branch` (made from `from` when it
+/// does not exist yet) and move it to `<base>/<folder>`. `None` when the
+/// pool has none that can be used; the ones skipped and why go to `notes`.
+/// Runs with `base` held: no two runners take the same one.
+pub fn take(
+    root: &Path,
+    base: &Dir,
+    folder: &str,
+    branch: &str,
+    from: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<PathBuf>, String> {
+    let registered = crate::worktree::list(root)?;
+    for p in parked(base.path()) {
+        let shown = paths::rel(root, &p);
+        if !registered
+            .iter()
+            .any(|e| e.path == p || e.path.canonicalize().ok() == p.canonicalize().ok())
+        {
+            notes.push(format!(
+                "{shown} is not a worktree of this repo any more; not reused"
+            ));
+            continue;
+        }
+        match crate::worktree::changes(&p) {
+            Ok(c) if c.is_empty() => {}
+            Ok(c) => {
+                notes.push(format!(
+                    "{shown} has {} uncommitted or untracked changes; not reused (`ai-sdlc worktrees prune` empties the pool)",
+                    c.len()
+                ));
+                continue;
+            }
+            Err(e) => {
+                notes.push(format!("{shown}: {e}; not reused"));
+                continue;
+            }
+        }
+        let switched = if git::resolves(root, &format!("refs/heads/{branch}"))? {
+            git::run(&p, &["switch", "--quiet", "--", branch])
+        } else {
+            git::run(&p, &["switch", "--quiet", "--no-track", "-c", branch, from])
+        };
+        if let Err(e) = switched {
+            notes.push(format!(
+                "{shown} could not switch to {branch}: {e}; not reused"
+            ));
+            continue;
+        }
+        // Untracked files go; ignored build caches stay.
+        git::run(&p, &["clean", "-fdq"])?;
+        let dest = base.path().join(folder);
+        git::run(
+            root,
+            &[
+                "worktree",
+                "move",
+                "--",
+                &p.to_string_lossy(),
+                &dest.to_string_lossy(),
+            ],
+        )?;
+        return Ok(Some(dest));
+    }
+    Ok(None)
+}
