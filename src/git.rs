@@ -102,17 +102,147 @@ const RUNS_A_COMMAND: &str = r"^(core\.(sshcommand|askpass|editor|pager)|sequenc
 fn inert(args: &[&str]) -> bool {
     match args {
         ["worktree", sub, ..] => matches!(*sub, "list" | "prune"),
-        [first, ..] => matches!(
-            *first,
-            "rev-parse" | "symbolic-ref" | "merge-base" | "config" | "ls-files" | "update-index"
-        ),
+        [first, ..] => {
+            matches!(
+                *first,
+                "rev-parse"
+                    | "symbolic-ref"
+                    | "merge-base"
+                    | "config"
+                    | "ls-files"
+                    | "update-index"
+            ) || matches!(args, ["diff", "--cached", ..])
+        }
         [] => true,
     }
+}
+
+/// Does git run a command named by this config key (`section.sub.name`,
+/// section and name in lower case)?
+fn runs_a_command(key: &str) -> bool {
+    let (section, rest) = key.split_once('.').unwrap_or((key, ""));
+    let (sub, name) = match rest.rsplit_once('.') {
+        Some((sub, name)) => (Some(sub), name),
+        None => (None, rest),
+    };
+    match (section, sub, name) {
+        ("core", None, "sshcommand" | "askpass" | "editor" | "pager") => true,
+        ("sequence", None, "editor") => true,
+        ("merge", Some(_), "driver") => true,
+        ("filter", Some(_), "clean" | "smudge" | "process") => true,
+        ("gpg" | "credential", _, "program" | "helper") => true,
+        ("uploadpack", None, "packobjectshook") => true,
+        _ => false,
+    }
+}
+
+/// The keys of a git config file, or `None` when it does more than a
+/// simple reader can follow (includes, continued lines): then git is asked.
+fn config_keys(text: &str) -> Option<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with(['#', ';']) {
+            continue;
+        }
+        if line.ends_with('\\') {
+            return None;
+        }
+        if let Some(rest) = line.strip_prefix('[') {
+            let (head, after) = rest.split_once(']')?;
+            let head = head.trim();
+            // A variable after the header, or an escape in a subsection
+            // name: git is asked instead.
+            if !(after.trim().is_empty() || after.trim_start().starts_with(['#', ';']))
+                || head.contains('\\')
+            {
+                return None;
+            }
+            section = match head.split_once(char::is_whitespace) {
+                Some((name, sub)) => {
+                    let sub = sub.trim();
+                    let sub = sub.strip_prefix('"')?.strip_suffix('"')?;
+                    format!("{}.{sub}", name.to_ascii_lowercase())
+                }
+                // `[section.sub]` (old style): all lower case.
+                None => head.to_ascii_lowercase(),
+            };
+            if section == "include" || section.starts_with("includeif") {
+                return None;
+            }
+            continue;
+        }
+        let name = line
+            .split(|c: char| c == '=' || c.is_whitespace())
+            .next()?
+            .to_ascii_lowercase();
+        if section.is_empty() || name.is_empty() {
+            return None;
+        }
+        keys.push(format!("{section}.{name}"));
+    }
+    Some(keys)
+}
+
+/// The repo's own config files for the checkout at `dir` (its common
+/// `config`, and the `config.worktree` files), found as git finds them
+/// from `dir/.git`; `None` when that is not a plain layout.
+fn repo_config_files(dir: &Path) -> Option<Vec<std::path::PathBuf>> {
+    let dotgit = dir.join(".git");
+    let meta = dotgit.symlink_metadata().ok()?;
+    let gitdir = if meta.is_dir() {
+        dotgit
+    } else if meta.is_file() && meta.len() < 4096 {
+        let text = std::fs::read_to_string(&dotgit).ok()?;
+        let p = std::path::PathBuf::from(text.strip_prefix("gitdir:")?.trim());
+        if p.is_absolute() { p } else { dir.join(p) }
+    } else {
+        return None;
+    };
+    let common = match std::fs::read_to_string(gitdir.join("commondir")) {
+        Ok(c) => {
+            let c = std::path::PathBuf::from(c.trim());
+            if c.is_absolute() { c } else { gitdir.join(c) }
+        }
+        Err(_) => gitdir.clone(),
+    };
+    Some(vec![
+        common.join("config"),
+        common.join("config.worktree"),
+        gitdir.join("config.worktree"),
+    ])
+}
+
+/// The keys of the repo's own config that make git run a command, read
+/// from its files without starting git when they are plain.
+fn repo_command_keys(dir: &Path) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for f in repo_config_files(dir)? {
+        let text = match std::fs::read(&f) {
+            Ok(b) if b.len() <= 1 << 20 => String::from_utf8(b).ok()?,
+            Ok(_) => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => return None,
+        };
+        out.extend(
+            config_keys(&text)?
+                .into_iter()
+                .filter(|k| runs_a_command(k)),
+        );
+    }
+    Some(out)
 }
 
 /// `-c <key>=` for every key of the repo's own config that would make git
 /// run a command: blank, so git runs nothing.
 fn blanked(dir: &Path) -> Result<Vec<String>, GitError> {
+    if let Some(keys) = repo_command_keys(dir) {
+        return Ok(keys
+            .into_iter()
+            .flat_map(|k| ["-c".to_string(), format!("{k}=")])
+            .collect());
+    }
     let listed = run_plain(
         dir,
         &["config", "--show-scope", "--get-regexp", RUNS_A_COMMAND],
@@ -230,6 +360,24 @@ pub fn is_ancestor(dir: &Path, a: &str, b: &str) -> Result<bool, GitError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn command_keys_are_read_as_git_spells_them() {
+        let text = "[core]\n\tbare = false\n\tsshCommand = x\n[filter \"LFS2\"]\n\tclean = y\n[Credential]\n\thelper\n[diff.x]\n\ttextconv = z\n";
+        let keys: Vec<String> = config_keys(text)
+            .unwrap()
+            .into_iter()
+            .filter(|k| runs_a_command(k))
+            .collect();
+        assert_eq!(
+            keys,
+            ["core.sshcommand", "filter.LFS2.clean", "credential.helper"]
+        );
+        assert_eq!(config_keys("[include]\n\tpath = other\n"), None);
+        assert_eq!(config_keys("[core] sshCommand = x\n"), None);
+        assert_eq!(config_keys("[filter \"a\\\"b\"]\n\tclean = x\n"), None);
+        assert_eq!(config_keys("[core]\n\tx = a \\\n b\n"), None);
+    }
+
     /// A repo whose own config and hooks an agent has filled with
     /// commands: none of them runs in any git call the tool makes.
     #[test]
@@ -288,6 +436,17 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(ran.is_empty(), "these ran: {ran:?}");
+        // A filter defined through an include: the simple reader gives up,
+        // git is asked, and it is blanked all the same.
+        sh(
+            r#"printf '[filter "y"]\n\tclean = touch %s/included\n' "$M" > .git/extra.cfg
+            git config include.path extra.cfg
+            echo '*.md filter=y' >> .gitattributes && echo x > c.md"#,
+        );
+        assert_eq!(repo_command_keys(&repo), None);
+        run(&repo, &["add", "-A"]).unwrap();
+        run(&repo, &["status", "--porcelain"]).unwrap();
+        assert!(!marks.join("included").exists(), "the included filter ran");
         // The same calls without the tool's guard do run them (the test can fail).
         sh("git status --porcelain >/dev/null && git add -A");
         assert!(marks.join("fsmonitor").exists() || marks.join("clean").exists());

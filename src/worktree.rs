@@ -202,8 +202,8 @@ pub fn prepare(
     }
     let key = folder;
     let path = base.path().join(key);
-    let entries = list(root)?;
     if base.exists(key).map_err(|e| e.to_string())? {
+        let entries = list(root)?;
         let ours = entries.iter().find(|e| same_path(&e.path, &path));
         return match ours {
             Some(e) if e.branch.as_deref() == Some(branch) => Ok(Prepared::Reused),
@@ -218,21 +218,30 @@ pub fn prepare(
             )),
         };
     }
-    // A stale registration (its folder deleted by hand) would make git refuse the path.
-    let _ = git::run(root, &["worktree", "prune"]);
     let path_arg = path.to_string_lossy();
-    if git::resolves(root, &format!("refs/heads/{branch}"))? {
-        git::run(
-            root,
-            &["worktree", "add", "--quiet", "--", &path_arg, branch],
-        )?;
-    } else {
-        git::run(
-            root,
-            &[
-                "worktree", "add", "--quiet", "-b", branch, "--", &path_arg, from,
-            ],
-        )?;
+    let add = || {
+        if git::resolves(root, &format!("refs/heads/{branch}"))? {
+            git::run(
+                root,
+                &["worktree", "add", "--quiet", "--", &path_arg, branch],
+            )
+        } else {
+            git::run(
+                root,
+                &[
+                    "worktree", "add", "--quiet", "-b", branch, "--", &path_arg, from,
+                ],
+            )
+        }
+    };
+    if let Err(e) = add() {
+        // A stale registration (its folder deleted by hand) makes git
+        // refuse the path: forget those, and try once more.
+        if !e.message.contains("registered") && !e.message.contains("already") {
+            return Err(e.message);
+        }
+        git::run(root, &["worktree", "prune"])?;
+        add()?;
     }
     Ok(Prepared::Created)
 }
@@ -271,10 +280,27 @@ pub fn ignored(path: &Path) -> Result<Vec<String>, String> {
 /// branch would otherwise become hard to find), and there are no
 /// uncommitted, untracked or ignored files. Otherwise why to keep it.
 pub fn removable(path: &Path, branch: &str) -> Result<(), String> {
-    parkable(path, branch)?;
-    let ign = ignored(path)?;
+    on_branch(path, branch)?;
+    // One status for both: changes, and ignored files.
+    let out = git::run(
+        path,
+        &[
+            "status",
+            "--porcelain",
+            "--ignored",
+            "--untracked-files=normal",
+        ],
+    )?;
+    let (ign, c): (Vec<&str>, Vec<&str>) = out
+        .lines()
+        .filter(|l| !l.is_empty())
+        .partition(|l| l.starts_with("!! "));
+    if !c.is_empty() {
+        return Err(uncommitted(c.len()));
+    }
+    let ign: Vec<&str> = ign.iter().map(|l| &l[3..]).collect();
     if !ign.is_empty() {
-        let shown: Vec<&str> = ign.iter().take(3).map(String::as_str).collect();
+        let shown: Vec<&str> = ign.iter().take(3).copied().collect();
         let what = match (ign.len(), ign[0].ends_with('/')) {
             (1, true) => "folder",
             (1, false) => "file",
@@ -290,9 +316,26 @@ pub fn removable(path: &Path, branch: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn uncommitted(n: usize) -> String {
+    format!(
+        "{n} uncommitted or untracked {}",
+        if n == 1 { "change" } else { "changes" }
+    )
+}
+
 /// `removable` but for ignored files, which a parked worktree keeps (its
 /// build caches are the point of parking it).
 pub fn parkable(path: &Path, branch: &str) -> Result<(), String> {
+    on_branch(path, branch)?;
+    let c = changes(path)?;
+    if !c.is_empty() {
+        return Err(uncommitted(c.len()));
+    }
+    Ok(())
+}
+
+/// `Ok` when HEAD is the tip of `branch`.
+fn on_branch(path: &Path, branch: &str) -> Result<(), String> {
     match git::run(path, &["symbolic-ref", "--quiet", "HEAD"]) {
         Ok(r) if r.trim() == format!("refs/heads/{branch}") => {}
         Ok(r) => {
@@ -310,14 +353,6 @@ pub fn parkable(path: &Path, branch: &str) -> Result<(), String> {
                 at.trim()
             ));
         }
-    }
-    let c = changes(path)?;
-    if !c.is_empty() {
-        return Err(format!(
-            "{} uncommitted or untracked {}",
-            c.len(),
-            if c.len() == 1 { "change" } else { "changes" }
-        ));
     }
     Ok(())
 }

@@ -238,6 +238,11 @@ impl Recorder {
 /// Mark the worktree's tracked copies of the story's files skip-worktree
 /// in its index; returns their names.
 fn keep_out_of_the_agents_changes(worktree: &Path, rel: &Path) -> Vec<String> {
+    // No copy of the story folder in the worktree (the board is not
+    // committed): nothing to keep in step, no git to ask.
+    if !worktree.join(rel).is_dir() {
+        return Vec::new();
+    }
     let rel_s = rel.to_string_lossy();
     let listed = match crate::git::run(worktree, &["ls-files", "-z", "--", &rel_s]) {
         Ok(l) => l,
