@@ -125,15 +125,15 @@ fn runs_a_command(key: &str) -> bool {
         Some((sub, name)) => (Some(sub), name),
         None => (None, rest),
     };
-    match (section, sub, name) {
-        ("core", None, "sshcommand" | "askpass" | "editor" | "pager") => true,
-        ("sequence", None, "editor") => true,
-        ("merge", Some(_), "driver") => true,
-        ("filter", Some(_), "clean" | "smudge" | "process") => true,
-        ("gpg" | "credential", _, "program" | "helper") => true,
-        ("uploadpack", None, "packobjectshook") => true,
-        _ => false,
-    }
+    matches!(
+        (section, sub, name),
+        ("core", None, "sshcommand" | "askpass" | "editor" | "pager")
+            | ("sequence", None, "editor")
+            | ("merge", Some(_), "driver")
+            | ("filter", Some(_), "clean" | "smudge" | "process")
+            | ("gpg" | "credential", _, "program" | "helper")
+            | ("uploadpack", None, "packobjectshook")
+    )
 }
 
 /// The keys of a git config file, or `None` when it does more than a
