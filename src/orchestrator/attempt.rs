@@ -154,7 +154,12 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     };
     let log_rel = rel(root, &log.path);
     let log = Arc::new(Mutex::new(log));
-    let recorder = Arc::new(Recorder::new(&ctx.board, &story.id, worktree.as_deref()));
+    let recorder = Arc::new(Recorder::new(
+        &ctx.board,
+        &story.id,
+        worktree.as_deref(),
+        ctx.config.phases.last().map(|p| p.name.as_str()),
+    ));
     let mut placed = crate::worktree_env::Placed::default();
     if let (true, Some(w)) = (fresh, &worktree) {
         furnish(ctx, &story.id, w, &mut placed, &log);
@@ -454,6 +459,8 @@ fn finish(
         ],
         Outcome::Skipped => Vec::new(),
     };
+    // The last phase's flag stands whatever the outcome: the phase is done.
+    changes.extend(recorder.take_pending());
     let reviewed_here = ctx.config.phases.iter().any(|p| p.name == "review");
     if run.outcome == Outcome::Succeeded && ctx.config.workflow.mark_reviewed && !reviewed_here {
         changes.push(("reviews_complete", Some(Value::Bool(true))));

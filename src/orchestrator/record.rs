@@ -36,6 +36,10 @@ pub struct Recorder {
     copy: Mutex<Option<Copy>>,
     /// One per phase (or round) that ran.
     phases: Mutex<Vec<PhaseTime>>,
+    /// The workflow's last phase: its flag is written with the outcome
+    /// (one write of the story fewer), not when it is reported.
+    last_phase: Option<String>,
+    pending: Mutex<Vec<(&'static str, bool)>>,
 }
 
 /// A phase's time and cost: `last_run.phases`, and `phases` in `--json`.
@@ -86,7 +90,12 @@ pub struct PhaseReport {
 impl Recorder {
     /// For story `id`; with its worktree, whose copies are kept in step
     /// from now on.
-    pub fn new(board: &Board, id: &str, worktree: Option<&Path>) -> Recorder {
+    pub fn new(
+        board: &Board,
+        id: &str,
+        worktree: Option<&Path>,
+        last_phase: Option<&str>,
+    ) -> Recorder {
         let copy = worktree.and_then(|w| {
             let rel = board
                 .story_dir(id)
@@ -104,7 +113,17 @@ impl Recorder {
             id: id.to_string(),
             copy: Mutex::new(copy),
             phases: Mutex::new(Vec::new()),
+            last_phase: last_phase.map(str::to_string),
+            pending: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Flags of the last phase, for the outcome's write.
+    pub fn take_pending(&self) -> Vec<(&'static str, Option<Value>)> {
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        p.drain(..)
+            .map(|(f, v)| (f, Some(Value::Bool(v))))
+            .collect()
     }
 
     /// The worktree is gone: nothing more to keep in step.
@@ -195,6 +214,15 @@ impl Recorder {
             }
         }
         let approved = r.verdict.as_deref().is_none_or(|v| v == "approved");
+        if let (Some(f), true) = (workflow::flag(&r.phase), approved)
+            && self.last_phase.as_deref() == Some(r.phase.as_str())
+        {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((f, true));
+            return;
+        }
         let changes: Vec<Change> = match (workflow::flag(&r.phase), approved) {
             (None, _) => Vec::new(),
             (Some(f), true) => vec![(f, Some(Value::Bool(true)))],
