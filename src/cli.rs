@@ -265,6 +265,9 @@ pub struct RunArgs {
     /// open a pull request (ai-sdlc pr) for each story that finishes done
     #[argh(switch)]
     pub pr: bool,
+    /// start each story's executor through a launcher: slurm (srun), or none
+    #[argh(option)]
+    pub launcher: Option<String>,
     /// run the config's commands even if they are not trusted (`ai-sdlc trust`), for this run only; same as AI_SDLC_TRUST=1
     #[argh(switch)]
     pub trust: bool,

@@ -42,6 +42,18 @@ pub struct WorkflowConfig {
     pub mark_reviewed: bool,
 }
 
+/// `orchestrator.launcher*`: how executors are started.
+#[derive(Debug, Clone)]
+pub struct LauncherConfig {
+    /// A preset name (`slurm`).
+    pub preset: Option<String>,
+    /// Or a command line to put before the executor's.
+    pub command: Option<Vec<String>>,
+    /// Appended to either.
+    pub args: Vec<String>,
+    pub cpus_per_story: u64,
+}
+
 /// `merge.*` and `pr.*`: how `ai-sdlc merge` and `pr` land a story.
 #[derive(Debug, Clone)]
 pub struct LandConfig {
@@ -100,6 +112,7 @@ pub struct Config {
     pub worktree: WorktreeConfig,
     pub logs_keep: usize,
     pub land: LandConfig,
+    pub launcher: LauncherConfig,
 }
 
 #[derive(Debug)]
@@ -150,6 +163,12 @@ impl Config {
                 reuse: false,
             },
             logs_keep: 5,
+            launcher: LauncherConfig {
+                preset: None,
+                command: None,
+                args: Vec::new(),
+                cpus_per_story: 1,
+            },
             land: LandConfig {
                 strategy: "merge".to_string(),
                 verify: None,
@@ -394,6 +413,26 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
                         }
                         "healthMissThreshold" => {
                             c.health_miss_threshold = r.uint(v, &key)?.clamp(1, 1000) as u32
+                        }
+                        "launcher" if v.is_null() => {
+                            c.launcher.preset = None;
+                            c.launcher.command = None;
+                        }
+                        "launcher" if v.is_string() => {
+                            let name = r.string(v, &key)?;
+                            if !crate::launcher::PRESETS.contains(&name.as_str()) {
+                                let want = format!(
+                                    "one of {}, or a command line like [\"ssh\", \"build-host\"]",
+                                    crate::launcher::PRESETS.join(", ")
+                                );
+                                return Err(r.err(&key, &want, v));
+                            }
+                            c.launcher.preset = Some(name);
+                        }
+                        "launcher" => c.launcher.command = Some(r.command(v, &key)?),
+                        "launcherArgs" => c.launcher.args = r.strings(v, &key)?,
+                        "cpusPerStory" => {
+                            c.launcher.cpus_per_story = r.uint(v, &key)?.clamp(1, 4096)
                         }
                         _ => r.unknown(&key),
                     }

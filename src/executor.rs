@@ -203,6 +203,21 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
         id: args.id.clone(),
         tx,
     };
+    let (dev, ino) = std::fs::metadata(&args.worktree)
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino())
+        })
+        .unwrap_or((0, 0));
+    let slurm = crate::launcher::slurm_step();
+    ipc.send(Body::Started {
+        pid: std::process::id(),
+        host: process::hostname(),
+        slurm_job_id: slurm.as_ref().map(|s| s.0.clone()),
+        slurm_step_id: slurm.map(|s| s.1),
+        dev,
+        ino,
+    });
     let r = match prepare(root, &args) {
         Ok((job, limits)) => story_run::run(&job, &limits, &mut ipc),
         Err(e) => {

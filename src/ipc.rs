@@ -104,6 +104,20 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output_tokens: Option<u64>,
     },
+    /// Beyond SPEC §6 (additive), the executor's first message: where it
+    /// runs, and what it sees at the worktree's path (under a launcher,
+    /// another node must see the same folder).
+    Started {
+        pid: u32,
+        host: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slurm_job_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slurm_step_id: Option<String>,
+        /// `st_dev` and `st_ino` of the worktree, 0 when it cannot be seen.
+        dev: u64,
+        ino: u64,
+    },
     HealthCheck,
     Shutdown {
         grace_ms: u64,

@@ -57,6 +57,7 @@ mod git;
 mod git_state;
 mod ipc;
 mod land;
+mod launcher;
 mod logs;
 mod orchestrator;
 mod paths;

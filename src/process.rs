@@ -303,6 +303,13 @@ pub fn signal_name(sig: i32) -> String {
     name.to_string()
 }
 
+/// This machine's host name (for people: where a story runs).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

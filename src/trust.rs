@@ -77,6 +77,13 @@ pub fn commands(config: &Config) -> Vec<Command> {
             None => {}
         }
     }
+    if let Ok(Some(l)) = crate::launcher::resolve(config, None) {
+        out.push(Command {
+            key: "orchestrator.launcher".into(),
+            value: json!(l.argv).to_string(),
+            shown: words(&l.argv),
+        });
+    }
     if let Some(v) = &config.worktree.setup {
         out.push(Command {
             key: "worktree.setup".into(),

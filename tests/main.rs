@@ -12,6 +12,7 @@ mod manage;
 mod orchestrator;
 mod presets;
 mod run_single;
+mod slurm;
 mod trust;
 mod ts_board;
 mod workflow;

@@ -28,6 +28,16 @@ const OUTPUT_NOTE_EVERY: Duration = Duration::from_millis(100);
 struct Heard {
     /// Milliseconds after `start` of the last health response.
     last_health_ms: AtomicU64,
+    /// Milliseconds after `start` the executor said it started, plus one
+    /// (0: not yet; under a launcher it may wait in a queue).
+    started_ms: AtomicU64,
+    /// The Slurm step it runs in.
+    slurm_step: Mutex<Option<(String, String)>>,
+    /// Why the executor cannot work where it runs (another node that does
+    /// not see the worktree).
+    misplaced: Mutex<Option<String>>,
+    /// The worktree as the runner sees it: `st_dev`, `st_ino`.
+    here: (u64, u64),
     complete: Mutex<Option<Body>>,
     start: Instant,
 }
@@ -53,7 +63,16 @@ pub fn run(
         Ok(f) => Stdio::from(f),
         Err(_) => Stdio::inherit(),
     };
-    let mut cmd = Command::new(exe);
+    // Under a launcher: `<launcher...> <this binary> agent-executor ...`.
+    let mut cmd = match &ctx.launcher {
+        Some(l) => {
+            let (argv, _) = job.expand("launcher", &l.argv, "");
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     cmd.arg("-C")
         .arg(&ctx.config.root)
         .arg(EXECUTOR_COMMAND)
@@ -83,7 +102,6 @@ pub fn run(
         .arg(&job.id)
         .current_dir(&job.workdir)
         .env("AI_SDLC_STORY_ID", &job.id)
-        .env(process::RUNNER_PID_VAR, std::process::id().to_string())
         .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -92,6 +110,9 @@ pub fn run(
     // runner costs copy-on-write faults in every thread): the executor sets
     // its PDEATHSIG itself and checks it still has this parent. It is
     // spawned from this worker thread, which lives until it is reaped.
+    if ctx.launcher.is_none() {
+        cmd.env(process::RUNNER_PID_VAR, std::process::id().to_string());
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -117,8 +138,18 @@ pub fn run(
             }
         }
     }
+    let here = std::fs::metadata(&job.workdir)
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino())
+        })
+        .unwrap_or((0, 0));
     let heard = Arc::new(Heard {
         last_health_ms: AtomicU64::new(0),
+        started_ms: AtomicU64::new(0),
+        slurm_step: Mutex::new(None),
+        misplaced: Mutex::new(None),
+        here,
         complete: Mutex::new(None),
         start: started,
     });
@@ -150,7 +181,14 @@ pub fn run(
             log::warn!("[{}] cannot start its reader: {e}", job.id);
         }
     }
-    logs::lock(log).note(&format!("executor started, pid {pid}", pid = pgid));
+    logs::lock(log).note(&format!(
+        "executor started, pid {pgid}{}",
+        if ctx.launcher.is_some() {
+            " (the launcher's)"
+        } else {
+            ""
+        }
+    ));
     ctx.notes.send(Note::Started {
         id: job.id.clone(),
         title: job.title.clone(),
@@ -158,6 +196,15 @@ pub fn run(
         worktree,
         branch: Some(job.branch.clone()).filter(|b| !b.is_empty()),
     });
+    if ctx.launcher.is_some() {
+        ctx.notes.send(Note::Phase {
+            id: job.id.clone(),
+            name: "queued on cluster".into(),
+            index: 0,
+            count: 0,
+            message: "waiting for the launcher to start it".into(),
+        });
+    }
     let sup = supervise(ctx, job, &mut child, &mut stdin, &heard, log, &done_rx);
     // After reaping: sweep anything the story left behind in its group.
     process::signal_group(pgid, libc::SIGKILL);
@@ -176,7 +223,29 @@ pub fn run(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take();
-    judge(sup, complete, started, ctx)
+    let mut r = judge(sup, complete, started, ctx);
+    if let Some(why) = heard
+        .misplaced
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        r.outcome = Outcome::Failed;
+        r.error = Some(why);
+    } else if ctx.launcher.is_some() && r.outcome != Outcome::Succeeded {
+        // What the launcher (Slurm) said about a step it ended.
+        let path = logs::lock(log).path.clone();
+        let tail = std::fs::read(&path)
+            .map(|b| String::from_utf8_lossy(&b[b.len().saturating_sub(8192)..]).into_owned())
+            .unwrap_or_default();
+        if let Some(reason) = crate::launcher::slurm_reason(&tail) {
+            r.error = Some(match r.error.take() {
+                Some(e) => format!("{e}; Slurm: {reason}"),
+                None => format!("Slurm: {reason}"),
+            });
+        }
+    }
+    r
 }
 
 struct Supervised {
@@ -199,7 +268,15 @@ fn supervise(
     closed: &Receiver<()>,
 ) -> Supervised {
     let pgid = child.id();
-    let deadline = heard.start + ctx.settings.timeout;
+    let launched = ctx.launcher.is_some();
+    // The time limit runs from the executor's start: under a launcher the
+    // story may wait in a queue first, and that is not its time.
+    let deadline = || match heard.started_ms.load(Ordering::Relaxed) {
+        0 if launched => None,
+        0 => Some(heard.start + ctx.settings.timeout),
+        ms => Some(heard.start + Duration::from_millis(ms - 1) + ctx.settings.timeout),
+    };
+    let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
     let interval = ctx.settings.health_interval;
     let mut next_health = Instant::now() + interval;
     let mut checks_sent = 0u64;
@@ -238,23 +315,39 @@ fn supervise(
         }
         let now = Instant::now();
         let state = shutdown::state();
-        if kill_at.is_none() && (state != State::Running || now >= deadline) {
-            sup.timed_out = state == State::Running;
-            sup.stopped = !sup.timed_out;
-            let why = if sup.timed_out {
+        let deadline = deadline().unwrap_or(far);
+        let misplaced = heard
+            .misplaced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if kill_at.is_none() && (state != State::Running || now >= deadline || misplaced) {
+            sup.timed_out = state == State::Running && !misplaced;
+            sup.stopped = state != State::Running;
+            let why = if misplaced {
+                "it cannot work where it runs"
+            } else if sup.timed_out {
                 "time limit reached"
             } else {
                 "shutting down"
             };
-            logs::lock(log).note(&format!("{why}: SIGTERM to the executor's group {pgid}"));
             send(
                 stdin,
                 Body::Shutdown {
                     grace_ms: ctx.settings.grace.as_millis() as u64,
                 },
             );
-            process::signal_group(pgid, libc::SIGTERM);
-            kill_at = Some(now + ctx.settings.grace);
+            if launched {
+                // Signalling the launcher (srun) would kill the executor
+                // at once: the executor stops its agents on the message,
+                // and the launcher goes only if it has not after the grace.
+                logs::lock(log).note(&format!("{why}: shutdown message to the executor"));
+                kill_at = Some(now + ctx.settings.grace + Duration::from_secs(3));
+            } else {
+                logs::lock(log).note(&format!("{why}: SIGTERM to the executor's group {pgid}"));
+                process::signal_group(pgid, libc::SIGTERM);
+                kill_at = Some(now + ctx.settings.grace);
+            }
         }
         if !killed && (state == State::Forced || kill_at.is_some_and(|k| now >= k)) {
             logs::lock(log).note(&format!("SIGKILL to the executor's group {pgid}"));
@@ -263,14 +356,30 @@ fn supervise(
                 text: "did not stop in time: SIGKILL".into(),
             });
             process::signal_group(pgid, libc::SIGKILL);
+            let step = heard
+                .slurm_step
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some((job_id, step_id)) = step {
+                crate::launcher::scancel(&job_id, &step_id);
+            }
             killed = true;
         }
-        if now >= next_health && kill_at.is_none() {
+        let started_ms = heard.started_ms.load(Ordering::Relaxed);
+        let started = !launched || started_ms > 0;
+        if now >= next_health && (kill_at.is_some() || !started) {
+            // Nothing to ask a queued or stopping executor.
+            next_health = now + interval;
+        } else if now >= next_health {
             next_health = now + interval;
             send(stdin, Body::HealthCheck);
             checks_sent += 1;
-            let last =
-                heard.start + Duration::from_millis(heard.last_health_ms.load(Ordering::Relaxed));
+            let heard_ms = heard
+                .last_health_ms
+                .load(Ordering::Relaxed)
+                .max(started_ms.saturating_sub(1));
+            let last = heard.start + Duration::from_millis(heard_ms);
             let silent = now.saturating_duration_since(last);
             let limit = interval * ctx.settings.health_misses;
             if checks_sent > u64::from(ctx.settings.health_misses)
@@ -468,6 +577,40 @@ fn record(to: &To, body: Body) -> Option<String> {
             notes.send(Note::Warn {
                 id: Some(id.to_string()),
                 text: message,
+            });
+        }
+        Body::Started {
+            host,
+            slurm_job_id,
+            slurm_step_id,
+            dev,
+            ino,
+            ..
+        } => {
+            heard.started_ms.store(
+                heard.start.elapsed().as_millis() as u64 + 1,
+                Ordering::Relaxed,
+            );
+            let step = slurm_job_id.map(|j| (j, slurm_step_id.unwrap_or_else(|| "0".into())));
+            let place = match &step {
+                Some((j, s)) => format!("on {host}, Slurm step {j}.{s}"),
+                None => format!("on {host}"),
+            };
+            log.note(&format!("executor running {place}"));
+            *heard.slurm_step.lock().unwrap_or_else(|p| p.into_inner()) = step;
+            if heard.here != (0, 0) && (dev, ino) != heard.here {
+                let why = format!(
+                    "the executor on {host} does not see the worktree the runner made (another folder, or none, at that path): the repo, its worktrees and the board must be on a filesystem every node mounts at the same path"
+                );
+                log.note(&why);
+                *heard.misplaced.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            }
+            notes.send(Note::Phase {
+                id: id.to_string(),
+                name: "starting".into(),
+                index: 0,
+                count: 0,
+                message: format!("running {place}"),
             });
         }
         Body::HealthResponse { .. } => {

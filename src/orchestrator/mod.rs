@@ -130,6 +130,8 @@ pub struct Ctx {
     pub force: bool,
     /// The repo's shared git state, checked as each agent ends.
     pub guard: Option<crate::git_state::Guard>,
+    /// How executors are started (`None`: as children of the runner).
+    pub launcher: Option<crate::launcher::Launcher>,
 }
 
 pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
@@ -196,6 +198,18 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
         return Ok(0);
     }
     let phases = plan::phase_commands(&config)?;
+    let launcher =
+        crate::launcher::resolve(&config, args.launcher.as_deref()).map_err(Failure::usage)?;
+    if let Some(l) = &launcher
+        && !l.argv[0].contains('{')
+        && !plan::findable(&l.argv[0], &config.root)
+    {
+        return Err(Failure::usage(format!(
+            "the launcher {:?} is not on PATH (orchestrator.launcher in {}, or --launcher); install it, or run without one",
+            l.argv[0],
+            config.file_name()
+        )));
+    }
     if args.pr && !args.dry_run {
         crate::land::pr::ready(&config)?;
     }
@@ -254,6 +268,7 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     };
     let ctx = Arc::new(Ctx {
         guard,
+        launcher,
         board: Board::of(&config),
         config,
         settings,

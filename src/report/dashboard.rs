@@ -121,8 +121,10 @@ impl Dashboard {
         // Phases done, then `>` for the one running.
         let filled = (r.index * 10).checked_div(r.count).unwrap_or(0).min(9);
         let bar = format!("[{}>{}]", "#".repeat(filled), "-".repeat(9 - filled));
-        let phase = if r.count == 0 {
+        let phase = if r.count == 0 && r.phase.is_empty() {
             "starting".to_string()
+        } else if r.count == 0 {
+            r.phase.clone()
         } else if r.phase.contains(' ') {
             // A review round (`implement 2/2`): the bar shows the phase.
             r.phase.clone()

@@ -206,6 +206,13 @@ impl Sink for Plain {
             Note::Phase {
                 id,
                 name,
+                count: 0,
+                message,
+                ..
+            } => writeln!(err, "[{id}] {name}: {message}"),
+            Note::Phase {
+                id,
+                name,
                 index,
                 count,
                 message,
