@@ -25,7 +25,7 @@ fn cluster() -> Result<(), String> {
 macro_rules! need_cluster {
     ($name:expr) => {
         if let Err(why) = cluster() {
-            let line = format!("SKIPPED slurm test {}: no Slurm cluster here ({why}); ../shared/slurm/up.sh starts one\n", $name);
+            let line = format!("SKIPPED slurm test {}: no Slurm cluster here ({why}); sudo sh .ci/slurm-up.sh starts one\n", $name);
             eprint!("{line}");
             let _ = std::fs::OpenOptions::new()
                 .create(true)

@@ -232,7 +232,7 @@ pub fn run(
     {
         r.outcome = Outcome::Failed;
         r.error = Some(why);
-    } else if ctx.launcher.is_some() && r.outcome != Outcome::Succeeded {
+    } else if ctx.launcher.is_some() && r.outcome == Outcome::Failed {
         // What the launcher (Slurm) said about a step it ended.
         let path = logs::lock(log).path.clone();
         let tail = std::fs::read(&path)
