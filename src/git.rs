@@ -136,10 +136,12 @@ fn runs_a_command(key: &str) -> bool {
     )
 }
 
-/// The keys of a git config file, or `None` when it does more than a
-/// simple reader can follow (includes, continued lines): then git is asked.
-fn config_keys(text: &str) -> Option<Vec<String>> {
-    let mut keys = Vec::new();
+/// The `section.sub.name` keys of a git config text with their values
+/// (section and name in lower case, as git spells them), or `None` when it
+/// does more than a simple reader can follow (includes, continued lines,
+/// a variable after a section header, an escaped subsection name).
+pub fn config_entries(text: &str) -> Option<Vec<(String, String)>> {
+    let mut entries = Vec::new();
     let mut section = String::new();
     for line in text.lines() {
         let line = line.trim();
@@ -152,8 +154,6 @@ fn config_keys(text: &str) -> Option<Vec<String>> {
         if let Some(rest) = line.strip_prefix('[') {
             let (head, after) = rest.split_once(']')?;
             let head = head.trim();
-            // A variable after the header, or an escape in a subsection
-            // name: git is asked instead.
             if !(after.trim().is_empty() || after.trim_start().starts_with(['#', ';']))
                 || head.contains('\\')
             {
@@ -173,16 +173,24 @@ fn config_keys(text: &str) -> Option<Vec<String>> {
             }
             continue;
         }
-        let name = line
-            .split(|c: char| c == '=' || c.is_whitespace())
-            .next()?
-            .to_ascii_lowercase();
-        if section.is_empty() || name.is_empty() {
+        let (name, value) = match line.split_once('=') {
+            Some((k, v)) => (k.trim(), v.trim().trim_matches('"')),
+            None => (line, "true"),
+        };
+        if section.is_empty() || name.is_empty() || name.contains(char::is_whitespace) {
             return None;
         }
-        keys.push(format!("{section}.{name}"));
+        entries.push((
+            format!("{section}.{}", name.to_ascii_lowercase()),
+            value.to_string(),
+        ));
     }
-    Some(keys)
+    Some(entries)
+}
+
+/// The keys of a git config text (see `config_entries`).
+fn config_keys(text: &str) -> Option<Vec<String>> {
+    Some(config_entries(text)?.into_iter().map(|(k, _)| k).collect())
 }
 
 /// The repo's own config files for the checkout at `dir` (its common

@@ -95,37 +95,12 @@ fn read_state(git_dir: &Dir) -> Snapshot {
 }
 
 /// `section.key=value` of a git config text, as far as a simple reader
-/// sees it: enough to name what changed.
+/// sees it: enough to name what changed (nothing: "changed config").
 fn config_entries(text: &str) -> BTreeSet<(String, String)> {
-    let mut out = BTreeSet::new();
-    let mut section = String::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with(['#', ';']) {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix('[') {
-            let head = rest.split(']').next().unwrap_or("");
-            section = match head.split_once(char::is_whitespace) {
-                Some((name, sub)) => format!(
-                    "{}.{}",
-                    name.to_ascii_lowercase(),
-                    sub.trim().trim_matches('"')
-                ),
-                None => head.to_ascii_lowercase(),
-            };
-            continue;
-        }
-        let (key, value) = match line.split_once('=') {
-            Some((k, v)) => (k.trim(), v.trim().trim_matches('"')),
-            None => (line, "true"),
-        };
-        out.insert((
-            format!("{section}.{}", key.to_ascii_lowercase()),
-            value.to_string(),
-        ));
-    }
-    out
+    crate::git::config_entries(text)
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
 }
 
 /// What changed from `before` to `after`, in words: "set core.fsmonitor",

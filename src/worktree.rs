@@ -256,10 +256,9 @@ pub fn changes(path: &Path) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// Files and folders in the worktree that git ignores (`out/`, `.env`):
-/// not committed, and lost if the worktree were removed.
-pub fn ignored(path: &Path) -> Result<Vec<String>, String> {
-    let out = git::run(
+/// `git status --porcelain --ignored`: changes, and `!! ` ignored entries.
+fn status_with_ignored(path: &Path) -> Result<String, String> {
+    Ok(git::run(
         path,
         &[
             "status",
@@ -267,8 +266,13 @@ pub fn ignored(path: &Path) -> Result<Vec<String>, String> {
             "--ignored",
             "--untracked-files=normal",
         ],
-    )?;
-    Ok(out
+    )?)
+}
+
+/// Files and folders in the worktree that git ignores (`out/`, `.env`):
+/// not committed, and lost if the worktree were removed.
+pub fn ignored(path: &Path) -> Result<Vec<String>, String> {
+    Ok(status_with_ignored(path)?
         .lines()
         .filter_map(|l| l.strip_prefix("!! "))
         .map(str::to_string)
@@ -282,15 +286,7 @@ pub fn ignored(path: &Path) -> Result<Vec<String>, String> {
 pub fn removable(path: &Path, branch: &str) -> Result<(), String> {
     on_branch(path, branch)?;
     // One status for both: changes, and ignored files.
-    let out = git::run(
-        path,
-        &[
-            "status",
-            "--porcelain",
-            "--ignored",
-            "--untracked-files=normal",
-        ],
-    )?;
+    let out = status_with_ignored(path)?;
     let (ign, c): (Vec<&str>, Vec<&str>) = out
         .lines()
         .filter(|l| !l.is_empty())
