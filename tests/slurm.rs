@@ -22,8 +22,13 @@ fn cluster() -> Result<(), String> {
     }
 }
 
+/// One cluster for all: these tests count its jobs and fill its node, so
+/// they take turns.
+static CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 macro_rules! need_cluster {
     ($name:expr) => {
+        let _turn = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(why) = cluster() {
             let line = format!("SKIPPED slurm test {}: no Slurm cluster here ({why}); sudo sh .ci/slurm-up.sh starts one\n", $name);
             eprint!("{line}");
