@@ -313,3 +313,51 @@ fn pr_pushes_calls_gh_once_and_writes_pr_url() {
         stderr(&out)
     );
 }
+
+#[test]
+fn run_with_pr_opens_a_pull_request_as_each_story_finishes() {
+    let repo = TestRepo::new();
+    repo.with_agent("edit.sh", EDITOR);
+    repo.story("S-0001", "Add a file", 1, "ready", "");
+    repo.story("S-0002", "line broken", 2, "ready", "");
+    let remote = repo.rec.join("remote.git");
+    git(
+        &repo.rec,
+        &["init", "-q", "--bare", remote.to_str().unwrap()],
+    );
+    git(
+        &repo.root,
+        &["remote", "add", "origin", remote.to_str().unwrap()],
+    );
+    let bin = repo.rec.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let gh = bin.join("gh");
+    std::fs::write(
+        &gh,
+        format!(
+            "#!/bin/sh\necho \"$4\" >> {}/gh.heads\necho https://github.com/o/r/pull/1\n",
+            repo.rec.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&gh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    // Without gh, `run --pr` is refused before anything starts.
+    let out = repo.run_env(&["run", "--pr"], &[("PATH", "/usr/bin:/bin")]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_eq!(repo.status("S-0001"), "ready");
+    let out = repo.run_env(&["run", "--pr", "--concurrent", "2"], &[("PATH", &path)]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("opened pull request"),
+        "{}",
+        stderr(&out)
+    );
+    let heads = repo.rec_file("gh.heads").unwrap();
+    assert!(heads.contains("ai-sdlc/S-0001-add-a-file"), "{heads}");
+    assert!(heads.contains("ai-sdlc/S-0002-line-broken"), "{heads}");
+    assert_eq!(
+        repo.field("S-0001", "pr_url").as_deref(),
+        Some("https://github.com/o/r/pull/1")
+    );
+}
