@@ -244,8 +244,9 @@ pub fn prompt(config: &Config, args: &PromptArgs) -> Outcome {
         let branch = crate::worktree::base_branch(&config.root, None).unwrap_or_default();
         (config.root.clone(), branch.clone(), branch)
     };
-    let job = crate::story_run::Job::new(config, &story, workdir, &branch, &base, false)
+    let mut job = crate::story_run::Job::new(config, &story, workdir, &branch, &base, false)
         .map_err(Failure::usage)?;
+    job.load_prompts(config).map_err(Failure::usage)?;
     let names: Vec<&str> = job.phases.iter().map(|p| p.name.as_str()).collect();
     let phase = match &args.phase {
         Some(p) => job.phases.iter().find(|x| &x.name == p).ok_or_else(|| {

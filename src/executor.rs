@@ -268,7 +268,7 @@ fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story_run::Job, Limits),
     let story = Board::of(&config)
         .load(&args.id)
         .map_err(|b| b.to_string())?;
-    let job = story_run::Job::new(
+    let mut job = story_run::Job::new(
         &config,
         &story,
         args.worktree.clone(),
@@ -276,6 +276,7 @@ fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story_run::Job, Limits),
         args.base.as_deref().unwrap_or(""),
         args.setup,
     )?;
+    job.load_prompts(&config)?;
     let a = &config.agent;
     let limits = Limits {
         grace: Duration::from_millis(args.grace_ms.unwrap_or(config.shutdown_timeout_ms)),

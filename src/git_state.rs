@@ -94,6 +94,50 @@ fn read_state(git_dir: &Dir) -> Snapshot {
     snap
 }
 
+/// The same entries as `read_state`, by fingerprint only (no reads).
+fn quick_state(git_dir: &Dir) -> BTreeMap<String, [i64; 5]> {
+    let mut out = BTreeMap::new();
+    let mut note = |dir: &Dir, name: &str, key: String| {
+        if let Ok(f) = dir.fingerprint(name) {
+            out.insert(key, f);
+        }
+    };
+    note(git_dir, "config", "config".into());
+    note(git_dir, "config.worktree", "config.worktree".into());
+    if let Ok(info) = git_dir.child("info") {
+        note(&info, "attributes", "info/attributes".into());
+    }
+    if let Ok(hooks) = git_dir.child("hooks") {
+        let mut names: Vec<String> = hooks
+            .entries()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        for n in names.iter().take(MAX_ENTRIES) {
+            note(&hooks, n, format!("hooks/{n}"));
+        }
+    }
+    if let Ok(wts) = git_dir.child("worktrees") {
+        for (n, is_dir) in wts
+            .entries()
+            .unwrap_or_default()
+            .into_iter()
+            .take(MAX_ENTRIES)
+        {
+            if let (true, Ok(wt)) = (is_dir, wts.child(&n)) {
+                note(
+                    &wt,
+                    "config.worktree",
+                    format!("worktrees/{n}/config.worktree"),
+                );
+            }
+        }
+    }
+    out
+}
+
 /// `section.key=value` of a git config text, as far as a simple reader
 /// sees it: enough to name what changed (nothing: "changed config").
 fn config_entries(text: &str) -> BTreeSet<(String, String)> {
@@ -241,6 +285,8 @@ impl Tampered {
 
 struct State {
     baseline: Snapshot,
+    /// The baseline's fingerprints: when they all match, nothing is read.
+    quick: BTreeMap<String, [i64; 5]>,
     /// Stories whose agent runs now.
     running: BTreeSet<String>,
     /// Stories whose agent ran since the state was last seen clean.
@@ -265,6 +311,7 @@ impl Guard {
         let dir = Dir::open(&git_dir).map_err(|e| format!("{}: {e}", git_dir.display()))?;
         Ok(Guard {
             state: Mutex::new(State {
+                quick: quick_state(&dir),
                 baseline: read_state(&dir),
                 running: BTreeSet::new(),
                 suspects: BTreeSet::new(),
@@ -291,7 +338,9 @@ impl Guard {
     pub fn ended(&self, id: &str, keep: &dyn Fn(&str) -> Option<Dir>) -> Option<Tampered> {
         let mut s = self.lock();
         s.running.remove(id);
-        if let Ok(dir) = Dir::open(&self.git_dir) {
+        if let Ok(dir) = Dir::open(&self.git_dir)
+            && quick_state(&dir) != s.quick
+        {
             let now = read_state(&dir);
             if now != s.baseline {
                 let changes = describe(&s.baseline, &now);
@@ -324,6 +373,8 @@ impl Guard {
                     s.baseline = read_state(&dir);
                 }
             }
+            // Restored files are new inodes: the next check compares with these.
+            s.quick = quick_state(&dir);
         }
         // The state is clean now: only agents still running can change it.
         s.suspects = s.running.clone();

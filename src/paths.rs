@@ -443,6 +443,20 @@ impl Dir {
         Ok(())
     }
 
+    /// What changes whenever `name` is written, replaced or its mode set
+    /// (inode, size, ctime, mode), without following a symlink: a cheap
+    /// "has it changed" that no agent can set back (ctime cannot be).
+    pub fn fingerprint(&self, name: &str) -> io::Result<[i64; 5]> {
+        let st = self.lstat(name)?;
+        Ok([
+            st.st_ino as i64,
+            st.st_size,
+            st.st_ctime,
+            st.st_ctime_nsec,
+            i64::from(st.st_mode),
+        ])
+    }
+
     /// What `name` is, without following a symlink.
     pub fn kind(&self, name: &str) -> io::Result<Kind> {
         let st = self.lstat(name)?;

@@ -59,6 +59,8 @@ pub struct Job {
     pub sections: Vec<(&'static str, String)>,
     /// Implement rounds a review may ask for.
     pub max_rounds: u32,
+    /// The first phase is `worktree.setup` (which gets no prompt).
+    pub has_setup: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -108,19 +110,11 @@ impl Job {
                 complete: workflow::flag(&p.name).is_some_and(|f| story.is_complete(f)),
                 preset,
                 argv,
-                template: prompt::template(&config.root, &config.sdlc_dir(), &p.name)?,
+                // Read by `load_prompts`, where prompts are made.
+                template: String::new(),
             });
         }
         let body = prompt::body_of(&text);
-        let sections = workflow::SECTIONS
-            .iter()
-            .filter_map(|sec| {
-                let found = board
-                    .section(&story.id, sec.file)
-                    .or_else(|| workflow::body_section(&body, sec.headings))?;
-                Some((sec.file, workflow::bounded(&found).to_string()))
-            })
-            .collect();
         let facts = StoryFacts {
             id: story.id.clone(),
             title: story.title.clone(),
@@ -141,9 +135,31 @@ impl Job {
             workdir,
             phases,
             facts,
-            sections,
+            sections: Vec::new(),
+            has_setup: setup && config.worktree.setup.is_some(),
             max_rounds: config.workflow.max_review_rounds.max(1),
         })
+    }
+
+    /// Read what prompts are made of: each phase's template, and the
+    /// story's sections (section file, else the body's section). Only
+    /// where prompts are made (the executor, `ai-sdlc prompt`).
+    pub fn load_prompts(&mut self, config: &Config) -> Result<(), String> {
+        let skip = usize::from(self.has_setup);
+        for p in self.phases.iter_mut().skip(skip) {
+            p.template = prompt::template(&config.root, &config.sdlc_dir(), &p.name)?;
+        }
+        let board = Board::of(config);
+        self.sections = workflow::SECTIONS
+            .iter()
+            .filter_map(|sec| {
+                let found = board
+                    .section(&self.id, sec.file)
+                    .or_else(|| workflow::body_section(&self.facts.body, sec.headings))?;
+                Some((sec.file, workflow::bounded(&found).to_string()))
+            })
+            .collect();
+        Ok(())
     }
 
     /// A placeholder's value in an agent's command line.

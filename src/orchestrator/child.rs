@@ -89,11 +89,7 @@ pub fn run(
     if let Some(w) = &ctx.settings.workflow {
         cmd.arg("--workflow").arg(w);
     }
-    if job
-        .phases
-        .first()
-        .is_some_and(|p| p.name == story_run::SETUP)
-    {
+    if job.has_setup {
         cmd.arg("--setup");
     }
     cmd
