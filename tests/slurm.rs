@@ -216,6 +216,15 @@ fn a_launcher_that_is_not_there_is_refused_before_anything_starts() {
         stderr(&out)
     );
     assert_eq!(repo.read_story("S-0001"), before);
+    let out = repo.run(&["run", "--launcher", "slurm", "--dry-run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "through: srun --quiet --nodes=1 --ntasks=1 --cpus-per-task=1 --job-name=ai-sdlc-{id}"
+        ),
+        "{}",
+        stdout(&out)
+    );
     let out = repo.run(&["run", "--launcher", "kubernetes"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("slurm"), "{}", stderr(&out));

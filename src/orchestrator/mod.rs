@@ -200,10 +200,10 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     let phases = plan::phase_commands(&config)?;
     let launcher =
         crate::launcher::resolve(&config, args.launcher.as_deref()).map_err(Failure::usage)?;
-    if let Some(l) = &launcher
-        && !l.argv[0].contains('{')
-        && !plan::findable(&l.argv[0], &config.root)
-    {
+    let launcher_missing = launcher
+        .as_ref()
+        .is_some_and(|l| !l.argv[0].contains('{') && !plan::findable(&l.argv[0], &config.root));
+    if let (true, false, Some(l)) = (launcher_missing, args.dry_run, &launcher) {
         return Err(Failure::usage(format!(
             "the launcher {:?} is not on PATH (orchestrator.launcher in {}, or --launcher); install it, or run without one",
             l.argv[0],
@@ -224,6 +224,17 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     }
     if args.dry_run {
         plan::print(&config, &settings, &selected, &phases);
+        if let Some(l) = &launcher {
+            outln!(
+                "Each story's executor starts through: {}{}",
+                l.argv.join(" "),
+                if launcher_missing {
+                    format!(" ({} is not on PATH here)", l.argv[0])
+                } else {
+                    String::new()
+                }
+            );
+        }
         return Ok(0);
     }
     let sink: Box<dyn report::Sink> = if quiet {
