@@ -7,7 +7,13 @@ use crate::support::*;
 use std::time::{Duration, Instant};
 
 /// Is a Slurm cluster reachable (a step runs within 20 s)? Else why not.
+/// Asked once per test run.
 fn cluster() -> Result<(), String> {
+    static ANSWER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    ANSWER.get_or_init(ask_cluster).clone()
+}
+
+fn ask_cluster() -> Result<(), String> {
     let out = std::process::Command::new("timeout")
         .args(["20", "srun", "--quiet", "true"])
         .output()
