@@ -215,7 +215,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
     };
     let dir = root.display();
     outln!(
-        "\nLook around:\n  {me} -C {dir} status\n  {me} -C {dir} logs {FAILS_ON_PURPOSE}\n  {me} -C {dir} worktrees\n  git -C {dir} log --oneline --all"
+        "\nLook around:\n  {me} -C {dir} status\n  {me} -C {dir} logs {FAILS_ON_PURPOSE}\n  {me} -C {dir} worktrees\n  {me} -C {dir} review          # the story branches against main\n  {me} -C {dir} merge --all     # land the finished ones\n  git -C {dir} log --oneline --all"
     );
     // The one failure is on purpose: a demo that went as planned exits 0.
     let scan = commands::scan(&config)?;
