@@ -35,10 +35,44 @@ enum Entry {
 /// Path (relative to the git dir, `/`-separated) -> what is there.
 type Snapshot = BTreeMap<String, Entry>;
 
-/// The files and folders that make up the shared state.
+/// Visit each entry of the shared state: its folder, its name there, and
+/// its key (its path below the git dir).
+fn each_entry(git_dir: &Dir, visit: &mut dyn FnMut(&Dir, &str, String)) {
+    visit(git_dir, "config", "config".into());
+    visit(git_dir, "config.worktree", "config.worktree".into());
+    if let Ok(info) = git_dir.child("info") {
+        visit(&info, "attributes", "info/attributes".into());
+    }
+    if let Ok(hooks) = git_dir.child("hooks") {
+        let mut names: Vec<String> = hooks
+            .entries()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        for n in names.iter().take(MAX_ENTRIES) {
+            visit(&hooks, n, format!("hooks/{n}"));
+        }
+    }
+    if let Ok(wts) = git_dir.child("worktrees") {
+        let folders = wts.entries().unwrap_or_default();
+        for (n, _) in folders.into_iter().filter(|(_, d)| *d).take(MAX_ENTRIES) {
+            if let Ok(wt) = wts.child(&n) {
+                visit(
+                    &wt,
+                    "config.worktree",
+                    format!("worktrees/{n}/config.worktree"),
+                );
+            }
+        }
+    }
+}
+
+/// The files and folders that make up the shared state, with their contents.
 fn read_state(git_dir: &Dir) -> Snapshot {
     let mut snap = Snapshot::new();
-    let file = |dir: &Dir, name: &str, key: String, snap: &mut Snapshot| {
+    each_entry(git_dir, &mut |dir, name, key| {
         let entry = match dir.kind(name) {
             Ok(Kind::File(mode)) => match dir.read(name, MAX_FILE) {
                 Ok(bytes) => Entry::File { bytes, mode },
@@ -51,90 +85,18 @@ fn read_state(git_dir: &Dir) -> Snapshot {
             Err(_) => return,
         };
         snap.insert(key, entry);
-    };
-    file(git_dir, "config", "config".into(), &mut snap);
-    file(
-        git_dir,
-        "config.worktree",
-        "config.worktree".into(),
-        &mut snap,
-    );
-    if let Ok(info) = git_dir.child("info") {
-        file(&info, "attributes", "info/attributes".into(), &mut snap);
-    }
-    if let Ok(hooks) = git_dir.child("hooks") {
-        let mut names: Vec<String> = hooks
-            .entries()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        names.sort();
-        for n in names.iter().take(MAX_ENTRIES) {
-            file(&hooks, n, format!("hooks/{n}"), &mut snap);
-        }
-    }
-    if let Ok(wts) = git_dir.child("worktrees") {
-        for (n, is_dir) in wts
-            .entries()
-            .unwrap_or_default()
-            .into_iter()
-            .take(MAX_ENTRIES)
-        {
-            if let (true, Ok(wt)) = (is_dir, wts.child(&n)) {
-                file(
-                    &wt,
-                    "config.worktree",
-                    format!("worktrees/{n}/config.worktree"),
-                    &mut snap,
-                );
-            }
-        }
-    }
+    });
     snap
 }
 
-/// The same entries as `read_state`, by fingerprint only (no reads).
+/// The same entries by fingerprint only (no reads).
 fn quick_state(git_dir: &Dir) -> BTreeMap<String, [i64; 5]> {
     let mut out = BTreeMap::new();
-    let mut note = |dir: &Dir, name: &str, key: String| {
+    each_entry(git_dir, &mut |dir, name, key| {
         if let Ok(f) = dir.fingerprint(name) {
             out.insert(key, f);
         }
-    };
-    note(git_dir, "config", "config".into());
-    note(git_dir, "config.worktree", "config.worktree".into());
-    if let Ok(info) = git_dir.child("info") {
-        note(&info, "attributes", "info/attributes".into());
-    }
-    if let Ok(hooks) = git_dir.child("hooks") {
-        let mut names: Vec<String> = hooks
-            .entries()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        names.sort();
-        for n in names.iter().take(MAX_ENTRIES) {
-            note(&hooks, n, format!("hooks/{n}"));
-        }
-    }
-    if let Ok(wts) = git_dir.child("worktrees") {
-        for (n, is_dir) in wts
-            .entries()
-            .unwrap_or_default()
-            .into_iter()
-            .take(MAX_ENTRIES)
-        {
-            if let (true, Ok(wt)) = (is_dir, wts.child(&n)) {
-                note(
-                    &wt,
-                    "config.worktree",
-                    format!("worktrees/{n}/config.worktree"),
-                );
-            }
-        }
-    }
+    });
     out
 }
 

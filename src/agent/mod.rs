@@ -155,17 +155,17 @@ impl FailureKind {
         }
     }
 
+    pub const ALL: [FailureKind; 6] = [
+        FailureKind::Auth,
+        FailureKind::UsageCap,
+        FailureKind::RateLimit,
+        FailureKind::Overloaded,
+        FailureKind::Network,
+        FailureKind::Other,
+    ];
+
     pub fn parse(s: &str) -> Option<FailureKind> {
-        [
-            FailureKind::Auth,
-            FailureKind::UsageCap,
-            FailureKind::RateLimit,
-            FailureKind::Overloaded,
-            FailureKind::Network,
-            FailureKind::Other,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        FailureKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
     /// Worth retrying after a pause (`agent.retries`).
@@ -519,14 +519,7 @@ mod tests {
 
     #[test]
     fn a_failure_kind_has_one_name_in_json_and_in_ipc() {
-        for k in [
-            FailureKind::Auth,
-            FailureKind::UsageCap,
-            FailureKind::RateLimit,
-            FailureKind::Overloaded,
-            FailureKind::Network,
-            FailureKind::Other,
-        ] {
+        for k in FailureKind::ALL {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
             assert_eq!(FailureKind::parse(k.as_str()), Some(k));
         }
