@@ -157,7 +157,7 @@ fn body_of(e: &Event) -> Body {
             verdict,
             duration_ms,
             report,
-        } => Body::PhaseResult {
+        } => Body::PhaseResult(ipc::PhaseResult {
             phase: name.to_string(),
             round,
             outcome: outcome.to_string(),
@@ -167,7 +167,7 @@ fn body_of(e: &Event) -> Body {
             cost_usd: report.cost_usd,
             input_tokens: report.input_tokens,
             output_tokens: report.output_tokens,
-        },
+        }),
         Event::Problem { code, message } => Body::Error {
             code: code.to_string(),
             message: message.to_string(),

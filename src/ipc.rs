@@ -82,28 +82,7 @@ pub enum Body {
     /// Beyond SPEC §6 (additive): one phase (or one round of it) ended.
     /// The runner records it on the board: the section file, the
     /// completion flag, `last_run.phases`.
-    PhaseResult {
-        phase: String,
-        /// 1, or the implement/review round.
-        round: u32,
-        /// `succeeded`, `failed`, `cancelled`, or `skipped` (its flag was
-        /// already set).
-        outcome: String,
-        /// The phase's output (final message, else the end of its stdout),
-        /// at most 64 KiB.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        output: Option<String>,
-        /// A review's verdict: `approved`, `changes_requested`, `no_verdict`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        verdict: Option<String>,
-        duration_ms: u64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        cost_usd: Option<f64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        input_tokens: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        output_tokens: Option<u64>,
-    },
+    PhaseResult(PhaseResult),
     /// Beyond SPEC §6 (additive), the executor's first message: where it
     /// runs, and what it sees at the worktree's path (under a launcher,
     /// another node must see the same folder).
@@ -122,6 +101,31 @@ pub enum Body {
     Shutdown {
         grace_ms: u64,
     },
+}
+
+/// What `Body::PhaseResult` carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseResult {
+    pub phase: String,
+    /// 1, or the implement/review round.
+    pub round: u32,
+    /// `succeeded`, `failed`, `cancelled`, or `skipped` (its flag was
+    /// already set).
+    pub outcome: String,
+    /// The phase's output (final message, else the end of its stdout),
+    /// at most 64 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// A review's verdict: `approved`, `changes_requested`, `no_verdict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -341,7 +345,7 @@ mod tests {
             input_tokens: Some(10),
             output_tokens: Some(2),
         });
-        roundtrip(Body::PhaseResult {
+        roundtrip(Body::PhaseResult(PhaseResult {
             phase: "review".into(),
             round: 2,
             outcome: "succeeded".into(),
@@ -351,7 +355,7 @@ mod tests {
             cost_usd: None,
             input_tokens: Some(1),
             output_tokens: None,
-        });
+        }));
         roundtrip(Body::HealthCheck);
         roundtrip(Body::Shutdown { grace_ms: 10_000 });
     }

@@ -4,7 +4,7 @@
 //! processes: the rules"). Only this worker thread signals the child.
 
 use super::Ctx;
-use super::record::{PhaseReport, Recorder};
+use super::record::Recorder;
 use crate::agent;
 use crate::cli::EXECUTOR_COMMAND;
 use crate::ipc::{self, Body, Line, LineReader, MAX_LINE, Message};
@@ -519,27 +519,7 @@ fn record(to: &To, body: Body) -> Option<String> {
     let (id, notes, heard) = (to.id, to.notes, to.heard);
     let mut log = logs::lock(to.log);
     match body {
-        Body::PhaseResult {
-            phase,
-            round,
-            outcome,
-            output,
-            verdict,
-            duration_ms,
-            cost_usd,
-            ..
-        } => {
-            let report = PhaseReport {
-                phase,
-                round,
-                outcome,
-                output,
-                verdict,
-                duration_ms,
-                cost_usd,
-            };
-            to.recorder.phase(report, &mut log);
-        }
+        Body::PhaseResult(r) => to.recorder.phase(r, &mut log),
         Body::Log { stream, line, show } => {
             log.line(stream.as_str(), &line);
             // The agent's step stands for a structured line; "" for nothing.

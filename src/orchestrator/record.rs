@@ -12,6 +12,7 @@
 
 use crate::board::frontmatter::{Change, Value};
 use crate::board::{self, Board, STORY_FILE};
+use crate::ipc::PhaseResult;
 use crate::logs::RunLog;
 use crate::paths::{self, Dir};
 use crate::workflow;
@@ -74,17 +75,6 @@ impl PhaseTime {
         }
         Value::Map(m)
     }
-}
-
-/// A phase's end, as the executor reported it.
-pub struct PhaseReport {
-    pub phase: String,
-    pub round: u32,
-    pub outcome: String,
-    pub output: Option<String>,
-    pub verdict: Option<String>,
-    pub duration_ms: u64,
-    pub cost_usd: Option<f64>,
 }
 
 impl Recorder {
@@ -180,7 +170,7 @@ impl Recorder {
 
     /// Record a phase's end: its output in its section file, its flag;
     /// say so in the log. A write that fails is logged; the run goes on.
-    pub fn phase(&self, r: PhaseReport, log: &mut RunLog) {
+    pub fn phase(&self, r: PhaseResult, log: &mut RunLog) {
         if r.outcome == "skipped" {
             let flag = workflow::flag(&r.phase).unwrap_or("its flag");
             log.note(&format!(
