@@ -24,6 +24,27 @@ fn repo_with_branches(titles: &[&str]) -> TestRepo {
     repo
 }
 
+/// A bare repo as `origin`, and a stand-in `gh` running `script`: the
+/// remote's path, and a PATH with the stand-in first.
+fn remote_and_gh(repo: &TestRepo, script: &str) -> (std::path::PathBuf, String) {
+    let remote = repo.rec.join("remote.git");
+    git(
+        &repo.rec,
+        &["init", "-q", "--bare", remote.to_str().unwrap()],
+    );
+    git(
+        &repo.root,
+        &["remote", "add", "origin", remote.to_str().unwrap()],
+    );
+    let bin = repo.rec.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let gh = bin.join("gh");
+    std::fs::write(&gh, format!("#!/bin/sh\n{script}")).unwrap();
+    std::fs::set_permissions(&gh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    (remote, path)
+}
+
 fn head(dir: &Path) -> String {
     git(dir, &["rev-parse", "HEAD"]).trim().to_string()
 }
@@ -232,29 +253,13 @@ fn squash_and_rebase_give_their_history_and_a_failing_verify_moves_nothing() {
 #[test]
 fn pr_pushes_calls_gh_once_and_writes_pr_url() {
     let repo = repo_with_branches(&["Add a file"]);
-    let remote = repo.rec.join("remote.git");
-    git(
-        &repo.rec,
-        &["init", "-q", "--bare", remote.to_str().unwrap()],
-    );
-    git(
-        &repo.root,
-        &["remote", "add", "origin", remote.to_str().unwrap()],
-    );
-    // A stand-in gh: records its arguments, prints a URL.
-    let bin = repo.rec.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let gh = bin.join("gh");
-    std::fs::write(
-        &gh,
-        format!(
-            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > {rec}/gh.args\necho x >> {rec}/gh.calls\necho 'Creating pull request'\necho https://github.com/o/r/pull/7\n",
+    let (remote, path) = remote_and_gh(
+        &repo,
+        &format!(
+            "for a in \"$@\"; do printf '%s\\n' \"$a\"; done > {rec}/gh.args\necho x >> {rec}/gh.calls\necho 'Creating pull request'\necho https://github.com/o/r/pull/7\n",
             rec = repo.rec.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&gh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    );
     let out = repo.run_env(&["pr", "S-0001"], &[("PATH", &path)]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
@@ -320,28 +325,13 @@ fn run_with_pr_opens_a_pull_request_as_each_story_finishes() {
     repo.with_agent("edit.sh", EDITOR);
     repo.story("S-0001", "Add a file", 1, "ready", "");
     repo.story("S-0002", "line broken", 2, "ready", "");
-    let remote = repo.rec.join("remote.git");
-    git(
-        &repo.rec,
-        &["init", "-q", "--bare", remote.to_str().unwrap()],
-    );
-    git(
-        &repo.root,
-        &["remote", "add", "origin", remote.to_str().unwrap()],
-    );
-    let bin = repo.rec.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let gh = bin.join("gh");
-    std::fs::write(
-        &gh,
-        format!(
-            "#!/bin/sh\necho \"$4\" >> {}/gh.heads\necho https://github.com/o/r/pull/1\n",
+    let (_, path) = remote_and_gh(
+        &repo,
+        &format!(
+            "echo \"$4\" >> {}/gh.heads\necho https://github.com/o/r/pull/1\n",
             repo.rec.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&gh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    );
     // Without gh, `run --pr` is refused before anything starts.
     let out = repo.run_env(&["run", "--pr"], &[("PATH", "/usr/bin:/bin")]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));

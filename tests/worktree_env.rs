@@ -12,6 +12,16 @@ fn config_with(repo: &TestRepo, agent: &Path, worktree: serde_json::Value) {
     }));
 }
 
+/// `.gitignore`: the board's own entries and `extra`, committed.
+fn ignore_also(repo: &TestRepo, extra: &str) {
+    std::fs::write(
+        repo.root.join(".gitignore"),
+        format!(".ai-sdlc/worktrees/\n.ai-sdlc/stories/*/logs/\n{extra}"),
+    )
+    .unwrap();
+    commit_all(repo, "ignores");
+}
+
 fn commit_all(repo: &TestRepo, msg: &str) {
     git(&repo.root, &["add", "-A"]);
     git(&repo.root, &["commit", "-qm", msg]);
@@ -21,15 +31,11 @@ fn commit_all(repo: &TestRepo, msg: &str) {
 fn included_files_are_copied_never_over_what_the_worktree_has() {
     let repo = TestRepo::new();
     let r = &repo.root;
-    std::fs::write(
-        r.join(".gitignore"),
-        ".ai-sdlc/worktrees/\n.ai-sdlc/stories/*/logs/\n.env\nconf/\n",
-    )
-    .unwrap();
+    ignore_also(&repo, ".env\nconf/\n");
     std::fs::create_dir_all(r.join("conf")).unwrap();
     std::fs::write(r.join("conf/tracked.txt"), "tracked\n").unwrap();
     git(r, &["add", "-f", "conf/tracked.txt"]);
-    commit_all(&repo, "ignores");
+    commit_all(&repo, "a tracked file in an ignored folder");
     std::fs::write(r.join(".env"), "SECRET=1\n").unwrap();
     std::fs::write(r.join("conf/secret.txt"), "s3cret\n").unwrap();
     std::os::unix::fs::symlink("secret.txt", r.join("conf/link")).unwrap();
@@ -77,12 +83,7 @@ fn setup_runs_first_in_a_new_worktree_and_a_failing_one_blocks() {
         serde_json::json!({"setup": ["sh", "-c", "echo installing; pwd > setup-done; echo \"$AI_SDLC_MAIN_WORKTREE\" >> setup-done; [ \"$AI_SDLC_STORY_ID\" != S-0002 ] || { echo 'npm ERR! missing' >&2; exit 4; }"]}),
     );
     // setup-done is the setup's own output, ignored like a build cache.
-    std::fs::write(
-        repo.root.join(".gitignore"),
-        ".ai-sdlc/worktrees/\n.ai-sdlc/stories/*/logs/\nsetup-done\n",
-    )
-    .unwrap();
-    commit_all(&repo, "ignore");
+    ignore_also(&repo, "setup-done\n");
     repo.ready_stories(2);
     let out = repo.run(&["run", "--concurrent", "2"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
@@ -118,12 +119,7 @@ echo "work of $id" > "s-$id.txt"
 fn reuse_repo() -> TestRepo {
     let repo = TestRepo::new();
     let agent = repo.agent("reuse.sh", REUSER);
-    std::fs::write(
-        repo.root.join(".gitignore"),
-        ".ai-sdlc/worktrees/\n.ai-sdlc/stories/*/logs/\ntarget/\n",
-    )
-    .unwrap();
-    commit_all(&repo, "ignore target");
+    ignore_also(&repo, "target/\n");
     config_with(&repo, &agent, serde_json::json!({"reuse": true}));
     repo
 }
@@ -212,12 +208,7 @@ rm -f target/owner
 echo "$id" > "w-$id.txt"
 "#,
     );
-    std::fs::write(
-        repo.root.join(".gitignore"),
-        ".ai-sdlc/worktrees/\n.ai-sdlc/stories/*/logs/\ntarget/\n",
-    )
-    .unwrap();
-    commit_all(&repo, "ignore target");
+    ignore_also(&repo, "target/\n");
     config_with(&repo, &agent, serde_json::json!({"reuse": true}));
     for i in 1..=8 {
         repo.story(&format!("S-{i:04}"), &format!("S{i}"), i, "ready", "");
@@ -242,12 +233,7 @@ echo "$id" > "w-$id.txt"
 fn shared_folders_are_links_to_the_main_checkout_and_go_with_the_worktree() {
     let repo = TestRepo::new();
     let r = &repo.root;
-    std::fs::write(
-        r.join(".gitignore"),
-        ".ai-sdlc/worktrees/\n.ai-sdlc/stories/*/logs/\n/node_modules\n.venv/\n",
-    )
-    .unwrap();
-    commit_all(&repo, "ignores");
+    ignore_also(&repo, "/node_modules\n.venv/\n");
     std::fs::create_dir_all(r.join("node_modules/left-pad")).unwrap();
     std::fs::write(r.join("node_modules/left-pad/index.js"), "pad\n").unwrap();
     std::fs::create_dir_all(r.join(".venv")).unwrap();
