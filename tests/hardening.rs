@@ -462,7 +462,9 @@ fn memory_stays_bounded_while_an_agent_prints_as_fast_as_it_can() {
             let base = mem_kb(executor, "VmRSS").unwrap_or(0);
             let (mut runner_peak, mut executor_peak) = (0, 0);
             let pid = runner.id() as i32;
-            while alive(pid) {
+            // Sample until it ends (a hung runner is killed by `finish`).
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while alive(pid) && std::time::Instant::now() < until {
                 runner_peak = runner_peak.max(mem_kb(pid, "VmHWM").unwrap_or(0));
                 executor_peak = executor_peak.max(mem_kb(executor, "VmHWM").unwrap_or(0));
                 std::thread::sleep(std::time::Duration::from_millis(100));
