@@ -487,7 +487,15 @@ pub fn prompt_for(
     earlier.extend(outputs.iter().filter(|(n, _)| n != &phase.name).cloned());
     if phase.name == "review" {
         let mut facts = job.facts.clone();
-        (facts.diff_stat, facts.diff) = review_diff(&job.workdir, &job.facts.base_branch);
+        // Never the diff of another repo an agent re-pointed the worktree at.
+        let tied =
+            job.workdir == job.repo || crate::worktree::check_link(&job.repo, &job.workdir).is_ok();
+        (facts.diff_stat, facts.diff) = if tied {
+            review_diff(&job.workdir, &job.facts.base_branch)
+        } else {
+            let no = "(no diff: the worktree's .git no longer points at this repo)".to_string();
+            (no.clone(), no)
+        };
         return prompt::render(&phase.template, &facts, &phase.name, &earlier);
     }
     prompt::render(&phase.template, &job.facts, &phase.name, &earlier)

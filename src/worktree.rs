@@ -127,6 +127,53 @@ pub fn serialize(root: &Path, base: &Path) -> Result<Dir, String> {
         .map_err(|e| format!("cannot lock {}: {e}", base.display()))
 }
 
+/// `Ok` when the worktree `wt` is still tied to this repo the way `git
+/// worktree add` tied it: `wt/.git` is a regular file (not a link) naming
+/// a folder in this repo's `.git/worktrees/`. An agent that points it
+/// elsewhere (the main checkout's `.git`, another repo) would otherwise
+/// have the runner's next git call there (commit, switch, update-index)
+/// write into that repo.
+pub fn check_link(root: &Path, wt: &Path) -> Result<(), String> {
+    let shown = paths::rel(root, &wt.join(".git"));
+    let fail = |why: String| {
+        Err(format!(
+            "{shown} {why}; the worktree is no longer tied to this repo, so ai-sdlc runs no git there (an agent changed it?). Look at it, then remove the worktree with `ai-sdlc worktrees remove --force`"
+        ))
+    };
+    // Inside the repo, reached without a link; a base outside it is the user's own.
+    let opened = if wt.starts_with(root) {
+        paths::open_beneath(root, wt, false)
+    } else {
+        Dir::open(wt)
+    };
+    let text = match opened.map_err(|e| e.to_string()) {
+        Ok(dir) => match dir.read(".git", 4096) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => return fail(format!("cannot be read as a plain file ({e})")),
+        },
+        Err(e) => return fail(format!("cannot be reached ({e})")),
+    };
+    let Some(target) = text.trim().strip_prefix("gitdir:").map(str::trim) else {
+        return fail("is not a `gitdir:` link".into());
+    };
+    let target = wt.join(target);
+    let common = if root.join(".git").is_dir() {
+        root.join(".git")
+    } else {
+        git::run(
+            root,
+            &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+        )
+        .map(|c| PathBuf::from(c.trim()))
+        .map_err(|e| e.message)?
+    };
+    let ours = common.join("worktrees").canonicalize().ok();
+    match target.canonicalize() {
+        Ok(t) if t.parent().map(Path::to_path_buf) == ours && ours.is_some() => Ok(()),
+        _ => fail(format!("points at {}", target.display())),
+    }
+}
+
 /// What `prepare` did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Prepared {
@@ -206,7 +253,10 @@ pub fn prepare(
         let entries = list(root)?;
         let ours = entries.iter().find(|e| same_path(&e.path, &path));
         return match ours {
-            Some(e) if e.branch.as_deref() == Some(branch) => Ok(Prepared::Reused),
+            Some(e) if e.branch.as_deref() == Some(branch) => {
+                check_link(root, &path)?;
+                Ok(Prepared::Reused)
+            }
             Some(e) => Err(format!(
                 "{} is a worktree on {} rather than {branch}; remove it (ai-sdlc worktrees remove) or check out {branch} there",
                 path.display(),

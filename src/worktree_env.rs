@@ -323,6 +323,10 @@ pub fn take(
             ));
             continue;
         }
+        if let Err(why) = crate::worktree::check_link(root, &p) {
+            notes.push(format!("{why}; not reused"));
+            continue;
+        }
         match crate::worktree::changes(&p) {
             Ok(c) if c.is_empty() => {}
             Ok(c) => {

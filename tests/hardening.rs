@@ -848,3 +848,37 @@ fn an_fsmonitor_an_agent_plants_never_runs_in_the_runners_git_calls() {
             .contains("fsmonitor")
     );
 }
+
+#[test]
+fn a_worktree_an_agent_ties_to_another_repo_gets_no_git_call_and_keeps_its_work() {
+    let repo = TestRepo::new();
+    // The agent makes a repo of its own on the story's branch and points its
+    // worktree's .git at it: the runner's commit would land there, and the
+    // worktree (the work) would be removed as clean.
+    repo.with_agent(
+        "repoint.sh",
+        r#"git init -q "$REC/fake" && git -C "$REC/fake" checkout -q -b "$AI_SDLC_BRANCH"
+printf 'gitdir: %s\n' "$REC/fake/.git" > .git
+echo work > work.txt"#,
+    );
+    repo.ready_stories(1);
+    let out = repo.run(&["run"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(repo.status("S-0001"), "blocked");
+    let reason = repo.blocked_reason("S-0001");
+    assert!(
+        reason.contains(".git") && reason.contains("points at"),
+        "{reason}"
+    );
+    // Nothing was committed into the agent's repo; the work is still there.
+    let fake = repo.rec.join("fake");
+    let log = std::process::Command::new("git")
+        .args(["-C", fake.to_str().unwrap(), "log", "--oneline"])
+        .output()
+        .unwrap();
+    assert!(
+        !log.status.success(),
+        "the runner committed into the agent's repo"
+    );
+    assert!(repo.worktree("S-0001-s1").join("work.txt").exists());
+}

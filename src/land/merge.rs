@@ -61,6 +61,9 @@ pub fn command(config: &Config, args: &MergeArgs) -> Outcome {
         return Ok(0);
     }
     let checkout = checked_out(root, &base)?;
+    if let Some(w) = checkout.as_ref().filter(|w| !same_dir(w, root)) {
+        crate::worktree::check_link(root, w).map_err(Failure::failed)?;
+    }
     if let Some(w) = &checkout {
         let dirty = uncommitted(w, &config.sdlc_folder)?;
         if !dirty.is_empty() {
@@ -296,6 +299,10 @@ fn verify(root: &Path, wt_base: &Path, commit: &str, argv: &[String]) -> Result<
             crate::process::exit_text(status)
         ))
     }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a.canonicalize().ok() == b.canonicalize().ok()
 }
 
 /// The worktree that has `branch` checked out, if one does.

@@ -240,6 +240,13 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
         result.failed_phase = Some("git state".into());
         result.error = Some(why);
     }
+    // Nor does any git call go where an agent re-pointed its worktree.
+    if let Some(Err(why)) = worktree.as_ref().map(|w| worktree::check_link(root, w)) {
+        logs::lock(&log).note(&why);
+        result.outcome = Outcome::Failed;
+        result.failed_phase = Some("worktree".into());
+        result.error = Some(why);
+    }
     if let Some(m) = &result.report.final_message {
         let mut log = logs::lock(&log);
         for line in m.lines().take(10) {
