@@ -159,6 +159,7 @@ pub fn run(
             Arc::clone(recorder),
         );
         let every_line = ctx.settings.single_story();
+        let launched = ctx.launcher.is_some();
         let spawned = std::thread::Builder::new()
             .name(format!("ipc-{id}"))
             .stack_size(128 * 1024)
@@ -169,6 +170,7 @@ pub fn run(
                     log: &log,
                     notes: &notes,
                     recorder: &recorder,
+                    launched,
                 };
                 read_child(out, &to, every_line);
                 drop(done_tx);
@@ -510,6 +512,8 @@ struct To<'a> {
     notes: &'a Notes,
     /// The board: phase outputs, flags.
     recorder: &'a Recorder,
+    /// Started through a launcher: where it runs is news.
+    launched: bool,
 }
 
 /// Put what the executor reported into the story's log and tell the
@@ -581,13 +585,15 @@ fn record(to: &To, body: Body) -> Option<String> {
                 log.note(&why);
                 *heard.misplaced.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
             }
-            notes.send(Note::Phase {
-                id: id.to_string(),
-                name: "starting".into(),
-                index: 0,
-                count: 0,
-                message: format!("running {place}"),
-            });
+            if to.launched {
+                notes.send(Note::Phase {
+                    id: id.to_string(),
+                    name: "starting".into(),
+                    index: 0,
+                    count: 0,
+                    message: format!("running {place}"),
+                });
+            }
         }
         Body::HealthResponse { .. } => {
             heard
