@@ -245,30 +245,35 @@ fn repo_command_keys(dir: &Path) -> Option<Vec<String>> {
 /// `-c <key>=` for every key of the repo's own config that would make git
 /// run a command: blank, so git runs nothing.
 fn blanked(dir: &Path) -> Result<Vec<String>, GitError> {
-    if let Some(keys) = repo_command_keys(dir) {
-        return Ok(keys
-            .into_iter()
-            .flat_map(|k| ["-c".to_string(), format!("{k}=")])
-            .collect());
-    }
-    let listed = run_plain(
-        dir,
-        &["config", "--show-scope", "--get-regexp", RUNS_A_COMMAND],
-        &[0, 1],
-    )?;
-    let mut out = Vec::new();
-    for line in listed.lines() {
-        let mut parts = line.splitn(2, '\t');
-        let (Some(scope), Some(rest)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let key = rest.split(' ').next().unwrap_or("");
-        if matches!(scope, "local" | "worktree") && !key.is_empty() {
-            out.push("-c".into());
-            out.push(format!("{key}="));
+    let keys = match repo_command_keys(dir) {
+        Some(keys) => keys,
+        None => {
+            let listed = run_plain(
+                dir,
+                &["config", "--show-scope", "--get-regexp", RUNS_A_COMMAND],
+                &[0, 1],
+            )?;
+            listed
+                .lines()
+                .filter_map(|line| {
+                    let (scope, rest) = line.split_once('\t')?;
+                    let key = rest.split(' ').next()?;
+                    (matches!(scope, "local" | "worktree") && !key.is_empty())
+                        .then(|| key.to_string())
+                })
+                .collect()
         }
-    }
-    Ok(out)
+    };
+    Ok(keys
+        .into_iter()
+        .flat_map(|k| ["-c".to_string(), format!("{k}={}", neutral(&k))])
+        .collect())
+}
+
+/// The value that makes a key run nothing of the repo's: git's own
+/// default where an empty value would be an error (`ssh`), else empty.
+fn neutral(key: &str) -> &'static str {
+    if key == "core.sshcommand" { "ssh" } else { "" }
 }
 
 /// `run`, where exit codes `ok` also mean success (`diff --no-index`
@@ -282,9 +287,27 @@ pub fn run_allowing(dir: &Path, args: &[&str], ok: &[i32]) -> Result<String, Git
     all.extend_from_slice(args);
     // A diff runs no external diff (diff.external, diff.<driver>.command)
     // and no textconv filter: a blank one would be an error, not a no-op.
-    if args.first() == Some(&"diff") {
-        let at = blank.len() + 1;
-        all.splice(at..at, ["--no-ext-diff", "--no-textconv"]);
+    // A push runs git's own receive-pack, not `remote.<name>.receivepack`
+    // (a list in which the repo's value comes first, so `-c` cannot
+    // replace it), and no `core.gitProxy` (the same) nor `ext::` transport.
+    let after = blank.len() + 1;
+    match args.first() {
+        Some(&"diff") => {
+            all.splice(after..after, ["--no-ext-diff", "--no-textconv"]);
+        }
+        Some(&"push") => {
+            all.splice(after..after, ["--receive-pack=git-receive-pack"]);
+            all.splice(
+                0..0,
+                [
+                    "-c",
+                    "protocol.git.allow=never",
+                    "-c",
+                    "protocol.ext.allow=never",
+                ],
+            );
+        }
+        _ => {}
     }
     run_plain(dir, &all, ok)
 }
@@ -455,6 +478,22 @@ mod tests {
         run(&repo, &["add", "-A"]).unwrap();
         run(&repo, &["status", "--porcelain"]).unwrap();
         assert!(!marks.join("included").exists(), "the included filter ran");
+        // A push to a remote whose receive-pack command the repo names.
+        let remote = tmp.join("remote.git");
+        sh(&format!(
+            r#"git init -q --bare {r} && git config remote.origin.url {r} && git config remote.origin.receivepack "touch $M/receivepack; git-receive-pack""#,
+            r = remote.display()
+        ));
+        run(
+            &repo,
+            &["push", "--quiet", "origin", "HEAD:refs/heads/pushed"],
+        )
+        .unwrap();
+        assert!(
+            !marks.join("receivepack").exists(),
+            "the repo's receivepack ran"
+        );
+        assert!(run(&remote, &["rev-parse", "--verify", "pushed"]).is_ok());
         // The same calls without the tool's guard do run them (the test can fail).
         sh("git status --porcelain >/dev/null && git add -A");
         assert!(marks.join("fsmonitor").exists() || marks.join("clean").exists());
