@@ -144,27 +144,28 @@ fn copy(
 /// checkout at `root` into the worktree `wt`.
 pub fn include(root: &Path, wt: &Path, placed: &mut Placed) -> Result<(), String> {
     let top = Dir::open(root).map_err(|e| format!("{}: {e}", root.display()))?;
-    match top.kind(INCLUDE_FILE) {
-        Ok(Kind::File(_)) => {}
-        Ok(_) => {
-            return Err(format!(
-                "{INCLUDE_FILE} is not a regular file (a symlink?); it is not read"
-            ));
+    // Read here, never through a link, and handed to git as patterns: git
+    // itself opens no path from the repo.
+    let text = match top.read(INCLUDE_FILE, 64 * 1024) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(paths::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(());
         }
-        Err(_) => return Ok(()),
+        Err(e) => return Err(format!("{INCLUDE_FILE} is not read: {e}")),
+    };
+    let patterns: Vec<String> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .take(1000)
+        .map(|l| format!("--exclude={l}"))
+        .collect();
+    if patterns.is_empty() {
+        return Ok(());
     }
-    let from = format!("--exclude-from={}", root.join(INCLUDE_FILE).display());
-    let listed = git::run(
-        root,
-        &[
-            "ls-files",
-            "-z",
-            "--others",
-            "--ignored",
-            "--directory",
-            &from,
-        ],
-    )?;
+    let mut args = vec!["ls-files", "-z", "--others", "--ignored", "--directory"];
+    args.extend(patterns.iter().map(String::as_str));
+    let listed = git::run(root, &args)?;
     let wanted: Vec<&str> = listed.split('\0').filter(|p| !p.is_empty()).collect();
     if wanted.is_empty() {
         return Ok(());

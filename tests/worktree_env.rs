@@ -273,3 +273,28 @@ fn shared_folders_are_links_to_the_main_checkout_and_go_with_the_worktree() {
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("worktree.share"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_worktreeinclude_that_is_a_link_out_of_the_repo_is_not_read() {
+    let repo = TestRepo::new();
+    // The link leads to a list outside the repo naming the user's secrets.
+    let outside = repo.rec.join("elsewhere");
+    std::fs::write(&outside, ".env\n").unwrap();
+    std::os::unix::fs::symlink(&outside, repo.root.join(".worktreeinclude")).unwrap();
+    ignore_also(&repo, ".env\n");
+    std::fs::write(repo.root.join(".env"), "SECRET=1\n").unwrap();
+    let agent = repo.agent(
+        "look.sh",
+        r#"[ -e .env ] && echo copied > "$REC/$id.seen"; true"#,
+    );
+    config_with(&repo, &agent, serde_json::json!({}));
+    repo.ready_stories(1);
+    let out = repo.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(".worktreeinclude is not read"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(repo.rec_file("S-0001.seen"), None, "the link was followed");
+}
