@@ -268,7 +268,7 @@ pub fn park(root: &Path, base: &Dir, wt: &Path) -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot make the pool folder: {e}"))?;
     let n = (0..10_000)
         .find(|n| matches!(pool.exists(&n.to_string()), Ok(false)))
-        .ok_or("the worktree pool is full")?;
+        .ok_or("the worktree pool is full (10,000 parked); `ai-sdlc worktrees prune` empties it")?;
     let dest = base.path().join(POOL).join(n.to_string());
     git::run(
         root,

@@ -486,7 +486,7 @@ fn ts_lock<'a>(dir: &'a Dir, shown: &str) -> Result<TsLock<'a>, String> {
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "the TS ai-sdlc is writing {shown} (its lock {TS_LOCK} is held); this update was skipped rather than written under its lock"
+                "the TS ai-sdlc is writing {shown} (its lock {TS_LOCK} is held); this update was skipped rather than written under its lock; run again once it is done (a lock untouched for 15 s is written past)"
             ));
         }
         std::thread::sleep(Duration::from_millis(25));

@@ -122,7 +122,9 @@ pub fn command(config: &Config, args: &MergeArgs) -> Outcome {
             .map(|_| ()),
         };
         if let Err(e) = moved {
-            return Err(stop(format!("cannot move {base} to the merge: {e}")));
+            return Err(stop(format!(
+                "cannot move {base} to the merge ({e}); {base} is as it was: commit or stash what git names, then run the merge again"
+            )));
         }
         merged += 1;
         let short = &new.commit[..new.commit.len().min(12)];
