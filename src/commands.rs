@@ -73,15 +73,6 @@ pub fn start_dir(dir: Option<&Path>) -> Result<PathBuf, Failure> {
     }
 }
 
-pub fn scan(config: &Config) -> Result<Scan, Failure> {
-    Board::of(config).scan().map_err(|e| {
-        Failure::failed(format!(
-            "cannot read {}: {e}",
-            config.stories_dir().display()
-        ))
-    })
-}
-
 const GITIGNORE_LINES: [&str; 2] = [".ai-sdlc/worktrees/", ".ai-sdlc/stories/*/logs/"];
 
 /// `.gitignore` is at most this big for `init` to extend it.
@@ -244,7 +235,7 @@ pub fn prompt(config: &Config, args: &PromptArgs) -> Outcome {
         let branch = crate::worktree::base_branch(&config.root, None).unwrap_or_default();
         (config.root.clone(), branch.clone(), branch)
     };
-    let mut job = crate::story_run::Job::new(config, &story, workdir, &branch, &base, false)
+    let mut job = crate::story::Job::new(config, &story, workdir, &branch, &base, false)
         .map_err(Failure::usage)?;
     job.load_prompts(config).map_err(Failure::usage)?;
     let names: Vec<&str> = job.phases.iter().map(|p| p.name.as_str()).collect();
@@ -266,11 +257,11 @@ pub fn prompt(config: &Config, args: &PromptArgs) -> Outcome {
             })
             .unwrap_or(&job.phases[0]),
     };
-    let mut text = crate::story_run::prompt_for(&job, phase, &job.sections, &[]);
+    let mut text = crate::story::prompt_for(&job, phase, &job.sections, &[]);
     // The exact prompt, unless a terminal would run escape sequences in it.
     // SAFETY: isatty only inspects the descriptor.
     if unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1 {
-        text = crate::report::printable(&text).into_owned();
+        text = crate::term::printable(&text).into_owned();
     }
     let mut out = io::stdout().lock();
     let written = out.write_all(text.as_bytes()).and_then(|_| out.flush());
@@ -305,7 +296,7 @@ pub fn add(config: &Config, args: &AddArgs) -> Outcome {
         )));
     }
     let board = Board::of(config);
-    let scan = scan(config)?;
+    let scan = board::scan(config)?;
     for dep in &args.depends {
         if scan.get(dep).is_none() {
             errln!("warning: --depends {dep}: no such story on the board (yet)");
@@ -334,7 +325,7 @@ pub fn add(config: &Config, args: &AddArgs) -> Outcome {
     // The folder is made exclusively: if another `add` took the number first, take the next.
     let id = loop {
         let id = format!("S-{number:04}");
-        let text = story_text(&NewStory {
+        let text = board::story_text(&board::NewStory {
             id: &id,
             title,
             priority,
@@ -359,49 +350,10 @@ pub fn add(config: &Config, args: &AddArgs) -> Outcome {
     Ok(0)
 }
 
-/// A new story, as `add` and the demo write it.
-pub struct NewStory<'a> {
-    pub id: &'a str,
-    pub title: &'a str,
-    pub priority: i64,
-    pub status: &'a str,
-    pub kind: &'a str,
-    pub labels: &'a [String],
-    pub dependencies: &'a [String],
-    pub body: &'a str,
-}
-
-/// The text of a new `story.md`, with every field ai-sdlc requires (SPEC §1).
-pub fn story_text(s: &NewStory) -> String {
-    let list = |items: &[String]| -> String {
-        let v: Vec<String> = items.iter().map(|s| scalar(s)).collect();
-        format!("[{}]", v.join(", "))
-    };
-    let mut text = format!(
-        "---\nid: {}\ntitle: {}\nslug: {}\npriority: {}\nstatus: {}\ntype: {}\ncreated: '{}'\nlabels: {}\n",
-        s.id,
-        scalar(s.title),
-        scalar(&board::slugify(s.title)),
-        s.priority,
-        s.status,
-        s.kind,
-        time::date(time::now_ms()),
-        list(s.labels),
-    );
-    if !s.dependencies.is_empty() {
-        text.push_str(&format!("dependencies: {}\n", list(s.dependencies)));
-    }
-    text.push_str(
-        "research_complete: false\nplan_complete: false\nimplementation_complete: false\nreviews_complete: false\n---\n",
-    );
-    text.push_str(&format!("# {}\n\n{}\n", s.title, s.body));
-    text
-}
-
 const GROUPS: [&str; 5] = ["in-progress", "ready", "backlog", "blocked", "done"];
 
 pub fn status(config: &Config, args: &StatusArgs) -> Outcome {
-    let scan = scan(config)?;
+    let scan = board::scan(config)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     let board = Board::of(config);
     let held = |s: &board::Story| s.status == Status::InProgress && lock::is_held(&board, &s.id);
@@ -506,7 +458,7 @@ fn print_board(
                 Status::InProgress if !s.run_by_us() => {
                     "a stage of the TS ai-sdlc (not a run of this tool); `run --story` takes it over".to_string()
                 }
-                Status::InProgress => match crate::orchestrator::plan::busy_worktree(config, s) {
+                Status::InProgress => match crate::runner::plan::busy_worktree(config, s) {
                     Some(pid) => {
                         format!("no runner holds it, but process {pid} still works in its worktree")
                     }
@@ -530,7 +482,7 @@ fn print_board(
                 "  {:<8} {:>5}  {:<title_width$}  {}",
                 s.id, prio, title, note
             );
-            writeln!(out, "{}", crate::report::printable(line.trim_end()))?;
+            writeln!(out, "{}", crate::term::printable(line.trim_end()))?;
         }
     }
     Ok(())

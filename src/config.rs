@@ -2,6 +2,7 @@
 //! validation (SPEC §2). Errors name the key and the file.
 
 use crate::agent::{PRESETS, Preset};
+pub use crate::workflow::Phase;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -9,12 +10,8 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_FILE: &str = ".ai-sdlc.json";
 pub const DEFAULT_FOLDER: &str = ".ai-sdlc";
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Phase {
-    pub name: String,
-    /// `None` runs `agent.command`.
-    pub command: Option<Vec<String>>,
-}
+/// The preset names `run --launcher` and `orchestrator.launcher` take.
+pub const LAUNCHER_PRESETS: [&str; 2] = ["slurm", "none"];
 
 #[derive(Debug, Clone)]
 pub struct WorktreeConfig {
@@ -420,10 +417,10 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
                         }
                         "launcher" if v.is_string() => {
                             let name = r.string(v, &key)?;
-                            if !crate::launcher::PRESETS.contains(&name.as_str()) {
+                            if !LAUNCHER_PRESETS.contains(&name.as_str()) {
                                 let want = format!(
                                     "one of {}, or a command line like [\"ssh\", \"build-host\"]",
-                                    crate::launcher::PRESETS.join(", ")
+                                    LAUNCHER_PRESETS.join(", ")
                                 );
                                 return Err(r.err(&key, &want, v));
                             }
@@ -453,7 +450,7 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
                         "share" => {
                             let list = r.strings(v, &key)?;
                             if let Some(bad) =
-                                list.iter().find(|f| !crate::worktree_env::shareable(f))
+                                list.iter().find(|f| !crate::paths::shareable(f))
                             {
                                 return Err(ConfigError(format!(
                                     "{}: worktree.share entry {bad:?} must be a folder path inside the repo, like \"node_modules\" (no `..`, not absolute)",

@@ -4,10 +4,11 @@
 
 use crate::board::Status;
 use crate::cli::{DemoArgs, RunArgs, StatusArgs};
-use crate::commands::{self, NewStory, story_text};
+use crate::board::{NewStory, story_text};
+use crate::commands;
 use crate::config::{self, Config};
 use crate::error::{Failure, Outcome};
-use crate::orchestrator;
+use crate::runner;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -179,7 +180,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
     };
     // The demo wrote this config itself.
     crate::trust::assume(&root);
-    let code = orchestrator::command(&root, &run_args, quiet)?;
+    let code = runner::command(&root, &run_args, quiet)?;
     let config = Config::load(&root)?;
     outln!();
     commands::status(&config, &StatusArgs { json: false })?;
@@ -218,7 +219,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
         "\nLook around:\n  {me} -C {dir} status\n  {me} -C {dir} logs {FAILS_ON_PURPOSE}\n  {me} -C {dir} worktrees\n  {me} -C {dir} review          # the story branches against main\n  {me} -C {dir} merge --all     # land the finished ones\n  git -C {dir} log --oneline --all"
     );
     // The one failure is on purpose: a demo that went as planned exits 0.
-    let scan = commands::scan(&config)?;
+    let scan = crate::board::scan(&config)?;
     let mut unfinished = scan.stories.iter().filter(|s| s.status != Status::Done);
     let failed_only_on_purpose = code == 1
         && unfinished

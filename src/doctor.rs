@@ -7,7 +7,7 @@ use crate::agent::Preset;
 use crate::board::Board;
 use crate::config::Config;
 use crate::error::{Failure, Outcome};
-use crate::orchestrator::plan::findable;
+use crate::process::findable;
 use crate::paths::rel;
 use crate::process;
 use std::io::Write;
@@ -187,7 +187,7 @@ fn agent_checks(config: &Config, out: &mut Vec<Check>) {
         out.push(Check::Ok(format!("agent.command: {program} is on PATH")));
     }
     if preset == Preset::Claude
-        && let Some(why) = crate::orchestrator::plan::claude_as_root_problem()
+        && let Some(why) = crate::runner::plan::claude_as_root_problem()
     {
         out.push(Check::Fail(
             "claude as root: unattended mode refused".into(),

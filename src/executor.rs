@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::ipc::{self, Body, Line, LineReader, MAX_LINE, Message};
 use crate::process;
 use crate::shutdown;
-use crate::story_run::{self, Event, Limits, Observer, Outcome, RunResult};
+use crate::story::{self, Event, Limits, Observer, Outcome, RunResult};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -209,7 +209,7 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
             (m.dev(), m.ino())
         })
         .unwrap_or((0, 0));
-    let slurm = crate::launcher::slurm_step();
+    let slurm = crate::launch::slurm_step();
     ipc.send(Body::Started {
         pid: std::process::id(),
         host: process::hostname(),
@@ -219,7 +219,7 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
         ino,
     });
     let r = match prepare(root, &args) {
-        Ok((job, limits)) => story_run::run(&job, &limits, &mut ipc),
+        Ok((job, limits)) => story::run(&job, &limits, &mut ipc),
         Err(e) => {
             log::error!("{e}");
             ipc.send(Body::Error {
@@ -253,7 +253,7 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
     code
 }
 
-fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story_run::Job, Limits), String> {
+fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story::Job, Limits), String> {
     let mut config = Config::load(root).map_err(|e| e.0)?;
     if let Some(w) = &args.workflow {
         config.use_workflow(w)?;
@@ -268,7 +268,7 @@ fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story_run::Job, Limits),
     let story = Board::of(&config)
         .load(&args.id)
         .map_err(|b| b.to_string())?;
-    let mut job = story_run::Job::new(
+    let mut job = story::Job::new(
         &config,
         &story,
         args.worktree.clone(),

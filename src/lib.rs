@@ -5,44 +5,8 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-// Printing never panics: a reader that went away (`ai-sdlc run 2>&1 |
-// head -1`) is not a reason to abort a run with stories in flight. The
-// std macros panic on EPIPE; the lint above keeps them out.
-
-// What they print is made printable first: a story title or an agent's
-// line may hold terminal escape sequences.
-
-/// `println!` that ignores a closed stdout.
-macro_rules! outln {
-    () => {
-        outln!("")
-    };
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let text = $crate::report::printable(&format!($($arg)*)).into_owned();
-        let _ = writeln!(std::io::stdout().lock(), "{text}");
-    }};
-}
-
-/// `eprintln!` that ignores a closed stderr.
-macro_rules! errln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let text = $crate::report::printable(&format!($($arg)*)).into_owned();
-        let _ = writeln!(std::io::stderr().lock(), "{text}");
-    }};
-}
-
-/// `eprint!` that ignores a closed stderr.
-macro_rules! errput {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let text = $crate::report::printable(&format!($($arg)*)).into_owned();
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_all(text.as_bytes());
-        let _ = err.flush();
-    }};
-}
+#[macro_use]
+mod term;
 
 mod agent;
 mod board;
@@ -54,25 +18,23 @@ mod doctor;
 mod error;
 mod executor;
 mod git;
-mod git_state;
 mod ipc;
 mod land;
-mod launcher;
+mod launch;
 mod logs;
-mod orchestrator;
+mod runner;
 mod paths;
 mod process;
 mod prompt;
 mod report;
 mod shutdown;
-mod story_run;
+mod story;
 
 mod sha256;
 mod time;
 mod trust;
 mod workflow;
 mod worktree;
-mod worktree_env;
 mod worktrees;
 
 /// Entry points for the fuzz targets in `tests/fuzz` (cargo fuzz): the
@@ -137,7 +99,7 @@ fn init_logging(verbose: u8, quiet: bool) {
                 buf,
                 "ai-sdlc: {}: {}",
                 record.level().as_str().to_lowercase(),
-                report::printable(&record.args().to_string())
+                term::printable(&record.args().to_string())
             )
         })
         .init();
@@ -152,7 +114,7 @@ fn init_executor_logging() {
                 "{} [executor] {}: {}",
                 time::iso_millis(time::now_ms()),
                 record.level().as_str().to_lowercase(),
-                report::printable(&record.args().to_string())
+                term::printable(&record.args().to_string())
             )
         })
         .init();
@@ -177,7 +139,7 @@ fn run_cli(cli: cli::Cli) -> Outcome {
         Command::Init(args) => commands::init(dir, &args),
         Command::Add(args) => commands::add(&config()?, &args),
         Command::Status(args) => commands::status(&config()?, &args),
-        Command::Run(args) => orchestrator::command(&commands::locate(dir)?, &args, cli.quiet),
+        Command::Run(args) => runner::command(&commands::locate(dir)?, &args, cli.quiet),
         Command::Demo(args) => demo::run(&args, cli.quiet),
         Command::Logs(args) => logs::command(&config()?, &args),
         Command::Worktrees(args) => worktrees::command(&config()?, &args),

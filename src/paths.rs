@@ -34,6 +34,14 @@ fn cstr(name: &str) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name"))
 }
 
+/// A relative path of plain components (no `..`, not absolute).
+pub fn shareable(rel: &str) -> bool {
+    let p = Path::new(rel);
+    !rel.is_empty()
+        && p.components().all(|c| matches!(c, Component::Normal(_)))
+        && !rel.starts_with(".git")
+}
+
 /// Is `name` one plain path component (not empty, `.`, `..`, no `/`, no NUL)?
 pub fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
@@ -550,6 +558,31 @@ pub fn open_beneath(root: &Path, path: &Path, create: bool) -> io::Result<Dir> {
         )
     })?;
     Dir::open(root)?.descend(rel, create)
+}
+
+/// `flock(op)` on an open folder: `Ok(false)` when a non-blocking lock
+/// is held elsewhere.
+pub fn flock(dir: &Dir, op: libc::c_int) -> io::Result<bool> {
+    loop {
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        if unsafe { libc::flock(dir.raw_fd(), op) } == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Wait for an exclusive lock on the open folder `dir`; held until the
+/// returned handle is dropped. For short critical sections shared by
+/// several runners.
+pub fn hold(dir: Dir) -> io::Result<Dir> {
+    flock(&dir, libc::LOCK_EX)?;
+    Ok(dir)
 }
 
 #[cfg(test)]

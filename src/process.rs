@@ -286,6 +286,14 @@ pub fn on_path(program: &str) -> bool {
     })
 }
 
+/// Is `program` something we can start? (On PATH, or a path that exists.)
+pub fn findable(program: &str, root: &Path) -> bool {
+    if program.contains('/') {
+        return root.join(program).exists();
+    }
+    on_path(program)
+}
+
 /// A signal's name for people: `SIGKILL`.
 pub fn signal_name(sig: i32) -> String {
     let name = match sig {

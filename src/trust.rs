@@ -77,7 +77,7 @@ pub fn commands(config: &Config) -> Vec<Command> {
             None => {}
         }
     }
-    if let Ok(Some(l)) = crate::launcher::resolve(config, None) {
+    if let Ok(Some(l)) = crate::launch::resolve(config, None) {
         out.push(Command {
             key: "orchestrator.launcher".into(),
             value: json!(l.argv).to_string(),

@@ -7,7 +7,13 @@
 //! this meaning in any workflow, the built-in `sdlc` one or a list of
 //! phases the config names; other phases just run.
 
-use crate::config::Phase;
+/// A phase of a workflow, as the config names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    pub name: String,
+    /// `None` runs `agent.command`.
+    pub command: Option<Vec<String>>,
+}
 
 /// The built-in workflows `run --workflow` and `workflow.preset` name.
 pub const WORKFLOWS: [&str; 2] = ["sdlc", "implement"];

@@ -73,7 +73,7 @@ fn ours<'a>(config: &Config, scan: &'a Scan) -> Result<Vec<Ours<'a>>, Failure> {
                 });
             let parked = entry.path.parent().is_some_and(|p| {
                 p.file_name()
-                    .is_some_and(|n| n == crate::worktree_env::POOL)
+                    .is_some_and(|n| n == crate::worktree::env::POOL)
             });
             let story = if parked { None } else { story };
             Ours {
@@ -146,7 +146,7 @@ fn label(changes: &Result<Vec<String>, String>) -> String {
 }
 
 pub fn command(config: &Config, args: &WorktreesArgs) -> Outcome {
-    let scan = commands::scan(config)?;
+    let scan = crate::board::scan(config)?;
     // Changes wait while a runner adds or removes a worktree.
     let serialize =
         || worktree::serialize(&config.root, &config.worktree_base()).map_err(Failure::failed);

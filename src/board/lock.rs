@@ -7,7 +7,7 @@
 //! holds the tracked `story.md`, so it stays while the story exists.
 
 use super::Board;
-use crate::paths::Dir;
+use crate::paths::{Dir, flock};
 use std::io;
 use std::path::PathBuf;
 
@@ -25,21 +25,6 @@ pub struct StoryClaim {
     _dir: Dir,
 }
 
-fn flock(dir: &Dir, op: libc::c_int) -> io::Result<bool> {
-    loop {
-        // SAFETY: flock on a descriptor we own; no memory is involved.
-        if unsafe { libc::flock(dir.raw_fd(), op) } == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            Some(libc::EINTR) => continue,
-            _ => return Err(e),
-        }
-    }
-}
-
 impl StoryClaim {
     /// Claim story `id`, or fail at once if it is held.
     pub fn try_claim(board: &Board, id: &str) -> Result<StoryClaim, ClaimError> {
@@ -51,14 +36,6 @@ impl StoryClaim {
             Err(e) => Err(io_err(e)),
         }
     }
-}
-
-/// Wait for an exclusive lock on the open folder `dir`; held until the
-/// returned handle is dropped. For short critical sections shared by
-/// several runners.
-pub fn hold(dir: Dir) -> io::Result<Dir> {
-    flock(&dir, libc::LOCK_EX)?;
-    Ok(dir)
 }
 
 /// Is story `id` held by a runner right now?

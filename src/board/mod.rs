@@ -3,8 +3,12 @@
 
 pub mod frontmatter;
 pub mod lock;
+mod new;
+
+pub use new::{NewStory, story_text};
 
 use crate::config::Config;
+use crate::error::Failure;
 use crate::paths::{self, Dir, ReadError};
 use frontmatter::{Change, Value};
 use std::cmp::Ordering;
@@ -522,6 +526,16 @@ pub fn patch_in(dir: &Dir, shown: &str, changes: &[Change]) -> Result<(), String
 /// A string field value.
 pub fn text(s: impl Into<String>) -> Option<Value> {
     Some(Value::Str(s.into()))
+}
+
+/// The board of `config`, read; an error names the folder.
+pub fn scan(config: &Config) -> Result<Scan, Failure> {
+    Board::of(config).scan().map_err(|e| {
+        Failure::failed(format!(
+            "cannot read {}: {e}",
+            config.stories_dir().display()
+        ))
+    })
 }
 
 #[cfg(test)]

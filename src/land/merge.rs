@@ -28,7 +28,7 @@ pub fn command(config: &Config, args: &MergeArgs) -> Outcome {
         // merge.verify is a command from the config: trusted, or nothing runs.
         crate::trust::check(config, false)?;
     }
-    let scan = crate::commands::scan(config)?;
+    let scan = crate::board::scan(config)?;
     let base = base(config)?;
     let root = &config.root;
     let all = landings(config, &scan)?;

@@ -16,7 +16,7 @@ pub fn command(config: &Config, args: &PrArgs) -> Outcome {
             "name the stories (ai-sdlc pr S-0001), or pass --all",
         ));
     }
-    let scan = crate::commands::scan(config)?;
+    let scan = crate::board::scan(config)?;
     let all = landings(config, &scan)?;
     let chosen: Vec<&Landing> = if args.all {
         all.iter()

@@ -10,7 +10,7 @@ use serde_json::json;
 use std::io::Write;
 
 pub fn command(config: &Config, args: &ReviewArgs) -> Outcome {
-    let scan = crate::commands::scan(config)?;
+    let scan = crate::board::scan(config)?;
     let base = base(config)?;
     let all = merge_order(landings(config, &scan)?);
     let fail = |e: String| Failure::failed(e);
@@ -130,7 +130,7 @@ fn show(text: &str, page: bool) {
     // SAFETY: isatty only inspects the descriptor.
     let tty = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
     let text = if tty {
-        crate::report::printable(text).into_owned()
+        crate::term::printable(text).into_owned()
     } else {
         text.to_string()
     };

@@ -4,7 +4,7 @@
 //! and reads the terminal width on every draw (so it follows resizes).
 
 use super::{Note, Sink, StoryResult, finished_line};
-use crate::story_run::Outcome;
+use crate::story::Outcome;
 use crate::time::human_duration;
 use std::io::Write;
 use std::time::Instant;
@@ -40,7 +40,7 @@ pub struct Dashboard {
 }
 
 fn width() -> usize {
-    super::terminal_width().unwrap_or(80)
+    crate::term::terminal_width().unwrap_or(80)
 }
 
 /// `s` cut to `max` characters, with `…` when cut.
@@ -59,7 +59,7 @@ fn fit(s: &str, max: usize) -> String {
 /// One line of story or agent text, safe for the live area: no escape
 /// sequences (they would break the layout, or worse), no line breaks.
 fn clean(line: &str) -> String {
-    super::printable(&line.replace(['\n', '\t'], " "))
+    crate::term::printable(&line.replace(['\n', '\t'], " "))
         .trim()
         .to_string()
 }

@@ -5,28 +5,13 @@
 pub mod dashboard;
 
 use crate::board::Story;
-use crate::story_run::Outcome;
+use crate::story::Outcome;
 use crate::time::human_duration;
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use serde::Serialize;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-
-/// `s` safe to show on a terminal: control characters (the escape that
-/// starts a terminal sequence among them, and the bidi overrides that make
-/// text read other than it is) become `?`; newlines and tabs stay.
-pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| {
-        (c.is_control() && c != '\n' && c != '\t')
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    if s.chars().any(bad) {
-        std::borrow::Cow::Owned(s.chars().map(|c| if bad(c) { '?' } else { c }).collect())
-    } else {
-        std::borrow::Cow::Borrowed(s)
-    }
-}
 
 /// Notes waiting for the reporter: a terminal slower than an agent's
 /// output must not grow the runner.
@@ -123,7 +108,7 @@ pub struct StoryResult {
     pub commit: Option<String>,
     /// Time and cost of each phase (and round) that ran.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub phases: Vec<crate::orchestrator::PhaseTime>,
+    pub phases: Vec<PhaseTime>,
 }
 
 impl StoryResult {
@@ -158,6 +143,40 @@ impl StoryResult {
             commit: None,
             phases: Vec::new(),
         }
+    }
+}
+
+/// A phase's time and cost: `last_run.phases`, and `phases` in `--json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PhaseTime {
+    pub phase: String,
+    pub round: u32,
+    pub outcome: String,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+}
+
+impl PhaseTime {
+    pub fn value(&self) -> crate::board::frontmatter::Value {
+        let mut m = vec![
+            ("phase".to_string(), crate::board::frontmatter::Value::Str(self.phase.clone())),
+            ("round".to_string(), crate::board::frontmatter::Value::Int(self.round.into())),
+            ("outcome".to_string(), crate::board::frontmatter::Value::Str(self.outcome.clone())),
+            (
+                "duration_ms".to_string(),
+                crate::board::frontmatter::Value::Int(self.duration_ms.min(i64::MAX as u64) as i64),
+            ),
+        ];
+        if let Some(c) = self.cost_usd {
+            m.push(("cost_usd".to_string(), crate::board::frontmatter::Value::Float(c)));
+        }
+        if let Some(v) = &self.verdict {
+            m.push(("verdict".to_string(), crate::board::frontmatter::Value::Str(v.clone())));
+        }
+        crate::board::frontmatter::Value::Map(m)
     }
 }
 
@@ -235,20 +254,13 @@ struct Printable<W: Write>(W);
 impl<W: Write> Write for Printable<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        self.0.write_all(printable(&text).as_bytes())?;
+        self.0.write_all(crate::term::printable(&text).as_bytes())?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.0.flush()
     }
-}
-
-/// Is stderr a terminal that can show the dashboard?
-pub fn stderr_is_terminal() -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    let tty = unsafe { libc::isatty(libc::STDERR_FILENO) } == 1;
-    tty && std::env::var("TERM").map_or(true, |t| t != "dumb")
 }
 
 /// Only the summary.
@@ -395,21 +407,6 @@ pub fn json(results: &[StoryResult], duration_ms: u64) -> String {
         "output_tokens": usage.output_tokens,
     })
     .to_string()
-}
-
-/// The terminal's width in columns, when stderr is a terminal.
-pub fn terminal_width() -> Option<usize> {
-    if !stderr_is_terminal() {
-        return None;
-    }
-    // SAFETY: TIOCGWINSZ fills a winsize struct we own.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
-    Some(if ok && ws.ws_col > 0 {
-        ws.ws_col as usize
-    } else {
-        80
-    })
 }
 
 /// The human summary: one line per story (cut to `width` on a terminal, so

@@ -6,6 +6,8 @@ use crate::git::{self, GitError};
 use crate::paths::{self, Dir};
 use std::path::{Path, PathBuf};
 
+pub mod env;
+
 pub const BRANCH_PREFIX: &str = "ai-sdlc/";
 
 /// Is `root` a git repo with at least one commit? The error says what to do.
@@ -123,7 +125,7 @@ pub fn base_dir(root: &Path, base: &Path) -> Result<Dir, String> {
 /// flock on the base folder itself, which `git clean` cannot remove while
 /// it holds worktrees. Held until dropped.
 pub fn serialize(root: &Path, base: &Path) -> Result<Dir, String> {
-    crate::board::lock::hold(base_dir(root, base)?)
+    crate::paths::hold(base_dir(root, base)?)
         .map_err(|e| format!("cannot lock {}: {e}", base.display()))
 }
 

@@ -12,7 +12,7 @@ use crate::logs::{self, RunLog};
 use crate::process;
 use crate::report::{Note, Notes};
 use crate::shutdown::{self, State};
-use crate::story_run::{self, Job, Outcome, RunResult};
+use crate::story::{self, Job, Outcome, RunResult};
 use crossbeam_channel::{Receiver, bounded};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{ChildStdout, Command, ExitStatus, Stdio};
@@ -236,7 +236,7 @@ pub fn run(
         let tail = std::fs::read(&path)
             .map(|b| String::from_utf8_lossy(&b[b.len().saturating_sub(8192)..]).into_owned())
             .unwrap_or_default();
-        if let Some(reason) = crate::launcher::slurm_reason(&tail) {
+        if let Some(reason) = crate::launch::slurm_reason(&tail) {
             r.error = Some(match r.error.take() {
                 Some(e) => format!("{e}; Slurm: {reason}"),
                 None => format!("Slurm: {reason}"),
@@ -360,7 +360,7 @@ fn supervise(
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             if let Some((job_id, step_id)) = step {
-                crate::launcher::scancel(&job_id, &step_id);
+                crate::launch::scancel(&job_id, &step_id);
             }
             killed = true;
         }
@@ -410,7 +410,7 @@ fn supervise(
         let wait = wake_at.saturating_duration_since(Instant::now());
         if !output_open || killed {
             // It closed its stdout, or was killed: its exit is moments away.
-            if let Ok(Some(st)) = child.wait_timeout(wait.min(story_run::TICK)) {
+            if let Ok(Some(st)) = child.wait_timeout(wait.min(story::TICK)) {
                 sup.status = Some(st);
                 return sup;
             }

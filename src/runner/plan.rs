@@ -202,14 +202,6 @@ pub fn check_cycles(scan: &Scan, selected: &[Story]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Is `program` something we can start? (On PATH, or a path that exists.)
-pub fn findable(program: &str, root: &Path) -> bool {
-    if program.contains('/') {
-        return root.join(program).exists();
-    }
-    crate::process::on_path(program)
-}
-
 /// A phase to run, resolved before anything starts.
 pub struct PlannedPhase {
     pub name: String,
@@ -280,7 +272,7 @@ pub fn phase_commands(config: &Config) -> Result<Vec<PlannedPhase>, Failure> {
             )));
         };
         let program = &argv[0];
-        if !program.contains('{') && !findable(program, &config.root) {
+        if !program.contains('{') && !crate::process::findable(program, &config.root) {
             return Err(Failure::usage(match (phase.command.is_some(), preset) {
                 (true, _) => format!(
                     "the command of phase {:?}, {program:?}, is not on PATH (in {}); install it or change the phase's command",

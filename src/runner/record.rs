@@ -13,6 +13,7 @@
 use crate::board::frontmatter::{Change, Value};
 use crate::board::{self, Board, STORY_FILE};
 use crate::ipc::PhaseResult;
+use crate::report::PhaseTime;
 use crate::logs::RunLog;
 use crate::paths::{self, Dir};
 use crate::workflow;
@@ -41,40 +42,6 @@ pub struct Recorder {
     /// (one write of the story fewer), not when it is reported.
     last_phase: Option<String>,
     pending: Mutex<Vec<(&'static str, bool)>>,
-}
-
-/// A phase's time and cost: `last_run.phases`, and `phases` in `--json`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PhaseTime {
-    pub phase: String,
-    pub round: u32,
-    pub outcome: String,
-    pub duration_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cost_usd: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<String>,
-}
-
-impl PhaseTime {
-    fn value(&self) -> Value {
-        let mut m = vec![
-            ("phase".to_string(), Value::Str(self.phase.clone())),
-            ("round".to_string(), Value::Int(self.round.into())),
-            ("outcome".to_string(), Value::Str(self.outcome.clone())),
-            (
-                "duration_ms".to_string(),
-                Value::Int(self.duration_ms.min(i64::MAX as u64) as i64),
-            ),
-        ];
-        if let Some(c) = self.cost_usd {
-            m.push(("cost_usd".to_string(), Value::Float(c)));
-        }
-        if let Some(v) = &self.verdict {
-            m.push(("verdict".to_string(), Value::Str(v.clone())));
-        }
-        Value::Map(m)
-    }
 }
 
 impl Recorder {

@@ -16,8 +16,7 @@ pub struct Launcher {
     pub argv: Vec<String>,
 }
 
-/// The preset names `run --launcher` and `orchestrator.launcher` take.
-pub const PRESETS: [&str; 2] = ["slurm", "none"];
+use crate::config::LAUNCHER_PRESETS as PRESETS;
 
 fn slurm(config: &Config) -> Launcher {
     let mut argv: Vec<String> = [

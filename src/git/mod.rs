@@ -12,6 +12,8 @@
 //! a diff runs no external diff or textconv. The user's own global and
 //! system config are left as they are.
 
+pub mod guard;
+
 use crate::process;
 use crate::shutdown::{self, State};
 use std::fmt;

@@ -9,7 +9,7 @@
 //! go again; anything an agent changed or added keeps the worktree.
 
 use crate::git;
-use crate::paths::{self, Dir, Kind};
+use crate::paths::{self, Dir, Kind, shareable};
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
@@ -20,14 +20,6 @@ pub const POOL: &str = ".pool";
 /// Copying stops past this many files (a `.worktreeinclude` that names a
 /// huge tree by mistake should not fill the disk eight times over).
 const MAX_FILES: u64 = 200_000;
-
-/// A relative path of plain components (no `..`, not absolute).
-pub fn shareable(rel: &str) -> bool {
-    let p = Path::new(rel);
-    !rel.is_empty()
-        && p.components().all(|c| matches!(c, Component::Normal(_)))
-        && !rel.starts_with(".git")
-}
 
 /// What was put into a worktree, to take away again.
 #[derive(Debug, Default)]

@@ -10,15 +10,13 @@ mod child;
 pub mod plan;
 mod record;
 
-pub use record::PhaseTime;
-
 use crate::board::{Board, Status, Story, lock};
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::error::{EXIT_FAILED, Failure, Outcome as Exit};
 use crate::report::{self, Note, Notes, Reporter, StoryResult};
 use crate::shutdown;
-use crate::story_run::Outcome;
+use crate::story::Outcome;
 use crossbeam_channel::unbounded;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -129,9 +127,9 @@ pub struct Ctx {
     pub by_id: bool,
     pub force: bool,
     /// The repo's shared git state, checked as each agent ends.
-    pub guard: Option<crate::git_state::Guard>,
+    pub guard: Option<crate::git::guard::Guard>,
     /// How executors are started (`None`: as children of the runner).
-    pub launcher: Option<crate::launcher::Launcher>,
+    pub launcher: Option<crate::launch::Launcher>,
 }
 
 pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
@@ -155,7 +153,7 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
         crate::trust::check(&config, args.trust)?;
     }
     settings.commands = crate::trust::fingerprint(&crate::trust::commands(&config));
-    let scan = crate::commands::scan(&config)?;
+    let scan = crate::board::scan(&config)?;
     for b in &scan.bad {
         errln!(
             "ai-sdlc: warning: {}: {} (skipped)",
@@ -165,7 +163,7 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     }
     // A dry run writes nothing: stale stories are only reported.
     let scan = if !args.dry_run && plan::recover_stale(&config, &scan) > 0 {
-        crate::commands::scan(&config)?
+        crate::board::scan(&config)?
     } else {
         scan
     };
@@ -199,10 +197,10 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     }
     let phases = plan::phase_commands(&config)?;
     let launcher =
-        crate::launcher::resolve(&config, args.launcher.as_deref()).map_err(Failure::usage)?;
+        crate::launch::resolve(&config, args.launcher.as_deref()).map_err(Failure::usage)?;
     let launcher_missing = launcher
         .as_ref()
-        .is_some_and(|l| !l.argv[0].contains('{') && !plan::findable(&l.argv[0], &config.root));
+        .is_some_and(|l| !l.argv[0].contains('{') && !crate::process::findable(&l.argv[0], &config.root));
     if let (true, false, Some(l)) = (launcher_missing, args.dry_run, &launcher) {
         return Err(Failure::usage(format!(
             "the launcher {:?} is not on PATH (orchestrator.launcher in {}, or --launcher); install it, or run without one",
@@ -239,7 +237,7 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     }
     let sink: Box<dyn report::Sink> = if quiet {
         Box::new(report::Quiet)
-    } else if report::stderr_is_terminal() {
+    } else if crate::term::stderr_is_terminal() {
         Box::new(report::dashboard::Dashboard::new(settings.single_story()))
     } else {
         Box::new(report::Plain {
@@ -270,7 +268,7 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     }
     let started = Instant::now();
     // Taken before any agent of this run starts.
-    let guard = match crate::git_state::Guard::new(&config.root) {
+    let guard = match crate::git::guard::Guard::new(&config.root) {
         Ok(g) => Some(g),
         Err(e) => {
             log::debug!("no git state to guard: {e}");
@@ -298,7 +296,7 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     reporter.finish();
     errput!(
         "{}",
-        report::summary(&results, duration_ms, report::terminal_width())
+        report::summary(&results, duration_ms, crate::term::terminal_width())
     );
     if args.json {
         outln!("{}", report::json(&results, duration_ms));

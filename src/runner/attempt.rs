@@ -11,7 +11,7 @@ use crate::board::{Status, Story, text};
 use crate::logs::{self, RunLog};
 use crate::paths::rel;
 use crate::report::{Note, StoryResult};
-use crate::story_run::{Job, Outcome, RunResult};
+use crate::story::{Job, Outcome, RunResult};
 use crate::time;
 use crate::worktree;
 use std::path::PathBuf;
@@ -97,7 +97,7 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
             let held = worktree::serialize(root, &base)?;
             if ctx.config.worktree.reuse
                 && matches!(held.exists(&folder), Ok(false))
-                && crate::worktree_env::take(root, &held, &folder, &branch, from, &mut pool_notes)?
+                && crate::worktree::env::take(root, &held, &folder, &branch, from, &mut pool_notes)?
                     .is_some()
             {
                 return Ok(worktree::Prepared::Pooled);
@@ -160,7 +160,7 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
         worktree.as_deref(),
         ctx.config.phases.last().map(|p| p.name.as_str()),
     ));
-    let mut placed = crate::worktree_env::Placed::default();
+    let mut placed = crate::worktree::env::Placed::default();
     if let (true, Some(w)) = (fresh, &worktree) {
         furnish(ctx, &story.id, w, &mut placed, &log);
     }
@@ -366,24 +366,24 @@ fn furnish(
     ctx: &Ctx,
     id: &str,
     wt: &std::path::Path,
-    placed: &mut crate::worktree_env::Placed,
+    placed: &mut crate::worktree::env::Placed,
     log: &Mutex<RunLog>,
 ) {
     let root = &ctx.config.root;
-    if let Err(e) = crate::worktree_env::include(root, wt, placed) {
+    if let Err(e) = crate::worktree::env::include(root, wt, placed) {
         ctx.notes.send(Note::Warn {
             id: Some(id.to_string()),
-            text: format!("{}: {e}", crate::worktree_env::INCLUDE_FILE),
+            text: format!("{}: {e}", crate::worktree::env::INCLUDE_FILE),
         });
     }
-    let warnings = crate::worktree_env::share(root, wt, &ctx.config.worktree.share, placed);
+    let warnings = crate::worktree::env::share(root, wt, &ctx.config.worktree.share, placed);
     let mut log = logs::lock(log);
     if !placed.is_empty() {
         log.note(&format!(
             "copied and linked {} files ({} KiB) from the main checkout ({} and worktree.share){}",
             placed.count(),
             placed.bytes.div_ceil(1024),
-            crate::worktree_env::INCLUDE_FILE,
+            crate::worktree::env::INCLUDE_FILE,
             if placed.skipped.is_empty() {
                 String::new()
             } else {
@@ -413,7 +413,7 @@ fn finish(
     branch: &str,
     log_rel: String,
     recorder: &Recorder,
-    placed: &crate::worktree_env::Placed,
+    placed: &crate::worktree::env::Placed,
 ) -> StoryResult {
     let root = &ctx.config.root;
     let now = time::iso_seconds(time::now_ms());
@@ -495,7 +495,7 @@ fn finish(
             _ if unrecorded.is_some() => Some("its outcome is not recorded".into()),
             (Outcome::Succeeded, false) => {
                 // What the tool put there goes first; what the agent left stays.
-                crate::worktree_env::take_back(&path, placed);
+                crate::worktree::env::take_back(&path, placed);
                 let reuse = ctx.config.worktree.reuse;
                 let ready = if reuse {
                     worktree::parkable(&path, branch)
@@ -507,7 +507,7 @@ fn finish(
                     let held = worktree::serialize(root, &base);
                     let gone = held.and_then(|held| {
                         if reuse {
-                            crate::worktree_env::park(root, &held, &path).map(|_| true)
+                            crate::worktree::env::park(root, &held, &path).map(|_| true)
                         } else {
                             worktree::remove(root, &path, false).map(|_| false)
                         }
