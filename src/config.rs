@@ -2,6 +2,7 @@
 //! validation (SPEC §2). Errors name the key and the file.
 
 use crate::agent::{PRESETS, Preset};
+use crate::error::Error;
 pub use crate::workflow::Phase;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -249,6 +250,65 @@ impl Config {
     }
 }
 
+/// The repo to work in: `-C DIR` or the cwd, searched upward for a board.
+pub fn locate(dir: Option<&Path>) -> Result<PathBuf, Error> {
+    let start = start_dir(dir)?;
+    let root = find_root(&start).ok_or_else(|| {
+        Error::usage(format!(
+            "no ai-sdlc board in {} or any folder above it; run `ai-sdlc init` in your repo first, or pass -C <repo>",
+            start.display()
+        ))
+    })?;
+    Ok(main_board(&root).unwrap_or(root))
+}
+
+/// When `root` is one of the tool's own story worktrees, its board is a
+/// stale copy: the main checkout's root, whose board is the real one.
+fn main_board(root: &Path) -> Option<PathBuf> {
+    // A linked worktree has a `.git` file, not a folder.
+    if !std::fs::symlink_metadata(root.join(".git")).ok()?.is_file() {
+        return None;
+    }
+    let common = crate::git::run(
+        root,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )
+    .ok()?;
+    let common = PathBuf::from(common.trim());
+    if common.file_name()? != ".git" {
+        return None;
+    }
+    let main = common.parent()?.to_path_buf();
+    let main = find_root(&main).filter(|m| m == &main)?;
+    let base = Config::load(&main).ok()?.worktree_base();
+    let base = base.canonicalize().unwrap_or(base);
+    root.starts_with(&base).then(|| {
+        log::info!(
+            "{} is a story worktree; using the board of the main checkout, {}",
+            root.display(),
+            main.display()
+        );
+        main
+    })
+}
+
+/// `-C DIR` made absolute, or the cwd.
+pub fn start_dir(dir: Option<&Path>) -> Result<PathBuf, Error> {
+    match dir {
+        Some(d) => std::fs::canonicalize(d)
+            .and_then(|p| {
+                if p.is_dir() {
+                    Ok(p)
+                } else {
+                    Err(std::io::Error::other("not a directory"))
+                }
+            })
+            .map_err(|e| Error::usage(format!("cannot use -C {}: {e}", d.display()))),
+        None => std::env::current_dir()
+            .map_err(|e| Error::usage(format!("cannot read the current directory: {e}"))),
+    }
+}
+
 /// Search upward from `start` for a directory with `.ai-sdlc.json` or `.ai-sdlc/`.
 pub fn find_root(start: &Path) -> Option<PathBuf> {
     start
@@ -449,9 +509,7 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
                         "setup" => c.worktree.setup = Some(r.command(v, &key)?),
                         "share" => {
                             let list = r.strings(v, &key)?;
-                            if let Some(bad) =
-                                list.iter().find(|f| !crate::paths::shareable(f))
-                            {
+                            if let Some(bad) = list.iter().find(|f| !crate::paths::shareable(f)) {
                                 return Err(ConfigError(format!(
                                     "{}: worktree.share entry {bad:?} must be a folder path inside the repo, like \"node_modules\" (no `..`, not absolute)",
                                     file.display()

@@ -2,13 +2,9 @@
 //! agent that needs only sh and git, run with `run --concurrent N`; then the
 //! board, and where the branches, kept worktrees and logs are.
 
-use crate::board::Status;
-use crate::cli::{DemoArgs, RunArgs, StatusArgs};
 use crate::board::{NewStory, story_text};
-use crate::commands;
-use crate::config::{self, Config};
-use crate::error::{Failure, Outcome};
-use crate::runner;
+use crate::config::{self};
+use crate::error::Error;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -43,7 +39,7 @@ esac
 "#;
 
 /// The demo story whose agent fails on purpose (the fourth).
-const FAILS_ON_PURPOSE: &str = "S-0004";
+pub const FAILS_ON_PURPOSE: &str = "S-0004";
 
 struct DemoStory {
     title: &'static str,
@@ -84,11 +80,11 @@ const STORIES: [DemoStory; 6] = [
     },
 ];
 
-fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
-    Failure::failed(format!("demo: cannot {what}: {e}"))
+fn fail(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::failed(format!("demo: cannot {what}: {e}"))
 }
 
-fn make_dir(dir: Option<&Path>) -> Result<PathBuf, Failure> {
+pub fn make_dir(dir: Option<&Path>) -> Result<PathBuf, Error> {
     let dir = match dir {
         Some(d) => {
             if d.exists()
@@ -96,7 +92,7 @@ fn make_dir(dir: Option<&Path>) -> Result<PathBuf, Failure> {
                     .map(|mut r| r.next().is_some())
                     .unwrap_or(true)
             {
-                return Err(Failure::usage(format!(
+                return Err(Error::usage(format!(
                     "demo --dir {}: the folder exists and is not empty; give a new or empty folder",
                     d.display()
                 )));
@@ -112,14 +108,14 @@ fn make_dir(dir: Option<&Path>) -> Result<PathBuf, Failure> {
     fs::canonicalize(&dir).map_err(|e| fail(&format!("resolve {}", dir.display()), e))
 }
 
-fn write(path: &Path, text: &str) -> Result<(), Failure> {
+fn write(path: &Path, text: &str) -> Result<(), Error> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| fail(&format!("create {}", parent.display()), e))?;
     }
     fs::write(path, text).map_err(|e| fail(&format!("write {}", path.display()), e))
 }
 
-fn build_repo(root: &Path) -> Result<(), Failure> {
+pub fn build_repo(root: &Path) -> Result<(), Error> {
     let g = |args: &[&str]| {
         crate::git::run(root, args).map_err(|e| fail(&format!("run git {}", args.join(" ")), e))
     };
@@ -164,67 +160,4 @@ fn build_repo(root: &Path) -> Result<(), Failure> {
     g(&["add", "-A"])?;
     g(&["commit", "-q", "-m", "Demo project with six stories"])?;
     Ok(())
-}
-
-pub fn run(args: &DemoArgs, quiet: bool) -> Outcome {
-    let root = make_dir(args.dir.as_deref())?;
-    build_repo(&root)?;
-    let concurrent = args.concurrent.clone().unwrap_or_else(|| "3".into());
-    errln!(
-        "Demo repo: {}\nRunning its 6 stories with `ai-sdlc run --concurrent {concurrent}` and a scripted agent ({FAILS_ON_PURPOSE} fails on purpose).\n",
-        root.display()
-    );
-    let run_args = RunArgs {
-        concurrent: Some(concurrent),
-        ..RunArgs::default()
-    };
-    // The demo wrote this config itself.
-    crate::trust::assume(&root);
-    let code = runner::command(&root, &run_args, quiet)?;
-    let config = Config::load(&root)?;
-    outln!();
-    commands::status(&config, &StatusArgs { json: false })?;
-    let branches = crate::worktree::story_branches(&root).unwrap_or_default();
-    let kept: Vec<String> = fs::read_dir(config.worktree_base())
-        .map(|r| {
-            r.filter_map(|e| e.ok())
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .map(|e| crate::paths::rel(&root, &e.path()))
-                .collect()
-        })
-        .unwrap_or_default();
-    outln!("\nWhere things are:");
-    outln!("  branches (one per story, never deleted by run):");
-    for b in &branches {
-        outln!("    {b}");
-    }
-    if kept.is_empty() {
-        outln!("  worktrees kept: none");
-    } else {
-        outln!("  worktrees kept (not finished, or holding files that are not committed):");
-        for w in &kept {
-            outln!("    {w}");
-        }
-    }
-    outln!("  run logs: .ai-sdlc/stories/<ID>/logs/");
-    let me = if crate::process::on_path("ai-sdlc") {
-        "ai-sdlc".to_string()
-    } else {
-        std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "ai-sdlc".into())
-    };
-    let dir = root.display();
-    outln!(
-        "\nLook around:\n  {me} -C {dir} status\n  {me} -C {dir} logs {FAILS_ON_PURPOSE}\n  {me} -C {dir} worktrees\n  {me} -C {dir} review          # the story branches against main\n  {me} -C {dir} merge --all     # land the finished ones\n  git -C {dir} log --oneline --all"
-    );
-    // The one failure is on purpose: a demo that went as planned exits 0.
-    let scan = crate::board::scan(&config)?;
-    let mut unfinished = scan.stories.iter().filter(|s| s.status != Status::Done);
-    let failed_only_on_purpose = code == 1
-        && unfinished
-            .next()
-            .is_some_and(|s| s.id == FAILS_ON_PURPOSE && s.status == Status::Blocked)
-        && unfinished.next().is_none();
-    Ok(if failed_only_on_purpose { 0 } else { code })
 }

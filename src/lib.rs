@@ -11,10 +11,9 @@ mod term;
 mod agent;
 mod board;
 mod cli;
-mod commands;
+mod cmd;
 mod config;
 mod demo;
-mod doctor;
 mod error;
 mod executor;
 mod git;
@@ -22,11 +21,11 @@ mod ipc;
 mod land;
 mod launch;
 mod logs;
-mod runner;
 mod paths;
 mod process;
 mod prompt;
 mod report;
+mod runner;
 mod shutdown;
 mod story;
 
@@ -35,7 +34,6 @@ mod time;
 mod trust;
 mod workflow;
 mod worktree;
-mod worktrees;
 
 /// Entry points for the fuzz targets in `tests/fuzz` (cargo fuzz): the
 /// parsers that read untrusted input, and nothing else of the library.
@@ -83,7 +81,7 @@ pub mod fuzzing {
 }
 
 use cli::{Command, Parsed};
-use error::{Failure, Outcome};
+use error::Error;
 use std::io::Write;
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -120,36 +118,36 @@ fn init_executor_logging() {
         .init();
 }
 
-fn run_cli(cli: cli::Cli) -> Outcome {
+/// The dispatch table: each command's `run`, with the repo and config it needs.
+fn run_cli(cli: cli::Cli) -> Result<(), Error> {
     if cli.version {
         outln!("ai-sdlc {}", env!("CARGO_PKG_VERSION"));
-        return Ok(0);
+        return Ok(());
     }
     let Some(command) = cli.command else {
-        return Err(Failure::usage(
+        return Err(Error::usage(
             "no command given; try `ai-sdlc demo`, `ai-sdlc status` or `ai-sdlc --help`",
         ));
     };
     let dir = cli.dir.as_deref();
     // The board's repo (searched upward from -C or the cwd) and its config.
-    let config = || -> Result<config::Config, Failure> {
-        Ok(config::Config::load(&commands::locate(dir)?)?)
-    };
+    let config =
+        || -> Result<config::Config, Error> { Ok(config::Config::load(&config::locate(dir)?)?) };
     match command {
-        Command::Init(args) => commands::init(dir, &args),
-        Command::Add(args) => commands::add(&config()?, &args),
-        Command::Status(args) => commands::status(&config()?, &args),
-        Command::Run(args) => runner::command(&commands::locate(dir)?, &args, cli.quiet),
-        Command::Demo(args) => demo::run(&args, cli.quiet),
-        Command::Logs(args) => logs::command(&config()?, &args),
-        Command::Worktrees(args) => worktrees::command(&config()?, &args),
-        Command::Doctor(_) => doctor::run(dir),
-        Command::Prompt(args) => commands::prompt(&config()?, &args),
-        Command::Trust(args) => trust::command(&config()?, args.show),
-        Command::Untrust(_) => trust::untrust(&commands::locate(dir)?),
-        Command::Review(args) => land::review::command(&config()?, &args),
-        Command::Merge(args) => land::merge::command(&config()?, &args),
-        Command::Pr(args) => land::pr::command(&config()?, &args),
+        Command::Init(args) => cmd::init::run(dir, &args),
+        Command::Add(args) => cmd::add::run(&config()?, &args),
+        Command::Status(args) => cmd::status::run(&config()?, &args),
+        Command::Run(args) => cmd::run::run(&config::locate(dir)?, &args, cli.quiet, false),
+        Command::Demo(args) => cmd::demo::run(&args, cli.quiet),
+        Command::Logs(args) => cmd::logs::run(&config()?, &args),
+        Command::Worktrees(args) => cmd::worktrees::run(&config()?, &args),
+        Command::Doctor(_) => cmd::doctor::run(dir),
+        Command::Prompt(args) => cmd::prompt::run(&config()?, &args),
+        Command::Trust(args) => cmd::trust::run(&config()?, args.show),
+        Command::Untrust(_) => cmd::trust::untrust(&config::locate(dir)?),
+        Command::Review(args) => cmd::review::run(&config()?, &args),
+        Command::Merge(args) => cmd::merge::run(&config()?, &args),
+        Command::Pr(args) => cmd::pr::run(&config()?, &args),
     }
 }
 
@@ -173,24 +171,24 @@ pub fn main() {
         }
         Parsed::Executor { dir, args } => {
             init_executor_logging();
-            match commands::start_dir(dir.as_deref()) {
+            match config::start_dir(dir.as_deref()) {
                 Ok(root) => executor::main(&root, args),
-                Err(f) => {
-                    errln!("ai-sdlc agent-executor: {f}");
-                    f.code
+                Err(e) => {
+                    errln!("ai-sdlc agent-executor: {e}");
+                    e.code()
                 }
             }
         }
         Parsed::Cli(cli) => {
             init_logging(cli.verbose, cli.quiet);
             match run_cli(cli) {
-                Ok(code) => code,
-                Err(f) => {
+                Ok(()) => 0,
+                Err(e) => {
                     // A command that already said what went wrong has no message left.
-                    if !f.message.is_empty() {
-                        errln!("ai-sdlc: error: {}", f.message);
+                    if let Some(m) = e.message() {
+                        errln!("ai-sdlc: error: {m}");
                     }
-                    f.code
+                    e.code()
                 }
             }
         }

@@ -11,7 +11,7 @@
 
 use crate::agent::Preset;
 use crate::config::Config;
-use crate::error::Failure;
+use crate::error::Error;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -224,7 +224,7 @@ pub fn forget(root: &Path) -> Result<bool, String> {
 
 /// What of `cmds` the record does not cover: each with what was trusted
 /// under its key before, if anything.
-fn untrusted(root: &Path, cmds: &[Command]) -> Result<Vec<(Command, Option<Command>)>, String> {
+pub fn untrusted(root: &Path, cmds: &[Command]) -> Result<Vec<(Command, Option<Command>)>, String> {
     let known = recorded(root)?;
     Ok(cmds
         .iter()
@@ -244,36 +244,28 @@ pub fn forced(flag: bool) -> bool {
     flag || std::env::var(TRUST_VAR).is_ok_and(|v| v == "1")
 }
 
-/// A repo whose config this process wrote itself (the demo's).
-static ASSUMED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-
-/// Trust the config of the repo at `root`: this process wrote it.
-pub fn assume(root: &Path) {
-    let _ = ASSUMED.set(root.to_path_buf());
-}
-
 /// Refuse (exit 2) when the config names a command that was not trusted;
 /// nothing has started yet. The message lists the new and changed
-/// commands (old -> new) and the one line that trusts them.
-pub fn check(config: &Config, force: bool) -> Result<(), Failure> {
+/// commands (old -> new) and the one line that trusts them. With
+/// `AI_SDLC_TRUST=1` or `force`, what to warn about instead.
+pub fn check(config: &Config, force: bool) -> Result<Option<String>, Error> {
     let cmds = commands(config);
-    if cmds.is_empty() || ASSUMED.get() == Some(&config.root) {
-        return Ok(());
+    if cmds.is_empty() {
+        return Ok(None);
     }
     if forced(force) {
         let list: Vec<String> = cmds
             .iter()
             .map(|c| format!("{}: {}", c.key, c.shown))
             .collect();
-        errln!(
-            "ai-sdlc: warning: running this repo's commands without a trust record ({TRUST_VAR}=1 or --trust): {}",
+        return Ok(Some(format!(
+            "running this repo's commands without a trust record ({TRUST_VAR}=1 or --trust): {}",
             list.join("; ")
-        );
-        return Ok(());
+        )));
     }
-    let missing = untrusted(&config.root, &cmds).map_err(Failure::usage)?;
+    let missing = untrusted(&config.root, &cmds).map_err(Error::usage)?;
     if missing.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let mut msg = format!(
         "{} names commands that ai-sdlc has not been trusted to run in this repo:\n",
@@ -292,59 +284,5 @@ pub fn check(config: &Config, force: bool) -> Result<(), Failure> {
         "Nothing was started. A repo's config can come from anyone who can push to it; check these commands, then trust them with:\n  ai-sdlc -C {} trust\n(for a single run, as in CI: {TRUST_VAR}=1 or run --trust)",
         crate::prompt::sh_quote(&config.root.to_string_lossy())
     ));
-    Err(Failure::usage(msg))
-}
-
-/// `ai-sdlc trust [--show]`.
-pub fn command(config: &Config, show_only: bool) -> crate::error::Outcome {
-    let cmds = commands(config);
-    if cmds.is_empty() {
-        outln!(
-            "{} names no command ai-sdlc would run (no agent, no phase command): nothing to trust",
-            config.file_name()
-        );
-        return Ok(0);
-    }
-    let mut missing = untrusted(&config.root, &cmds).map_err(Failure::usage)?;
-    let recorded_in = if show_only {
-        None
-    } else {
-        missing.clear();
-        Some(record(&config.root, &cmds).map_err(Failure::failed)?)
-    };
-    for c in &cmds {
-        let state = if missing.iter().any(|(m, _)| m == c) {
-            "untrusted"
-        } else {
-            "trusted  "
-        };
-        outln!("{state}  {}: {}", c.key, c.shown);
-    }
-    match recorded_in {
-        None if !missing.is_empty() => {
-            errln!("ai-sdlc: `ai-sdlc trust` records them as trusted for this repo")
-        }
-        None => {}
-        Some(path) => errln!(
-            "ai-sdlc: trusted {} for {} (recorded in {})",
-            if cmds.len() == 1 {
-                "this command".to_string()
-            } else {
-                format!("these {} commands", cmds.len())
-            },
-            config.root.display(),
-            path.display()
-        ),
-    }
-    Ok(0)
-}
-
-/// `ai-sdlc untrust`.
-pub fn untrust(root: &Path) -> crate::error::Outcome {
-    if forget(root).map_err(Failure::failed)? {
-        errln!("ai-sdlc: forgot the trusted commands of {}", root.display());
-    } else {
-        errln!("ai-sdlc: nothing was trusted for {}", root.display());
-    }
-    Ok(0)
+    Err(Error::usage(msg))
 }

@@ -8,7 +8,7 @@ mod new;
 pub use new::{NewStory, story_text};
 
 use crate::config::Config;
-use crate::error::Failure;
+use crate::error::Error;
 use crate::paths::{self, Dir, ReadError};
 use frontmatter::{Change, Value};
 use std::cmp::Ordering;
@@ -529,9 +529,9 @@ pub fn text(s: impl Into<String>) -> Option<Value> {
 }
 
 /// The board of `config`, read; an error names the folder.
-pub fn scan(config: &Config) -> Result<Scan, Failure> {
+pub fn scan(config: &Config) -> Result<Scan, Error> {
     Board::of(config).scan().map_err(|e| {
-        Failure::failed(format!(
+        Error::failed(format!(
             "cannot read {}: {e}",
             config.stories_dir().display()
         ))

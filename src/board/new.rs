@@ -41,4 +41,3 @@ pub fn story_text(s: &NewStory) -> String {
     text.push_str(&format!("# {}\n\n{}\n", s.title, s.body));
     text
 }
-

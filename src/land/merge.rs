@@ -9,153 +9,21 @@
 //! that, a base checkout with uncommitted changes (the board's files
 //! aside) is refused, and a branch that would conflict stops the run there.
 
-use super::{Fit, Landing, base, counts, landings, merge_order, merge_tree};
-use crate::board::{Board, Status, text};
-use crate::cli::MergeArgs;
+use super::{Fit, Landing, merge_tree};
 use crate::config::Config;
-use crate::error::{Failure, Outcome};
+use crate::error::Error;
 use crate::git;
 use crate::paths::rel;
 use std::path::{Path, PathBuf};
 
-pub fn command(config: &Config, args: &MergeArgs) -> Outcome {
-    if args.all != args.ids.is_empty() {
-        return Err(Failure::usage(
-            "name the stories to merge (ai-sdlc merge S-0001 S-0002), or pass --all",
-        ));
-    }
-    if config.land.verify.is_some() {
-        // merge.verify is a command from the config: trusted, or nothing runs.
-        crate::trust::check(config, false)?;
-    }
-    let scan = crate::board::scan(config)?;
-    let base = base(config)?;
-    let root = &config.root;
-    let all = landings(config, &scan)?;
-    let chosen: Vec<Landing> = if args.all {
-        all.into_iter()
-            .filter(|l| l.story.status == Status::Done)
-            .filter(|l| counts(root, &base, &l.branch).is_ok_and(|c| c.ahead > 0))
-            .collect()
-    } else {
-        let mut v = Vec::new();
-        for id in &args.ids {
-            match all.iter().find(|l| &l.story.id == id) {
-                Some(l) => v.push(l.clone()),
-                None if scan.get(id).is_some() => {
-                    return Err(Failure::usage(format!(
-                        "{id} has no branch yet: run it first"
-                    )));
-                }
-                None => {
-                    return Err(Failure::usage(format!(
-                        "{id}: no such story on the board; `ai-sdlc status` lists them"
-                    )));
-                }
-            }
-        }
-        v
-    };
-    if chosen.is_empty() {
-        outln!("nothing to merge: no done story has work that {base} does not have");
-        return Ok(0);
-    }
-    let checkout = checked_out(root, &base)?;
-    if let Some(w) = checkout.as_ref().filter(|w| !same_dir(w, root)) {
-        crate::worktree::check_link(root, w).map_err(Failure::failed)?;
-    }
-    if let Some(w) = &checkout {
-        let dirty = uncommitted(w, &config.sdlc_folder)?;
-        if !dirty.is_empty() {
-            return Err(Failure::failed(format!(
-                "{base} is checked out in {} with uncommitted changes; nothing was merged. Commit or stash them first:\n  {}",
-                w.display(),
-                dirty.join("\n  ")
-            )));
-        }
-    }
-    let board = Board::of(config);
-    let order = merge_order(chosen);
-    let mut merged = 0;
-    for l in &order {
-        let tip = git::run(root, &["rev-parse", &format!("refs/heads/{base}")])
-            .map_err(|e| Failure::failed(e.message))?
-            .trim()
-            .to_string();
-        let c = counts(root, &tip, &l.branch).map_err(Failure::failed)?;
-        if c.ahead == 0 {
-            outln!("{}: already in {base}; nothing to merge", l.story.id);
-            continue;
-        }
-        let stop = |why: String| {
-            let done = if merged > 0 {
-                format!(" ({merged} merged before it stay merged)")
-            } else {
-                String::new()
-            };
-            Failure::failed(format!("{}: {why}; stopped here{done}", l.story.id))
-        };
-        let new = match make(config, &tip, l) {
-            Ok(n) => n,
-            Err(e) => return Err(stop(e)),
-        };
-        if let Some(v) = &config.land.verify
-            && let Err(e) = verify(root, &config.worktree_base(), &new.commit, v)
-        {
-            return Err(stop(format!(
-                "merge.verify failed on the merged result, {base} is unchanged: {e}"
-            )));
-        }
-        let moved = match &checkout {
-            Some(w) => git::run(w, &["merge", "--ff-only", "--quiet", &new.commit]).map(|_| ()),
-            None => git::run(
-                root,
-                &[
-                    "update-ref",
-                    "-m",
-                    &format!("ai-sdlc merge {}", l.story.id),
-                    &format!("refs/heads/{base}"),
-                    &new.commit,
-                    &tip,
-                ],
-            )
-            .map(|_| ()),
-        };
-        if let Err(e) = moved {
-            return Err(stop(format!(
-                "cannot move {base} to the merge ({e}); {base} is as it was: commit or stash what git names, then run the merge again"
-            )));
-        }
-        merged += 1;
-        let short = &new.commit[..new.commit.len().min(12)];
-        let now = crate::time::iso_seconds(crate::time::now_ms());
-        if let Err(e) = board.patch(
-            &l.story.id,
-            &[("merged_at", text(&now)), ("merge_commit", text(short))],
-        ) {
-            errln!("ai-sdlc: warning: {}: merged, but {e}", l.story.id);
-        }
-        outln!(
-            "{}: merged {} into {base} ({} {short})",
-            l.story.id,
-            l.branch,
-            new.how
-        );
-        if args.delete_branch {
-            delete_branch(root, l);
-        }
-    }
-    Ok(0)
-}
-
 /// The merged commit, and how it was made.
-struct Made {
-    commit: String,
-    how: &'static str,
+pub struct Made {
+    pub commit: String,
+    pub how: &'static str,
 }
 
 /// Make the commit the base will move to, without touching the base.
-fn make(config: &Config, tip: &str, l: &Landing) -> Result<Made, String> {
+pub fn make(config: &Config, tip: &str, l: &Landing) -> Result<Made, String> {
     let root = &config.root;
     let id = &l.story.id;
     let conflict = |files: Vec<String>| {
@@ -279,7 +147,7 @@ fn rebase(config: &Config, tip: &str, l: &Landing) -> Result<String, String> {
 }
 
 /// Run `merge.verify` on `commit`, checked out in a throwaway worktree.
-fn verify(root: &Path, wt_base: &Path, commit: &str, argv: &[String]) -> Result<(), String> {
+pub fn verify(root: &Path, wt_base: &Path, commit: &str, argv: &[String]) -> Result<(), String> {
     let scratch = Scratch::new(root, wt_base, commit)?;
     errln!(
         "ai-sdlc: merge.verify: {} (in {})",
@@ -303,13 +171,13 @@ fn verify(root: &Path, wt_base: &Path, commit: &str, argv: &[String]) -> Result<
     }
 }
 
-fn same_dir(a: &Path, b: &Path) -> bool {
+pub fn same_dir(a: &Path, b: &Path) -> bool {
     a.canonicalize().ok() == b.canonicalize().ok()
 }
 
 /// The worktree that has `branch` checked out, if one does.
-fn checked_out(root: &Path, branch: &str) -> Result<Option<PathBuf>, Failure> {
-    let list = crate::worktree::list(root).map_err(Failure::failed)?;
+pub fn checked_out(root: &Path, branch: &str) -> Result<Option<PathBuf>, Error> {
+    let list = crate::worktree::list(root).map_err(Error::failed)?;
     Ok(list
         .into_iter()
         .find(|e| e.branch.as_deref() == Some(branch))
@@ -317,9 +185,9 @@ fn checked_out(root: &Path, branch: &str) -> Result<Option<PathBuf>, Failure> {
 }
 
 /// Uncommitted changes to tracked files in `worktree`, the board aside.
-fn uncommitted(worktree: &Path, sdlc_folder: &str) -> Result<Vec<String>, Failure> {
+pub fn uncommitted(worktree: &Path, sdlc_folder: &str) -> Result<Vec<String>, Error> {
     let out = git::run(worktree, &["status", "--porcelain", "--untracked-files=no"])
-        .map_err(|e| Failure::failed(e.message))?;
+        .map_err(|e| Error::failed(e.message))?;
     let board = format!("{}/", sdlc_folder.trim_end_matches('/'));
     Ok(out
         .lines()
@@ -328,7 +196,7 @@ fn uncommitted(worktree: &Path, sdlc_folder: &str) -> Result<Vec<String>, Failur
         .collect())
 }
 
-fn delete_branch(root: &Path, l: &Landing) {
+pub fn delete_branch(root: &Path, l: &Landing) {
     match checked_out(root, &l.branch) {
         Ok(Some(w)) => outln!(
             "{}: kept branch {}: it is checked out in {}",

@@ -9,11 +9,10 @@
 
 pub mod merge;
 pub mod pr;
-pub mod review;
 
 use crate::board::{Scan, Story, queue_order};
 use crate::config::Config;
-use crate::error::Failure;
+use crate::error::Error;
 use crate::git;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -27,13 +26,13 @@ pub struct Landing {
 
 /// The base the story branches go into: `worktree.baseBranch`, else the
 /// branch the repo has checked out. It must be a branch.
-pub fn base(config: &Config) -> Result<String, Failure> {
+pub fn base(config: &Config) -> Result<String, Error> {
     let b = crate::worktree::base_branch(&config.root, config.worktree.base_branch.as_deref())
-        .map_err(Failure::usage)?;
+        .map_err(Error::usage)?;
     if !git::resolves(&config.root, &format!("refs/heads/{b}"))
-        .map_err(|e| Failure::failed(e.message))?
+        .map_err(|e| Error::failed(e.message))?
     {
-        return Err(Failure::usage(format!(
+        return Err(Error::usage(format!(
             "the base {b:?} is not a branch (a detached HEAD?): check out the branch stories merge into, or set worktree.baseBranch in {}",
             config.file_name()
         )));
@@ -50,7 +49,7 @@ pub fn branch_of(story: &Story) -> String {
 }
 
 /// Every story whose branch exists, in queue order.
-pub fn landings(config: &Config, scan: &Scan) -> Result<Vec<Landing>, Failure> {
+pub fn landings(config: &Config, scan: &Scan) -> Result<Vec<Landing>, Error> {
     let mut out = Vec::new();
     for s in &scan.stories {
         let branch = branch_of(s);
@@ -58,7 +57,7 @@ pub fn landings(config: &Config, scan: &Scan) -> Result<Vec<Landing>, Failure> {
             continue;
         }
         if git::resolves(&config.root, &format!("refs/heads/{branch}"))
-            .map_err(|e| Failure::failed(e.message))?
+            .map_err(|e| Error::failed(e.message))?
         {
             out.push(Landing {
                 story: s.clone(),

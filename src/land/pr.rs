@@ -2,59 +2,11 @@
 //! open a pull request with the GitHub CLI; `pr_url` on the story (the TS
 //! tool's field) says it is open, and it is never opened twice.
 
-use super::{Landing, base, landings};
-use crate::board::{Board, Status, Story, text};
-use crate::cli::PrArgs;
+use crate::board::{Board, Story, text};
 use crate::config::Config;
-use crate::error::{Failure, Outcome};
+use crate::error::Error;
 use crate::git;
 use std::time::Duration;
-
-pub fn command(config: &Config, args: &PrArgs) -> Outcome {
-    if args.all != args.ids.is_empty() {
-        return Err(Failure::usage(
-            "name the stories (ai-sdlc pr S-0001), or pass --all",
-        ));
-    }
-    let scan = crate::board::scan(config)?;
-    let all = landings(config, &scan)?;
-    let chosen: Vec<&Landing> = if args.all {
-        all.iter()
-            .filter(|l| l.story.status == Status::Done && l.story.pr_url.is_none())
-            .collect()
-    } else {
-        let mut v = Vec::new();
-        for id in &args.ids {
-            v.push(all.iter().find(|l| &l.story.id == id).ok_or_else(|| {
-                Failure::usage(match scan.get(id) {
-                    Some(_) => format!("{id} has no branch yet: run it first"),
-                    None => {
-                        format!("{id}: no such story on the board; `ai-sdlc status` lists them")
-                    }
-                })
-            })?);
-        }
-        v
-    };
-    if chosen.is_empty() {
-        outln!("no pull request to open: every done story with a branch has one");
-        return Ok(0);
-    }
-    ready(config)?;
-    let base = base(config)?;
-    let mut failed = 0;
-    for l in chosen {
-        match open(config, &base, &l.story, &l.branch) {
-            Ok(Opened::New(url)) => outln!("{}: opened {url}", l.story.id),
-            Ok(Opened::Already(url)) => outln!("{}: already open at {url}", l.story.id),
-            Err(e) => {
-                failed += 1;
-                errln!("ai-sdlc: {}: {e}", l.story.id);
-            }
-        }
-    }
-    Ok(i32::from(failed > 0))
-}
 
 pub enum Opened {
     New(String),
@@ -62,15 +14,15 @@ pub enum Opened {
 }
 
 /// Can pull requests be opened here at all? `gh` on PATH, the remote set.
-pub fn ready(config: &Config) -> Result<(), Failure> {
+pub fn ready(config: &Config) -> Result<(), Error> {
     if !crate::process::on_path("gh") {
-        return Err(Failure::usage(
+        return Err(Error::usage(
             "gh (the GitHub CLI) is not on PATH: install it (https://cli.github.com) and run `gh auth login`",
         ));
     }
     let remote = &config.land.remote;
     if git::run(&config.root, &["remote", "get-url", "--", remote]).is_err() {
-        return Err(Failure::usage(format!(
+        return Err(Error::usage(format!(
             "this repo has no remote {remote:?} to push story branches to: add one (git remote add {remote} <url>) or set pr.remote in {}",
             config.file_name()
         )));

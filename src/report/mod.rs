@@ -162,19 +162,34 @@ pub struct PhaseTime {
 impl PhaseTime {
     pub fn value(&self) -> crate::board::frontmatter::Value {
         let mut m = vec![
-            ("phase".to_string(), crate::board::frontmatter::Value::Str(self.phase.clone())),
-            ("round".to_string(), crate::board::frontmatter::Value::Int(self.round.into())),
-            ("outcome".to_string(), crate::board::frontmatter::Value::Str(self.outcome.clone())),
+            (
+                "phase".to_string(),
+                crate::board::frontmatter::Value::Str(self.phase.clone()),
+            ),
+            (
+                "round".to_string(),
+                crate::board::frontmatter::Value::Int(self.round.into()),
+            ),
+            (
+                "outcome".to_string(),
+                crate::board::frontmatter::Value::Str(self.outcome.clone()),
+            ),
             (
                 "duration_ms".to_string(),
                 crate::board::frontmatter::Value::Int(self.duration_ms.min(i64::MAX as u64) as i64),
             ),
         ];
         if let Some(c) = self.cost_usd {
-            m.push(("cost_usd".to_string(), crate::board::frontmatter::Value::Float(c)));
+            m.push((
+                "cost_usd".to_string(),
+                crate::board::frontmatter::Value::Float(c),
+            ));
         }
         if let Some(v) = &self.verdict {
-            m.push(("verdict".to_string(), crate::board::frontmatter::Value::Str(v.clone())));
+            m.push((
+                "verdict".to_string(),
+                crate::board::frontmatter::Value::Str(v.clone()),
+            ));
         }
         crate::board::frontmatter::Value::Map(m)
     }

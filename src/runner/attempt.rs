@@ -23,9 +23,6 @@ pub enum Attempt {
     Gone(String),
 }
 
-/// Why a queued story never started: the run was interrupted first.
-pub const INTERRUPTED: &str = "not started: the run was interrupted";
-
 fn not_run(story: &Story, outcome: Outcome, why: String) -> Attempt {
     let why = if outcome == Outcome::Skipped {
         // Skipped here means nothing was written: say so, and what to do.
@@ -62,7 +59,7 @@ fn runnable(ctx: &Ctx, s: &Story) -> bool {
 
 pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     if crate::shutdown::stopping() {
-        return not_run(queued, Outcome::Cancelled, INTERRUPTED.into());
+        return not_run(queued, Outcome::Cancelled, super::queue::INTERRUPTED.into());
     }
     let claim = match StoryClaim::try_claim(&ctx.board, &queued.id) {
         Ok(c) => c,

@@ -1,5 +1,6 @@
-//! `ai-sdlc run`: a fixed pool of worker threads fed in queue order, holding
-//! back stories until their dependencies are done (SPEC §3, §4, §6).
+//! `ai-sdlc run`'s engine: a fixed pool of worker threads fed in queue
+//! order, holding back stories until their dependencies are done (SPEC §3,
+//! §4, §6). The command (`cmd::run`) decides what to print; this runs.
 //!
 //! Every story runs in an `agent-executor` child. `--concurrent 1` (the
 //! single-story mode) is the same machinery with one worker, streaming the
@@ -8,20 +9,22 @@
 mod attempt;
 mod child;
 pub mod plan;
+mod queue;
 mod record;
 
-use crate::board::{Board, Status, Story, lock};
+use crate::board::{Board, Story, lock};
 use crate::cli::RunArgs;
 use crate::config::Config;
-use crate::error::{EXIT_FAILED, Failure, Outcome as Exit};
-use crate::report::{self, Note, Notes, Reporter, StoryResult};
+use crate::error::Error;
+use crate::report::{Note, Notes, Reporter, Sink, StoryResult};
 use crate::shutdown;
-use crate::story::Outcome;
 use crossbeam_channel::unbounded;
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use queue::{Move, Queue};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub use plan::Plan;
 
 /// The run's options, resolved from flags, environment and config.
 #[derive(Debug, Clone)]
@@ -54,30 +57,31 @@ impl Settings {
     }
 }
 
-fn seconds(flag: &str, value: &str) -> Result<Duration, Failure> {
+fn seconds(flag: &str, value: &str) -> Result<Duration, Error> {
     let max = (crate::config::MAX_MS / 1000) as f64;
     match value.trim().parse::<f64>() {
         Ok(s) if s > 0.0 && s <= max => Ok(Duration::from_secs_f64(s)),
-        _ => Err(Failure::usage(format!(
+        _ => Err(Error::usage(format!(
             "{flag} {value:?}: expected a number of seconds greater than 0 and at most {max} (a year), like {flag} 900"
         ))),
     }
 }
 
-/// Resolve the options of `run`; warnings go to stderr.
-pub fn settings(config: &Config, args: &RunArgs) -> Result<Settings, Failure> {
+/// Resolve the options of `run`, and what to warn about.
+pub fn settings(config: &Config, args: &RunArgs) -> Result<(Settings, Vec<String>), Error> {
+    let mut warnings = Vec::new();
     let requested = match &args.concurrent {
         Some(v) => v.trim().parse::<i64>().map_err(|_| {
-            Failure::usage(format!(
+            Error::usage(format!(
                 "--concurrent {v:?}: expected a whole number of stories to run at once, like --concurrent 3"
             ))
         })?,
         None => config.concurrency,
     };
     let concurrency = if requested < 1 {
-        errln!(
-            "ai-sdlc: warning: concurrency {requested} is less than 1; running one story at a time"
-        );
+        warnings.push(format!(
+            "concurrency {requested} is less than 1; running one story at a time"
+        ));
         1
     } else {
         requested.min(1024) as usize
@@ -92,15 +96,15 @@ pub fn settings(config: &Config, args: &RunArgs) -> Result<Settings, Failure> {
     };
     let worktrees = config.worktree.enabled && !args.no_worktree;
     if !worktrees && concurrency > 1 {
-        errln!(
-            "ai-sdlc: warning: without worktrees, the {concurrency} concurrent stories share one directory and can overwrite each other's work"
-        );
+        warnings.push(format!(
+            "without worktrees, the {concurrency} concurrent stories share one directory and can overwrite each other's work"
+        ));
     }
     // Single-story mode runs the top story, unless told which or how many.
     let max = args
         .max
         .or((concurrency == 1 && args.story.is_empty()).then_some(1));
-    Ok(Settings {
+    let settings = Settings {
         concurrency,
         timeout,
         grace,
@@ -114,7 +118,8 @@ pub fn settings(config: &Config, args: &RunArgs) -> Result<Settings, Failure> {
         from: args.from.clone(),
         commands: String::new(),
         pr: args.pr,
-    })
+    };
+    Ok((settings, warnings))
 }
 
 /// Shared by the workers of one run.
@@ -132,123 +137,70 @@ pub struct Ctx {
     pub launcher: Option<crate::launch::Launcher>,
 }
 
-pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
-    let mut config = Config::load(root)?;
-    if let Some(w) = &args.workflow {
-        config.use_workflow(w).map_err(Failure::usage)?;
-    }
-    if let Some(f) = &args.from
-        && !config.phases.iter().any(|p| &p.name == f)
-    {
-        let names: Vec<&str> = config.phases.iter().map(|p| p.name.as_str()).collect();
-        return Err(Failure::usage(format!(
-            "--from {f:?}: the workflow has no such phase; its phases are {}",
-            names.join(", ")
-        )));
-    }
-    let mut settings = settings(&config, args)?;
-    // Before anything is written or started: the config's commands must
-    // be trusted (a dry run starts nothing).
-    if !args.dry_run {
-        crate::trust::check(&config, args.trust)?;
-    }
-    settings.commands = crate::trust::fingerprint(&crate::trust::commands(&config));
-    let scan = crate::board::scan(&config)?;
-    for b in &scan.bad {
-        errln!(
-            "ai-sdlc: warning: {}: {} (skipped)",
-            crate::paths::rel(&config.root, &b.path),
-            b.reason
-        );
-    }
-    // A dry run writes nothing: stale stories are only reported.
-    let scan = if !args.dry_run && plan::recover_stale(&config, &scan) > 0 {
-        crate::board::scan(&config)?
-    } else {
-        scan
-    };
-    if args.story.is_empty() {
-        for s in scan.stories.iter().filter(|s| {
-            s.status == Status::InProgress
-                && !s.run_by_us()
-                && !lock::is_held(&Board::of(&config), &s.id)
-        }) {
-            errln!(
-                "ai-sdlc: [{}] is in-progress in the TS ai-sdlc, not in a run of this tool; left alone (`ai-sdlc run --story {}` takes it over)",
-                s.id,
-                s.id
-            );
-        }
-    }
-    let selected = plan::select(&scan, args, &config.root)?;
-    plan::check_cycles(&scan, &selected)?;
-    if selected.is_empty() {
-        let what = match &args.epic {
-            Some(e) => format!("no ready stories in epic {e:?}"),
-            None => "no ready stories".to_string(),
-        };
-        errln!(
-            "ai-sdlc: {what}; nothing to run. Mark one ready (status: ready) or add one: ai-sdlc add \"Title\" --ready"
-        );
-        if args.json {
-            outln!("{}", report::json(&[], 0));
-        }
-        return Ok(0);
-    }
-    let phases = plan::phase_commands(&config)?;
-    let launcher =
-        crate::launch::resolve(&config, args.launcher.as_deref()).map_err(Failure::usage)?;
-    let launcher_missing = launcher
-        .as_ref()
-        .is_some_and(|l| !l.argv[0].contains('{') && !crate::process::findable(&l.argv[0], &config.root));
-    if let (true, false, Some(l)) = (launcher_missing, args.dry_run, &launcher) {
-        return Err(Failure::usage(format!(
-            "the launcher {:?} is not on PATH (orchestrator.launcher in {}, or --launcher); install it, or run without one",
-            l.argv[0],
-            config.file_name()
-        )));
-    }
-    if args.pr && !args.dry_run {
-        crate::land::pr::ready(&config)?;
-    }
-    if settings.worktrees {
-        crate::worktree::check_repo(&config.root).map_err(Failure::usage)?;
-        settings.base_branch = Some(
-            crate::worktree::base_branch(&config.root, config.worktree.base_branch.as_deref())
-                .map_err(Failure::usage)?,
-        );
-    } else {
-        settings.base_branch = crate::worktree::base_branch(&config.root, None).ok();
-    }
-    if args.dry_run {
-        plan::print(&config, &settings, &selected, &phases);
-        if let Some(l) = &launcher {
-            outln!(
-                "Each story's executor starts through: {}{}",
-                l.argv.join(" "),
-                if launcher_missing {
-                    format!(" ({} is not on PATH here)", l.argv[0])
-                } else {
-                    String::new()
-                }
-            );
-        }
-        return Ok(0);
-    }
-    let sink: Box<dyn report::Sink> = if quiet {
-        Box::new(report::Quiet)
-    } else if crate::term::stderr_is_terminal() {
-        Box::new(report::dashboard::Dashboard::new(settings.single_story()))
-    } else {
-        Box::new(report::Plain {
-            stream_output: settings.single_story(),
-        })
-    };
+/// What a run did.
+pub struct Ran {
+    /// One per story that was tried or reported, in queue order.
+    pub results: Vec<StoryResult>,
+    pub duration_ms: u64,
+}
+
+/// Run the plan's stories, telling `sink` what happens (the dashboard,
+/// plain lines, or nothing). Returns once every child is reaped.
+pub fn start(
+    config: Config,
+    settings: Settings,
+    plan: Plan,
+    args: &RunArgs,
+    sink: Box<dyn Sink>,
+) -> Ran {
     let reporter = Reporter::start(sink);
     let notes = reporter.sender();
-    let total = settings.max.unwrap_or(usize::MAX).min(selected.len());
+    let total = settings.max.unwrap_or(usize::MAX).min(plan.selected.len());
     notes.send(Note::Planned { total });
-    let grace = settings.grace;
+    install_signals(&notes, settings.grace);
+    let started = Instant::now();
+    // Taken before any agent of this run starts.
+    let guard = match crate::git::guard::Guard::new(&config.root) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            log::debug!("no git state to guard: {e}");
+            None
+        }
+    };
+    let bad_keys = if settings.worktrees {
+        plan::key_problems(&plan.scan)
+    } else {
+        HashMap::new()
+    };
+    let statuses = plan
+        .scan
+        .stories
+        .iter()
+        .map(|s| (s.id.clone(), s.status.clone()))
+        .collect();
+    let queue = Queue::new(plan.selected, statuses, bad_keys, settings.max);
+    let ctx = Arc::new(Ctx {
+        guard,
+        launcher: plan.launcher,
+        board: Board::of(&config),
+        config,
+        settings,
+        notes,
+        by_id: !args.story.is_empty(),
+        force: args.force,
+    });
+    let results = dispatch(&ctx, queue);
+    let duration_ms = started.elapsed().as_millis() as u64;
+    drop(ctx);
+    reporter.finish();
+    Ran {
+        results,
+        duration_ms,
+    }
+}
+
+/// Ctrl-C (and SIGTERM, SIGHUP, SIGQUIT) stop the run; the reporter says how.
+fn install_signals(notes: &Notes, grace: Duration) {
     let signal_notes = notes.clone();
     if let Err(e) = shutdown::install(move |sig, state| {
         let text = match state {
@@ -266,130 +218,99 @@ pub fn command(root: &Path, args: &RunArgs, quiet: bool) -> Exit {
     }) {
         log::warn!("cannot handle Ctrl-C ({e}); an interrupted run may leave stories in-progress");
     }
-    let started = Instant::now();
-    // Taken before any agent of this run starts.
-    let guard = match crate::git::guard::Guard::new(&config.root) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            log::debug!("no git state to guard: {e}");
-            None
-        }
-    };
-    let ctx = Arc::new(Ctx {
-        guard,
-        launcher,
-        board: Board::of(&config),
-        config,
-        settings,
-        notes,
-        by_id: !args.story.is_empty(),
-        force: args.force,
-    });
-    let bad_keys = if ctx.settings.worktrees {
-        plan::key_problems(&scan)
-    } else {
-        HashMap::new()
-    };
-    let results = dispatch(&ctx, scan_statuses(&scan.stories), bad_keys, selected);
-    let duration_ms = started.elapsed().as_millis() as u64;
-    drop(ctx);
-    reporter.finish();
-    errput!(
-        "{}",
-        report::summary(&results, duration_ms, crate::term::terminal_width())
-    );
-    if args.json {
-        outln!("{}", report::json(&results, duration_ms));
-    }
-    if let Some(code) = shutdown::exit_code() {
-        return Ok(code);
-    }
-    let t = report::Totals::of(&results);
-    if results.len() > 1 && t.failed + t.timed_out == results.len() {
-        errln!("ai-sdlc: every story failed; their logs say why (ai-sdlc logs <ID>)");
-    }
-    if t.failed + t.timed_out + t.skipped + t.cancelled > 0
-        || results.iter().any(|r| r.unrecorded.is_some())
-    {
-        return Ok(EXIT_FAILED);
-    }
-    Ok(0)
 }
 
-fn scan_statuses(stories: &[Story]) -> HashMap<String, Status> {
-    stories
+/// Start the workers, feed them in queue order, collect their results.
+fn dispatch(ctx: &Arc<Ctx>, mut queue: Queue) -> Vec<StoryResult> {
+    let order: HashMap<String, usize> = queue
+        .waiting()
         .iter()
-        .map(|s| (s.id.clone(), s.status.clone()))
-        .collect()
-}
-
-enum Gate {
-    Go,
-    Wait,
-    Skip(String),
-    /// Another runner has it (or a dependency of it): not ours, not counted.
-    Leave(String),
-}
-
-/// What the dispatcher knows besides its queue.
-struct Known {
-    /// Statuses on the board when the run started.
-    board: HashMap<String, Status>,
-    /// Stories that cannot get a worktree: id -> why.
-    bad_keys: HashMap<String, String>,
-    finished: HashMap<String, Outcome>,
-    /// Selected and not finished: waiting or in flight.
-    pending: HashSet<String>,
-    /// Left to another runner.
-    left: HashSet<String>,
-}
-
-impl Known {
-    fn gate(&self, ctx: &Ctx, story: &Story) -> Gate {
-        if let Some(why) = self.bad_keys.get(&story.id) {
-            return Gate::Skip(why.clone());
-        }
-        for dep in &story.dependencies {
-            match self.finished.get(dep) {
-                Some(Outcome::Succeeded) => continue,
-                Some(o) => return Gate::Skip(format!("dependency {dep} {}", o.describe())),
-                None => {}
-            }
-            if self.pending.contains(dep) {
-                return Gate::Wait;
-            }
-            if self.left.contains(dep) {
-                return Gate::Leave(format!("its dependency {dep} is left to another runner"));
-            }
-            match self.board.get(dep) {
-                Some(Status::Done) => {}
-                Some(Status::InProgress) if lock::is_held(&ctx.board, dep) => {
-                    return Gate::Leave(format!(
-                        "its dependency {dep} is running in another runner, which runs it next"
-                    ));
-                }
-                Some(s) => return Gate::Skip(format!("dependency {dep} is {s}, not done")),
-                None => return Gate::Skip(format!("dependency {dep} does not exist")),
-            }
-        }
-        Gate::Go
-    }
-}
-
-/// Feed the workers in queue order and collect their results.
-fn dispatch(
-    ctx: &Arc<Ctx>,
-    board: HashMap<String, Status>,
-    bad_keys: HashMap<String, String>,
-    selected: Vec<Story>,
-) -> Vec<StoryResult> {
-    let n = ctx.settings.concurrency.min(selected.len()).max(1);
-    let max = ctx.settings.max.unwrap_or(usize::MAX);
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect();
+    let n = ctx.settings.concurrency.min(order.len()).max(1);
     let (job_tx, job_rx) = unbounded::<Story>();
     let (result_tx, result_rx) = unbounded::<(Story, attempt::Attempt)>();
+    let workers = spawn_workers(ctx, n, &job_rx, &result_tx);
+    drop(result_tx);
+    let mut results = Vec::new();
+    let held = |id: &str| lock::is_held(&ctx.board, id);
+    let mut in_flight = 0usize;
+    loop {
+        while !shutdown::stopping() && in_flight < workers.len() {
+            let Some(m) = queue.next(&held) else { break };
+            match m {
+                Move::Start(s) => {
+                    if job_tx.send(s).is_ok() {
+                        in_flight += 1;
+                    }
+                }
+                Move::Skip(s, why) => results.push(skipped(ctx, &s, why)),
+                Move::Leave(s, why) => ctx.notes.send(Note::Info {
+                    id: Some(s.id.clone()),
+                    text: format!("not run: {why}"),
+                }),
+            }
+        }
+        if in_flight == 0 {
+            break;
+        }
+        let Ok((story, a)) = result_rx.recv() else {
+            break;
+        };
+        in_flight -= 1;
+        match a {
+            attempt::Attempt::Ran(r) => {
+                let account_wide = r
+                    .failure
+                    .filter(|k| k.account_wide())
+                    .map(|k| k.describe().to_string());
+                queue.ended(&story.id, Some(r.outcome), account_wide);
+                ctx.notes.send(Note::Finished(r.clone()));
+                results.push(*r);
+            }
+            attempt::Attempt::Gone(why) => {
+                queue.ended(&story.id, None, None);
+                ctx.notes.send(Note::Info {
+                    id: Some(story.id.clone()),
+                    text: format!("not run: {why}"),
+                });
+            }
+        }
+    }
+    drop(job_tx);
+    for w in workers {
+        let _ = w.join();
+    }
+    for (s, outcome, why) in queue.never_started(shutdown::stopping()) {
+        if outcome == crate::story::Outcome::Skipped {
+            results.push(skipped(ctx, &s, why));
+        } else {
+            results.push(StoryResult::not_run(&s, outcome, why));
+        }
+    }
+    results.sort_by_key(|r| order.get(&r.id).copied().unwrap_or(usize::MAX));
+    results
+}
+
+/// A skipped story's result, reported as it happens.
+fn skipped(ctx: &Ctx, s: &Story, why: String) -> StoryResult {
+    let r = StoryResult::not_run(s, crate::story::Outcome::Skipped, why);
+    ctx.notes.send(Note::Finished(Box::new(r.clone())));
+    r
+}
+
+/// `n` worker threads: each takes a story, runs it start to end, and
+/// sends back what became of it.
+fn spawn_workers(
+    ctx: &Arc<Ctx>,
+    n: usize,
+    jobs: &crossbeam_channel::Receiver<Story>,
+    results: &crossbeam_channel::Sender<(Story, attempt::Attempt)>,
+) -> Vec<std::thread::JoinHandle<()>> {
     let mut workers = Vec::new();
     for i in 0..n {
-        let (ctx, jobs, results) = (Arc::clone(ctx), job_rx.clone(), result_tx.clone());
+        let (ctx, jobs, results) = (Arc::clone(ctx), jobs.clone(), results.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("worker-{i}"))
             .stack_size(256 * 1024)
@@ -411,125 +332,5 @@ fn dispatch(
             Err(e) => log::warn!("cannot start worker {i}: {e}"),
         }
     }
-    drop(result_tx);
-    let order: HashMap<String, usize> = selected
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.clone(), i))
-        .collect();
-    let mut waiting: Vec<Story> = selected;
-    let mut known = Known {
-        pending: waiting.iter().map(|s| s.id.clone()).collect(),
-        board,
-        bad_keys,
-        finished: HashMap::new(),
-        left: HashSet::new(),
-    };
-    let mut results = Vec::new();
-    let (mut in_flight, mut started) = (0usize, 0usize);
-    // An agent that cannot log in (or is out of quota) fails every story
-    // alike: stop starting them, and say why.
-    let mut halted: Option<String> = None;
-    let skip = |s: &Story, why: String, results: &mut Vec<StoryResult>| {
-        let r = StoryResult::not_run(s, Outcome::Skipped, why);
-        ctx.notes.send(Note::Finished(Box::new(r.clone())));
-        results.push(r);
-    };
-    loop {
-        let mut i = 0;
-        while !shutdown::stopping()
-            && halted.is_none()
-            && in_flight < workers.len()
-            && started < max
-            && i < waiting.len()
-        {
-            match known.gate(ctx, &waiting[i]) {
-                Gate::Go => {
-                    let s = waiting.remove(i);
-                    if job_tx.send(s).is_ok() {
-                        in_flight += 1;
-                        started += 1;
-                    }
-                }
-                Gate::Wait => i += 1,
-                Gate::Skip(why) => {
-                    let s = waiting.remove(i);
-                    known.pending.remove(&s.id);
-                    known.finished.insert(s.id.clone(), Outcome::Skipped);
-                    skip(&s, why, &mut results);
-                    i = 0;
-                }
-                Gate::Leave(why) => {
-                    let s = waiting.remove(i);
-                    known.pending.remove(&s.id);
-                    ctx.notes.send(Note::Info {
-                        id: Some(s.id.clone()),
-                        text: format!("not run: {why}"),
-                    });
-                    known.left.insert(s.id);
-                    i = 0;
-                }
-            }
-        }
-        if in_flight == 0 {
-            break;
-        }
-        let Ok((story, a)) = result_rx.recv() else {
-            break;
-        };
-        in_flight -= 1;
-        known.pending.remove(&story.id);
-        match a {
-            attempt::Attempt::Ran(r) => {
-                if let Some(kind) = r.failure.filter(|k| k.account_wide())
-                    && halted.is_none()
-                {
-                    halted = Some(format!(
-                        "not started: the agent failed in {} ({}), which would fail every story; fix that and run again",
-                        story.id,
-                        kind.describe()
-                    ));
-                }
-                known.finished.insert(story.id.clone(), r.outcome);
-                ctx.notes.send(Note::Finished(r.clone()));
-                results.push(*r);
-            }
-            attempt::Attempt::Gone(why) => {
-                ctx.notes.send(Note::Info {
-                    id: Some(story.id.clone()),
-                    text: format!("not run: {why}"),
-                });
-            }
-        }
-    }
-    drop(job_tx);
-    for w in workers {
-        let _ = w.join();
-    }
-    // What never started: interrupted, held back by a dependency that did
-    // not succeed, or left without a worker (none could be started).
-    for s in waiting {
-        if let Some(why) = &halted {
-            skip(&s, why.clone(), &mut results);
-        } else if shutdown::stopping() {
-            results.push(StoryResult::not_run(
-                &s,
-                Outcome::Cancelled,
-                attempt::INTERRUPTED,
-            ));
-        } else if started < max {
-            let why = if s.dependencies.is_empty() {
-                "not started: no worker thread could be started (see the warnings above)"
-                    .to_string()
-            } else {
-                format!(
-                    "dependencies {} did not succeed in this run",
-                    s.dependencies.join(", ")
-                )
-            };
-            skip(&s, why, &mut results);
-        }
-    }
-    results.sort_by_key(|r| order.get(&r.id).copied().unwrap_or(usize::MAX));
-    results
+    workers
 }

@@ -5,10 +5,12 @@ use super::Settings;
 use crate::agent::{PRESETS, Preset};
 use crate::board::frontmatter::Value;
 use crate::board::lock::{ClaimError, StoryClaim};
+use crate::board::{Board, lock};
 use crate::board::{Scan, Status, Story, text};
 use crate::cli::RunArgs;
 use crate::config::Config;
-use crate::error::Failure;
+use crate::error::Error;
+use crate::launch::Launcher;
 use crate::paths::rel;
 use crate::time;
 use std::collections::HashMap;
@@ -34,8 +36,9 @@ pub fn busy_worktree(config: &Config, story: &Story) -> Option<u32> {
 
 /// Return `in-progress` stories that a run of this tool started and no
 /// runner holds to `ready` (their runner died). The TS tool's lasting
-/// `in-progress` stage is left alone. Returns how many were recovered.
-pub fn recover_stale(config: &Config, scan: &Scan) -> usize {
+/// `in-progress` stage is left alone. Returns how many were recovered;
+/// what it did goes to `said`.
+pub fn recover_stale(config: &Config, scan: &Scan, said: &mut Vec<String>) -> usize {
     let board = crate::board::Board::of(config);
     let mut n = 0;
     for s in scan.stories.iter().filter(|s| s.run_by_us()) {
@@ -48,10 +51,10 @@ pub fn recover_stale(config: &Config, scan: &Scan) -> usize {
             }
         };
         if let Some(pid) = busy_worktree(config, s) {
-            errln!(
+            said.push(format!(
                 "[{}] is in-progress and no runner holds it, but process {pid} still works in its worktree; leaving it alone (stop that process to run the story again)",
                 s.id
-            );
+            ));
             continue;
         }
         // Re-read under the claim: its runner may have finished meanwhile.
@@ -71,10 +74,10 @@ pub fn recover_stale(config: &Config, scan: &Scan) -> usize {
             ];
             match board.patch(&s.id, &changes) {
                 Ok(()) => {
-                    errln!(
+                    said.push(format!(
                         "[{}] was in-progress but no runner holds it (its runner died); returned it to ready",
                         s.id
-                    );
+                    ));
                     n += 1;
                 }
                 Err(e) => log::warn!("[{}] cannot return the stale story to ready: {e}", s.id),
@@ -114,7 +117,7 @@ pub fn key_problems(scan: &Scan) -> HashMap<String, String> {
 }
 
 /// The stories this run is about, in the order to try them.
-pub fn select(scan: &Scan, args: &RunArgs, root: &Path) -> Result<Vec<Story>, Failure> {
+pub fn select(scan: &Scan, args: &RunArgs, root: &Path) -> Result<Vec<Story>, Error> {
     if args.story.is_empty() {
         return Ok(scan
             .stories
@@ -135,18 +138,18 @@ pub fn select(scan: &Scan, args: &RunArgs, root: &Path) -> Result<Vec<Story>, Fa
                 .iter()
                 .find(|b| b.path.parent().is_some_and(|p| p.ends_with(id)))
             {
-                return Err(Failure::usage(format!(
+                return Err(Error::usage(format!(
                     "--story {id}: {}: {}; fix the file first",
                     rel(root, &bad.path),
                     bad.reason
                 )));
             }
-            return Err(Failure::usage(format!(
+            return Err(Error::usage(format!(
                 "--story {id}: no such story on the board; `ai-sdlc status` lists them"
             )));
         };
         if story.status == Status::Done && !args.force {
-            return Err(Failure::usage(format!(
+            return Err(Error::usage(format!(
                 "--story {id}: the story is done; add --force to run it again"
             )));
         }
@@ -156,7 +159,7 @@ pub fn select(scan: &Scan, args: &RunArgs, root: &Path) -> Result<Vec<Story>, Fa
 }
 
 /// Refuse dependency cycles that involve a selected story.
-pub fn check_cycles(scan: &Scan, selected: &[Story]) -> Result<(), Failure> {
+pub fn check_cycles(scan: &Scan, selected: &[Story]) -> Result<(), Error> {
     let deps: HashMap<&str, &[String]> = scan
         .stories
         .iter()
@@ -193,7 +196,7 @@ pub fn check_cycles(scan: &Scan, selected: &[Story]) -> Result<(), Failure> {
     }
     for s in selected {
         if let Some(cycle) = visit(&s.id, &deps, &mut mark, &mut Vec::new()) {
-            return Err(Failure::usage(format!(
+            return Err(Error::usage(format!(
                 "dependency cycle: {}; remove one of these dependencies",
                 cycle.join(" -> ")
             )));
@@ -259,13 +262,17 @@ pub fn claude_as_root_problem() -> Option<String> {
 }
 
 /// The command of each phase; refuse a missing or unfindable agent, and a
-/// preset that cannot run unattended here, before anything starts.
-pub fn phase_commands(config: &Config) -> Result<Vec<PlannedPhase>, Failure> {
+/// preset that cannot run unattended here, before anything starts. What
+/// to warn about goes to `warnings`.
+pub fn phase_commands(
+    config: &Config,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<PlannedPhase>, Error> {
     let mut out = Vec::new();
     for phase in &config.phases {
         let Some((preset, argv)) = config.command_of(phase) else {
             let names: Vec<&str> = PRESETS.iter().map(|p| p.name()).collect();
-            return Err(Failure::usage(format!(
+            return Err(Error::usage(format!(
                 "no agent configured. Set one in {}, for example:\n  {{ \"agent\": {{ \"preset\": \"claude\" }} }}\nPresets: {}. Or any command: {{ \"agent\": {{ \"command\": [\"my-agent\", \"--flag\"] }} }}; it runs in the story's worktree with the prompt on stdin. `ai-sdlc init --agent <preset>` writes one.",
                 config.file_name(),
                 names.join(", ")
@@ -273,7 +280,7 @@ pub fn phase_commands(config: &Config) -> Result<Vec<PlannedPhase>, Failure> {
         };
         let program = &argv[0];
         if !program.contains('{') && !crate::process::findable(program, &config.root) {
-            return Err(Failure::usage(match (phase.command.is_some(), preset) {
+            return Err(Error::usage(match (phase.command.is_some(), preset) {
                 (true, _) => format!(
                     "the command of phase {:?}, {program:?}, is not on PATH (in {}); install it or change the phase's command",
                     phase.name,
@@ -295,10 +302,10 @@ pub fn phase_commands(config: &Config) -> Result<Vec<PlannedPhase>, Failure> {
             if preset == Preset::Claude
                 && let Some(why) = claude_as_root_problem()
             {
-                return Err(Failure::usage(why));
+                return Err(Error::usage(why));
             }
             if preset.needs_model() && config.agent.model.is_none() {
-                return Err(Failure::usage(format!(
+                return Err(Error::usage(format!(
                     "{} needs a model to run unattended (without one it waits for a browser login): set agent.model in {}, for example \"sonnet\" or \"gpt-4o\"",
                     preset.name(),
                     config.file_name()
@@ -306,7 +313,7 @@ pub fn phase_commands(config: &Config) -> Result<Vec<PlannedPhase>, Failure> {
             }
         }
         if let Some(w) = shell_warning(&argv) {
-            errln!("ai-sdlc: warning: {w}");
+            warnings.push(w);
         }
         out.push(PlannedPhase {
             name: phase.name.clone(),
@@ -317,54 +324,95 @@ pub fn phase_commands(config: &Config) -> Result<Vec<PlannedPhase>, Failure> {
     Ok(out)
 }
 
-/// `--dry-run`: what would run, where, and how.
-pub fn print(config: &Config, settings: &Settings, selected: &[Story], phases: &[PlannedPhase]) {
-    let n = settings.max.unwrap_or(selected.len()).min(selected.len());
-    outln!(
-        "Plan: {n} of {} selected {} would start, up to {} at once{}",
-        selected.len(),
-        if selected.len() == 1 {
-            "story"
-        } else {
-            "stories"
-        },
-        settings.concurrency,
-        match (&settings.worktrees, &settings.base_branch) {
-            (true, Some(b)) => format!(", each in a worktree branched from {b}"),
-            (true, None) => ", each in a worktree".to_string(),
-            (false, _) => ", in the repo itself (no worktrees)".to_string(),
-        }
-    );
-    for (i, s) in selected.iter().enumerate() {
-        let prio = s
-            .priority
-            .map(|p| format!("p{p}"))
-            .unwrap_or_else(|| "p-".into());
-        let after = if s.dependencies.is_empty() {
-            String::new()
-        } else {
-            format!("  (after {})", s.dependencies.join(", "))
-        };
-        let marker = if i < n { "" } else { "  [beyond --max]" };
-        outln!("{:>3}. {}  {prio}  {}{after}{marker}", i + 1, s.id, s.title);
-        if settings.worktrees {
-            let base = config.worktree_base();
-            match crate::worktree::place(&config.root, &base, s) {
-                Ok((folder, branch)) => outln!(
-                    "     worktree {}  branch {branch}",
-                    rel(&config.root, &base.join(folder))
-                ),
-                Err(e) => outln!("     not run: {e}"),
-            }
-        }
-        for p in phases {
-            let done = crate::workflow::flag(&p.name).filter(|f| s.is_complete(f));
-            match done {
-                Some(f) if settings.from.is_none() => {
-                    outln!("     {} (skipped: {f} is true)", p.name)
-                }
-                _ => outln!("     {} ({}): {}", p.name, p.preset, p.argv.join(" ")),
-            }
+/// What `run` will do, decided before anything starts. A dry run prints
+/// it; a run carries it out.
+pub struct Plan {
+    pub scan: Scan,
+    /// In the order to try them.
+    pub selected: Vec<Story>,
+    pub phases: Vec<PlannedPhase>,
+    pub launcher: Option<Launcher>,
+    /// The launcher's program is not on PATH (only a dry run gets this far).
+    pub launcher_missing: bool,
+    /// What people should read before the run: unreadable stories, stale
+    /// ones returned to ready, warnings. One line each.
+    pub said: Vec<String>,
+}
+
+/// Decide what `run` does: scan the board (returning stale stories to
+/// ready, unless this is a dry run), select and order the stories, check
+/// the agent, the launcher and the repo. Sets the base branch in
+/// `settings`. A plan with no stories stops here.
+pub fn prepare(config: &Config, settings: &mut Settings, args: &RunArgs) -> Result<Plan, Error> {
+    let mut said = Vec::new();
+    let scan = crate::board::scan(config)?;
+    for b in &scan.bad {
+        said.push(format!(
+            "ai-sdlc: warning: {}: {} (skipped)",
+            rel(&config.root, &b.path),
+            b.reason
+        ));
+    }
+    // A dry run writes nothing: stale stories are only reported.
+    let scan = if !args.dry_run && recover_stale(config, &scan, &mut said) > 0 {
+        crate::board::scan(config)?
+    } else {
+        scan
+    };
+    if args.story.is_empty() {
+        let board = Board::of(config);
+        for s in scan.stories.iter().filter(|s| {
+            s.status == Status::InProgress && !s.run_by_us() && !lock::is_held(&board, &s.id)
+        }) {
+            said.push(format!(
+                "ai-sdlc: [{}] is in-progress in the TS ai-sdlc, not in a run of this tool; left alone (`ai-sdlc run --story {}` takes it over)",
+                s.id, s.id
+            ));
         }
     }
+    let selected = select(&scan, args, &config.root)?;
+    check_cycles(&scan, &selected)?;
+    let mut plan = Plan {
+        scan,
+        selected,
+        phases: Vec::new(),
+        launcher: None,
+        launcher_missing: false,
+        said,
+    };
+    if plan.selected.is_empty() {
+        return Ok(plan);
+    }
+    let mut warnings = Vec::new();
+    plan.phases = phase_commands(config, &mut warnings)?;
+    plan.said.extend(
+        warnings
+            .into_iter()
+            .map(|w| format!("ai-sdlc: warning: {w}")),
+    );
+    plan.launcher =
+        crate::launch::resolve(config, args.launcher.as_deref()).map_err(Error::usage)?;
+    plan.launcher_missing = plan.launcher.as_ref().is_some_and(|l| {
+        !l.argv[0].contains('{') && !crate::process::findable(&l.argv[0], &config.root)
+    });
+    if let (true, false, Some(l)) = (plan.launcher_missing, args.dry_run, &plan.launcher) {
+        return Err(Error::usage(format!(
+            "the launcher {:?} is not on PATH (orchestrator.launcher in {}, or --launcher); install it, or run without one",
+            l.argv[0],
+            config.file_name()
+        )));
+    }
+    if args.pr && !args.dry_run {
+        crate::land::pr::ready(config)?;
+    }
+    if settings.worktrees {
+        crate::worktree::check_repo(&config.root).map_err(Error::usage)?;
+        settings.base_branch = Some(
+            crate::worktree::base_branch(&config.root, config.worktree.base_branch.as_deref())
+                .map_err(Error::usage)?,
+        );
+    } else {
+        settings.base_branch = crate::worktree::base_branch(&config.root, None).ok();
+    }
+    Ok(plan)
 }

@@ -13,9 +13,9 @@
 use crate::board::frontmatter::{Change, Value};
 use crate::board::{self, Board, STORY_FILE};
 use crate::ipc::PhaseResult;
-use crate::report::PhaseTime;
 use crate::logs::RunLog;
 use crate::paths::{self, Dir};
+use crate::report::PhaseTime;
 use crate::workflow;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

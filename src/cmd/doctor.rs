@@ -6,10 +6,10 @@
 use crate::agent::Preset;
 use crate::board::Board;
 use crate::config::Config;
-use crate::error::{Failure, Outcome};
-use crate::process::findable;
+use crate::error::Error;
 use crate::paths::rel;
 use crate::process;
+use crate::process::findable;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -208,7 +208,7 @@ fn agent_checks(config: &Config, out: &mut Vec<Check>) {
     }
 }
 
-pub fn run(dir: Option<&Path>) -> Outcome {
+pub fn run(dir: Option<&Path>) -> Result<(), Error> {
     let mut checks = Vec::new();
     match probe(&["git", "--version"], Path::new(".")) {
         Some((Some(0), v)) => checks.push(Check::Ok(v.trim().to_string())),
@@ -217,10 +217,10 @@ pub fn run(dir: Option<&Path>) -> Outcome {
             "install git (Debian: apt-get install git)".into(),
         )),
     }
-    let root = crate::commands::locate(dir);
+    let root = crate::config::locate(dir);
     let config = match &root {
         Err(f) => {
-            checks.push(Check::Fail("board: none found".into(), f.message.clone()));
+            checks.push(Check::Fail("board: none found".into(), f.to_string()));
             None
         }
         Ok(root) => match Config::load(root) {
@@ -304,10 +304,7 @@ pub fn run(dir: Option<&Path>) -> Outcome {
         n => writeln!(out, "{n} problems to fix before `ai-sdlc run`."),
     };
     if fails > 0 {
-        return Err(Failure {
-            code: crate::error::EXIT_FAILED,
-            message: String::new(),
-        });
+        return Err(Error::Reported);
     }
-    Ok(0)
+    Ok(())
 }

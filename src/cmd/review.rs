@@ -1,28 +1,28 @@
 //! `ai-sdlc review [<ID>]`: every story branch against its base, computed
 //! without touching a working tree; with an id, that story's diff.
 
-use super::{Counts, Landing, base, counts, landings, merge_order, predict};
 use crate::cli::ReviewArgs;
 use crate::config::Config;
-use crate::error::{Failure, Outcome};
+use crate::error::Error;
+use crate::land::{Counts, Fit, Landing, base, branch_of, counts, landings, merge_order, predict};
 use crate::paths::rel;
 use serde_json::json;
 use std::io::Write;
 
-pub fn command(config: &Config, args: &ReviewArgs) -> Outcome {
+pub fn run(config: &Config, args: &ReviewArgs) -> Result<(), Error> {
     let scan = crate::board::scan(config)?;
     let base = base(config)?;
     let all = merge_order(landings(config, &scan)?);
-    let fail = |e: String| Failure::failed(e);
+    let fail = |e: String| Error::failed(e);
     let predictions = predict(&config.root, &base, &all).map_err(fail)?;
     let shown: Vec<&Landing> = match &args.id {
         Some(id) => {
             let one: Vec<&Landing> = all.iter().filter(|l| &l.story.id == id).collect();
             if one.is_empty() {
-                return Err(Failure::usage(match scan.get(id) {
+                return Err(Error::usage(match scan.get(id) {
                     Some(s) => format!(
                         "{id} has no branch yet ({} does not exist): run it first",
-                        super::branch_of(s)
+                        branch_of(s)
                     ),
                     None => {
                         format!("{id}: no such story on the board; `ai-sdlc status` lists them")
@@ -50,9 +50,9 @@ pub fn command(config: &Config, args: &ReviewArgs) -> Outcome {
                     "files": c.files, "insertions": c.insertions, "deletions": c.deletions,
                     "merged": c.ahead == 0 && l.story.merged_at.is_some(),
                     "nothing_to_merge": c.ahead == 0,
-                    "merges_cleanly": matches!(p.now, super::Fit::Clean(_)),
+                    "merges_cleanly": matches!(p.now, Fit::Clean(_)),
                     "conflicts": conflicts(&p.now),
-                    "merges_cleanly_in_order": matches!(p.after, super::Fit::Clean(_)),
+                    "merges_cleanly_in_order": matches!(p.after, Fit::Clean(_)),
                     "conflicts_in_order": conflicts(&p.after),
                     "merged_before": p.before,
                     "pr_url": l.story.pr_url, "merged_at": l.story.merged_at,
@@ -60,11 +60,11 @@ pub fn command(config: &Config, args: &ReviewArgs) -> Outcome {
             })
             .collect();
         outln!("{}", json!({ "base": base, "stories": list }));
-        return Ok(0);
+        return Ok(());
     }
     if rows.is_empty() {
         errln!("ai-sdlc: no story has a branch yet; `ai-sdlc run` makes them");
-        return Ok(0);
+        return Ok(());
     }
     outln!("Story branches against {base} (in merge order):");
     let width = rows.iter().map(|(l, _)| l.branch.len()).max().unwrap_or(0);
@@ -79,7 +79,7 @@ pub fn command(config: &Config, args: &ReviewArgs) -> Outcome {
         } else {
             crate::git::run(&config.root, &["diff", "--stat", "--patch", &range, "--"])
         }
-        .map_err(|e| Failure::failed(e.message))?;
+        .map_err(|e| Error::failed(e.message))?;
         show(&diff, !args.no_pager && !args.stat);
     } else {
         outln!(
@@ -87,13 +87,13 @@ pub fn command(config: &Config, args: &ReviewArgs) -> Outcome {
             rel(&config.root, &config.stories_dir())
         );
     }
-    Ok(0)
+    Ok(())
 }
 
-fn conflicts(f: &super::Fit) -> Vec<String> {
+fn conflicts(f: &Fit) -> Vec<String> {
     match f {
-        super::Fit::Conflict(files) => files.clone(),
-        super::Fit::Clean(_) => Vec::new(),
+        Fit::Conflict(files) => files.clone(),
+        Fit::Clean(_) => Vec::new(),
     }
 }
 
@@ -127,8 +127,7 @@ fn line(l: &Landing, c: &Counts, fit: &str, width: usize) -> String {
 /// Print `text` (a diff: what an agent wrote, so never raw control
 /// characters on a terminal), through a pager when stdout is a terminal.
 fn show(text: &str, page: bool) {
-    // SAFETY: isatty only inspects the descriptor.
-    let tty = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+    let tty = crate::term::stdout_is_terminal();
     let text = if tty {
         crate::term::printable(text).into_owned()
     } else {

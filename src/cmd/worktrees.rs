@@ -4,9 +4,8 @@
 
 use crate::board::{Board, Scan, Status, Story, lock};
 use crate::cli::{WorktreeAction, WorktreesArgs};
-use crate::commands;
 use crate::config::Config;
-use crate::error::{Failure, Outcome};
+use crate::error::Error;
 use crate::paths::rel;
 use crate::worktree::{self, Entry};
 use std::io::Write;
@@ -46,10 +45,10 @@ fn forget(config: &Config, story: Option<&crate::board::Story>, path: &std::path
     }
 }
 
-fn ours<'a>(config: &Config, scan: &'a Scan) -> Result<Vec<Ours<'a>>, Failure> {
+fn ours<'a>(config: &Config, scan: &'a Scan) -> Result<Vec<Ours<'a>>, Error> {
     let base = config.worktree_base();
     let base = base.canonicalize().unwrap_or(base);
-    let entries = worktree::list(&config.root).map_err(Failure::usage)?;
+    let entries = worktree::list(&config.root).map_err(Error::usage)?;
     Ok(entries
         .into_iter()
         .filter(|e| e.path.starts_with(&base))
@@ -145,11 +144,11 @@ fn label(changes: &Result<Vec<String>, String>) -> String {
     }
 }
 
-pub fn command(config: &Config, args: &WorktreesArgs) -> Outcome {
+pub fn run(config: &Config, args: &WorktreesArgs) -> Result<(), Error> {
     let scan = crate::board::scan(config)?;
     // Changes wait while a runner adds or removes a worktree.
     let serialize =
-        || worktree::serialize(&config.root, &config.worktree_base()).map_err(Failure::failed);
+        || worktree::serialize(&config.root, &config.worktree_base()).map_err(Error::failed);
     match &args.action {
         None | Some(WorktreeAction::List(_)) => list(config, &scan),
         Some(WorktreeAction::Remove(r)) => {
@@ -163,7 +162,7 @@ pub fn command(config: &Config, args: &WorktreesArgs) -> Outcome {
     }
 }
 
-fn list(config: &Config, scan: &Scan) -> Outcome {
+fn list(config: &Config, scan: &Scan) -> Result<(), Error> {
     let all = ours(config, scan)?;
     let mut out = std::io::stdout().lock();
     if all.is_empty() {
@@ -172,7 +171,7 @@ fn list(config: &Config, scan: &Scan) -> Outcome {
             "No ai-sdlc worktrees under {}.",
             rel(&config.root, &config.worktree_base())
         );
-        return Ok(0);
+        return Ok(());
     }
     let rows: Vec<[String; 7]> = all
         .iter()
@@ -213,13 +212,13 @@ fn list(config: &Config, scan: &Scan) -> Outcome {
             .collect();
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     }
-    Ok(0)
+    Ok(())
 }
 
-fn remove(config: &Config, scan: &Scan, id: &str, force: bool) -> Outcome {
+fn remove(config: &Config, scan: &Scan, id: &str, force: bool) -> Result<(), Error> {
     let all = ours(config, scan)?;
     let Some(o) = all.iter().find(|o| o.story.is_some_and(|s| s.id == id)) else {
-        return Err(Failure::usage(format!(
+        return Err(Error::usage(format!(
             "{id} has no worktree; `ai-sdlc worktrees` lists them"
         )));
     };
@@ -227,7 +226,7 @@ fn remove(config: &Config, scan: &Scan, id: &str, force: bool) -> Outcome {
     if o.story
         .is_some_and(|s| s.status == Status::InProgress && lock::is_held(&Board::of(config), &s.id))
     {
-        return Err(Failure::failed(format!(
+        return Err(Error::failed(format!(
             "{id} is running right now (a runner holds it); stop that run first"
         )));
     }
@@ -251,20 +250,20 @@ fn remove(config: &Config, scan: &Scan, id: &str, force: bool) -> Outcome {
         if listed.len() > 20 {
             msg.push_str(&format!("\n  ... and {} more", listed.len() - 20));
         }
-        return Err(Failure::failed(msg));
+        return Err(Error::failed(msg));
     }
     worktree::remove(&config.root, path, force)
-        .map_err(|e| Failure::failed(format!("git could not remove it: {e}")))?;
+        .map_err(|e| Error::failed(format!("git could not remove it: {e}")))?;
     forget(config, o.story, path);
     outln!(
         "removed {} ({st}); branch {} is kept",
         rel(&config.root, path),
         o.entry.branch.as_deref().unwrap_or("(none)")
     );
-    Ok(0)
+    Ok(())
 }
 
-fn prune(config: &Config, scan: &Scan) -> Outcome {
+fn prune(config: &Config, scan: &Scan) -> Result<(), Error> {
     let mut removed = 0;
     for o in ours(config, scan)? {
         let shown = rel(&config.root, &o.entry.path);
@@ -299,7 +298,7 @@ fn prune(config: &Config, scan: &Scan) -> Outcome {
             },
         }
     }
-    worktree::prune_registrations(&config.root).map_err(Failure::failed)?;
+    worktree::prune_registrations(&config.root).map_err(Error::failed)?;
     outln!("{removed} removed; branches are kept; ran git worktree prune");
-    Ok(0)
+    Ok(())
 }

@@ -1,0 +1,77 @@
+//! `ai-sdlc add <title>`: a new story, numbered after the highest.
+
+use crate::board::{self, Board, Status};
+use crate::cli::AddArgs;
+use crate::config::Config;
+use crate::error::Error;
+
+const TYPES: [&str; 4] = ["feature", "bug", "chore", "spike"];
+
+pub fn run(config: &Config, args: &AddArgs) -> Result<(), Error> {
+    let title = args.title.trim();
+    if title.is_empty() {
+        return Err(Error::usage(
+            "add: the title is empty; give the story a title",
+        ));
+    }
+    let kind = args.kind.as_deref().unwrap_or("feature");
+    if !TYPES.contains(&kind) {
+        return Err(Error::usage(format!(
+            "add: --type {kind:?} is not one of {}",
+            TYPES.join(", ")
+        )));
+    }
+    let board = Board::of(config);
+    let scan = board::scan(config)?;
+    for dep in &args.depends {
+        if scan.get(dep).is_none() {
+            errln!("warning: --depends {dep}: no such story on the board (yet)");
+        }
+    }
+    let priority = args.priority.unwrap_or_else(|| {
+        scan.stories
+            .iter()
+            .filter_map(|s| s.priority)
+            .max()
+            .unwrap_or(0)
+            + 10
+    });
+    let ids = board.ids().unwrap_or_default();
+    let mut number = ids
+        .iter()
+        .filter_map(|id| id.strip_prefix("S-").and_then(|n| n.parse::<u64>().ok()))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let status = if args.ready {
+        Status::Ready
+    } else {
+        Status::Backlog
+    };
+    // The folder is made exclusively: if another `add` took the number first, take the next.
+    let id = loop {
+        let id = format!("S-{number:04}");
+        let text = board::story_text(&board::NewStory {
+            id: &id,
+            title,
+            priority,
+            status: status.as_str(),
+            kind,
+            labels: &args.label,
+            dependencies: &args.depends,
+            body: "<!-- What to build and how to check it: the agent gets this body (without the frontmatter) in its prompt. -->",
+        });
+        match board.create(&id, &text) {
+            Ok(true) => break id,
+            Ok(false) => number += 1,
+            Err(e) => {
+                return Err(Error::failed(format!(
+                    "cannot create {}: {e}",
+                    board.story_path(&id).display()
+                )));
+            }
+        }
+    };
+    outln!("{id}");
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! `ai-sdlc init`: the board folder, a default `.ai-sdlc.json` (trusted:
+//! the user chose it) and `.gitignore` entries.
+
+use crate::agent::Preset;
+use crate::cli::InitArgs;
+use crate::config::{self, CONFIG_FILE, Config};
+use crate::error::Error;
+use crate::paths::{self, Dir, ReadError};
+use crate::process;
+use std::io::{self, Write};
+use std::path::Path;
+
+const GITIGNORE_LINES: [&str; 2] = [".ai-sdlc/worktrees/", ".ai-sdlc/stories/*/logs/"];
+
+/// `.gitignore` is at most this big for `init` to extend it.
+const MAX_GITIGNORE: u64 = 1 << 20;
+
+/// The presets `init` may pick, in order of preference when several are on PATH.
+const INIT_PRESETS: [Preset; 5] = [
+    Preset::Claude,
+    Preset::Codex,
+    Preset::Gemini,
+    Preset::Opencode,
+    Preset::Aider,
+];
+
+/// The preset `init` writes, and a note on how it was chosen.
+fn init_preset(asked: Option<&str>) -> Result<(Preset, String), Error> {
+    let names: Vec<&str> = INIT_PRESETS.iter().map(|p| p.name()).collect();
+    if let Some(name) = asked {
+        return match Preset::parse(name).filter(|p| INIT_PRESETS.contains(p)) {
+            Some(p) => Ok((p, String::new())),
+            None => Err(Error::usage(format!(
+                "--agent {name:?}: choose one of {}; for any other command, set agent.command in {CONFIG_FILE} yourself",
+                names.join(", ")
+            ))),
+        };
+    }
+    let found = INIT_PRESETS
+        .into_iter()
+        .find(|p| p.program().is_some_and(process::on_path));
+    Ok(match found {
+        Some(p) => (p, format!(" (found {} on PATH)", p.name())),
+        None => (
+            Preset::Claude,
+            format!(
+                " (none of {} is on PATH; install Claude Code with `{}`, or pass --agent)",
+                names.join(", "),
+                Preset::Claude.install_hint()
+            ),
+        ),
+    })
+}
+
+pub fn run(dir: Option<&Path>, args: &InitArgs) -> Result<(), Error> {
+    let (preset, how) = init_preset(args.agent.as_deref())?;
+    let root = config::start_dir(dir)?;
+    let fail = |what: &str, e: &dyn std::fmt::Display| Error::failed(format!("cannot {what}: {e}"));
+    let stories = root.join(config::DEFAULT_FOLDER).join("stories");
+    let mut done = Vec::new();
+    let existed = stories.is_dir();
+    paths::open_beneath(&root, &stories, true)
+        .map_err(|e| fail(&format!("create {}", stories.display()), &e))?;
+    done.push(if existed {
+        "kept .ai-sdlc/stories/ (already there)".to_string()
+    } else {
+        "created .ai-sdlc/stories/".to_string()
+    });
+    let top = Dir::open(&root).map_err(|e| fail(&format!("open {}", root.display()), &e))?;
+    let config_path = root.join(CONFIG_FILE);
+    if top.exists(CONFIG_FILE).unwrap_or(true) {
+        done.push(format!(
+            "kept {CONFIG_FILE} (already there; `ai-sdlc trust --show` lists the commands it would run, `ai-sdlc trust` allows them)"
+        ));
+    } else {
+        top.replace(
+            CONFIG_FILE,
+            config::default_file_text(preset).as_bytes(),
+            None,
+        )
+        .map_err(|e| fail(&format!("write {}", config_path.display()), &e))?;
+        done.push(format!(
+            "created {CONFIG_FILE} (agent.preset: {}{how})",
+            preset.name()
+        ));
+        // What init wrote, the user chose: trusted.
+        let written = Config::load(&root).map_err(Error::from)?;
+        match crate::trust::record(&root, &crate::trust::commands(&written)) {
+            Ok(_) => done.push("trusted the commands it names (ai-sdlc trust --show)".into()),
+            Err(e) => done.push(format!("could not record trust ({e}); run `ai-sdlc trust`")),
+        }
+    }
+    let ignore = root.join(".gitignore");
+    let existing = match top.read(".gitignore", MAX_GITIGNORE) {
+        Ok(bytes) => bytes,
+        Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(fail(&format!("read {}", ignore.display()), &e)),
+    };
+    let text = String::from_utf8_lossy(&existing).into_owned();
+    let missing: Vec<&str> = GITIGNORE_LINES
+        .iter()
+        .copied()
+        .filter(|l| !text.lines().any(|e| e.trim() == *l))
+        .collect();
+    if !missing.is_empty() {
+        let mut new = text.clone();
+        if !new.is_empty() && !new.ends_with('\n') {
+            new.push('\n');
+        }
+        new.push_str("# ai-sdlc: worktrees and run logs\n");
+        for l in &missing {
+            new.push_str(l);
+            new.push('\n');
+        }
+        let written = top
+            .replace(
+                ".gitignore",
+                new.as_bytes(),
+                Some(&existing).filter(|e| !e.is_empty()).map(|e| &e[..]),
+            )
+            .map_err(|e| fail(&format!("write {}", ignore.display()), &e))?;
+        if !written {
+            return Err(Error::failed(format!(
+                "{} changed while ai-sdlc was updating it; run `ai-sdlc init` again",
+                ignore.display()
+            )));
+        }
+        done.push(format!(
+            "{} .gitignore (worktrees, logs)",
+            if existing.is_empty() {
+                "created"
+            } else {
+                "updated"
+            }
+        ));
+    }
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "Initialized an ai-sdlc board in {}", root.display());
+    for d in done {
+        let _ = writeln!(out, "  {d}");
+    }
+    if !root.join(".git").exists() {
+        let _ = writeln!(
+            out,
+            "note: {} is not a git repo; `run` needs one for worktrees (git init && git commit), or use --no-worktree",
+            root.display()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nNext:\n  ai-sdlc doctor                        # is the agent installed and logged in?\n  ai-sdlc add \"My first story\" --ready\n  ai-sdlc prompt S-0001                 # what the agent will be told\n  ai-sdlc run"
+    );
+    Ok(())
+}

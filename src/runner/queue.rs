@@ -1,0 +1,301 @@
+//! The run's queue, as pure decisions: which waiting story starts next
+//! (its dependencies done, within `--max`, no account-wide failure yet),
+//! which is skipped or left to another runner, and what becomes of the
+//! stories that never started. The dispatcher (`mod.rs`) starts them.
+
+use crate::board::{Status, Story};
+use crate::story::Outcome;
+use std::collections::{HashMap, HashSet};
+
+/// Why a queued story never started: the run was interrupted first.
+pub const INTERRUPTED: &str = "not started: the run was interrupted";
+
+/// What to do with one waiting story now.
+#[derive(Debug)]
+pub enum Move {
+    Start(Story),
+    /// Not run, and reported: its dependency failed or does not exist.
+    Skip(Story, String),
+    /// Another runner has it, or a dependency of it: not ours, not counted.
+    Leave(Story, String),
+}
+
+enum Gate {
+    Go,
+    Wait,
+    Skip(String),
+    Leave(String),
+}
+
+pub struct Queue {
+    /// Selected, not started, in queue order.
+    waiting: Vec<Story>,
+    /// Where the scan for the next move resumes: stories before it wait
+    /// on something that has not changed since.
+    cursor: usize,
+    /// Statuses on the board when the run started.
+    board: HashMap<String, Status>,
+    /// Stories that cannot get a worktree: id -> why.
+    bad_keys: HashMap<String, String>,
+    finished: HashMap<String, Outcome>,
+    /// Selected and not finished: waiting or in flight.
+    pending: HashSet<String>,
+    /// Left to another runner.
+    left: HashSet<String>,
+    started: usize,
+    max: usize,
+    /// An agent that cannot log in (or is out of quota) fails every story
+    /// alike: nothing more starts, and this says why.
+    halted: Option<String>,
+}
+
+impl Queue {
+    pub fn new(
+        selected: Vec<Story>,
+        board: HashMap<String, Status>,
+        bad_keys: HashMap<String, String>,
+        max: Option<usize>,
+    ) -> Queue {
+        Queue {
+            pending: selected.iter().map(|s| s.id.clone()).collect(),
+            waiting: selected,
+            cursor: 0,
+            board,
+            bad_keys,
+            finished: HashMap::new(),
+            left: HashSet::new(),
+            started: 0,
+            max: max.unwrap_or(usize::MAX),
+            halted: None,
+        }
+    }
+
+    /// The stories not started yet, in queue order.
+    pub fn waiting(&self) -> &[Story] {
+        &self.waiting
+    }
+
+    /// `held(id)`: does another runner hold story `id` right now?
+    fn gate(&self, story: &Story, held: &dyn Fn(&str) -> bool) -> Gate {
+        if let Some(why) = self.bad_keys.get(&story.id) {
+            return Gate::Skip(why.clone());
+        }
+        for dep in &story.dependencies {
+            match self.finished.get(dep) {
+                Some(Outcome::Succeeded) => continue,
+                Some(o) => return Gate::Skip(format!("dependency {dep} {}", o.describe())),
+                None => {}
+            }
+            if self.pending.contains(dep) {
+                return Gate::Wait;
+            }
+            if self.left.contains(dep) {
+                return Gate::Leave(format!("its dependency {dep} is left to another runner"));
+            }
+            match self.board.get(dep) {
+                Some(Status::Done) => {}
+                Some(Status::InProgress) if held(dep) => {
+                    return Gate::Leave(format!(
+                        "its dependency {dep} is running in another runner, which runs it next"
+                    ));
+                }
+                Some(s) => return Gate::Skip(format!("dependency {dep} is {s}, not done")),
+                None => return Gate::Skip(format!("dependency {dep} does not exist")),
+            }
+        }
+        Gate::Go
+    }
+
+    /// The next move, when a worker is free (`None`: nothing can move now).
+    pub fn next(&mut self, held: &dyn Fn(&str) -> bool) -> Option<Move> {
+        if self.halted.is_some() || self.started >= self.max {
+            return None;
+        }
+        while self.cursor < self.waiting.len() {
+            let i = self.cursor;
+            match self.gate(&self.waiting[i], held) {
+                Gate::Wait => self.cursor += 1,
+                Gate::Go => {
+                    self.started += 1;
+                    return Some(Move::Start(self.waiting.remove(i)));
+                }
+                Gate::Skip(why) => {
+                    let s = self.waiting.remove(i);
+                    self.pending.remove(&s.id);
+                    self.finished.insert(s.id.clone(), Outcome::Skipped);
+                    // A skip can release others' gates: look again from the start.
+                    self.cursor = 0;
+                    return Some(Move::Skip(s, why));
+                }
+                Gate::Leave(why) => {
+                    let s = self.waiting.remove(i);
+                    self.pending.remove(&s.id);
+                    self.left.insert(s.id.clone());
+                    self.cursor = 0;
+                    return Some(Move::Leave(s, why));
+                }
+            }
+        }
+        None
+    }
+
+    /// A started story ended (`None`: it was not ours to run after all).
+    /// `account_wide`: its agent failed in a way every story would.
+    pub fn ended(&mut self, id: &str, outcome: Option<Outcome>, account_wide: Option<String>) {
+        self.pending.remove(id);
+        if let Some(o) = outcome {
+            self.finished.insert(id.to_string(), o);
+        }
+        if let Some(why) = account_wide
+            && self.halted.is_none()
+        {
+            self.halted = Some(format!(
+                "not started: the agent failed in {id} ({why}), which would fail every story; fix that and run again"
+            ));
+        }
+        self.cursor = 0;
+    }
+
+    /// The stories that never started, and what each gets: interrupted
+    /// (`cancelled`), held back by an account-wide failure or a dependency
+    /// that did not succeed (`skipped`). Those beyond `--max` get nothing.
+    pub fn never_started(self, stopping: bool) -> Vec<(Story, Outcome, String)> {
+        let mut out = Vec::new();
+        for s in self.waiting {
+            if let Some(why) = &self.halted {
+                out.push((s, Outcome::Skipped, why.clone()));
+            } else if stopping {
+                out.push((s, Outcome::Cancelled, INTERRUPTED.to_string()));
+            } else if self.started < self.max {
+                let why = if s.dependencies.is_empty() {
+                    "not started: no worker thread could be started (see the warnings above)"
+                        .to_string()
+                } else {
+                    format!(
+                        "dependencies {} did not succeed in this run",
+                        s.dependencies.join(", ")
+                    )
+                };
+                out.push((s, Outcome::Skipped, why));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::Story;
+    use std::path::PathBuf;
+
+    fn story(id: &str, deps: &[&str]) -> Story {
+        let text = format!(
+            "---\nid: {id}\ntitle: T\nstatus: ready\ndependencies: [{}]\n---\n",
+            deps.join(", ")
+        );
+        crate::board::parse_story(&text, &PathBuf::from("/b").join(id), id).unwrap()
+    }
+
+    fn ids(moves: &[Move]) -> Vec<String> {
+        moves
+            .iter()
+            .map(|m| match m {
+                Move::Start(s) => format!("start {}", s.id),
+                Move::Skip(s, why) => format!("skip {}: {why}", s.id),
+                Move::Leave(s, why) => format!("leave {}: {why}", s.id),
+            })
+            .collect()
+    }
+
+    fn drain(q: &mut Queue, held: &dyn Fn(&str) -> bool) -> Vec<Move> {
+        std::iter::from_fn(|| q.next(held)).collect()
+    }
+
+    const NOBODY: &dyn Fn(&str) -> bool = &|_| false;
+
+    #[test]
+    fn a_dependent_waits_for_its_dependency_in_this_run() {
+        let mut q = Queue::new(
+            vec![story("S-2", &["S-1"]), story("S-1", &[]), story("S-3", &[])],
+            HashMap::new(),
+            HashMap::new(),
+            None,
+        );
+        assert_eq!(ids(&drain(&mut q, NOBODY)), ["start S-1", "start S-3"]);
+        q.ended("S-1", Some(Outcome::Succeeded), None);
+        assert_eq!(ids(&drain(&mut q, NOBODY)), ["start S-2"]);
+    }
+
+    #[test]
+    fn a_failed_or_missing_dependency_skips_and_one_held_elsewhere_leaves() {
+        let board = HashMap::from([
+            ("S-8".to_string(), Status::Blocked),
+            ("S-9".to_string(), Status::InProgress),
+        ]);
+        let mut q = Queue::new(
+            vec![
+                story("S-1", &[]),
+                story("S-2", &["S-1"]),
+                story("S-3", &["S-8"]),
+                story("S-4", &["S-9"]),
+                story("S-5", &["S-7"]),
+            ],
+            board,
+            HashMap::new(),
+            None,
+        );
+        let held: &dyn Fn(&str) -> bool = &|id| id == "S-9";
+        assert_eq!(
+            ids(&drain(&mut q, held)),
+            [
+                "start S-1",
+                "skip S-3: dependency S-8 is blocked, not done",
+                "leave S-4: its dependency S-9 is running in another runner, which runs it next",
+                "skip S-5: dependency S-7 does not exist",
+            ]
+        );
+        q.ended("S-1", Some(Outcome::Failed), None);
+        assert_eq!(
+            ids(&drain(&mut q, held)),
+            ["skip S-2: dependency S-1 failed"]
+        );
+    }
+
+    #[test]
+    fn max_an_account_wide_failure_and_a_stop_decide_what_never_starts() {
+        let three = || vec![story("S-1", &[]), story("S-2", &[]), story("S-3", &[])];
+        let mut q = Queue::new(three(), HashMap::new(), HashMap::new(), Some(1));
+        assert_eq!(ids(&drain(&mut q, NOBODY)), ["start S-1"]);
+        // Beyond --max: not reported at all.
+        assert!(q.never_started(false).is_empty());
+
+        let mut q = Queue::new(three(), HashMap::new(), HashMap::new(), None);
+        assert!(matches!(q.next(NOBODY), Some(Move::Start(_))));
+        q.ended(
+            "S-1",
+            Some(Outcome::Failed),
+            Some("usage limit reached".into()),
+        );
+        assert!(q.next(NOBODY).is_none());
+        let rest = q.never_started(false);
+        assert_eq!(rest.len(), 2);
+        assert!(rest.iter().all(|(_, o, why)| *o == Outcome::Skipped
+            && why.contains("the agent failed in S-1 (usage limit reached)")));
+
+        let mut q = Queue::new(three(), HashMap::new(), HashMap::new(), None);
+        assert!(matches!(q.next(NOBODY), Some(Move::Start(_))));
+        let rest = q.never_started(true);
+        assert!(
+            rest.iter()
+                .all(|(_, o, why)| *o == Outcome::Cancelled && why == INTERRUPTED)
+        );
+    }
+
+    #[test]
+    fn a_story_without_a_worktree_name_is_skipped_before_it_starts() {
+        let bad = HashMap::from([("S-1".to_string(), "no name".to_string())]);
+        let mut q = Queue::new(vec![story("S-1", &[])], HashMap::new(), bad, None);
+        assert_eq!(ids(&drain(&mut q, NOBODY)), ["skip S-1: no name"]);
+    }
+}
