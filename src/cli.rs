@@ -333,7 +333,7 @@ pub struct WorktreeRemove {
 pub struct WorktreePrune {}
 
 /// Internal: the child process that runs one story's phases and speaks JSON lines (SPEC §6).
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, Debug, Clone, PartialEq)]
 pub struct ExecutorArgs {
     /// the story id
     #[argh(positional)]
@@ -359,6 +359,37 @@ pub struct ExecutorArgs {
     /// the worktree is new: run worktree.setup first
     #[argh(switch)]
     pub setup: bool,
+}
+
+impl ExecutorArgs {
+    /// The command line that starts the executor for the repo at `root`,
+    /// after the program: what `parse` reads back as these arguments.
+    pub fn to_argv(&self, root: &std::path::Path) -> Vec<std::ffi::OsString> {
+        let mut v: Vec<std::ffi::OsString> = vec![
+            "-C".into(),
+            root.into(),
+            EXECUTOR_COMMAND.into(),
+            "--worktree".into(),
+            (&self.worktree).into(),
+            "--branch".into(),
+            (&self.branch).into(),
+        ];
+        let mut opt = |flag: &str, value: Option<String>| {
+            if let Some(value) = value {
+                v.extend([flag.into(), value.into()]);
+            }
+        };
+        opt("--base", self.base.clone());
+        opt("--grace-ms", self.grace_ms.map(|g| g.to_string()));
+        opt("--commands", self.commands.clone());
+        opt("--workflow", self.workflow.clone());
+        if self.setup {
+            v.push("--setup".into());
+        }
+        // An id may start with `-`: after `--` it is never an option.
+        v.extend(["--".into(), (&self.id).into()]);
+        v
+    }
 }
 
 /// What `parse` returns: a command line to run, or text to print and an exit code.
@@ -528,6 +559,42 @@ mod tests {
                 assert!(!output.contains(EXECUTOR_COMMAND), "{output}");
             }
             _ => panic!("no help"),
+        }
+    }
+
+    #[test]
+    fn the_executors_command_line_reads_back_as_itself() {
+        let args = ExecutorArgs {
+            id: "-S-0001".into(),
+            worktree: "/w t/x".into(),
+            branch: "ai-sdlc/S-0001-x".into(),
+            base: Some("main".into()),
+            grace_ms: Some(2500),
+            workflow: Some("sdlc".into()),
+            commands: Some("abc".into()),
+            setup: true,
+        };
+        let bare = ExecutorArgs {
+            base: None,
+            grace_ms: None,
+            workflow: None,
+            commands: None,
+            setup: false,
+            ..args.clone()
+        };
+        for a in [args, bare] {
+            let argv: Vec<String> = a
+                .to_argv(std::path::Path::new("/repo"))
+                .into_iter()
+                .map(|s| s.into_string().unwrap())
+                .collect();
+            match parse(&argv) {
+                Parsed::Executor { dir, args } => {
+                    assert_eq!(dir.as_deref(), Some(std::path::Path::new("/repo")));
+                    assert_eq!(args, a);
+                }
+                _ => panic!("not the executor: {argv:?}"),
+            }
         }
     }
 

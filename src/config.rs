@@ -116,6 +116,12 @@ pub struct Config {
 #[derive(Debug)]
 pub struct ConfigError(pub String);
 
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Error {
+        Error::Usage(e.0)
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

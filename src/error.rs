@@ -56,12 +56,6 @@ impl fmt::Display for Error {
     }
 }
 
-impl From<crate::config::ConfigError> for Error {
-    fn from(e: crate::config::ConfigError) -> Error {
-        Error::Usage(e.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,7 @@ mod report;
 mod runner;
 mod shutdown;
 mod story;
+mod supervise;
 
 mod sha256;
 mod time;

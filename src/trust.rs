@@ -77,11 +77,15 @@ pub fn commands(config: &Config) -> Vec<Command> {
             None => {}
         }
     }
-    if let Ok(Some(l)) = crate::launch::resolve(config, None) {
+    if let Some(argv) = crate::launch::Launch::resolve(config, None)
+        .ok()
+        .as_ref()
+        .and_then(|l| l.prefix())
+    {
         out.push(Command {
             key: "orchestrator.launcher".into(),
-            value: json!(l.argv).to_string(),
-            shown: words(&l.argv),
+            value: json!(argv).to_string(),
+            shown: words(argv),
         });
     }
     if let Some(v) = &config.worktree.setup {

@@ -5,7 +5,8 @@
 //!
 //! The four phase names `research`, `plan`, `implement` and `review` carry
 //! this meaning in any workflow, the built-in `sdlc` one or a list of
-//! phases the config names; other phases just run.
+//! phases the config names (`Kind`); other phases just run. `next` is the
+//! workflow as a pure function: after a phase ends, what runs next.
 
 /// A phase of a workflow, as the config names it.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +14,112 @@ pub struct Phase {
     pub name: String,
     /// `None` runs `agent.command`.
     pub command: Option<Vec<String>>,
+}
+
+impl Phase {
+    pub fn kind(&self) -> Kind {
+        Kind::of(&self.name)
+    }
+}
+
+/// What a phase means on the board, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Research,
+    Plan,
+    Implement,
+    /// Ends with a verdict; changes requested send the story back to
+    /// the implement phase before it.
+    Review,
+    /// `worktree.setup`, run first in a new worktree (gets no prompt).
+    Setup,
+    /// A phase of the config's own: it just runs.
+    Other,
+}
+
+/// The name of the phase that runs `worktree.setup`.
+pub const SETUP: &str = "setup";
+
+impl Kind {
+    pub fn of(name: &str) -> Kind {
+        match name {
+            "research" => Kind::Research,
+            "plan" => Kind::Plan,
+            "implement" => Kind::Implement,
+            "review" => Kind::Review,
+            SETUP => Kind::Setup,
+            _ => Kind::Other,
+        }
+    }
+
+    /// The story field that says the phase is complete, as TS names it.
+    pub fn flag(self) -> Option<&'static str> {
+        Some(match self {
+            Kind::Research => "research_complete",
+            Kind::Plan => "plan_complete",
+            Kind::Implement => "implementation_complete",
+            Kind::Review => "reviews_complete",
+            Kind::Setup | Kind::Other => return None,
+        })
+    }
+
+    /// The section file the phase writes.
+    pub fn section(self) -> Option<&'static Section> {
+        SECTIONS.iter().find(|s| s.phase == Some(self))
+    }
+}
+
+/// The review's own section file: its notes, and the reasons a review
+/// asked for changes, which the next implement round gets.
+pub const REVIEW_FILE: &str = "review.md";
+
+/// How a phase ended, as the workflow sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Succeeded,
+    /// A review that did not approve.
+    ChangesRequested,
+    Failed,
+}
+
+/// What runs after a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The phase at this index.
+    Run(usize),
+    /// Changes requested: implement again from `to`, as round `round`.
+    Back {
+        to: usize,
+        round: u32,
+    },
+    Done,
+    /// The phase failed.
+    Fail,
+    /// The review still requests changes after `max_rounds` rounds.
+    OutOfRounds,
+}
+
+/// After phase `index` of `kinds` ended with `end` in round `round`, what
+/// runs next. A review that requests changes goes back to the implement
+/// phase before it, up to `max_rounds` rounds in all.
+pub fn next(kinds: &[Kind], max_rounds: u32, index: usize, round: u32, end: End) -> Step {
+    match end {
+        End::Failed => Step::Fail,
+        End::Succeeded if index + 1 >= kinds.len() => Step::Done,
+        End::Succeeded => Step::Run(index + 1),
+        End::ChangesRequested => {
+            let back = kinds[..index.min(kinds.len())]
+                .iter()
+                .rposition(|k| *k == Kind::Implement);
+            match back {
+                Some(to) if round < max_rounds => Step::Back {
+                    to,
+                    round: round + 1,
+                },
+                _ => Step::OutOfRounds,
+            }
+        }
+    }
 }
 
 /// The built-in workflows `run --workflow` and `workflow.preset` name.
@@ -38,13 +145,7 @@ pub fn preset(name: &str) -> Option<Vec<Phase>> {
 
 /// The story field that says a phase is complete, as TS names it.
 pub fn flag(phase: &str) -> Option<&'static str> {
-    Some(match phase {
-        "research" => "research_complete",
-        "plan" => "plan_complete",
-        "implement" => "implementation_complete",
-        "review" => "reviews_complete",
-        _ => return None,
-    })
+    Kind::of(phase).flag()
 }
 
 /// Every completion flag, in workflow order.
@@ -62,7 +163,7 @@ pub struct Section {
     /// What the section is, in a prompt.
     pub label: &'static str,
     /// The phase that writes it (`None`: only TS writes it).
-    pub phase: Option<&'static str>,
+    pub phase: Option<Kind>,
     pub headings: &'static [&'static str],
 }
 
@@ -71,13 +172,13 @@ pub const SECTIONS: [Section; 4] = [
     Section {
         file: "research.md",
         label: "Research",
-        phase: Some("research"),
+        phase: Some(Kind::Research),
         headings: &["research"],
     },
     Section {
         file: "plan.md",
         label: "Implementation plan",
-        phase: Some("plan"),
+        phase: Some(Kind::Plan),
         headings: &["implementation plan", "plan"],
     },
     Section {
@@ -87,16 +188,16 @@ pub const SECTIONS: [Section; 4] = [
         headings: &["plan review"],
     },
     Section {
-        file: "review.md",
+        file: REVIEW_FILE,
         label: "Review",
-        phase: Some("review"),
+        phase: Some(Kind::Review),
         headings: &["review notes", "review"],
     },
 ];
 
 /// The section file a phase writes.
 pub fn section_of(phase: &str) -> Option<&'static Section> {
-    SECTIONS.iter().find(|s| s.phase == Some(phase))
+    Kind::of(phase).section()
 }
 
 /// A phase's output is kept (in its section file, and for later phases'
@@ -120,15 +221,16 @@ pub fn bounded(text: &str) -> &str {
 /// before it. The review's own notes go to `implement` only (the reasons
 /// a previous review asked for changes).
 pub fn sections_for(phase: &str) -> Vec<&'static Section> {
-    let order = ["research", "plan", "implement", "review"];
-    let Some(at) = order.iter().position(|p| *p == phase) else {
+    let order = [Kind::Research, Kind::Plan, Kind::Implement, Kind::Review];
+    let kind = Kind::of(phase);
+    let Some(at) = order.iter().position(|k| *k == kind) else {
         // A phase of its own: it sees everything but a review.
-        return SECTIONS.iter().filter(|s| s.file != "review.md").collect();
+        return SECTIONS.iter().filter(|s| s.file != REVIEW_FILE).collect();
     };
     SECTIONS
         .iter()
         .filter(|s| match s.phase {
-            Some("review") => phase == "implement",
+            Some(Kind::Review) => kind == Kind::Implement,
             Some(p) => order.iter().position(|o| *o == p).is_some_and(|i| i < at),
             // The plan review counts as part of the plan.
             None => at > 1,
@@ -242,6 +344,44 @@ pub fn verdict(review: &str) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_workflow_goes_on_back_to_implement_or_stops() {
+        use Kind::*;
+        let sdlc = [Research, Plan, Implement, Review];
+        assert_eq!(next(&sdlc, 2, 0, 1, End::Succeeded), Step::Run(1));
+        assert_eq!(next(&sdlc, 2, 3, 1, End::Succeeded), Step::Done);
+        assert_eq!(next(&sdlc, 2, 1, 1, End::Failed), Step::Fail);
+        assert_eq!(
+            next(&sdlc, 2, 3, 1, End::ChangesRequested),
+            Step::Back { to: 2, round: 2 }
+        );
+        assert_eq!(
+            next(&sdlc, 2, 3, 2, End::ChangesRequested),
+            Step::OutOfRounds
+        );
+        // A review with no implement before it cannot go back.
+        assert_eq!(
+            next(&[Review, Implement], 5, 0, 1, End::ChangesRequested),
+            Step::OutOfRounds
+        );
+        // The nearest implement before the review.
+        let twice = [Implement, Other, Implement, Other, Review];
+        assert_eq!(
+            next(&twice, 3, 4, 1, End::ChangesRequested),
+            Step::Back { to: 2, round: 2 }
+        );
+    }
+
+    #[test]
+    fn a_phase_kind_comes_from_its_name() {
+        assert_eq!(Kind::of("review"), Kind::Review);
+        assert_eq!(Kind::of("setup"), Kind::Setup);
+        assert_eq!(Kind::of("lint"), Kind::Other);
+        assert_eq!(Kind::Implement.flag(), Some("implementation_complete"));
+        assert_eq!(Kind::Review.section().unwrap().file, REVIEW_FILE);
+        assert!(Kind::Implement.section().is_none());
+    }
 
     #[test]
     fn the_last_verdict_line_decides() {

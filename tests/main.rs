@@ -3,6 +3,8 @@
 
 mod support;
 
+mod architecture;
+
 mod dashboard;
 mod demo;
 mod executor;

@@ -4,8 +4,10 @@
 pub mod frontmatter;
 pub mod lock;
 mod new;
+mod outcome;
 
 pub use new::{NewStory, story_text};
+pub use outcome::{Outcome, outcome_patch};
 
 use crate::config::Config;
 use crate::error::Error;

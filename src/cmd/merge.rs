@@ -133,7 +133,10 @@ pub fn run(config: &Config, args: &MergeArgs) -> Result<(), Error> {
             new.how
         );
         if args.delete_branch {
-            delete_branch(root, l);
+            match delete_branch(root, l) {
+                Ok(said) => outln!("{said}"),
+                Err(e) => errln!("ai-sdlc: warning: {e}"),
+            }
         }
     }
     Ok(())

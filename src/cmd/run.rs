@@ -156,15 +156,7 @@ fn print_plan(config: &Config, settings: &Settings, plan: &Plan) {
             }
         }
     }
-    if let Some(l) = &plan.launcher {
-        outln!(
-            "Each story's executor starts through: {}{}",
-            l.argv.join(" "),
-            if plan.launcher_missing {
-                format!(" ({} is not on PATH here)", l.argv[0])
-            } else {
-                String::new()
-            }
-        );
+    if let Some(line) = plan.launch.explain(&config.root) {
+        outln!("{line}");
     }
 }

@@ -196,17 +196,19 @@ pub fn uncommitted(worktree: &Path, sdlc_folder: &str) -> Result<Vec<String>, Er
         .collect())
 }
 
-pub fn delete_branch(root: &Path, l: &Landing) {
+/// Delete a merged story's branch, unless a worktree has it checked out:
+/// what was done, or why not (`Err`).
+pub fn delete_branch(root: &Path, l: &Landing) -> Result<String, String> {
     match checked_out(root, &l.branch) {
-        Ok(Some(w)) => outln!(
+        Ok(Some(w)) => Ok(format!(
             "{}: kept branch {}: it is checked out in {}",
             l.story.id,
             l.branch,
             w.display()
-        ),
+        )),
         _ => match git::run(root, &["branch", "-D", "--", &l.branch]) {
-            Ok(_) => outln!("{}: deleted branch {}", l.story.id, l.branch),
-            Err(e) => errln!("ai-sdlc: warning: cannot delete {}: {e}", l.branch),
+            Ok(_) => Ok(format!("{}: deleted branch {}", l.story.id, l.branch)),
+            Err(e) => Err(format!("cannot delete {}: {e}", l.branch)),
         },
     }
 }

@@ -7,6 +7,7 @@ pub mod dashboard;
 use crate::board::Story;
 use crate::story::Outcome;
 use crate::time::human_duration;
+use crate::worktree::WorktreeFate;
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use serde::Serialize;
 use std::io::Write;
@@ -85,13 +86,10 @@ pub struct StoryResult {
     pub duration_ms: u64,
     pub branch: Option<String>,
     pub worktree: Option<String>,
-    pub worktree_kept: bool,
-    /// Why the worktree was kept, for people.
-    #[serde(skip)]
-    pub kept_because: Option<String>,
-    /// Parked for reuse (`worktree.reuse`) rather than removed.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub worktree_parked: bool,
+    /// What became of the worktree: `worktree_kept` (and `worktree_parked`
+    /// when it was parked for reuse) in JSON.
+    #[serde(flatten, serialize_with = "fate_fields")]
+    pub fate: Option<WorktreeFate>,
     pub log: Option<String>,
     pub error: Option<String>,
     /// Why the outcome could not be written to `story.md` (the run then exits 1).
@@ -111,11 +109,42 @@ pub struct StoryResult {
     pub phases: Vec<PhaseTime>,
 }
 
+/// `worktree_kept` (SPEC §7), and `worktree_parked: true` for a parked one.
+fn fate_fields<S: serde::Serializer>(fate: &Option<WorktreeFate>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let parked = *fate == Some(WorktreeFate::Parked);
+    let mut m = s.serialize_map(None)?;
+    m.serialize_entry(
+        "worktree_kept",
+        &matches!(fate, Some(WorktreeFate::Kept(_))),
+    )?;
+    if parked {
+        m.serialize_entry("worktree_parked", &true)?;
+    }
+    m.end()
+}
+
 impl StoryResult {
     /// A story that did not run (or not to the end), and why.
     pub fn not_run(story: &Story, outcome: Outcome, why: impl Into<String>) -> StoryResult {
         let mut r = StoryResult::new(&story.id, &story.title, outcome);
         r.error = Some(why.into());
+        r
+    }
+
+    /// A story that ran: what its run reported.
+    pub fn from_run(id: &str, title: &str, run: crate::story::RunResult) -> StoryResult {
+        let mut r = StoryResult::new(id, title, run.outcome);
+        r.exit_code = run.exit_code;
+        r.signal = run.signal;
+        r.duration_ms = run.duration_ms;
+        r.error = run.error;
+        r.cost_usd = run.report.cost_usd;
+        r.input_tokens = run.report.input_tokens;
+        r.output_tokens = run.report.output_tokens;
+        r.final_message = run.report.final_message;
+        r.failure = run.failure;
+        r.commit = run.commit;
         r
     }
 
@@ -129,9 +158,7 @@ impl StoryResult {
             duration_ms: 0,
             branch: None,
             worktree: None,
-            worktree_kept: false,
-            kept_because: None,
-            worktree_parked: false,
+            fate: None,
             log: None,
             error: None,
             unrecorded: None,
@@ -462,14 +489,14 @@ pub fn summary(results: &[StoryResult], duration_ms: u64, width: Option<usize>) 
                 human_duration(r.duration_ms)
             }
         )];
-        match (&r.worktree, r.worktree_kept, &r.kept_because) {
-            (Some(w), true, Some(why)) => parts.push(format!("worktree kept ({why}): {w}")),
-            (Some(w), true, None) => parts.push(format!("worktree kept: {w}")),
-            (Some(_), false, _) if r.worktree_parked => {
-                parts.push("worktree parked for reuse".into())
+        match (&r.worktree, &r.fate) {
+            (Some(w), Some(WorktreeFate::Kept(why))) => {
+                parts.push(format!("worktree kept ({why}): {w}"))
             }
-            (Some(_), false, _) => parts.push("worktree removed".into()),
-            (None, _, _) => {}
+            (Some(_), Some(WorktreeFate::Parked)) => parts.push("worktree parked for reuse".into()),
+            (Some(_), Some(WorktreeFate::Removed)) => parts.push("worktree removed".into()),
+            (Some(w), None) => parts.push(format!("worktree kept: {w}")),
+            (None, _) => {}
         }
         if let Some(b) = &r.branch {
             parts.push(b.clone());

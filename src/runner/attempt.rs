@@ -7,13 +7,14 @@ use super::record::Recorder;
 use super::{Ctx, child};
 use crate::board::frontmatter::Value;
 use crate::board::lock::{ClaimError, StoryClaim};
-use crate::board::{Status, Story, text};
+use crate::board::{Status, Story, outcome_patch, text};
 use crate::logs::{self, RunLog};
 use crate::paths::rel;
 use crate::report::{Note, StoryResult};
 use crate::story::{Job, Outcome, RunResult};
 use crate::time;
-use crate::worktree;
+use crate::workflow::Kind;
+use crate::worktree::{self, WorktreeFate};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -57,257 +58,435 @@ fn runnable(ctx: &Ctx, s: &Story) -> bool {
     }
 }
 
+/// Run a queued story start to end (SPEC §5).
 pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     if crate::shutdown::stopping() {
         return not_run(queued, Outcome::Cancelled, super::queue::INTERRUPTED.into());
     }
+    let (claim, story) = match claim(ctx, queued) {
+        Ok(held) => held,
+        Err(a) => return a,
+    };
+    let place = match place(ctx, &story) {
+        Ok(p) => p,
+        Err(e) => {
+            let why = format!("cannot create its worktree: {e}");
+            return not_run(&story, Outcome::Skipped, why);
+        }
+    };
+    let run = match Run::start(ctx, &story, place) {
+        Ok(r) => r,
+        Err(why) => return not_run(&story, Outcome::Skipped, why),
+    };
+    let result = run.execute();
+    let r = run.finish(result);
+    if ctx.settings.pr && r.outcome == Outcome::Succeeded && r.unrecorded.is_none() {
+        open_pr(ctx, &story, run.place.branch.as_str());
+    }
+    drop(claim);
+    Attempt::Ran(Box::new(r))
+}
+
+/// Claim the story and read it again under the claim: another runner may
+/// have run it meanwhile.
+fn claim(ctx: &Ctx, queued: &Story) -> Result<(StoryClaim, Story), Attempt> {
     let claim = match StoryClaim::try_claim(&ctx.board, &queued.id) {
         Ok(c) => c,
-        Err(ClaimError::Held) => return Attempt::Gone("another runner has claimed it".into()),
+        Err(ClaimError::Held) => return Err(Attempt::Gone("another runner has claimed it".into())),
         Err(ClaimError::Io(p, e)) => {
-            return not_run(
-                queued,
-                Outcome::Skipped,
-                format!("cannot claim {}: {e}", p.display()),
-            );
+            let why = format!("cannot claim {}: {e}", p.display());
+            return Err(not_run(queued, Outcome::Skipped, why));
         }
     };
-    // Re-read under the claim: another runner may have run it meanwhile.
     let story = match ctx.board.load(&queued.id) {
         Ok(s) => s,
-        Err(bad) => return not_run(queued, Outcome::Skipped, bad.to_string()),
+        Err(bad) => return Err(not_run(queued, Outcome::Skipped, bad.to_string())),
     };
     if !runnable(ctx, &story) {
-        return Attempt::Gone(format!("it is {} now", story.status));
+        return Err(Attempt::Gone(format!("it is {} now", story.status)));
     }
+    Ok((claim, story))
+}
+
+/// Where a story's agents work.
+struct Place {
+    /// The worktree, or the repo without worktrees.
+    workdir: PathBuf,
+    branch: String,
+    /// The story's own worktree, when it has one.
+    worktree: Option<PathBuf>,
+    /// The worktree is new to this story (made, or taken from the pool):
+    /// it gets its included files, shares and setup.
+    fresh: bool,
+}
+
+/// Make, reuse or take from the pool the story's worktree (or, without
+/// worktrees, the repo itself).
+fn place(ctx: &Ctx, story: &Story) -> Result<Place, String> {
     let root = &ctx.config.root;
-    // Whether the worktree is new to this story (made, or taken from the
-    // pool): then it gets its included files, shares and setup.
-    let mut fresh = false;
-    let (workdir, branch, worktree) = if ctx.settings.worktrees {
-        let base = ctx.config.worktree_base();
-        let from = ctx.settings.base_branch.as_deref().unwrap_or("HEAD");
-        let placed = worktree::place(root, &base, &story);
-        let mut pool_notes = Vec::new();
-        // One worktree change at a time, across threads and runners.
-        let made = placed.clone().and_then(|(folder, branch)| {
-            let held = worktree::serialize(root, &base)?;
-            if ctx.config.worktree.reuse
-                && matches!(held.exists(&folder), Ok(false))
-                && crate::worktree::env::take(root, &held, &folder, &branch, from, &mut pool_notes)?
-                    .is_some()
-            {
-                return Ok(worktree::Prepared::Pooled);
-            }
-            worktree::prepare(root, &held, &folder, &branch, from)
+    if !ctx.settings.worktrees {
+        return Ok(Place {
+            workdir: root.clone(),
+            branch: ctx.settings.base_branch.clone().unwrap_or_default(),
+            worktree: None,
+            fresh: false,
         });
-        for text in pool_notes {
-            ctx.notes.send(Note::Warn {
-                id: Some(story.id.clone()),
-                text,
-            });
+    }
+    let base = ctx.config.worktree_base();
+    let from = ctx.settings.base_branch.as_deref().unwrap_or("HEAD");
+    let (folder, branch) = worktree::place(root, &base, story)?;
+    let mut pool_notes = Vec::new();
+    // One worktree change at a time, across threads and runners.
+    let made = worktree::serialize(root, &base).and_then(|held| {
+        if ctx.config.worktree.reuse
+            && matches!(held.exists(&folder), Ok(false))
+            && worktree::env::take(root, &held, &folder, &branch, from, &mut pool_notes)?.is_some()
+        {
+            return Ok(worktree::Prepared::Pooled);
         }
-        match (placed, made) {
-            (Ok((folder, branch)), Ok(how)) => {
-                let path = base.join(&folder);
-                let said = match how {
-                    worktree::Prepared::Reused => Some("reusing its existing worktree"),
-                    worktree::Prepared::Pooled => Some("took a parked worktree for"),
-                    worktree::Prepared::Created => None,
-                };
-                if let Some(said) = said {
-                    ctx.notes.send(Note::Info {
-                        id: Some(story.id.clone()),
-                        text: format!("{said} {}", rel(root, &path)),
-                    });
-                }
-                fresh = how != worktree::Prepared::Reused;
-                (path.clone(), branch, Some(path))
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                return not_run(
-                    &story,
-                    Outcome::Skipped,
-                    format!("cannot create its worktree: {e}"),
-                );
-            }
-        }
-    } else {
-        (
-            root.clone(),
-            ctx.settings.base_branch.clone().unwrap_or_default(),
-            None,
-        )
-    };
-    let log = match RunLog::create(&ctx.board, &story.id, ctx.config.logs_keep) {
-        Ok(l) => l,
-        Err(e) => {
-            return not_run(
-                &story,
-                Outcome::Skipped,
-                format!("cannot create a run log in {}: {e}", story.dir().display()),
-            );
-        }
-    };
-    let log_rel = rel(root, &log.path);
-    let log = Arc::new(Mutex::new(log));
-    let recorder = Arc::new(Recorder::new(
-        &ctx.board,
-        &story.id,
-        worktree.as_deref(),
-        ctx.config.phases.last().map(|p| p.name.as_str()),
-    ));
-    let mut placed = crate::worktree::env::Placed::default();
-    if let (true, Some(w)) = (fresh, &worktree) {
-        furnish(ctx, &story.id, w, &mut placed, &log);
-    }
-    let now = time::iso_seconds(time::now_ms());
-    let running = Value::Map(vec![
-        ("outcome".into(), Value::Str("running".into())),
-        ("log".into(), Value::Str(log_rel.clone())),
-    ]);
-    let mut changes = vec![
-        ("status", text("in-progress")),
-        ("started_at", text(&now)),
-        ("updated", text(&now)),
-        // Says that this tool runs it: an in-progress story without it is
-        // a stage of the TS tool, never "stale".
-        ("last_run", Some(running)),
-    ];
-    if worktree.is_some() {
-        // Never replace what is set (the TS tool's branch): it is what we used.
-        if story.branch.is_none() {
-            changes.push(("branch", text(&branch)));
-        }
-        if story.worktree_path.is_none() {
-            // Absolute, as the TS tool writes it: a live pointer it follows from anywhere.
-            changes.push(("worktree_path", text(workdir.to_string_lossy())));
-        }
-    }
-    changes.extend(flags_to_clear(ctx, &story));
-    if let Err(e) = recorder.patch(&changes) {
-        return not_run(
-            &story,
-            Outcome::Skipped,
-            format!("cannot mark it in-progress: {e}"),
-        );
-    }
-    let job = match Job::new(
-        &ctx.config,
-        &story,
-        workdir.clone(),
-        &branch,
-        ctx.settings.base_branch.as_deref().unwrap_or(""),
-        fresh,
-    ) {
-        Ok(j) => j,
-        Err(e) => {
-            let r = RunResult::failed(e, 0);
-            return Attempt::Ran(Box::new(finish(
-                ctx, &story, r, worktree, &branch, log_rel, &recorder, &placed,
-            )));
-        }
-    };
-    logs::lock(&log).note(&format!(
-        "run of {} {:?} in {}",
-        story.id,
-        story.title,
-        workdir.display()
-    ));
-    if let Some(g) = &ctx.guard {
-        g.started(&story.id);
-    }
-    let mut result = child::run(
-        ctx,
-        &job,
-        &log,
-        &recorder,
-        worktree.as_ref().map(|w| rel(root, w)),
-    );
-    // Before anything else touches git: what the agent did to the state
-    // every worktree shares is undone, and blocks the story.
-    if let Some(t) = ctx
-        .guard
-        .as_ref()
-        .and_then(|g| g.ended(&story.id, &|who| keep_folder(ctx, who)))
-    {
-        let why = t.message(root);
-        logs::lock(&log).note(&why);
-        result.outcome = Outcome::Failed;
-        result.failed_phase = Some("git state".into());
-        result.error = Some(why);
-    }
-    // Nor does any git call go where an agent re-pointed its worktree.
-    if let Some(Err(why)) = worktree.as_ref().map(|w| worktree::check_link(root, w)) {
-        logs::lock(&log).note(&why);
-        result.outcome = Outcome::Failed;
-        result.failed_phase = Some("worktree".into());
-        result.error = Some(why);
-    }
-    if let Some(m) = &result.report.final_message {
-        let mut log = logs::lock(&log);
-        for line in m.lines().take(10) {
-            log.line("runner", &format!("final message | {line}"));
-        }
-        log.flush();
-    }
-    if let Some(usage) = result.report.usage_text() {
-        logs::lock(&log).note(&format!("usage: {usage}"));
-    }
-    let mut commit = None;
-    if result.outcome == Outcome::Succeeded
-        && ctx.config.worktree.commit
-        && let Some(path) = &worktree
-    {
-        match worktree::commit(path, &branch, &commit_message(&story)) {
-            Ok(Some(sha)) => {
-                logs::lock(&log).note(&format!("committed the agent's work on {branch}: {sha}"));
-                commit = Some(sha);
-            }
-            Ok(None) => logs::lock(&log).note("nothing to commit: the worktree has no changes"),
-            Err(e) => {
-                result.outcome = Outcome::Failed;
-                result.failed_phase = Some("commit".into());
-                result.error = Some(format!("cannot commit the agent's work on {branch}: {e}"));
-            }
-        }
-    }
-    logs::lock(&log).note(&format!(
-        "outcome {} after {}{}",
-        result.outcome.as_str(),
-        time::human_duration(result.duration_ms),
-        result
-            .error
-            .as_deref()
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default()
-    ));
-    drop(log);
-    let mut r = finish(
-        ctx, &story, result, worktree, &branch, log_rel, &recorder, &placed,
-    );
-    r.commit = commit;
-    if ctx.settings.pr && r.outcome == Outcome::Succeeded && r.unrecorded.is_none() {
-        let base = ctx.settings.base_branch.clone().unwrap_or_default();
-        let opened = ctx
-            .board
-            .load(&story.id)
-            .map_err(|b| b.to_string())
-            .and_then(|s| crate::land::pr::open(&ctx.config, &base, &s, &branch));
-        let text = match opened {
-            Ok(crate::land::pr::Opened::New(url)) => format!("opened pull request {url}"),
-            Ok(crate::land::pr::Opened::Already(url)) => {
-                format!("pull request already open: {url}")
-            }
-            Err(e) => format!("no pull request: {e}"),
-        };
-        ctx.notes.send(Note::Info {
+        worktree::prepare(root, &held, &folder, &branch, from)
+    });
+    for text in pool_notes {
+        ctx.notes.send(Note::Warn {
             id: Some(story.id.clone()),
             text,
         });
     }
-    drop(claim);
-    Attempt::Ran(Box::new(r))
+    let how = made?;
+    let path = base.join(&folder);
+    let said = match how {
+        worktree::Prepared::Reused => Some("reusing its existing worktree"),
+        worktree::Prepared::Pooled => Some("took a parked worktree for"),
+        worktree::Prepared::Created => None,
+    };
+    if let Some(said) = said {
+        ctx.notes.send(Note::Info {
+            id: Some(story.id.clone()),
+            text: format!("{said} {}", rel(root, &path)),
+        });
+    }
+    Ok(Place {
+        workdir: path.clone(),
+        branch,
+        worktree: Some(path),
+        fresh: how != worktree::Prepared::Reused,
+    })
+}
+
+/// One story's run, from the moment it is marked in-progress.
+struct Run<'a> {
+    ctx: &'a Ctx,
+    story: &'a Story,
+    place: Place,
+    log: Arc<Mutex<RunLog>>,
+    /// The log, relative to the repo, as `last_run.log` names it.
+    log_rel: String,
+    recorder: Arc<Recorder>,
+    /// What was copied and linked into a fresh worktree, to take back.
+    placed: worktree::env::Placed,
+}
+
+impl<'a> Run<'a> {
+    /// Open the run log, furnish a fresh worktree, write `in-progress`.
+    fn start(ctx: &'a Ctx, story: &'a Story, place: Place) -> Result<Run<'a>, String> {
+        let root = &ctx.config.root;
+        let log = RunLog::create(&ctx.board, &story.id, ctx.config.logs_keep)
+            .map_err(|e| format!("cannot create a run log in {}: {e}", story.dir().display()))?;
+        let log_rel = rel(root, &log.path);
+        let recorder = Arc::new(Recorder::new(
+            &ctx.board,
+            &story.id,
+            place.worktree.as_deref(),
+            ctx.config.phases.last().map(|p| p.name.as_str()),
+        ));
+        let mut run = Run {
+            ctx,
+            story,
+            place,
+            log: Arc::new(Mutex::new(log)),
+            log_rel,
+            recorder,
+            placed: worktree::env::Placed::default(),
+        };
+        if let (true, Some(w)) = (run.place.fresh, run.place.worktree.clone()) {
+            furnish(ctx, &story.id, &w, &mut run.placed, &run.log);
+        }
+        run.mark_in_progress()
+            .map_err(|e| format!("cannot mark it in-progress: {e}"))?;
+        Ok(run)
+    }
+
+    fn mark_in_progress(&self) -> Result<(), String> {
+        let now = time::iso_seconds(time::now_ms());
+        let running = Value::Map(vec![
+            ("outcome".into(), Value::Str("running".into())),
+            ("log".into(), Value::Str(self.log_rel.clone())),
+        ]);
+        let mut changes = vec![
+            ("status", text("in-progress")),
+            ("started_at", text(&now)),
+            ("updated", text(&now)),
+            // Says that this tool runs it: an in-progress story without it is
+            // a stage of the TS tool, never "stale".
+            ("last_run", Some(running)),
+        ];
+        if self.place.worktree.is_some() {
+            // Never replace what is set (the TS tool's branch): it is what we used.
+            if self.story.branch.is_none() {
+                changes.push(("branch", text(&self.place.branch)));
+            }
+            if self.story.worktree_path.is_none() {
+                // Absolute, as the TS tool writes it: a live pointer it follows from anywhere.
+                changes.push(("worktree_path", text(self.place.workdir.to_string_lossy())));
+            }
+        }
+        changes.extend(flags_to_clear(self.ctx, self.story));
+        self.recorder.patch(&changes)
+    }
+
+    fn note(&self, text: &str) {
+        logs::lock(&self.log).note(text);
+    }
+
+    /// Run the story's phases in an executor, then check what its agents
+    /// left and commit their work.
+    fn execute(&self) -> RunResult {
+        let ctx = self.ctx;
+        let job = Job::new(
+            &ctx.config,
+            self.story,
+            self.place.workdir.clone(),
+            &self.place.branch,
+            ctx.settings.base_branch.as_deref().unwrap_or(""),
+            self.place.fresh,
+        );
+        let job = match job {
+            Ok(j) => j,
+            Err(e) => return RunResult::failed(e, 0),
+        };
+        self.note(&format!(
+            "run of {} {:?} in {}",
+            self.story.id,
+            self.story.title,
+            self.place.workdir.display()
+        ));
+        if let Some(g) = &ctx.guard {
+            g.started(&self.story.id);
+        }
+        let root = &ctx.config.root;
+        let shown = self.place.worktree.as_ref().map(|w| rel(root, w));
+        let mut result = child::run(ctx, &job, &self.log, &self.recorder, shown);
+        self.check_git(&mut result);
+        self.log_report(&result);
+        if result.outcome == Outcome::Succeeded && ctx.config.worktree.commit {
+            self.commit(&mut result);
+        }
+        self.note(&format!(
+            "outcome {} after {}{}",
+            result.outcome.as_str(),
+            time::human_duration(result.duration_ms),
+            result
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+        result
+    }
+
+    /// Before anything else touches git: what the agent did to the state
+    /// every worktree shares is undone and blocks the story; nor does any
+    /// git call go where an agent re-pointed its worktree.
+    fn check_git(&self, result: &mut RunResult) {
+        let ctx = self.ctx;
+        let root = &ctx.config.root;
+        let tampered = ctx
+            .guard
+            .as_ref()
+            .and_then(|g| g.ended(&self.story.id, &|who| keep_folder(ctx, who)));
+        if let Some(t) = tampered {
+            let why = t.message(root);
+            self.note(&why);
+            fail_at(result, "git state", why);
+        }
+        if let Some(Err(why)) = self
+            .place
+            .worktree
+            .as_ref()
+            .map(|w| worktree::check_link(root, w))
+        {
+            self.note(&why);
+            fail_at(result, "worktree", why);
+        }
+    }
+
+    /// The agent's final message and usage, into the log.
+    fn log_report(&self, result: &RunResult) {
+        if let Some(m) = &result.report.final_message {
+            let mut log = logs::lock(&self.log);
+            for line in m.lines().take(10) {
+                log.line("runner", &format!("final message | {line}"));
+            }
+            log.flush();
+        }
+        if let Some(usage) = result.report.usage_text() {
+            self.note(&format!("usage: {usage}"));
+        }
+    }
+
+    /// Commit the agent's work on the story branch; a commit that fails
+    /// fails the story.
+    fn commit(&self, result: &mut RunResult) {
+        let Some(path) = &self.place.worktree else {
+            return;
+        };
+        let branch = &self.place.branch;
+        match worktree::commit(path, branch, &commit_message(self.story)) {
+            Ok(Some(sha)) => {
+                self.note(&format!("committed the agent's work on {branch}: {sha}"));
+                result.commit = Some(sha);
+            }
+            Ok(None) => self.note("nothing to commit: the worktree has no changes"),
+            Err(e) => fail_at(
+                result,
+                "commit",
+                format!("cannot commit the agent's work on {branch}: {e}"),
+            ),
+        }
+    }
+
+    /// Write the outcome (SPEC §5 table) and keep or remove the worktree.
+    fn finish(&self, run: RunResult) -> StoryResult {
+        let ctx = self.ctx;
+        let now = time::iso_seconds(time::now_ms());
+        let reason = run.error.clone().unwrap_or_else(|| "failed".into());
+        let mut changes = outcome_patch(run.outcome, &now, &reason, self.last_run(&run));
+        // The last phase's flag stands whatever the outcome: the phase is done.
+        changes.extend(self.recorder.take_pending());
+        let reviewed_here = ctx.config.phases.iter().any(|p| p.kind() == Kind::Review);
+        if run.outcome == Outcome::Succeeded && ctx.config.workflow.mark_reviewed && !reviewed_here
+        {
+            changes.push(("reviews_complete", Some(Value::Bool(true))));
+        }
+        let unrecorded = self
+            .recorder
+            .patch(&changes)
+            .err()
+            .map(|e| unrecorded(ctx, self.story, run.outcome, &e));
+        let mut r = StoryResult::from_run(&self.story.id, &self.story.title, run);
+        r.log = Some(self.log_rel.clone());
+        r.phases = self.recorder.phases();
+        if let Some(path) = &self.place.worktree {
+            r.branch = Some(self.place.branch.clone());
+            r.worktree = Some(rel(&ctx.config.root, path));
+            let fate = match &unrecorded {
+                Some(_) => WorktreeFate::Kept("its outcome is not recorded".into()),
+                None => self.settle_worktree(r.outcome, path),
+            };
+            if !matches!(fate, WorktreeFate::Kept(_)) {
+                // A live pointer to a removed worktree makes the TS tool warn
+                // and refuse to resume the story: it goes with the worktree.
+                self.recorder.forget_worktree();
+                if let Err(e) = self.recorder.patch(&[("worktree_path", None)]) {
+                    log::warn!("[{}] worktree removed, but {e}", self.story.id);
+                }
+            }
+            r.fate = Some(fate);
+        }
+        r.unrecorded = unrecorded;
+        r
+    }
+
+    /// `last_run` of this run: outcome, exit code, time, log, usage, phases.
+    fn last_run(&self, run: &RunResult) -> Value {
+        let mut last_run = vec![
+            ("outcome".into(), Value::Str(run.outcome.as_str().into())),
+            (
+                "exit_code".into(),
+                run.exit_code.map_or(Value::Null, |c| Value::Int(c.into())),
+            ),
+            ("duration_ms".into(), Value::Int(run.duration_ms as i64)),
+            ("log".into(), Value::Str(self.log_rel.clone())),
+        ];
+        let rep = &run.report;
+        if let Some(c) = rep.cost_usd {
+            last_run.push(("cost_usd".into(), Value::Float(c)));
+        }
+        for (k, n) in [
+            ("input_tokens", rep.input_tokens),
+            ("output_tokens", rep.output_tokens),
+        ] {
+            if let Some(n) = n {
+                last_run.push((k.into(), Value::Int(n.min(i64::MAX as u64) as i64)));
+            }
+        }
+        if let Some(phases) = self.recorder.phases_value() {
+            last_run.push(("phases".into(), phases));
+        }
+        Value::Map(last_run)
+    }
+
+    /// Remove (or park) the worktree of a story that succeeded and left
+    /// nothing uncommitted; keep it otherwise, and say why.
+    fn settle_worktree(&self, outcome: Outcome, path: &std::path::Path) -> WorktreeFate {
+        let ctx = self.ctx;
+        let kept = |why: &str| WorktreeFate::Kept(why.to_string());
+        match (outcome, ctx.settings.keep_worktrees) {
+            (_, true) => return kept("asked to keep worktrees"),
+            (Outcome::Cancelled, _) => return kept("run interrupted"),
+            (Outcome::TimedOut, _) => return kept("timed out"),
+            (Outcome::Succeeded, false) => {}
+            _ => return kept("story failed"),
+        }
+        // What the tool put there goes first; what the agent left stays.
+        worktree::env::take_back(path, &self.placed);
+        let (root, branch) = (&ctx.config.root, &self.place.branch);
+        let reuse = ctx.config.worktree.reuse;
+        let ready = if reuse {
+            worktree::parkable(path, branch)
+        } else {
+            worktree::removable(path, branch)
+        };
+        if let Err(why) = ready {
+            return WorktreeFate::Kept(why);
+        }
+        let gone = worktree::serialize(root, &ctx.config.worktree_base()).and_then(|held| {
+            if reuse {
+                worktree::env::park(root, &held, path).map(|_| WorktreeFate::Parked)
+            } else {
+                worktree::remove(root, path, false).map(|_| WorktreeFate::Removed)
+            }
+        });
+        gone.unwrap_or_else(|e| WorktreeFate::Kept(format!("cannot remove it: {e}")))
+    }
+}
+
+/// The story failed at `phase` (a step of the runner's own) for `why`.
+fn fail_at(result: &mut RunResult, phase: &str, why: String) {
+    result.outcome = Outcome::Failed;
+    result.failed_phase = Some(phase.into());
+    result.error = Some(why);
+}
+
+/// `run --pr`: open the finished story's pull request, and say how it went.
+fn open_pr(ctx: &Ctx, story: &Story, branch: &str) {
+    let base = ctx.settings.base_branch.clone().unwrap_or_default();
+    let opened = ctx
+        .board
+        .load(&story.id)
+        .map_err(|b| b.to_string())
+        .and_then(|s| crate::land::pr::open(&ctx.config, &base, &s, branch));
+    let text = match opened {
+        Ok(crate::land::pr::Opened::New(url)) => format!("opened pull request {url}"),
+        Ok(crate::land::pr::Opened::Already(url)) => {
+            format!("pull request already open: {url}")
+        }
+        Err(e) => format!("no pull request: {e}"),
+    };
+    ctx.notes.send(Note::Info {
+        id: Some(story.id.clone()),
+        text,
+    });
 }
 
 /// Where what an agent wrote into the shared git state is kept: a new
@@ -398,144 +577,6 @@ fn furnish(
             text: w,
         });
     }
-}
-
-/// Write the outcome (SPEC §5 table) and keep or remove the worktree.
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    ctx: &Ctx,
-    story: &Story,
-    run: RunResult,
-    worktree: Option<PathBuf>,
-    branch: &str,
-    log_rel: String,
-    recorder: &Recorder,
-    placed: &crate::worktree::env::Placed,
-) -> StoryResult {
-    let root = &ctx.config.root;
-    let now = time::iso_seconds(time::now_ms());
-    let mut last_run = vec![
-        ("outcome".into(), Value::Str(run.outcome.as_str().into())),
-        (
-            "exit_code".into(),
-            run.exit_code.map_or(Value::Null, |c| Value::Int(c.into())),
-        ),
-        ("duration_ms".into(), Value::Int(run.duration_ms as i64)),
-        ("log".into(), Value::Str(log_rel.clone())),
-    ];
-    let rep = &run.report;
-    if let Some(c) = rep.cost_usd {
-        last_run.push(("cost_usd".into(), Value::Float(c)));
-    }
-    for (k, n) in [
-        ("input_tokens", rep.input_tokens),
-        ("output_tokens", rep.output_tokens),
-    ] {
-        if let Some(n) = n {
-            last_run.push((k.into(), Value::Int(n.min(i64::MAX as u64) as i64)));
-        }
-    }
-    if let Some(phases) = recorder.phases_value() {
-        last_run.push(("phases".into(), phases));
-    }
-    let last_run = Value::Map(last_run);
-    let reason = run.error.clone().unwrap_or_else(|| "failed".into());
-    let mut changes = match run.outcome {
-        Outcome::Succeeded => vec![
-            ("status", text("done")),
-            ("finished_at", text(&now)),
-            ("updated", text(&now)),
-            ("last_run", Some(last_run)),
-            ("blocked_reason", None),
-            ("blocked_at", None),
-        ],
-        Outcome::Failed | Outcome::TimedOut => vec![
-            ("status", text("blocked")),
-            ("blocked_reason", text(reason)),
-            ("blocked_at", text(&now)),
-            ("updated", text(&now)),
-            ("last_run", Some(last_run)),
-        ],
-        Outcome::Cancelled => vec![
-            ("status", text("ready")),
-            ("updated", text(&now)),
-            ("last_run", Some(last_run)),
-        ],
-        Outcome::Skipped => Vec::new(),
-    };
-    // The last phase's flag stands whatever the outcome: the phase is done.
-    changes.extend(recorder.take_pending());
-    let reviewed_here = ctx.config.phases.iter().any(|p| p.name == "review");
-    if run.outcome == Outcome::Succeeded && ctx.config.workflow.mark_reviewed && !reviewed_here {
-        changes.push(("reviews_complete", Some(Value::Bool(true))));
-    }
-    let unrecorded = recorder
-        .patch(&changes)
-        .err()
-        .map(|e| unrecorded(ctx, story, run.outcome, &e));
-    let mut r = StoryResult::new(&story.id, &story.title, run.outcome);
-    r.exit_code = run.exit_code;
-    r.signal = run.signal;
-    r.duration_ms = run.duration_ms;
-    r.log = Some(log_rel);
-    r.error = run.error;
-    r.cost_usd = run.report.cost_usd;
-    r.input_tokens = run.report.input_tokens;
-    r.output_tokens = run.report.output_tokens;
-    r.final_message = run.report.final_message;
-    r.failure = run.failure;
-    r.phases = recorder.phases();
-    if let Some(path) = worktree {
-        r.branch = Some(branch.to_string());
-        r.worktree = Some(rel(root, &path));
-        let kept_because = match (run.outcome, ctx.settings.keep_worktrees) {
-            _ if unrecorded.is_some() => Some("its outcome is not recorded".into()),
-            (Outcome::Succeeded, false) => {
-                // What the tool put there goes first; what the agent left stays.
-                crate::worktree::env::take_back(&path, placed);
-                let reuse = ctx.config.worktree.reuse;
-                let ready = if reuse {
-                    worktree::parkable(&path, branch)
-                } else {
-                    worktree::removable(&path, branch)
-                };
-                ready.err().or_else(|| {
-                    let base = ctx.config.worktree_base();
-                    let held = worktree::serialize(root, &base);
-                    let gone = held.and_then(|held| {
-                        if reuse {
-                            crate::worktree::env::park(root, &held, &path).map(|_| true)
-                        } else {
-                            worktree::remove(root, &path, false).map(|_| false)
-                        }
-                    });
-                    match gone {
-                        Ok(parked) => {
-                            r.worktree_parked = parked;
-                            None
-                        }
-                        Err(e) => Some(format!("cannot remove it: {e}")),
-                    }
-                })
-            }
-            (_, true) => Some("asked to keep worktrees".into()),
-            (Outcome::Cancelled, _) => Some("run interrupted".into()),
-            (Outcome::TimedOut, _) => Some("timed out".into()),
-            _ => Some("story failed".into()),
-        };
-        r.worktree_kept = kept_because.is_some();
-        r.kept_because = kept_because;
-        if !r.worktree_kept {
-            // A live pointer to a removed worktree makes the TS tool warn
-            // and refuse to resume the story: it goes with the worktree.
-            recorder.forget_worktree();
-            if let Err(e) = recorder.patch(&[("worktree_path", None)]) {
-                log::warn!("[{}] worktree removed, but {e}", story.id);
-            }
-        }
-    }
-    r.unrecorded = unrecorded;
-    r
 }
 
 /// What to tell the user when a story's outcome could not be written: the

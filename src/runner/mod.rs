@@ -133,8 +133,8 @@ pub struct Ctx {
     pub force: bool,
     /// The repo's shared git state, checked as each agent ends.
     pub guard: Option<crate::git::guard::Guard>,
-    /// How executors are started (`None`: as children of the runner).
-    pub launcher: Option<crate::launch::Launcher>,
+    /// How executors are started.
+    pub launch: crate::launch::Launch,
 }
 
 /// What a run did.
@@ -181,7 +181,7 @@ pub fn start(
     let queue = Queue::new(plan.selected, statuses, bad_keys, settings.max);
     let ctx = Arc::new(Ctx {
         guard,
-        launcher: plan.launcher,
+        launch: plan.launch,
         board: Board::of(&config),
         config,
         settings,

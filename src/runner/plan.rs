@@ -10,7 +10,7 @@ use crate::board::{Scan, Status, Story, text};
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::error::Error;
-use crate::launch::Launcher;
+use crate::launch::Launch;
 use crate::paths::rel;
 use crate::time;
 use std::collections::HashMap;
@@ -331,9 +331,7 @@ pub struct Plan {
     /// In the order to try them.
     pub selected: Vec<Story>,
     pub phases: Vec<PlannedPhase>,
-    pub launcher: Option<Launcher>,
-    /// The launcher's program is not on PATH (only a dry run gets this far).
-    pub launcher_missing: bool,
+    pub launch: Launch,
     /// What people should read before the run: unreadable stories, stale
     /// ones returned to ready, warnings. One line each.
     pub said: Vec<String>,
@@ -376,8 +374,7 @@ pub fn prepare(config: &Config, settings: &mut Settings, args: &RunArgs) -> Resu
         scan,
         selected,
         phases: Vec::new(),
-        launcher: None,
-        launcher_missing: false,
+        launch: Launch::Local,
         said,
     };
     if plan.selected.is_empty() {
@@ -390,15 +387,13 @@ pub fn prepare(config: &Config, settings: &mut Settings, args: &RunArgs) -> Resu
             .into_iter()
             .map(|w| format!("ai-sdlc: warning: {w}")),
     );
-    plan.launcher =
-        crate::launch::resolve(config, args.launcher.as_deref()).map_err(Error::usage)?;
-    plan.launcher_missing = plan.launcher.as_ref().is_some_and(|l| {
-        !l.argv[0].contains('{') && !crate::process::findable(&l.argv[0], &config.root)
-    });
-    if let (true, false, Some(l)) = (plan.launcher_missing, args.dry_run, &plan.launcher) {
+    plan.launch = Launch::resolve(config, args.launcher.as_deref()).map_err(Error::usage)?;
+    if let (false, Some(argv)) = (args.dry_run, plan.launch.prefix())
+        && plan.launch.missing(&config.root)
+    {
         return Err(Error::usage(format!(
             "the launcher {:?} is not on PATH (orchestrator.launcher in {}, or --launcher); install it, or run without one",
-            l.argv[0],
+            argv[0],
             config.file_name()
         )));
     }

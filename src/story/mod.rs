@@ -9,34 +9,23 @@
 //! nothing for `agent.idleTimeout`; a failure its preset calls transient is
 //! retried (`agent.retries`) after a pause that doubles each time.
 
+mod diff;
+mod phase;
+
+pub use phase::TICK;
+
 use crate::agent::{self, FailureKind, Preset, Report};
+pub use crate::board::Outcome;
 use crate::board::{Board, Story};
 use crate::config::Config;
-use crate::ipc::{Line, LineReader, MAX_LINE, Stream};
-use crate::process;
+use crate::ipc::Stream;
 use crate::prompt::{self, StoryFacts};
-use crate::shutdown::{self, State};
-use crate::workflow::{self, Verdict};
-use crossbeam_channel::{RecvTimeoutError, bounded};
-use serde::Serialize;
+use crate::workflow::{self, End, Kind, REVIEW_FILE, SETUP, Step, Verdict};
+use phase::{At, PhaseEnd};
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
-use wait_timeout::ChildExt;
-
-/// How often a running phase checks for a stop, and the longest a
-/// supervisor waits between reaping attempts of an exiting child.
-pub const TICK: Duration = Duration::from_millis(50);
-
-/// The name of the phase that runs `worktree.setup`.
-pub const SETUP: &str = "setup";
-
-/// An output line is passed on (to the log, to people) up to this size.
-const MAX_SHOWN_LINE: usize = 64 * 1024;
 
 /// Everything a story run needs, resolved by the runner.
 #[derive(Debug, Clone)]
@@ -66,6 +55,7 @@ pub struct Job {
 #[derive(Debug, Clone)]
 pub struct PhaseCommand {
     pub name: String,
+    pub kind: Kind,
     /// Its completion flag was `true` when the run began: it is skipped.
     pub complete: bool,
     pub preset: Preset,
@@ -92,6 +82,7 @@ impl Job {
         if let (true, Some(argv)) = (setup, &config.worktree.setup) {
             phases.push(PhaseCommand {
                 name: SETUP.to_string(),
+                kind: Kind::Setup,
                 complete: false,
                 preset: Preset::Command,
                 argv: argv.clone(),
@@ -107,7 +98,8 @@ impl Job {
             })?;
             phases.push(PhaseCommand {
                 name: p.name.clone(),
-                complete: workflow::flag(&p.name).is_some_and(|f| story.is_complete(f)),
+                kind: p.kind(),
+                complete: p.kind().flag().is_some_and(|f| story.is_complete(f)),
                 preset,
                 argv,
                 // Read by `load_prompts`, where prompts are made.
@@ -228,37 +220,6 @@ pub struct Limits {
     pub retry_delay: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    #[default]
-    Succeeded,
-    Failed,
-    TimedOut,
-    Cancelled,
-    Skipped,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::TimedOut => "timed_out",
-            Outcome::Cancelled => "cancelled",
-            Outcome::Skipped => "skipped",
-        }
-    }
-
-    /// The outcome in words, for people.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Outcome::TimedOut => "timed out",
-            other => other.as_str(),
-        }
-    }
-}
-
 #[derive(Debug)]
 pub enum Event<'a> {
     PhaseStarted {
@@ -315,6 +276,8 @@ pub struct RunResult {
     pub failure: Option<FailureKind>,
     /// Tokens and cost of every phase and attempt; the last phase's final message.
     pub report: Report,
+    /// The commit the runner made of the agent's work.
+    pub commit: Option<String>,
 }
 
 impl RunResult {
@@ -329,25 +292,118 @@ impl RunResult {
     }
 }
 
+/// What later prompts get as a run goes on: the story's sections (as
+/// phases here rewrite them) and the outputs of phases that have none.
+struct Carried {
+    sections: Vec<(&'static str, String)>,
+    outputs: Vec<(String, String)>,
+}
+
+impl Carried {
+    /// Keep a phase's output for the phases after it.
+    fn keep(&mut self, phase: &PhaseCommand, text: String) {
+        match phase.kind.section() {
+            Some(sec) => set_section(&mut self.sections, sec.file, text),
+            None => {
+                self.outputs.retain(|(n, _)| n != &phase.name);
+                self.outputs.push((phase.name.clone(), text));
+            }
+        }
+    }
+
+    fn section(&self, file: &str) -> String {
+        self.sections
+            .iter()
+            .find(|(f, _)| *f == file)
+            .map_or(String::new(), |(_, t)| t.clone())
+    }
+}
+
+/// One phase, run: how it ended, what it handed on, what a review said,
+/// and why it failed if it did.
+struct Ran {
+    end: PhaseEnd,
+    output: Option<String>,
+    verdict: Option<Verdict>,
+    failed: Option<String>,
+}
+
+/// Run the phase at `index` in `round` (retried after a transient
+/// failure) and report its result; `None` when a stop came first.
+fn run_one(
+    job: &Job,
+    index: usize,
+    round: u32,
+    carried: &Carried,
+    limits: &Limits,
+    obs: &mut dyn Observer,
+) -> Option<Ran> {
+    let phase = &job.phases[index];
+    let label = match round {
+        r if r > 1 && phase.kind.flag().is_some() => {
+            format!("{} {r}/{}", phase.name, job.max_rounds)
+        }
+        _ => phase.name.clone(),
+    };
+    let started = Instant::now();
+    let prompt = prompt_for(job, phase, &carried.sections, &carried.outputs);
+    let at = At {
+        index,
+        phase,
+        label: &label,
+        prompt: &prompt,
+    };
+    let end = phase::attempts(job, &at, limits, obs)?;
+    let ok = end.ok();
+    let output = end
+        .report
+        .handover
+        .as_ref()
+        .or(end.report.final_message.as_ref())
+        .filter(|_| ok)
+        .map(|m| workflow::bounded(m).to_string());
+    let verdict = (ok && phase.kind == Kind::Review)
+        .then(|| workflow::verdict(output.as_deref().unwrap_or("")));
+    obs.event(Event::PhaseResult {
+        name: &phase.name,
+        round,
+        outcome: match (ok, end.cancelled()) {
+            (true, _) => "succeeded",
+            (false, true) => "cancelled",
+            (false, false) => "failed",
+        },
+        output: output.as_deref(),
+        verdict: verdict.as_ref(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        report: &end.report,
+    });
+    let failed = (!ok).then(|| end.reason(phase, &label));
+    Some(Ran {
+        end,
+        output,
+        verdict,
+        failed,
+    })
+}
+
 /// Run the phases of `job` in order, skipping those already complete; a
 /// review that asks for changes sends the story back to `implement`, up to
-/// `max_rounds` rounds. Stops early on a failing phase or a shutdown
-/// request (`shutdown::state()`).
+/// `max_rounds` rounds (`workflow::next`). Stops early on a failing phase
+/// or a shutdown request (`shutdown::state()`).
 pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
     let started = Instant::now();
-    let count = job.phases.len();
     let mut result = RunResult {
         exit_code: Some(0),
         ..RunResult::default()
     };
-    // What later prompts get: the story's sections (as phases here rewrite
-    // them) and the outputs of phases that have none.
-    let mut sections = job.sections.clone();
-    let mut outputs: Vec<(String, String)> = Vec::new();
+    let mut carried = Carried {
+        sections: job.sections.clone(),
+        outputs: Vec::new(),
+    };
+    let kinds: Vec<Kind> = job.phases.iter().map(|p| p.kind).collect();
     let mut skip: Vec<bool> = job.phases.iter().map(|p| p.complete).collect();
-    let mut round = 1u32;
-    let mut index = 0;
-    while index < count {
+    let (mut index, mut round) = (0, 1u32);
+    while index < job.phases.len() {
         let phase = &job.phases[index];
         if skip[index] {
             obs.event(Event::PhaseResult {
@@ -362,88 +418,59 @@ pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
             index += 1;
             continue;
         }
-        let label = match round {
-            r if r > 1 && workflow::flag(&phase.name).is_some() => {
-                format!("{} {r}/{}", phase.name, job.max_rounds)
-            }
-            _ => phase.name.clone(),
-        };
-        let phase_started = Instant::now();
-        let prompt = prompt_for(job, phase, &sections, &outputs);
-        let Some(end) = attempts(job, index, phase, &label, &prompt, limits, obs) else {
+        let Some(ran) = run_one(job, index, round, &carried, limits, obs) else {
             result.outcome = Outcome::Cancelled;
             result.exit_code = None;
             result.error = Some("run interrupted".into());
             break;
         };
-        result.report.add_usage(&end.report);
-        result.exit_code = end.status.and_then(|s| s.code());
-        result.signal = end.status.and_then(|s| s.signal());
-        let ok = end.ok();
-        let output = end
-            .report
-            .handover
-            .as_ref()
-            .or(end.report.final_message.as_ref())
-            .filter(|_| ok)
-            .map(|m| workflow::bounded(m).to_string());
-        let verdict = (ok && phase.name == "review")
-            .then(|| workflow::verdict(output.as_deref().unwrap_or("")));
-        let cancelled = end.stopped && end.idle.is_none();
-        obs.event(Event::PhaseResult {
-            name: &phase.name,
-            round,
-            outcome: match (ok, cancelled) {
-                (true, _) => "succeeded",
-                (false, true) => "cancelled",
-                (false, false) => "failed",
-            },
-            output: output.as_deref(),
-            verdict: verdict.as_ref(),
-            duration_ms: phase_started.elapsed().as_millis() as u64,
-            report: &end.report,
-        });
-        if !ok {
-            fail(&mut result, phase, &label, &end);
-            break;
-        }
-        result.report.final_message = end.report.final_message.clone();
-        if let Some(text) = output {
-            match workflow::section_of(&phase.name) {
-                Some(sec) => set_section(&mut sections, sec.file, text),
-                None => {
-                    outputs.retain(|(n, _)| n != &phase.name);
-                    outputs.push((phase.name.clone(), text));
-                }
-            }
-        }
-        let Some(v) = verdict.filter(|v| *v != Verdict::Approved) else {
-            index += 1;
-            continue;
+        result.report.add_usage(&ran.end.report);
+        result.exit_code = ran.end.status.and_then(|s| s.code());
+        result.signal = ran.end.status.and_then(|s| s.signal());
+        let end = match &ran.verdict {
+            _ if ran.failed.is_some() => End::Failed,
+            Some(v) if *v != Verdict::Approved => End::ChangesRequested,
+            _ => End::Succeeded,
         };
+        if end != End::Failed {
+            result.report.final_message = ran.end.report.final_message.clone();
+        }
+        if let Some(text) = ran.output {
+            carried.keep(phase, text);
+        }
         // Changes requested: the reasons go to the next implement round.
-        let review = sections
-            .iter()
-            .find(|(f, _)| *f == "review.md")
-            .map_or(String::new(), |(_, t)| t.clone());
-        let reasons = v.reasons(&review);
-        set_section(&mut sections, "review.md", reasons.clone());
-        let back = job.phases[..index]
-            .iter()
-            .rposition(|p| p.name == "implement");
-        match back {
-            Some(b) if round < job.max_rounds => {
-                round += 1;
-                skip[b..].iter_mut().for_each(|s| *s = false);
-                index = b;
+        let reasons = ran
+            .verdict
+            .as_ref()
+            .map(|v| v.reasons(&carried.section(REVIEW_FILE)));
+        if let Some(r) = reasons.clone().filter(|_| end == End::ChangesRequested) {
+            set_section(&mut carried.sections, REVIEW_FILE, r);
+        }
+        match workflow::next(&kinds, job.max_rounds, index, round, end) {
+            Step::Run(i) => index = i,
+            Step::Done => break,
+            Step::Fail => {
+                result.outcome = if ran.end.cancelled() {
+                    Outcome::Cancelled
+                } else {
+                    Outcome::Failed
+                };
+                result.failure = ran.end.report.failure.as_ref().map(|(k, _)| *k);
+                result.failed_phase = Some(phase.name.clone());
+                result.error = ran.failed;
+                break;
             }
-            _ => {
+            Step::Back { to, round: r } => {
+                skip[to..].iter_mut().for_each(|s| *s = false);
+                (index, round) = (to, r);
+            }
+            Step::OutOfRounds => {
                 result.outcome = Outcome::Failed;
                 result.failed_phase = Some(phase.name.clone());
                 result.error = Some(format!(
                     "the review still requests changes after {round} {}: {}",
                     if round == 1 { "round" } else { "rounds" },
-                    one_line(&reasons, 1000)
+                    one_line(&reasons.unwrap_or_default(), 1000)
                 ));
                 break;
             }
@@ -485,13 +512,13 @@ pub fn prompt_for(
         })
         .collect();
     earlier.extend(outputs.iter().filter(|(n, _)| n != &phase.name).cloned());
-    if phase.name == "review" {
+    if phase.kind == Kind::Review {
         let mut facts = job.facts.clone();
         // Never the diff of another repo an agent re-pointed the worktree at.
         let tied =
             job.workdir == job.repo || crate::worktree::check_link(&job.repo, &job.workdir).is_ok();
         (facts.diff_stat, facts.diff) = if tied {
-            review_diff(&job.workdir, &job.facts.base_branch)
+            diff::review_diff(&job.workdir, &job.facts.base_branch)
         } else {
             let no = "(no diff: the worktree's .git no longer points at this repo)".to_string();
             (no.clone(), no)
@@ -499,467 +526,4 @@ pub fn prompt_for(
         return prompt::render(&phase.template, &facts, &phase.name, &earlier);
     }
     prompt::render(&phase.template, &job.facts, &phase.name, &earlier)
-}
-
-/// The diff a review reads is cut to this many bytes.
-const MAX_DIFF: usize = 200 * 1024;
-
-/// The story's work as a diff stat and a diff against where its branch
-/// left `base`: commits and uncommitted changes, new files included. Read
-/// only: nothing in the worktree or its index changes.
-fn review_diff(workdir: &std::path::Path, base: &str) -> (String, String) {
-    let base = if base.is_empty() { "HEAD" } else { base };
-    let from = crate::git::run(workdir, &["merge-base", base, "HEAD"])
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "HEAD".to_string());
-    let unavailable = |e: crate::git::GitError| format!("(no diff: {e})");
-    // (`git::run` keeps external diffs and textconv out of every diff.)
-    let mut stat =
-        crate::git::run(workdir, &["diff", "--stat", &from, "--"]).unwrap_or_else(unavailable);
-    let mut diff = crate::git::run(workdir, &["diff", &from, "--"]).unwrap_or_else(unavailable);
-    let new_files = crate::git::run(
-        workdir,
-        &["ls-files", "--others", "--exclude-standard", "-z"],
-    )
-    .unwrap_or_default();
-    for file in new_files.split('\0').filter(|f| !f.is_empty()).take(200) {
-        stat.push_str(&format!(" {file} (new, not yet added)\n"));
-        if diff.len() < MAX_DIFF {
-            // Exit code 1 means "they differ".
-            if let Ok(d) = crate::git::run_allowing(
-                workdir,
-                &["diff", "--no-index", "--", "/dev/null", file],
-                &[0, 1],
-            ) {
-                diff.push_str(&d);
-            }
-        }
-    }
-    if stat.trim().is_empty() {
-        stat = "(no changes)".into();
-    }
-    if diff.len() > MAX_DIFF {
-        diff = format!(
-            "{}\n[ai-sdlc: the diff is cut here at {} KiB; run `git diff {from}` for the rest]\n",
-            agent::cut(&diff, MAX_DIFF),
-            MAX_DIFF / 1024
-        );
-    }
-    (stat.trim_end().to_string(), diff.trim_end().to_string())
-}
-
-/// Fill in why the run failed at `phase`.
-fn fail(result: &mut RunResult, phase: &PhaseCommand, label: &str, end: &PhaseEnd) {
-    let summary = end.summary(phase);
-    result.outcome = if end.stopped && end.idle.is_none() {
-        Outcome::Cancelled
-    } else {
-        Outcome::Failed
-    };
-    result.failure = end.report.failure.as_ref().map(|(k, _)| *k);
-    result.failed_phase = Some(phase.name.clone());
-    result.error = Some(if phase.name == SETUP {
-        format!("setup failed: {summary}")
-    } else if end.spawn_error.is_some() {
-        summary
-    } else if end.report.failure.is_some() || end.idle.is_some() {
-        format!("phase {label}: {summary}")
-    } else {
-        format!("phase {label} {summary}")
-    });
-}
-
-/// Run one phase, again after a transient failure (`limits.retries`, with
-/// pauses that double). `None` when a stop came before it started.
-fn attempts(
-    job: &Job,
-    index: usize,
-    phase: &PhaseCommand,
-    label: &str,
-    prompt: &str,
-    limits: &Limits,
-    obs: &mut dyn Observer,
-) -> Option<PhaseEnd> {
-    let count = job.phases.len();
-    let mut attempt = 0;
-    // Tokens and cost of the attempts that were retried.
-    let mut spent = Report::default();
-    loop {
-        if shutdown::stopping() {
-            return None;
-        }
-        let mut end = run_phase(job, index, count, phase, label, prompt, limits, obs);
-        let summary = end.summary(phase);
-        obs.event(Event::PhaseFinished {
-            index,
-            count,
-            name: label,
-            summary: &summary,
-        });
-        let kind = end.report.failure.as_ref().map(|(k, _)| *k);
-        let retry = kind.filter(|k| k.transient()).filter(|_| !end.ok());
-        let Some(k) = retry.filter(|_| attempt < limits.retries && !end.stopped) else {
-            end.report.add_usage(&spent);
-            return Some(end);
-        };
-        spent.add_usage(&end.report);
-        attempt += 1;
-        let pause = backoff(limits.retry_delay, attempt);
-        let message = format!(
-            "{}: {}; retry {attempt} of {} in {}",
-            k.describe(),
-            end.report.failure.as_ref().map_or("", |f| f.1.as_str()),
-            limits.retries,
-            crate::time::human_duration(pause.as_millis() as u64)
-        );
-        obs.event(Event::Problem {
-            code: "retry",
-            message: &message,
-        });
-        // A stop ends the pause at once.
-        let _ = shutdown::on_stop().recv_timeout(pause);
-    }
-}
-
-/// The pause before retry `n` (1-based): `first`, doubled each time, at
-/// most ten minutes.
-fn backoff(first: Duration, n: u32) -> Duration {
-    first
-        .saturating_mul(1u32 << (n - 1).min(16))
-        .min(Duration::from_secs(600))
-}
-
-struct PhaseEnd {
-    /// `None` when the agent could not be started.
-    status: Option<ExitStatus>,
-    /// Stopped by a shutdown request (or the idle limit).
-    stopped: bool,
-    /// Printed nothing for the idle limit.
-    idle: Option<Duration>,
-    spawn_error: Option<String>,
-    last_line: Option<String>,
-    report: Report,
-}
-
-impl PhaseEnd {
-    fn ok(&self) -> bool {
-        self.status.is_some_and(|s| s.success())
-            && self.report.failure.is_none()
-            && self.idle.is_none()
-    }
-
-    /// How the phase ended, for people and `blocked_reason`.
-    fn summary(&self, phase: &PhaseCommand) -> String {
-        if let Some(e) = &self.spawn_error {
-            return e.clone();
-        }
-        if let Some(idle) = self.idle {
-            return format!(
-                "printed nothing for {}: the agent looked hung and was stopped",
-                crate::time::human_duration(idle.as_millis() as u64)
-            );
-        }
-        let how = match self.status {
-            Some(s) if s.success() && self.report.failure.is_none() => {
-                return "succeeded".to_string();
-            }
-            Some(s) => process::exit_text(s),
-            None => "did not run".to_string(),
-        };
-        if let Some((kind, words)) = &self.report.failure {
-            let program = phase.argv.first().map(String::as_str).unwrap_or("agent");
-            return format!("{words} ({program}: {}; {how})", kind.describe());
-        }
-        match &self.last_line {
-            Some(l) => format!("{how}: {l}"),
-            None => how,
-        }
-    }
-}
-
-fn spawn_reader(
-    stream: Stream,
-    pipe: impl std::io::Read + Send + 'static,
-    tx: crossbeam_channel::Sender<(Stream, String)>,
-) -> std::io::Result<thread::JoinHandle<()>> {
-    thread::Builder::new()
-        .name(format!("agent-{}", stream.as_str()))
-        .stack_size(128 * 1024)
-        .spawn(move || {
-            let mut reader = LineReader::new(pipe, MAX_LINE);
-            loop {
-                let line = match reader.next_line() {
-                    Ok(Some(Line::Full(b) | Line::Cut(b))) => {
-                        String::from_utf8_lossy(b).into_owned()
-                    }
-                    Ok(Some(Line::TooLong(n))) => {
-                        format!("[ai-sdlc: a {n}-byte line was left out]")
-                    }
-                    Ok(None) | Err(_) => return,
-                };
-                // A full channel blocks this thread, and so the agent's
-                // pipe: its output can never grow our memory.
-                if tx.send((stream, line)).is_err() {
-                    return;
-                }
-            }
-        })
-}
-
-/// The agent's CLI, before it starts, when its preset has a check that
-/// costs no tokens (codex, which would retry forever without a login):
-/// its words when it says the agent cannot authenticate.
-fn auth_problem(job: &Job, phase: &PhaseCommand) -> Option<String> {
-    let (check, key_vars) = phase.preset.auth_check()?;
-    if key_vars
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
-    {
-        return None;
-    }
-    let answer = process::ask(check, &job.workdir, Duration::from_secs(10)).ok()?;
-    if answer.code == Some(0) {
-        return None;
-    }
-    let words = match process::last_word(&answer.text) {
-        "" => "not logged in",
-        w => w,
-    };
-    Some(format!(
-        "{words} (`{}` says so; log in, or set {})",
-        check.join(" "),
-        key_vars.join(" or ")
-    ))
-}
-
-fn start_agent(job: &Job, phase: &PhaseCommand, prompt: &str) -> Result<Child, String> {
-    let (argv, used_prompt) = job.expand(&phase.name, &phase.argv, prompt);
-    let program = argv.first().ok_or("the agent command is empty")?;
-    let mut cmd = Command::new(program);
-    cmd.args(&argv[1..])
-        .current_dir(&job.workdir)
-        .envs(job.env(&phase.name))
-        .env_remove("AI_SDLC_ROOT")
-        .env_remove(process::RUNNER_PID_VAR)
-        .stdin(if used_prompt {
-            Stdio::null()
-        } else {
-            Stdio::piped()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // No pre_exec hook (so std can use posix_spawn): the executor sweeps its
-    // descendants, and the runner sweeps the executor's group.
-    cmd.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!(
-            "cannot start phase {}: command {program:?} not found (run from {}); install it, or check the agent settings and the phase's command in .ai-sdlc.json",
-            phase.name,
-            job.workdir.display()
-        ),
-        _ => format!("cannot start phase {}: {program:?}: {e}", phase.name),
-    })
-}
-
-/// Agents share the executor's process group: signal its descendants, never
-/// the executor itself. No reaping here: the agent's `Child` is reaped by its owner.
-fn signal_agents(sig: libc::c_int) {
-    process::signal_descendants(sig, false);
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_phase(
-    job: &Job,
-    index: usize,
-    count: usize,
-    phase: &PhaseCommand,
-    label: &str,
-    prompt: &str,
-    limits: &Limits,
-    obs: &mut dyn Observer,
-) -> PhaseEnd {
-    let mut end = PhaseEnd {
-        status: None,
-        stopped: false,
-        idle: None,
-        spawn_error: None,
-        last_line: None,
-        report: Report::default(),
-    };
-    if let Some(words) = auth_problem(job, phase) {
-        end.status = Some(ExitStatus::from_raw(1 << 8));
-        end.report.failure = Some((FailureKind::Auth, words));
-        return end;
-    }
-    let mut child = match start_agent(job, phase, prompt) {
-        Ok(c) => c,
-        Err(e) => {
-            obs.event(Event::Problem {
-                code: "spawn_failed",
-                message: &e,
-            });
-            end.spawn_error = Some(e);
-            return end;
-        }
-    };
-    obs.event(Event::PhaseStarted {
-        index,
-        count,
-        name: label,
-        pid: child.id(),
-    });
-    if let Some(mut stdin) = child.stdin.take() {
-        let prompt = prompt.to_string();
-        // An agent that never reads its stdin must not block the run: write
-        // from a thread; dropping the handle closes stdin (EOF).
-        let _ = thread::Builder::new()
-            .name("agent-stdin".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let _ = stdin.write_all(prompt.as_bytes());
-            });
-    }
-    let (tx, rx) = bounded(256);
-    let mut readers = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        readers.extend(spawn_reader(Stream::Stdout, out, tx.clone()).ok());
-    }
-    if let Some(err) = child.stderr.take() {
-        readers.extend(spawn_reader(Stream::Stderr, err, tx.clone()).ok());
-    }
-    drop(tx);
-    let mut heard = Heard {
-        reader: phase.preset.reader(&job.workdir.to_string_lossy()),
-        last_err: None,
-        last_out: None,
-        last_progress: Instant::now(),
-    };
-    let mut kill_at: Option<Instant> = None;
-    let mut killed = false;
-    let mut pipes_open = true;
-    let mut next_check = Instant::now();
-    let status = loop {
-        let now = Instant::now();
-        if pipes_open {
-            match rx.recv_timeout(next_check.saturating_duration_since(now)) {
-                Ok(item) => {
-                    heard.take(obs, item);
-                    for item in rx.try_iter().take(1024) {
-                        heard.take(obs, item);
-                    }
-                    if rx.is_empty() {
-                        obs.idle();
-                    }
-                    if Instant::now() < next_check {
-                        continue;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => pipes_open = false,
-            }
-        } else if let Ok(Some(st)) = child.wait_timeout(next_check.saturating_duration_since(now)) {
-            // The pipes closed; the agent's exit comes at once (wait_timeout wakes on SIGCHLD).
-            break st;
-        }
-        next_check = Instant::now() + TICK;
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) => {}
-            Err(e) => {
-                // Never spin on a child we cannot wait for: report it as lost.
-                let message = format!("lost track of the agent (pid {}): {e}", child.id());
-                obs.event(Event::Problem {
-                    code: "wait_failed",
-                    message: &message,
-                });
-                break ExitStatus::from_raw(255 << 8);
-            }
-        }
-        let now = Instant::now();
-        let state = shutdown::state();
-        let hung = limits
-            .idle
-            .filter(|d| now.saturating_duration_since(heard.last_progress) >= *d);
-        if (state != State::Running || hung.is_some()) && kill_at.is_none() {
-            end.stopped = true;
-            end.idle = hung.filter(|_| state == State::Running);
-            signal_agents(libc::SIGTERM);
-            kill_at = Some(now + limits.grace);
-        }
-        if !killed && (state == State::Forced || kill_at.is_some_and(|k| now >= k)) {
-            signal_agents(libc::SIGKILL);
-            killed = true;
-        }
-    };
-    // Whatever the agent left behind dies with the phase.
-    signal_agents(libc::SIGKILL);
-    let drain_until = Instant::now() + Duration::from_secs(2);
-    while pipes_open {
-        match rx.recv_timeout(drain_until.saturating_duration_since(Instant::now())) {
-            Ok(item) => heard.take(obs, item),
-            Err(RecvTimeoutError::Disconnected) => pipes_open = false,
-            Err(RecvTimeoutError::Timeout) => {
-                // Something outside our descendants holds the pipe; leave its reader behind.
-                log::debug!(
-                    "[{}] agent pipes still open after exit; not waiting",
-                    job.id
-                );
-                readers.clear();
-                break;
-            }
-        }
-    }
-    obs.idle();
-    for r in readers {
-        let _ = r.join();
-    }
-    end.status = Some(status);
-    end.report = heard.reader.report();
-    end.last_line = heard.last_err.or(heard.last_out);
-    end
-}
-
-/// What a phase's output told so far.
-struct Heard {
-    reader: Box<dyn agent::Reader>,
-    last_err: Option<String>,
-    last_out: Option<String>,
-    /// The last line that counted as a sign of life.
-    last_progress: Instant,
-}
-
-impl Heard {
-    fn take(&mut self, obs: &mut dyn Observer, (stream, line): (Stream, String)) {
-        let seen = self.reader.line(stream == Stream::Stderr, &line);
-        if seen.progress {
-            self.last_progress = Instant::now();
-        }
-        let shown_line = agent::cut(&line, MAX_SHOWN_LINE);
-        obs.event(Event::Output {
-            stream,
-            line: &shown_line,
-            show: seen.show.as_deref(),
-        });
-        if !line.trim().is_empty() {
-            let slot = if stream == Stream::Stderr {
-                &mut self.last_err
-            } else {
-                &mut self.last_out
-            };
-            *slot = Some(agent::cut(line.trim(), 200));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_back_off_doubling_up_to_ten_minutes() {
-        let s = Duration::from_secs;
-        assert_eq!(backoff(s(30), 1), s(30));
-        assert_eq!(backoff(s(30), 2), s(60));
-        assert_eq!(backoff(s(30), 3), s(120));
-        assert_eq!(backoff(s(30), 40), s(600));
-    }
 }

@@ -176,6 +176,16 @@ pub fn check_link(root: &Path, wt: &Path) -> Result<(), String> {
     }
 }
 
+/// What became of a story's worktree after its run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorktreeFate {
+    Removed,
+    /// Parked in the pool for the next story (`worktree.reuse`).
+    Parked,
+    /// Kept, and why: "story failed", "2 uncommitted changes".
+    Kept(String),
+}
+
 /// What `prepare` did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Prepared {
