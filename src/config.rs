@@ -407,160 +407,14 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
     for (key, value) in r.object(v, "(top level)")? {
         match key.as_str() {
             "sdlcFolder" => c.sdlc_folder = r.string(value, "sdlcFolder")?,
-            "agent" => {
-                for (k, v) in r.object(value, "agent")? {
-                    let key = format!("agent.{k}");
-                    let a = &mut c.agent;
-                    match k.as_str() {
-                        "preset" if v.is_null() => a.preset = None,
-                        "preset" => a.preset = Some(r.preset(v, &key)?),
-                        "command" if v.is_null() => a.command = None,
-                        "command" => a.command = Some(r.command(v, &key)?),
-                        "args" => a.args = r.strings(v, &key)?,
-                        "model" if v.is_null() => a.model = None,
-                        "model" => a.model = Some(r.string(v, &key)?),
-                        "idleTimeout" => a.idle_timeout_ms = r.millis(v, &key)?,
-                        "retries" => a.retries = r.uint(v, &key)?.min(100) as u32,
-                        "retryDelay" => a.retry_delay_ms = r.millis(v, &key)?,
-                        _ => r.unknown(&key),
-                    }
-                }
-                check_agent(&c.agent, file)?;
-            }
-            "workflow" => {
-                let w = r.object(value, "workflow")?;
-                if w.contains_key("phases") && w.get("preset").is_some_and(|p| !p.is_null()) {
-                    return Err(ConfigError(format!(
-                        "{}: workflow.preset and workflow.phases are both set; keep one",
-                        file.display()
-                    )));
-                }
-                for (k, v) in w {
-                    let key = format!("workflow.{k}");
-                    match k.as_str() {
-                        "phases" => c.phases = phases(&r, v)?,
-                        "preset" if v.is_null() => {}
-                        "preset" => {
-                            let want = format!("one of {}", crate::workflow::WORKFLOWS.join(", "));
-                            c.phases = v
-                                .as_str()
-                                .and_then(crate::workflow::preset)
-                                .ok_or_else(|| r.err(&key, &want, v))?;
-                        }
-                        "maxReviewRounds" => {
-                            c.workflow.max_review_rounds = r.uint(v, &key)?.clamp(1, 100) as u32
-                        }
-                        "markReviewed" => c.workflow.mark_reviewed = r.bool(v, &key)?,
-                        _ => r.unknown(&key),
-                    }
-                }
-            }
-            "timeouts" => {
-                for (k, v) in r.object(value, "timeouts")? {
-                    match k.as_str() {
-                        "agentTimeout" => {
-                            c.agent_timeout_ms = r.millis(v, "timeouts.agentTimeout")?.max(1)
-                        }
-                        _ => r.unknown(&format!("timeouts.{k}")),
-                    }
-                }
-            }
-            "orchestrator" => {
-                for (k, v) in r.object(value, "orchestrator")? {
-                    let key = format!("orchestrator.{k}");
-                    match k.as_str() {
-                        "concurrency" => c.concurrency = r.int(v, &key)?,
-                        "shutdownTimeout" => c.shutdown_timeout_ms = r.millis(v, &key)?,
-                        "healthCheckInterval" => {
-                            c.health_check_interval_ms = r.millis(v, &key)?.max(1)
-                        }
-                        "healthMissThreshold" => {
-                            c.health_miss_threshold = r.uint(v, &key)?.clamp(1, 1000) as u32
-                        }
-                        "launcher" if v.is_null() => {
-                            c.launcher.preset = None;
-                            c.launcher.command = None;
-                        }
-                        "launcher" if v.is_string() => {
-                            let name = r.string(v, &key)?;
-                            if !LAUNCHER_PRESETS.contains(&name.as_str()) {
-                                let want = format!(
-                                    "one of {}, or a command line like [\"ssh\", \"build-host\"]",
-                                    LAUNCHER_PRESETS.join(", ")
-                                );
-                                return Err(r.err(&key, &want, v));
-                            }
-                            c.launcher.preset = Some(name);
-                        }
-                        "launcher" => c.launcher.command = Some(r.command(v, &key)?),
-                        "launcherArgs" => c.launcher.args = r.strings(v, &key)?,
-                        "cpusPerStory" => {
-                            c.launcher.cpus_per_story = r.uint(v, &key)?.clamp(1, 4096)
-                        }
-                        _ => r.unknown(&key),
-                    }
-                }
-            }
-            "worktree" => {
-                for (k, v) in r.object(value, "worktree")? {
-                    let key = format!("worktree.{k}");
-                    match k.as_str() {
-                        "enabled" => c.worktree.enabled = r.bool(v, &key)?,
-                        "basePath" => c.worktree.base_path = r.string(v, &key)?,
-                        "baseBranch" if v.is_null() => c.worktree.base_branch = None,
-                        "baseBranch" => c.worktree.base_branch = Some(r.string(v, &key)?),
-                        "keep" => c.worktree.keep = r.bool(v, &key)?,
-                        "commit" => c.worktree.commit = r.bool(v, &key)?,
-                        "setup" if v.is_null() => c.worktree.setup = None,
-                        "setup" => c.worktree.setup = Some(r.command(v, &key)?),
-                        "share" => {
-                            let list = r.strings(v, &key)?;
-                            if let Some(bad) = list.iter().find(|f| !crate::paths::shareable(f)) {
-                                return Err(ConfigError(format!(
-                                    "{}: worktree.share entry {bad:?} must be a folder path inside the repo, like \"node_modules\" (no `..`, not absolute)",
-                                    file.display()
-                                )));
-                            }
-                            c.worktree.share = list;
-                        }
-                        "reuse" => c.worktree.reuse = r.bool(v, &key)?,
-                        _ => r.unknown(&key),
-                    }
-                }
-            }
-            "merge" => {
-                for (k, v) in r.object(value, "merge")? {
-                    let key = format!("merge.{k}");
-                    match k.as_str() {
-                        "strategy" => {
-                            let s = r.string(v, &key)?;
-                            if !["merge", "squash", "rebase"].contains(&s.as_str()) {
-                                return Err(r.err(&key, "one of merge, squash, rebase", v));
-                            }
-                            c.land.strategy = s;
-                        }
-                        "verify" if v.is_null() => c.land.verify = None,
-                        "verify" => c.land.verify = Some(r.command(v, &key)?),
-                        _ => r.unknown(&key),
-                    }
-                }
-            }
-            "pr" => {
-                for (k, v) in r.object(value, "pr")? {
-                    match k.as_str() {
-                        "remote" => c.land.remote = r.string(v, "pr.remote")?,
-                        _ => r.unknown(&format!("pr.{k}")),
-                    }
-                }
-            }
-            "logs" => {
-                for (k, v) in r.object(value, "logs")? {
-                    match k.as_str() {
-                        "keep" => c.logs_keep = r.uint(v, "logs.keep")?.max(1) as usize,
-                        _ => r.unknown(&format!("logs.{k}")),
-                    }
-                }
-            }
+            "agent" => apply_agent(c, &r, value)?,
+            "workflow" => apply_workflow(c, &r, value)?,
+            "timeouts" => apply_timeouts(c, &r, value)?,
+            "orchestrator" => apply_orchestrator(c, &r, value)?,
+            "worktree" => apply_worktree(c, &r, value)?,
+            "merge" => apply_merge(c, &r, value)?,
+            "pr" => apply_pr(c, &r, value)?,
+            "logs" => apply_logs(c, &r, value)?,
             _ => r.unknown(key),
         }
     }
@@ -570,6 +424,178 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
         && p != Preset::Command
     {
         c.agent.preset = Some(p);
+    }
+    Ok(())
+}
+
+/// The `agent` section.
+fn apply_agent(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigError> {
+    for (k, v) in r.object(value, "agent")? {
+        let key = format!("agent.{k}");
+        let a = &mut c.agent;
+        match k.as_str() {
+            "preset" if v.is_null() => a.preset = None,
+            "preset" => a.preset = Some(r.preset(v, &key)?),
+            "command" if v.is_null() => a.command = None,
+            "command" => a.command = Some(r.command(v, &key)?),
+            "args" => a.args = r.strings(v, &key)?,
+            "model" if v.is_null() => a.model = None,
+            "model" => a.model = Some(r.string(v, &key)?),
+            "idleTimeout" => a.idle_timeout_ms = r.millis(v, &key)?,
+            "retries" => a.retries = r.uint(v, &key)?.min(100) as u32,
+            "retryDelay" => a.retry_delay_ms = r.millis(v, &key)?,
+            _ => r.unknown(&key),
+        }
+    }
+    check_agent(&c.agent, r.file)?;
+    Ok(())
+}
+
+/// The `workflow` section.
+fn apply_workflow(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigError> {
+    let w = r.object(value, "workflow")?;
+    if w.contains_key("phases") && w.get("preset").is_some_and(|p| !p.is_null()) {
+        return Err(ConfigError(format!(
+            "{}: workflow.preset and workflow.phases are both set; keep one",
+            r.file.display()
+        )));
+    }
+    for (k, v) in w {
+        let key = format!("workflow.{k}");
+        match k.as_str() {
+            "phases" => c.phases = phases(r, v)?,
+            "preset" if v.is_null() => {}
+            "preset" => {
+                let want = format!("one of {}", crate::workflow::WORKFLOWS.join(", "));
+                c.phases = v
+                    .as_str()
+                    .and_then(crate::workflow::preset)
+                    .ok_or_else(|| r.err(&key, &want, v))?;
+            }
+            "maxReviewRounds" => {
+                c.workflow.max_review_rounds = r.uint(v, &key)?.clamp(1, 100) as u32
+            }
+            "markReviewed" => c.workflow.mark_reviewed = r.bool(v, &key)?,
+            _ => r.unknown(&key),
+        }
+    }
+    Ok(())
+}
+
+/// The `timeouts` section.
+fn apply_timeouts(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigError> {
+    for (k, v) in r.object(value, "timeouts")? {
+        match k.as_str() {
+            "agentTimeout" => c.agent_timeout_ms = r.millis(v, "timeouts.agentTimeout")?.max(1),
+            _ => r.unknown(&format!("timeouts.{k}")),
+        }
+    }
+    Ok(())
+}
+
+/// The `orchestrator` section.
+fn apply_orchestrator(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigError> {
+    for (k, v) in r.object(value, "orchestrator")? {
+        let key = format!("orchestrator.{k}");
+        match k.as_str() {
+            "concurrency" => c.concurrency = r.int(v, &key)?,
+            "shutdownTimeout" => c.shutdown_timeout_ms = r.millis(v, &key)?,
+            "healthCheckInterval" => c.health_check_interval_ms = r.millis(v, &key)?.max(1),
+            "healthMissThreshold" => {
+                c.health_miss_threshold = r.uint(v, &key)?.clamp(1, 1000) as u32
+            }
+            "launcher" if v.is_null() => {
+                c.launcher.preset = None;
+                c.launcher.command = None;
+            }
+            "launcher" if v.is_string() => {
+                let name = r.string(v, &key)?;
+                if !LAUNCHER_PRESETS.contains(&name.as_str()) {
+                    let want = format!(
+                        "one of {}, or a command line like [\"ssh\", \"build-host\"]",
+                        LAUNCHER_PRESETS.join(", ")
+                    );
+                    return Err(r.err(&key, &want, v));
+                }
+                c.launcher.preset = Some(name);
+            }
+            "launcher" => c.launcher.command = Some(r.command(v, &key)?),
+            "launcherArgs" => c.launcher.args = r.strings(v, &key)?,
+            "cpusPerStory" => c.launcher.cpus_per_story = r.uint(v, &key)?.clamp(1, 4096),
+            _ => r.unknown(&key),
+        }
+    }
+    Ok(())
+}
+
+/// The `worktree` section.
+fn apply_worktree(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigError> {
+    for (k, v) in r.object(value, "worktree")? {
+        let key = format!("worktree.{k}");
+        match k.as_str() {
+            "enabled" => c.worktree.enabled = r.bool(v, &key)?,
+            "basePath" => c.worktree.base_path = r.string(v, &key)?,
+            "baseBranch" if v.is_null() => c.worktree.base_branch = None,
+            "baseBranch" => c.worktree.base_branch = Some(r.string(v, &key)?),
+            "keep" => c.worktree.keep = r.bool(v, &key)?,
+            "commit" => c.worktree.commit = r.bool(v, &key)?,
+            "setup" if v.is_null() => c.worktree.setup = None,
+            "setup" => c.worktree.setup = Some(r.command(v, &key)?),
+            "share" => {
+                let list = r.strings(v, &key)?;
+                if let Some(bad) = list.iter().find(|f| !crate::paths::shareable(f)) {
+                    return Err(ConfigError(format!(
+                        "{}: worktree.share entry {bad:?} must be a folder path inside the repo, like \"node_modules\" (no `..`, not absolute)",
+                        r.file.display()
+                    )));
+                }
+                c.worktree.share = list;
+            }
+            "reuse" => c.worktree.reuse = r.bool(v, &key)?,
+            _ => r.unknown(&key),
+        }
+    }
+    Ok(())
+}
+
+/// The `merge` section.
+fn apply_merge(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigError> {
+    for (k, v) in r.object(value, "merge")? {
+        let key = format!("merge.{k}");
+        match k.as_str() {
+            "strategy" => {
+                let s = r.string(v, &key)?;
+                if !["merge", "squash", "rebase"].contains(&s.as_str()) {
+                    return Err(r.err(&key, "one of merge, squash, rebase", v));
+                }
+                c.land.strategy = s;
+            }
+            "verify" if v.is_null() => c.land.verify = None,
+            "verify" => c.land.verify = Some(r.command(v, &key)?),
+            _ => r.unknown(&key),
+        }
+    }
+    Ok(())
+}
+
+/// The `pr` section.
+fn apply_pr(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigError> {
+    for (k, v) in r.object(value, "pr")? {
+        match k.as_str() {
+            "remote" => c.land.remote = r.string(v, "pr.remote")?,
+            _ => r.unknown(&format!("pr.{k}")),
+        }
+    }
+    Ok(())
+}
+
+/// The `logs` section.
+fn apply_logs(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigError> {
+    for (k, v) in r.object(value, "logs")? {
+        match k.as_str() {
+            "keep" => c.logs_keep = r.uint(v, "logs.keep")?.max(1) as usize,
+            _ => r.unknown(&format!("logs.{k}")),
+        }
     }
     Ok(())
 }

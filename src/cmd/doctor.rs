@@ -232,54 +232,7 @@ pub fn run(dir: Option<&Path>) -> Result<(), Error> {
         },
     };
     if let Some(config) = &config {
-        checks.push(match crate::trust::untrusted_count(config) {
-            Ok(0) => Check::Ok("config commands: trusted".into()),
-            Ok(n) => Check::Fail(
-                format!("config commands: {n} not trusted; `run` refuses them"),
-                "check them with `ai-sdlc trust --show`, then `ai-sdlc trust`".into(),
-            ),
-            Err(e) => Check::Fail("trust record: unusable".into(), e),
-        });
-        checks.push(Check::Ok(format!(
-            "config: {}",
-            config
-                .file
-                .as_ref()
-                .map(|f| rel(&config.root, f))
-                .unwrap_or_else(|| "defaults (no .ai-sdlc.json)".into())
-        )));
-        match Board::of(config).scan() {
-            Ok(scan) => {
-                let ready = scan
-                    .stories
-                    .iter()
-                    .filter(|s| s.status == crate::board::Status::Ready)
-                    .count();
-                checks.push(Check::Ok(format!(
-                    "board: {} stories, {ready} ready",
-                    scan.stories.len()
-                )));
-                for b in &scan.bad {
-                    checks.push(Check::Warn(
-                        format!("{}: {}", rel(&config.root, &b.path), b.reason),
-                        "fix the file; until then it is skipped".into(),
-                    ));
-                }
-            }
-            Err(e) => checks.push(Check::Fail(
-                format!(
-                    "board: cannot read {}: {e}",
-                    rel(&config.root, &config.stories_dir())
-                ),
-                "fix or remove it".into(),
-            )),
-        }
-        if config.worktree.enabled {
-            match crate::worktree::check_repo(&config.root) {
-                Ok(()) => checks.push(Check::Ok("git repository with a commit".into())),
-                Err(e) => checks.push(Check::Fail("worktrees: not possible here".into(), e)),
-            }
-        }
+        board_checks(config, &mut checks);
         agent_checks(config, &mut checks);
     }
     let mut out = std::io::stdout().lock();
@@ -307,4 +260,56 @@ pub fn run(dir: Option<&Path>) -> Result<(), Error> {
         return Err(Error::Reported);
     }
     Ok(())
+}
+
+/// The config's trust, the board, and whether worktrees can be made.
+fn board_checks(config: &Config, checks: &mut Vec<Check>) {
+    checks.push(match crate::trust::untrusted_count(config) {
+        Ok(0) => Check::Ok("config commands: trusted".into()),
+        Ok(n) => Check::Fail(
+            format!("config commands: {n} not trusted; `run` refuses them"),
+            "check them with `ai-sdlc trust --show`, then `ai-sdlc trust`".into(),
+        ),
+        Err(e) => Check::Fail("trust record: unusable".into(), e),
+    });
+    checks.push(Check::Ok(format!(
+        "config: {}",
+        config
+            .file
+            .as_ref()
+            .map(|f| rel(&config.root, f))
+            .unwrap_or_else(|| "defaults (no .ai-sdlc.json)".into())
+    )));
+    match Board::of(config).scan() {
+        Ok(scan) => {
+            let ready = scan
+                .stories
+                .iter()
+                .filter(|s| s.status == crate::board::Status::Ready)
+                .count();
+            checks.push(Check::Ok(format!(
+                "board: {} stories, {ready} ready",
+                scan.stories.len()
+            )));
+            for b in &scan.bad {
+                checks.push(Check::Warn(
+                    format!("{}: {}", rel(&config.root, &b.path), b.reason),
+                    "fix the file; until then it is skipped".into(),
+                ));
+            }
+        }
+        Err(e) => checks.push(Check::Fail(
+            format!(
+                "board: cannot read {}: {e}",
+                rel(&config.root, &config.stories_dir())
+            ),
+            "fix or remove it".into(),
+        )),
+    }
+    if config.worktree.enabled {
+        match crate::worktree::check_repo(&config.root) {
+            Ok(()) => checks.push(Check::Ok("git repository with a commit".into())),
+            Err(e) => checks.push(Check::Fail("worktrees: not possible here".into(), e)),
+        }
+    }
 }

@@ -90,49 +90,8 @@ pub fn run(dir: Option<&Path>, args: &InitArgs) -> Result<(), Error> {
             Err(e) => done.push(format!("could not record trust ({e}); run `ai-sdlc trust`")),
         }
     }
-    let ignore = root.join(".gitignore");
-    let existing = match top.read(".gitignore", MAX_GITIGNORE) {
-        Ok(bytes) => bytes,
-        Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(fail(&format!("read {}", ignore.display()), &e)),
-    };
-    let text = String::from_utf8_lossy(&existing).into_owned();
-    let missing: Vec<&str> = GITIGNORE_LINES
-        .iter()
-        .copied()
-        .filter(|l| !text.lines().any(|e| e.trim() == *l))
-        .collect();
-    if !missing.is_empty() {
-        let mut new = text.clone();
-        if !new.is_empty() && !new.ends_with('\n') {
-            new.push('\n');
-        }
-        new.push_str("# ai-sdlc: worktrees and run logs\n");
-        for l in &missing {
-            new.push_str(l);
-            new.push('\n');
-        }
-        let written = top
-            .replace(
-                ".gitignore",
-                new.as_bytes(),
-                Some(&existing).filter(|e| !e.is_empty()).map(|e| &e[..]),
-            )
-            .map_err(|e| fail(&format!("write {}", ignore.display()), &e))?;
-        if !written {
-            return Err(Error::failed(format!(
-                "{} changed while ai-sdlc was updating it; run `ai-sdlc init` again",
-                ignore.display()
-            )));
-        }
-        done.push(format!(
-            "{} .gitignore (worktrees, logs)",
-            if existing.is_empty() {
-                "created"
-            } else {
-                "updated"
-            }
-        ));
+    if let Some(d) = ignore_entries(&root, &top)? {
+        done.push(d);
     }
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "Initialized an ai-sdlc board in {}", root.display());
@@ -151,4 +110,55 @@ pub fn run(dir: Option<&Path>, args: &InitArgs) -> Result<(), Error> {
         "\nNext:\n  ai-sdlc doctor                        # is the agent installed and logged in?\n  ai-sdlc add \"My first story\" --ready\n  ai-sdlc prompt S-0001                 # what the agent will be told\n  ai-sdlc run"
     );
     Ok(())
+}
+
+/// Add the tool's entries (worktrees, logs) to the repo's `.gitignore`
+/// where missing; what was done, if anything.
+fn ignore_entries(root: &Path, top: &Dir) -> Result<Option<String>, Error> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| Error::failed(format!("cannot {what}: {e}"));
+    let ignore = root.join(".gitignore");
+    let existing = match top.read(".gitignore", MAX_GITIGNORE) {
+        Ok(bytes) => bytes,
+        Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(fail(&format!("read {}", ignore.display()), &e)),
+    };
+    let text = String::from_utf8_lossy(&existing).into_owned();
+    let missing: Vec<&str> = GITIGNORE_LINES
+        .iter()
+        .copied()
+        .filter(|l| !text.lines().any(|e| e.trim() == *l))
+        .collect();
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    let mut new = text.clone();
+    if !new.is_empty() && !new.ends_with('\n') {
+        new.push('\n');
+    }
+    new.push_str("# ai-sdlc: worktrees and run logs\n");
+    for l in &missing {
+        new.push_str(l);
+        new.push('\n');
+    }
+    let written = top
+        .replace(
+            ".gitignore",
+            new.as_bytes(),
+            Some(&existing).filter(|e| !e.is_empty()).map(|e| &e[..]),
+        )
+        .map_err(|e| fail(&format!("write {}", ignore.display()), &e))?;
+    if !written {
+        return Err(Error::failed(format!(
+            "{} changed while ai-sdlc was updating it; run `ai-sdlc init` again",
+            ignore.display()
+        )));
+    }
+    Ok(Some(format!(
+        "{} .gitignore (worktrees, logs)",
+        if existing.is_empty() {
+            "created"
+        } else {
+            "updated"
+        }
+    )))
 }

@@ -344,6 +344,39 @@ fn run_phase(job: &Job, at: &At, limits: &Limits, obs: &mut dyn Observer) -> Pha
         last_out: None,
         last_progress: Instant::now(),
     };
+    let (status, stage, pipes_open) = watch(&mut child, &rx, &mut heard, limits, obs);
+    // Whatever the agent left behind dies with the phase.
+    signal_agents(libc::SIGKILL);
+    if pipes_open && !drain(&rx, &mut heard, obs) {
+        // Something outside our descendants holds the pipe; leave its reader behind.
+        log::debug!(
+            "[{}] agent pipes still open after exit; not waiting",
+            job.id
+        );
+        readers.clear();
+    }
+    obs.idle();
+    for r in readers {
+        let _ = r.join();
+    }
+    end.status = Some(status);
+    end.stopped = stage.why();
+    end.report = heard.reader.report();
+    end.last_line = heard.last_err.or(heard.last_out);
+    end
+}
+
+/// Follow the agent until it exits: pass on its output, stop it on a
+/// shutdown or when it prints nothing for the idle limit (the staged stop
+/// of `supervise`). Its exit status, the stage it ended in, and whether
+/// its pipes are still open.
+fn watch(
+    child: &mut Child,
+    rx: &crossbeam_channel::Receiver<(Stream, String)>,
+    heard: &mut Heard,
+    limits: &Limits,
+    obs: &mut dyn Observer,
+) -> (ExitStatus, Stage, bool) {
     let mut stage = Stage::Running;
     let mut pipes_open = true;
     let mut next_check = Instant::now();
@@ -352,7 +385,7 @@ fn run_phase(job: &Job, at: &At, limits: &Limits, obs: &mut dyn Observer) -> Pha
         if pipes_open {
             match rx.recv_timeout(next_check.saturating_duration_since(now)) {
                 Ok(item) => {
-                    take_all(&mut heard, obs, item, &rx);
+                    take_all(heard, obs, item, rx);
                     if Instant::now() < next_check {
                         continue;
                     }
@@ -395,33 +428,24 @@ fn run_phase(job: &Job, at: &At, limits: &Limits, obs: &mut dyn Observer) -> Pha
             None => {}
         }
     };
-    // Whatever the agent left behind dies with the phase.
-    signal_agents(libc::SIGKILL);
-    let drain_until = Instant::now() + Duration::from_secs(2);
-    while pipes_open {
-        match rx.recv_timeout(drain_until.saturating_duration_since(Instant::now())) {
+    (status, stage, pipes_open)
+}
+
+/// Read what is left in the agent's pipes, for at most two seconds: false
+/// when they are still open then.
+fn drain(
+    rx: &crossbeam_channel::Receiver<(Stream, String)>,
+    heard: &mut Heard,
+    obs: &mut dyn Observer,
+) -> bool {
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
             Ok(item) => heard.take(obs, item),
-            Err(RecvTimeoutError::Disconnected) => pipes_open = false,
-            Err(RecvTimeoutError::Timeout) => {
-                // Something outside our descendants holds the pipe; leave its reader behind.
-                log::debug!(
-                    "[{}] agent pipes still open after exit; not waiting",
-                    job.id
-                );
-                readers.clear();
-                break;
-            }
+            Err(RecvTimeoutError::Disconnected) => return true,
+            Err(RecvTimeoutError::Timeout) => return false,
         }
     }
-    obs.idle();
-    for r in readers {
-        let _ = r.join();
-    }
-    end.status = Some(status);
-    end.stopped = stage.why();
-    end.report = heard.reader.report();
-    end.last_line = heard.last_err.or(heard.last_out);
-    end
 }
 
 /// What a phase's output told so far.
