@@ -12,7 +12,7 @@ fn the_demo_runs_six_stories_and_exits_0() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     let board = tmp
         .bin()
         .arg("-C")
@@ -64,6 +64,6 @@ fn the_demo_runs_six_stories_and_exits_0() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(code(&again), 2);
+    expect_code(&again, 2);
     assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
 }

@@ -3,7 +3,7 @@
 use crate::support::*;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -15,7 +15,8 @@ struct Exec {
 
 impl Exec {
     fn start(repo: &TestRepo, id: &str) -> Exec {
-        let mut child = Command::new(BIN)
+        let mut child = repo
+            .bin()
             .arg("-C")
             .arg(&repo.root)
             .args(["agent-executor", id, "--worktree"])

@@ -20,7 +20,7 @@ fn repo_with_branches(titles: &[&str]) -> TestRepo {
         repo.story(&format!("S-000{}", i + 1), t, i as i64 + 1, "ready", "");
     }
     let out = repo.run(&["run", "--concurrent", "2"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     repo
 }
 
@@ -69,7 +69,7 @@ fn review_figures_are_gits_own_and_a_conflict_is_predicted_before_any_merge() {
     git(&repo.root, &["add", "other.txt"]);
     git(&repo.root, &["commit", "-qm", "main moves"]);
     let out = repo.run(&["review", "--json"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     let j = json(&out);
     let stories = j["stories"].as_array().unwrap();
     assert_eq!(stories.len(), 3, "{j}");
@@ -120,7 +120,7 @@ fn review_figures_are_gits_own_and_a_conflict_is_predicted_before_any_merge() {
 fn merge_all_stops_at_the_conflict_with_the_checkout_clean_on_the_merges_before_it() {
     let repo = repo_with_branches(&["Add a file", "line from one", "line from two"]);
     let out = repo.run(&["merge", "--all"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     let err = stderr(&out);
     assert!(err.contains("S-0003") && err.contains("README.md"), "{err}");
     assert!(err.contains("2 merged before it stay merged"), "{err}");
@@ -144,7 +144,7 @@ fn merge_all_stops_at_the_conflict_with_the_checkout_clean_on_the_merges_before_
     );
     // Nothing left to merge but the conflicting one; a second pass says so.
     let out = repo.run(&["merge", "S-0001"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(stdout(&out).contains("already in main"), "{}", stdout(&out));
 }
 
@@ -157,7 +157,7 @@ fn a_dirty_base_checkout_is_refused_with_nothing_changed() {
         head(&repo.root),
     );
     let out = repo.run(&["merge", "--all"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     assert!(stderr(&out).contains("README.md"), "{}", stderr(&out));
     assert_eq!(git(&repo.root, &["status", "--porcelain"]), status);
     assert_eq!(head(&repo.root), before);
@@ -183,7 +183,7 @@ fn squash_and_rebase_give_their_history_and_a_failing_verify_moves_nothing() {
         repo.config(cfg);
         let before = head(&repo.root);
         let out = repo.run(&["merge", "S-0001", "--delete-branch"]);
-        assert_eq!(code(&out), 0, "{strategy}: {}", stderr(&out));
+        expect_code(&out, 0);
         let parents = git(&repo.root, &["log", "--format=%p", "-1"]);
         assert_eq!(
             parents.split_whitespace().count(),
@@ -223,13 +223,13 @@ fn squash_and_rebase_give_their_history_and_a_failing_verify_moves_nothing() {
     // An untrusted verify command does not run at all.
     repo.config_untrusted(cfg.clone());
     let out = repo.run(&["merge", "S-0001"]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    expect_code(&out, 2);
     assert!(stderr(&out).contains("merge.verify"), "{}", stderr(&out));
     assert!(repo.rec_file("verified").is_none());
     repo.config(cfg);
     let before = head(&repo.root);
     let out = repo.run(&["merge", "S-0001"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     assert!(
         stderr(&out).contains("merge.verify failed"),
         "{}",
@@ -261,7 +261,7 @@ fn pr_pushes_calls_gh_once_and_writes_pr_url() {
         ),
     );
     let out = repo.run_env(&["pr", "S-0001"], &[("PATH", &path)]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(
         stdout(&out).contains("https://github.com/o/r/pull/7"),
         "{}",
@@ -293,7 +293,7 @@ fn pr_pushes_calls_gh_once_and_writes_pr_url() {
     );
     // Never twice.
     let out = repo.run_env(&["pr", "--all"], &[("PATH", &path)]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     let out = repo.run_env(&["pr", "S-0001"], &[("PATH", &path)]);
     assert!(stdout(&out).contains("already open"), "{}", stdout(&out));
     assert_eq!(repo.rec_file("gh.calls").unwrap().lines().count(), 1);
@@ -301,17 +301,17 @@ fn pr_pushes_calls_gh_once_and_writes_pr_url() {
     repo.story("S-0002", "Add a file", 2, "ready", "");
     git(&repo.root, &["remote", "remove", "origin"]);
     let out = repo.run_env(&["pr", "--all"], &[("PATH", &path)]);
-    assert_eq!(code(&out), 0, "nothing left to open: {}", stderr(&out));
-    assert_eq!(code(&repo.run(&["run", "--story", "S-0002"])), 0);
+    expect_code(&out, 0);
+    expect_code(&repo.run(&["run", "--story", "S-0002"]), 0);
     let out = repo.run_env(&["pr", "S-0002"], &[("PATH", &path)]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    expect_code(&out, 2);
     assert!(
         stderr(&out).contains("no remote \"origin\""),
         "{}",
         stderr(&out)
     );
     let out = repo.run_env(&["pr", "S-0002"], &[("PATH", "/usr/bin:/bin")]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    expect_code(&out, 2);
     assert!(
         stderr(&out).contains("gh (the GitHub CLI)"),
         "{}",
@@ -334,10 +334,10 @@ fn run_with_pr_opens_a_pull_request_as_each_story_finishes() {
     );
     // Without gh, `run --pr` is refused before anything starts.
     let out = repo.run_env(&["run", "--pr"], &[("PATH", "/usr/bin:/bin")]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    expect_code(&out, 2);
     assert_eq!(repo.status("S-0001"), "ready");
     let out = repo.run_env(&["run", "--pr", "--concurrent", "2"], &[("PATH", &path)]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(
         stderr(&out).contains("opened pull request"),
         "{}",

@@ -8,10 +8,10 @@ fn logs_shows_runs_lines_and_k_th_latest() {
     let repo = TestRepo::new();
     repo.with_agent("a.sh", "echo \"line one of $(cat \"$REC/n\" 2>/dev/null || echo 1)\"\necho line two\necho 2 > \"$REC/n\"\nexit 1");
     repo.story("S-0001", "Logged", 1, "ready", "");
-    assert_eq!(code(&repo.run(&["run"])), 1);
-    assert_eq!(code(&repo.run(&["run", "--story", "S-0001"])), 1);
+    expect_code(&repo.run(&["run"]), 1);
+    expect_code(&repo.run(&["run", "--story", "S-0001"]), 1);
     let out = repo.run(&["logs", "S-0001"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(
         stdout(&out).contains("[stdout] line one of 2"),
         "{}",
@@ -27,14 +27,14 @@ fn logs_shows_runs_lines_and_k_th_latest() {
     assert_eq!(stdout(&out).lines().count(), 1);
     assert!(stdout(&out).contains("outcome failed"), "{}", stdout(&out));
     let out = repo.run(&["logs", "S-0001", "--run", "3"]);
-    assert_eq!(code(&out), 2);
+    expect_code(&out, 2);
     assert!(stderr(&out).contains("has 2 run logs"), "{}", stderr(&out));
     let out = repo.run(&["logs", "S-0999"]);
-    assert_eq!(code(&out), 2);
+    expect_code(&out, 2);
     assert!(stderr(&out).contains("no story S-0999"));
     repo.story("S-0002", "Never ran", 2, "backlog", "");
     let out = repo.run(&["logs", "S-0002"]);
-    assert_eq!(code(&out), 1);
+    expect_code(&out, 1);
     assert!(stderr(&out).contains("no run logs yet"), "{}", stderr(&out));
 }
 
@@ -90,10 +90,10 @@ fn worktrees_list_remove_and_prune() {
     cfg["worktree"] = serde_json::json!({"commit": false});
     repo.config(cfg);
     let out = repo.run(&["run", "--concurrent", "3", "--keep-worktrees"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
 
     let out = repo.run(&["worktrees"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     let list = stdout(&out);
     let line = |id: &str| {
         list.lines()
@@ -117,7 +117,7 @@ fn worktrees_list_remove_and_prune() {
     // remove refuses a dirty worktree and says what is uncommitted.
     let wt1 = repo.worktree("S-0001-dirty-done");
     let out = repo.run(&["worktrees", "remove", "S-0001"]);
-    assert_eq!(code(&out), 1);
+    expect_code(&out, 1);
     assert!(
         stderr(&out).contains("notes.txt") && stderr(&out).contains("--force"),
         "{}",
@@ -127,7 +127,7 @@ fn worktrees_list_remove_and_prune() {
 
     // prune: removes the clean done one, keeps dirty and non-done ones.
     let out = repo.run(&["worktrees", "prune"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(
         !repo.worktree("S-0003-clean-done").exists(),
         "{}",
@@ -137,7 +137,7 @@ fn worktrees_list_remove_and_prune() {
     assert!(repo.worktree("S-0002-failed").exists());
 
     let out = repo.run(&["worktrees", "remove", "S-0001", "--force"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(!wt1.exists());
     // No branch is ever deleted.
     let branches = git(&repo.root, &["branch", "--list", "ai-sdlc/*"]);
@@ -196,7 +196,7 @@ fn a_broken_story_is_reported_and_the_board_still_works() {
     let broken = "---\nid: S-0002\ntitle: [unclosed\nstatus: ready\n---\n";
     std::fs::write(&bad, broken).unwrap();
     let out = repo.run(&["status"]);
-    assert_eq!(code(&out), 0);
+    expect_code(&out, 0);
     assert!(stdout(&out).contains("S-0001"));
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -205,7 +205,7 @@ fn a_broken_story_is_reported_and_the_board_still_works() {
         "{err}"
     );
     let out = repo.run(&["run", "--concurrent", "2"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert_eq!(repo.status("S-0001"), "done");
     assert_eq!(
         std::fs::read_to_string(&bad).unwrap(),
@@ -259,7 +259,7 @@ fn init_add_status_as_a_new_user() {
     assert!(gi.contains(".ai-sdlc/worktrees/"));
     // -C on a missing dir, and a wrongly typed config key.
     let out = ai(&["-C", "/nonexistent/x", "status"]);
-    assert_eq!(code(&out), 2);
+    expect_code(&out, 2);
     assert!(stderr(&out).contains("/nonexistent/x"));
     std::fs::write(
         tmp.0.join(".ai-sdlc.json"),
@@ -267,7 +267,7 @@ fn init_add_status_as_a_new_user() {
     )
     .unwrap();
     let out = ai(&["status"]);
-    assert_eq!(code(&out), 2);
+    expect_code(&out, 2);
     assert!(
         stderr(&out).contains("orchestrator.concurrency"),
         "{}",

@@ -24,7 +24,7 @@ fn six_stories_three_at_a_time() {
     repo.with_agent("work.sh", WORK);
     six(&repo);
     let out = repo.run(&["run", "--concurrent", "3", "--json"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     let ids: Vec<String> = (1..=6).map(|i| format!("S-000{i}")).collect();
     let spans: Vec<(u128, u128)> = ids.iter().map(|id| repo.span(id)).collect();
     // How many ran at once, at each start.
@@ -202,7 +202,7 @@ fn sigkill_of_the_runner_leaves_nothing_and_the_next_run_recovers() {
     assert_eq!(repo.status("S-0001"), "in-progress");
     std::fs::write(repo.rec.join("fast"), "").unwrap();
     let out = repo.run(&["run", "--concurrent", "3"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(
         stderr(&out).contains("returned it to ready"),
         "{}",
@@ -232,7 +232,7 @@ fn a_branch_checked_out_elsewhere_skips_only_that_story() {
         ],
     );
     let out = repo.run(&["run", "--concurrent", "2", "--json"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     assert_eq!(repo.status("S-0002"), "ready");
     assert_eq!(repo.status("S-0001"), "done");
     assert_eq!(repo.status("S-0003"), "done");
@@ -276,7 +276,7 @@ fn background_processes_die_with_their_story() {
     repo.story("S-0001", "Leaves a child", 1, "ready", "");
     repo.story("S-0002", "Also", 2, "ready", "");
     let out = repo.run(&["run", "--concurrent", "2"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     for id in ["S-0001", "S-0002"] {
         let p = repo.pid(id, "bg");
         assert_dies(p, 5, &format!("{id}'s sleep 300 &"));
@@ -284,7 +284,7 @@ fn background_processes_die_with_their_story() {
     // Single-story mode too.
     repo.story("S-0003", "Single", 3, "ready", "");
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     let p = repo.pid("S-0003", "bg");
     assert_dies(p, 5, "single mode: sleep 300 &");
 }
@@ -307,7 +307,7 @@ fn a_timeout_blocks_only_the_slow_story() {
         "--shutdown-timeout",
         "1",
     ]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     assert_eq!(repo.status("S-0001"), "blocked");
     assert!(repo.blocked_reason("S-0001").contains("timed out"));
     assert_eq!(repo.status("S-0002"), "done");
@@ -326,7 +326,7 @@ fn dependencies_wait_for_success_and_skip_on_failure() {
     repo.story("S-0003", "C", 3, "ready", "dependencies:\n  - S-0004\n");
     repo.story("S-0004", "D", 4, "ready", "");
     let out = repo.run(&["run", "--concurrent", "3", "--json"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     let (a_start, a_end) = repo.span("S-0001");
     let (b_start, _) = repo.span("S-0002");
     assert!(
@@ -355,7 +355,7 @@ fn a_dependency_cycle_stops_before_anything_starts() {
     repo.story("S-0001", "A", 1, "ready", "dependencies: [S-0002]\n");
     repo.story("S-0002", "B", 2, "ready", "dependencies: [S-0001]\n");
     let out = repo.run(&["run", "--concurrent", "2"]);
-    assert_eq!(code(&out), 2);
+    expect_code(&out, 2);
     assert!(stderr(&out).contains("cycle"), "{}", stderr(&out));
     assert!(!repo.started("S-0001") && !repo.started("S-0002"));
 }
@@ -367,16 +367,16 @@ fn concurrency_flag_validation() {
     repo.story("S-0001", "A", 1, "ready", "");
     repo.story("S-0002", "B", 2, "ready", "");
     let out = repo.run(&["run", "--concurrent", "abc"]);
-    assert_eq!(code(&out), 2);
+    expect_code(&out, 2);
     assert!(stderr(&out).contains("--concurrent"), "{}", stderr(&out));
     assert_eq!(repo.status("S-0001"), "ready");
     let out = repo.run(&["run", "--concurrent", "0", "--max", "2"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(stderr(&out).contains("warning") && stderr(&out).contains("one story at a time"));
     let (a, b) = (repo.span("S-0001"), repo.span("S-0002"));
     assert!(a.1 <= b.0, "ran at the same time: {a:?} {b:?}");
     let out = repo.run(&["run", "--concurrent", "-2"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
 }
 
 #[test]
@@ -385,7 +385,7 @@ fn every_story_failing_is_an_aggregate_failure() {
     repo.with_agent("crash.sh", "kill -SEGV $$");
     repo.ready_stories(3);
     let out = repo.run(&["run", "--concurrent", "3", "--json"]);
-    assert_eq!(code(&out), 1);
+    expect_code(&out, 1);
     let j = json(&out);
     assert_eq!(j["failed"], 3);
     assert!(

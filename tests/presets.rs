@@ -156,7 +156,7 @@ fn each_preset_runs_its_cli_and_the_work_is_committed_on_the_story_branch() {
             &["run", "--json"],
             &[("STANDIN_CODEX_LOGGED_IN", "1")],
         );
-        assert_eq!(code(&out), 0, "{preset}: {}", stderr(&out));
+        expect_code(&out, 0);
         assert_eq!(repo.status("S-0001"), "done", "{preset}");
         // The exact command line.
         let got = repo.rec_file("S-0001.argv").unwrap();
@@ -212,7 +212,7 @@ fn people_see_the_agents_steps_never_its_raw_json() {
     let repo = preset_repo("claude", serde_json::json!({}), "");
     let out = run_with(&repo, &["run"], &[]);
     let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
+    expect_code(&out, 0);
     assert!(
         err.contains("Write notes-claude.txt") && err.contains("Bash cargo test"),
         "{err}"
@@ -243,7 +243,7 @@ fn a_hung_agent_is_stopped_after_the_idle_timeout() {
             &["run", "--shutdown-timeout", "1"],
             &[("STANDIN_CODEX_LOGGED_IN", "1")],
         );
-        assert_eq!(code(&out), 1, "{preset}: {}", stderr(&out));
+        expect_code(&out, 1);
         assert_eq!(repo.status("S-0001"), "blocked");
         let reason = repo.blocked_reason("S-0001");
         assert!(
@@ -262,7 +262,7 @@ fn a_rate_limit_is_retried_and_then_the_story_succeeds() {
     );
     let out = run_with(&repo, &["run"], &[]);
     let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
+    expect_code(&out, 0);
     assert_eq!(repo.status("S-0001"), "done");
     assert_eq!(repo.rec_file("S-0001.attempts").unwrap().trim(), "2");
     assert!(
@@ -274,7 +274,7 @@ fn a_rate_limit_is_retried_and_then_the_story_succeeds() {
     // Without retries, the same failure blocks the story, in the CLI's words.
     let repo = preset_repo("claude", serde_json::json!({}), "stand-in: rate-limit");
     let out = run_with(&repo, &["run"], &[]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     let reason = repo.blocked_reason("S-0001");
     assert!(
         reason.contains("exceed the rate limit") && reason.contains("rate limited"),
@@ -320,7 +320,7 @@ fn an_auth_failure_blocks_with_the_clis_own_words_and_starts_nothing_more() {
         }
         let out = run_with(&repo, &["run", "--concurrent", "2"], &[]);
         let err = stderr(&out);
-        assert_eq!(code(&out), 1, "{preset}: {err}");
+        expect_code(&out, 1);
         assert_eq!(repo.status("S-0001"), "blocked", "{preset}: {err}");
         let reason = repo.blocked_reason("S-0001");
         assert!(reason.contains(words), "{preset}: {reason}");
@@ -344,13 +344,13 @@ fn claude_as_root_needs_is_sandbox_and_aider_needs_a_model() {
     let before = repo.read_story("S-0001");
     if unsafe { libc::geteuid() } == 0 {
         let out = run_with(&repo, &["run"], &[("IS_SANDBOX", "")]);
-        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        expect_code(&out, 2);
         assert!(stderr(&out).contains("IS_SANDBOX=1"), "{}", stderr(&out));
         assert_eq!(repo.read_story("S-0001"), before);
     }
     let repo = preset_repo("aider", serde_json::json!({}), "");
     let out = run_with(&repo, &["run"], &[]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    expect_code(&out, 2);
     assert!(stderr(&out).contains("agent.model"), "{}", stderr(&out));
 }
 
@@ -371,7 +371,7 @@ fn a_commit_that_fails_blocks_the_story_and_keeps_the_work() {
             ("GIT_AUTHOR_EMAIL", ""),
         ],
     );
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     assert_eq!(repo.status("S-0001"), "blocked");
     let reason = repo.blocked_reason("S-0001");
     assert!(reason.contains("cannot commit"), "{reason}");
@@ -390,7 +390,7 @@ fn git_ignored_files_the_agent_wrote_keep_the_worktree_and_stay_uncommitted() {
     git(&repo.root, &["commit", "-qam", "ignore out/"]);
     let out = run_with(&repo, &["run"], &[]);
     let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
+    expect_code(&out, 0);
     let files = git(
         &repo.root,
         &[
@@ -446,7 +446,7 @@ fn shell_quote(s: &str) -> String {
 fn prompt_prints_what_the_agent_gets_and_templates_can_be_overridden() {
     let repo = preset_repo("claude", serde_json::json!({}), "");
     let out = repo.run(&["prompt", "S-0001"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     let p = stdout(&out);
     assert!(
         p.contains("Write the notes file.") && !p.contains("status: ready"),
@@ -469,14 +469,14 @@ fn prompt_prints_what_the_agent_gets_and_templates_can_be_overridden() {
     std::fs::remove_file(prompts.join("implement.md")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", prompts.join("implement.md")).unwrap();
     let out = repo.run(&["prompt", "S-0001"]);
-    assert_eq!(code(&out), 2);
+    expect_code(&out, 2);
     assert!(
         stderr(&out).contains("implement.md") && !stdout(&out).contains("root:"),
         "{}",
         stderr(&out)
     );
     let out = run_with(&repo, &["run"], &[]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     assert!(repo.blocked_reason("S-0001").contains("implement.md"));
     assert!(!repo.started("S-0001"));
 }
@@ -499,14 +499,14 @@ fn init_writes_a_preset_and_doctor_says_what_to_fix() {
     };
     let path = format!("{STANDINS}:/usr/bin:/bin");
     let out = run(&["init", "--agent", "codex"], &path);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     let cfg: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.0.join(".ai-sdlc.json")).unwrap())
             .unwrap();
     assert_eq!(cfg["agent"]["preset"], "codex");
     let out = run(&["doctor"], &path);
     let text = stdout(&out);
-    assert_eq!(code(&out), 1, "{text}");
+    expect_code(&out, 1);
     assert!(text.contains("FAIL  codex: Not logged in"), "{text}");
     assert!(text.contains("codex login"), "{text}");
     assert!(
@@ -529,7 +529,7 @@ fn init_writes_a_preset_and_doctor_says_what_to_fix() {
         stdout(&out)
     );
     let out = run(&["init", "--agent", "nope"], &path);
-    assert_eq!(code(&out), 2);
+    expect_code(&out, 2);
 }
 
 /// Real agent CLIs, where installed (they are never part of the repo):
@@ -574,7 +574,7 @@ fn real_clis_accept_the_preset_command_lines_and_fail_only_on_login() {
             ],
         );
         let took = t0.elapsed();
-        assert_eq!(code(&out), 1, "{preset}: {}", stderr(&out));
+        expect_code(&out, 1);
         let reason = repo.blocked_reason("S-0001");
         eprintln!("{preset}: blocked in {took:?}: {reason}");
         for flag_error in [
@@ -603,7 +603,7 @@ fn a_later_phase_gets_what_the_earlier_ones_said() {
     cfg["workflow"] = serde_json::json!({"phases": [{"name": "plan"}, {"name": "implement"}]});
     repo.config(cfg);
     let out = run_with(&repo, &["run", "--json"], &[]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     // The stand-in records the last prompt it got: the implement phase's.
     let stdin = repo.rec_file("S-0001.stdin").unwrap();
     assert!(
@@ -638,7 +638,7 @@ fn a_usage_cap_blocks_in_the_clis_words_and_is_never_retried() {
         &[("STANDIN_CODEX_LOGGED_IN", "1")],
     );
     let err = stderr(&out);
-    assert_eq!(code(&out), 1, "{err}");
+    expect_code(&out, 1);
     let reason = repo.blocked_reason("S-0001");
     assert!(
         reason.contains("You’ve hit your usage limit") && reason.contains("usage limit reached"),

@@ -13,7 +13,7 @@ fn top_ready_story_runs_in_its_worktree_and_is_done() {
     let before = repo.read_story("S-0002");
 
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
 
     assert_eq!(repo.status("S-0002"), "done");
     assert_eq!(repo.status("S-0001"), "ready", "only the top story runs");
@@ -109,7 +109,7 @@ fn a_failing_agent_blocks_the_story_with_its_reason() {
     );
     repo.story("S-0001", "Doomed", 1, "ready", "");
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     assert_eq!(repo.status("S-0001"), "blocked");
     let reason = repo.blocked_reason("S-0001");
     assert!(
@@ -129,7 +129,7 @@ fn a_timed_out_agent_is_killed_and_blocked() {
     repo.with_agent("slow.sh", "sleep 30");
     repo.story("S-0001", "Slow", 1, "ready", "");
     let out = repo.run(&["run", "--timeout", "1", "--shutdown-timeout", "1"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     assert_eq!(repo.status("S-0001"), "blocked");
     assert!(repo.blocked_reason("S-0001").contains("timed out"));
     assert_dies(
@@ -149,7 +149,7 @@ fn uncommitted_work_keeps_the_worktree_when_commits_are_off() {
     }));
     repo.story("S-0001", "Dirty", 1, "ready", "");
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert_eq!(repo.status("S-0001"), "done");
     let kept = repo.worktree("S-0001-dirty").join("notes.txt");
     assert_eq!(std::fs::read_to_string(kept).unwrap(), "draft\n");
@@ -181,7 +181,7 @@ fn no_agent_configured_says_how_to_set_one() {
     repo.config(serde_json::json!({"logs": {"keep": 3}}));
     repo.story("S-0001", "Anything", 1, "ready", "");
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 2);
+    expect_code(&out, 2);
     let err = stderr(&out);
     assert!(
         err.contains("\"preset\": \"claude\"") && err.contains("\"command\""),
@@ -197,7 +197,7 @@ fn a_missing_agent_binary_is_one_clear_line_and_nothing_changes() {
     repo.story("S-0001", "Anything", 1, "ready", "");
     let before = repo.read_story("S-0001");
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 2);
+    expect_code(&out, 2);
     let err = stderr(&out);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
@@ -212,7 +212,7 @@ fn not_a_git_repo_is_a_clear_error_and_no_worktree_works_there() {
     let tmp = TempDir::new("nogit");
     let root = &tmp.0;
     let out = tmp.bin().arg("-C").arg(root).arg("init").output().unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     let rec = root.join("ran");
     std::fs::write(
         root.join(".ai-sdlc.json"),
@@ -222,7 +222,7 @@ fn not_a_git_repo_is_a_clear_error_and_no_worktree_works_there() {
     .unwrap();
     // As its author: trust the command this config names.
     let trusted = tmp.bin().arg("-C").arg(root).arg("trust").output().unwrap();
-    assert_eq!(code(&trusted), 0, "{}", stderr(&trusted));
+    expect_code(&trusted, 0);
     let add = tmp
         .bin()
         .arg("-C")
@@ -232,7 +232,7 @@ fn not_a_git_repo_is_a_clear_error_and_no_worktree_works_there() {
         .unwrap();
     assert_eq!(stdout(&add).trim(), "S-0001");
     let out = tmp.bin().arg("-C").arg(root).arg("run").output().unwrap();
-    assert_eq!(code(&out), 2);
+    expect_code(&out, 2);
     assert!(
         stderr(&out).contains("not a git repository") && stderr(&out).contains("--no-worktree"),
         "{}",
@@ -245,7 +245,7 @@ fn not_a_git_repo_is_a_clear_error_and_no_worktree_works_there() {
         .args(["run", "--no-worktree"])
         .output()
         .unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert_eq!(
         std::fs::read_to_string(&rec).unwrap().trim(),
         root.to_str().unwrap()
@@ -265,7 +265,7 @@ fn a_failing_phase_stops_the_later_ones() {
     }));
     repo.story("S-0001", "Phased", 1, "ready", "");
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 1);
+    expect_code(&out, 1);
     assert_eq!(
         repo.rec_file("S-0001.phases").unwrap(),
         "implement\nverify\n"
@@ -286,7 +286,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     let before = repo.read_story("S-0001");
     let stale = repo.read_story("S-0002");
     let out = repo.run(&["run", "--dry-run", "--concurrent", "2"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     let plan = stdout(&out);
     assert!(
         plan.contains("S-0001") && plan.contains("ai-sdlc/S-0001-planned") && plan.contains("a.sh"),
@@ -304,7 +304,7 @@ fn nothing_ready_is_not_an_error() {
     repo.with_agent("a.sh", "exit 0");
     repo.story("S-0001", "Later", 1, "backlog", "");
     let out = repo.run(&["run", "--json"]);
-    assert_eq!(code(&out), 0);
+    expect_code(&out, 0);
     assert!(stderr(&out).contains("no ready stories"));
     assert_eq!(json(&out)["succeeded"], 0);
 }

@@ -91,7 +91,7 @@ fn sixteen_stories_run_as_slurm_steps() {
         16,
     );
     let out = repo.run(&["run", "--concurrent", "8"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     let mut seen_names = String::new();
     for i in 1..=16 {
         let id = format!("S-{i:04}");
@@ -198,7 +198,7 @@ fn a_story_past_its_time_limit_on_the_cluster_is_timed_out() {
     need_cluster!("a_story_past_its_time_limit_on_the_cluster_is_timed_out");
     let repo = slurm_repo(STUBBORN, 1);
     let out = repo.run(&["run", "--timeout", "2", "--shutdown-timeout", "1"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     assert_eq!(repo.status("S-0001"), "blocked");
     assert!(repo.blocked_reason("S-0001").contains("timed out"));
     assert!(wait_for(10, || our_jobs() == 0), "{}", squeue());
@@ -215,7 +215,7 @@ fn a_launcher_that_is_not_there_is_refused_before_anything_starts() {
     repo.ready_stories(1);
     let before = repo.read_story("S-0001");
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    expect_code(&out, 2);
     assert!(
         stderr(&out).contains("no-such-launcher"),
         "{}",
@@ -223,7 +223,7 @@ fn a_launcher_that_is_not_there_is_refused_before_anything_starts() {
     );
     assert_eq!(repo.read_story("S-0001"), before);
     let out = repo.run(&["run", "--launcher", "slurm", "--dry-run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(
         stdout(&out).contains(
             "through: srun --quiet --nodes=1 --ntasks=1 --cpus-per-task=1 --job-name=ai-sdlc-{id}"
@@ -232,7 +232,7 @@ fn a_launcher_that_is_not_there_is_refused_before_anything_starts() {
         stdout(&out)
     );
     let out = repo.run(&["run", "--launcher", "kubernetes"]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    expect_code(&out, 2);
     assert!(stderr(&out).contains("slurm"), "{}", stderr(&out));
 }
 
@@ -248,7 +248,7 @@ fn a_story_waiting_for_the_cluster_is_queued_and_its_time_starts_when_it_runs() 
     }));
     repo.ready_stories(2);
     let out = repo.run(&["run", "--concurrent", "2", "--timeout", "3"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     let err = stderr(&out);
     assert!(err.contains("queued on cluster"), "{err}");
     assert_eq!(repo.status("S-0001"), "done");

@@ -18,7 +18,7 @@ fn a_config_nobody_trusted_runs_nothing_until_trusted() {
     repo.ready_stories(1);
     let before = repo.read_story("S-0001");
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    expect_code(&out, 2);
     let err = stderr(&out);
     assert!(err.contains("new      agent.command:"), "{err}");
     assert!(err.contains(agent.to_str().unwrap()), "{err}");
@@ -29,24 +29,24 @@ fn a_config_nobody_trusted_runs_nothing_until_trusted() {
 
     // --show lists without recording.
     let out = repo.run(&["trust", "--show"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(
         stdout(&out).contains("untrusted  agent.command:"),
         "{}",
         stdout(&out)
     );
-    assert_eq!(code(&repo.run(&["run"])), 2);
+    expect_code(&repo.run(&["run"]), 2);
 
     // Trusted, it runs.
     let out = repo.run(&["trust"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(
         stdout(&out).contains("trusted    agent.command:"),
         "{}",
         stdout(&out)
     );
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert_eq!(repo.status("S-0001"), "done");
 
     // Other keys change freely.
@@ -55,7 +55,7 @@ fn a_config_nobody_trusted_runs_nothing_until_trusted() {
     cfg["timeouts"] = serde_json::json!({"agentTimeout": 60000});
     repo.config_untrusted(cfg.clone());
     repo.story("S-0002", "Two", 2, "ready", "");
-    assert_eq!(code(&repo.run(&["run"])), 0);
+    expect_code(&repo.run(&["run"]), 0);
 
     // A changed command is refused again, old -> new.
     let evil = repo.agent("evil.sh", "echo evil > evil.txt");
@@ -63,7 +63,7 @@ fn a_config_nobody_trusted_runs_nothing_until_trusted() {
     repo.config_untrusted(cfg.clone());
     repo.story("S-0003", "Three", 3, "ready", "");
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    expect_code(&out, 2);
     let err = stderr(&out);
     assert!(
         err.contains(&format!(
@@ -81,7 +81,7 @@ fn a_config_nobody_trusted_runs_nothing_until_trusted() {
     ]});
     repo.config_untrusted(cfg);
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    expect_code(&out, 2);
     assert!(
         stderr(&out).contains("new      workflow.phases.verify.command: sh -c true"),
         "{}",
@@ -90,7 +90,7 @@ fn a_config_nobody_trusted_runs_nothing_until_trusted() {
 
     // For one run, as CI does: runs, and says so.
     let out = repo.run_env(&["run"], &[("AI_SDLC_TRUST", "1")]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(
         stderr(&out).contains("warning: running this repo's commands without a trust record"),
         "{}",
@@ -100,10 +100,10 @@ fn a_config_nobody_trusted_runs_nothing_until_trusted() {
 
     // untrust forgets.
     repo.story("S-0004", "Four", 4, "ready", "");
-    assert_eq!(code(&repo.run(&["trust"])), 0);
-    assert_eq!(code(&repo.run(&["untrust"])), 0);
-    assert_eq!(code(&repo.run(&["run"])), 2);
-    assert_eq!(code(&repo.run(&["run", "--trust"])), 0);
+    expect_code(&repo.run(&["trust"]), 0);
+    expect_code(&repo.run(&["untrust"]), 0);
+    expect_code(&repo.run(&["run"]), 2);
+    expect_code(&repo.run(&["run", "--trust"]), 0);
 }
 
 #[test]
@@ -119,7 +119,7 @@ fn a_merged_story_branch_that_changes_the_config_makes_the_next_run_refuse() {
     git(&repo.root, &["commit", "-qm", "config"]);
     repo.ready_stories(1);
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     git(
         &repo.root,
         &["merge", "-q", "--no-edit", "ai-sdlc/S-0001-s1"],
@@ -131,7 +131,7 @@ fn a_merged_story_branch_that_changes_the_config_makes_the_next_run_refuse() {
     );
     repo.story("S-0002", "Two", 2, "ready", "");
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    expect_code(&out, 2);
     assert!(
         stderr(&out).contains("changed  agent.command:") && stderr(&out).contains("pwned"),
         "{}",
@@ -173,7 +173,7 @@ fn init_trusts_what_it_writes() {
     let repo = TestRepo::new();
     std::fs::remove_dir_all(repo.root.join(".ai-sdlc")).unwrap();
     let out = repo.run(&["init", "--agent", "claude"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(stdout(&out).contains("trusted"), "{}", stdout(&out));
     let out = repo.run(&["trust", "--show"]);
     assert!(
@@ -190,7 +190,7 @@ fn init_trusts_what_it_writes() {
         &["run"],
         &[("PATH", &path), ("STANDIN_REC", &rec), ("IS_SANDBOX", "1")],
     );
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(!stderr(&out).contains("trust"), "{}", stderr(&out));
     assert_eq!(repo.status("S-0001"), "done");
     // Written by hand, a config is not trusted by init.
@@ -250,7 +250,7 @@ echo "work of $id" > "work-$id.txt"
     let hooks_before = hooks();
 
     let out = repo.run(&["run", "--concurrent", "1", "--max", "2"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     // Nothing planted ever ran: not in that run, not in the next story's
     // worktree creation and commit.
     for marker in [
@@ -334,9 +334,9 @@ echo "work of $id" > "work-$id.txt"
         .status()
         .unwrap();
     assert!(st.success());
-    assert_eq!(code(&repo.run(&["review"])), 0);
+    expect_code(&repo.run(&["review"]), 0);
     let out = repo.run(&["merge", "S-0002"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(repo.root.join("work-S-0002.txt").exists());
     for marker in [
         "fsmonitor",

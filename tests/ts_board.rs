@@ -86,7 +86,7 @@ fn not_owned(text: &[u8]) -> Vec<String> {
 fn a_run_of_a_ts_board_changes_only_the_fields_this_tool_owns() {
     let repo = ts_repo(|cfg| cfg["logs"] = serde_json::json!({"keep": 1}));
     let out = repo.run(&["status"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     for id in ["S-0001", "S-0002", "S-0003", "S-0004", "S-0005", "S-0006"] {
         assert!(stdout(&out).contains(id), "{id}:\n{}", stdout(&out));
     }
@@ -95,11 +95,11 @@ fn a_run_of_a_ts_board_changes_only_the_fields_this_tool_owns() {
 
     // A dry run writes nothing at all.
     let out = run_ts(&repo, &["run", "--dry-run", "--concurrent", "3"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(files(&repo.root) == before, "--dry-run changed a file");
 
     let out = run_ts(&repo, &["run", "--concurrent", "3"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(
         stderr(&out).contains("[S-0005] is in-progress in the TS ai-sdlc"),
         "{}",
@@ -153,7 +153,7 @@ fn a_ts_story_in_progress_is_resumed_on_its_own_branch_and_the_worktree_copy_sta
     git(&repo.root, &["commit", "-q", "-am", "S-0003 will fail"]);
 
     let out = run_ts(&repo, &["run", "--concurrent", "3"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     assert_eq!(repo.status("S-0003"), "blocked");
     assert_eq!(
         repo.status("S-0005"),
@@ -190,7 +190,7 @@ fn a_ts_story_in_progress_is_resumed_on_its_own_branch_and_the_worktree_copy_sta
 
     // `run --story` takes over TS's story on TS's branch.
     let out = run_ts(&repo, &["run", "--story", "S-0005"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert_eq!(
         repo.field("S-0005", "branch").as_deref(),
         Some("ai-sdlc/fifth-in-progress-by-ts")
@@ -204,7 +204,7 @@ fn a_ts_story_in_progress_is_resumed_on_its_own_branch_and_the_worktree_copy_sta
     assert_eq!(repo.field("S-0005", "worktree_path"), None);
     // Removing a kept worktree by hand takes its pointer along too.
     let out = repo.run(&["worktrees", "remove", "S-0003"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(!wt.exists());
     assert_eq!(repo.field("S-0003", "worktree_path"), None);
 }
@@ -216,7 +216,7 @@ fn a_write_waits_for_the_ts_lock_and_never_writes_under_it() {
     std::fs::create_dir(&lock).unwrap();
     let before = repo.read_story("S-0003");
     let out = run_ts(&repo, &["run", "--story", "S-0003"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     assert!(stderr(&out).contains("story.md.lock"), "{}", stderr(&out));
     assert_eq!(repo.read_story("S-0003"), before);
     assert!(lock.is_dir(), "TS's lock is TS's to remove");
@@ -227,7 +227,7 @@ fn a_write_waits_for_the_ts_lock_and_never_writes_under_it() {
         .unwrap();
     assert!(out.status.success());
     let out = run_ts(&repo, &["run", "--story", "S-0003"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert_eq!(repo.status("S-0003"), "done");
     assert!(lock.is_dir());
 }

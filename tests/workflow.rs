@@ -60,7 +60,7 @@ fn a_story_goes_research_plan_implement_review_and_keeps_each_output() {
     repo.story("S-0001", "Say hello", 1, "ready", TS_FLAGS);
     let before = repo.read_story("S-0001");
     let out = repo.run(&["run", "--json"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert_eq!(
         phases_run(&repo, "S-0001"),
         ["research", "plan", "implement", "review"]
@@ -167,7 +167,7 @@ fn a_story_researched_and_planned_elsewhere_runs_only_implement_and_review() {
     )
     .unwrap();
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert_eq!(phases_run(&repo, "S-0001"), ["implement", "review"]);
     let prompt = repo.rec_file("S-0001.implement.stdin").unwrap();
     assert!(
@@ -200,7 +200,7 @@ fn an_older_boards_body_sections_are_read_when_there_is_no_file() {
     );
     std::fs::write(&path, &text).unwrap();
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     let prompt = repo.rec_file("S-0001.implement.stdin").unwrap();
     assert!(
         prompt.contains("### Implementation plan\n\nBody plan: step one."),
@@ -218,7 +218,7 @@ fn changes_requested_once_then_approved_takes_two_implement_rounds() {
     let repo = sdlc_repo();
     repo.story("S-0001", "Fix once", 1, "ready", "");
     let out = repo.run(&["run", "--json"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert_eq!(
         phases_run(&repo, "S-0001"),
         [
@@ -261,7 +261,7 @@ fn a_review_that_always_requests_changes_blocks_with_its_reasons() {
     let repo = sdlc_repo();
     repo.story("S-0001", "Fix always", 1, "ready", "");
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     assert_eq!(
         phases_run(&repo, "S-0001")
             .iter()
@@ -301,7 +301,7 @@ fn a_review_that_always_requests_changes_blocks_with_its_reasons() {
     cfg["workflow"]["maxReviewRounds"] = 1.into();
     repo.config(cfg);
     repo.story("S-0001", "Fix always", 1, "ready", "");
-    assert_eq!(code(&repo.run(&["run"])), 1);
+    expect_code(&repo.run(&["run"]), 1);
     assert_eq!(phases_run(&repo, "S-0001").len(), 4);
 }
 
@@ -327,7 +327,7 @@ fn an_interrupted_run_resumes_at_the_phase_it_was_in() {
     std::fs::remove_file(repo.rec.join("S-0001.hold")).unwrap();
     std::fs::remove_file(repo.rec.join("S-0001.phases")).unwrap();
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert_eq!(phases_run(&repo, "S-0001"), ["implement", "review"]);
     assert_eq!(repo.status("S-0001"), "done");
     // --from starts over there: the plan and what follows run again.
@@ -339,10 +339,10 @@ fn an_interrupted_run_resumes_at_the_phase_it_was_in() {
         "research_complete: true\nplan_complete: true\nimplementation_complete: true\n",
     );
     let out = repo.run(&["run", "--story", "S-0002", "--from", "plan"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert_eq!(phases_run(&repo, "S-0002"), ["plan", "implement", "review"]);
     let out = repo.run(&["run", "--from", "deploy"]);
-    assert_eq!(code(&out), 2);
+    expect_code(&out, 2);
     assert!(
         stderr(&out).contains("research, plan, implement, review"),
         "{}",
@@ -355,7 +355,7 @@ fn the_default_workflow_marks_implementation_but_not_review() {
     let repo = TestRepo::new();
     repo.with_agent("ok.sh", "echo done");
     repo.story("S-0001", "One", 1, "ready", TS_FLAGS);
-    assert_eq!(code(&repo.run(&["run"])), 0);
+    expect_code(&repo.run(&["run"]), 0);
     assert_eq!(
         repo.field("S-0001", "implementation_complete").as_deref(),
         Some("true")
@@ -367,13 +367,13 @@ fn the_default_workflow_marks_implementation_but_not_review() {
     // `run --workflow sdlc` overrides the config for one run.
     repo.story("S-0002", "Two", 2, "ready", "");
     let out = repo.run(&["run", "--workflow", "sdlc", "--dry-run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(
         stdout(&out).contains("research (command)"),
         "{}",
         stdout(&out)
     );
     let out = repo.run(&["run", "--workflow", "waterfall"]);
-    assert_eq!(code(&out), 2);
+    expect_code(&out, 2);
     assert!(stderr(&out).contains("sdlc"), "{}", stderr(&out));
 }

@@ -51,7 +51,7 @@ fn included_files_are_copied_never_over_what_the_worktree_has() {
     config_with(&repo, &agent, serde_json::json!({}));
     repo.ready_stories(1);
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert_eq!(
         repo.rec_file("S-0001.seen").unwrap(),
         "SECRET=1\ns3cret\nsecret.txt\ntracked\n"
@@ -86,7 +86,7 @@ fn setup_runs_first_in_a_new_worktree_and_a_failing_one_blocks() {
     ignore_also(&repo, "setup-done\n");
     repo.ready_stories(2);
     let out = repo.run(&["run", "--concurrent", "2"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    expect_code(&out, 1);
     assert_eq!(
         repo.rec_file("S-0001.after-setup").as_deref(),
         Some("yes\n")
@@ -130,7 +130,7 @@ fn reuse_hands_the_next_story_a_clean_worktree_with_the_build_cache() {
     let main_head = git(&repo.root, &["rev-parse", "HEAD"]);
     repo.ready_stories(1);
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(
         stderr(&out).contains("worktree parked for reuse"),
         "{}",
@@ -140,7 +140,7 @@ fn reuse_hands_the_next_story_a_clean_worktree_with_the_build_cache() {
     assert_eq!(repo.field("S-0001", "worktree_path"), None);
     repo.story("S-0002", "S2", 2, "ready", "");
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(
         stderr(&out).contains("took a parked worktree"),
         "{}",
@@ -169,7 +169,7 @@ fn reuse_hands_the_next_story_a_clean_worktree_with_the_build_cache() {
     );
     // prune empties the pool.
     let out = repo.run(&["worktrees", "prune"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(!repo.root.join(".ai-sdlc/worktrees/.pool/0").exists());
 }
 
@@ -177,12 +177,12 @@ fn reuse_hands_the_next_story_a_clean_worktree_with_the_build_cache() {
 fn a_dirty_parked_worktree_is_not_reused() {
     let repo = reuse_repo();
     repo.ready_stories(1);
-    assert_eq!(code(&repo.run(&["run"])), 0);
+    expect_code(&repo.run(&["run"]), 0);
     let parked = repo.root.join(".ai-sdlc/worktrees/.pool/0");
     std::fs::write(parked.join("stray.txt"), "someone was here\n").unwrap();
     repo.story("S-0002", "S2", 2, "ready", "");
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(stderr(&out).contains("not reused"), "{}", stderr(&out));
     let found = repo.rec_file("S-0002.found").unwrap();
     assert!(!found.contains("cache from"), "{found}");
@@ -248,7 +248,7 @@ fn shared_folders_are_links_to_the_main_checkout_and_go_with_the_worktree() {
     );
     repo.ready_stories(1);
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert_eq!(
         repo.rec_file("S-0001.seen").unwrap(),
         format!("{}\npad\nno-venv\n", r.join("node_modules").display())
@@ -270,7 +270,7 @@ fn shared_folders_are_links_to_the_main_checkout_and_go_with_the_worktree() {
     // A share that leaves the repo is a configuration error.
     repo.config_untrusted(serde_json::json!({"worktree": {"share": ["../elsewhere"]}}));
     let out = repo.run(&["status"]);
-    assert_eq!(code(&out), 2);
+    expect_code(&out, 2);
     assert!(stderr(&out).contains("worktree.share"), "{}", stderr(&out));
 }
 
@@ -290,7 +290,7 @@ fn a_worktreeinclude_that_is_a_link_out_of_the_repo_is_not_read() {
     config_with(&repo, &agent, serde_json::json!({}));
     repo.ready_stories(1);
     let out = repo.run(&["run"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    expect_code(&out, 0);
     assert!(
         stderr(&out).contains(".worktreeinclude is not read"),
         "{}",

@@ -32,22 +32,53 @@ impl TempDir {
 }
 
 impl TempDir {
-    /// This test's `XDG_CONFIG_HOME` (the trust record goes there), beside
-    /// the folder: never the user's own.
-    pub fn xdg(&self) -> PathBuf {
+    /// A folder beside this one, for this test only: never the user's own.
+    fn beside(&self, suffix: &str) -> PathBuf {
         let mut p = self.0.clone().into_os_string();
-        p.push(".xdg");
+        p.push(suffix);
         PathBuf::from(p)
     }
 
-    /// The binary, with this folder's `XDG_CONFIG_HOME`.
+    /// This test's `XDG_CONFIG_HOME` (the trust record goes there).
+    pub fn xdg(&self) -> PathBuf {
+        self.beside(".xdg")
+    }
+
+    /// This test's `HOME`.
+    pub fn home(&self) -> PathBuf {
+        self.beside(".home")
+    }
+
+    /// The binary, in this test's own environment (see `hermetic`).
     pub fn bin(&self) -> Command {
         let mut c = Command::new(BIN);
-        c.env("XDG_CONFIG_HOME", self.xdg())
-            .env_remove("AI_SDLC_TRUST")
-            .env_remove("RUST_LOG");
+        hermetic(&mut c, &self.home(), &self.xdg());
         c
     }
+}
+
+/// Variables a test's commands keep from the developer's environment.
+const KEPT: [&str; 4] = ["PATH", "TERM", "USER", "LOGNAME"];
+
+/// Make `cmd` independent of the machine it runs on (jj's
+/// TestEnvironment): an empty environment but for `KEPT`, a `HOME` and
+/// XDG folders of the test's own, no system or global git config, and
+/// git's messages in English.
+pub fn hermetic(cmd: &mut Command, home: &Path, xdg: &Path) {
+    fs::create_dir_all(home).unwrap();
+    cmd.env_clear();
+    for k in KEPT {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", xdg)
+        .env("XDG_STATE_HOME", xdg.join("state"))
+        .env("XDG_CACHE_HOME", xdg.join("cache"))
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("LANG", "C.UTF-8");
 }
 
 impl Drop for TempDir {
@@ -55,17 +86,25 @@ impl Drop for TempDir {
         if std::env::var_os("AI_SDLC_KEEP_TEST_DIRS").is_none() {
             let _ = fs::remove_dir_all(&self.0);
             let _ = fs::remove_dir_all(self.xdg());
+            let _ = fs::remove_dir_all(self.home());
         }
     }
 }
 
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
+/// git, as a test runs it: without the developer's system or global config.
+pub fn git_cmd(dir: &Path) -> Command {
+    let mut c = Command::new("git");
+    c.arg("-C")
         .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE");
+    c
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_cmd(dir).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "git {args:?} failed: {}",
@@ -237,10 +276,12 @@ impl TestRepo {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = self._tmp.bin();
         c.arg("-C").arg(&self.root).args(args);
-        c.env_remove("AI_SDLC_CONCURRENCY")
-            .env_remove("AI_SDLC_AGENT_TIMEOUT")
-            .env_remove("AI_SDLC_SHUTDOWN_TIMEOUT");
         c
+    }
+
+    /// This test's `HOME`.
+    pub fn home(&self) -> PathBuf {
+        self._tmp.home()
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -369,6 +410,18 @@ pub fn finish(mut child: Child, secs: u64) -> (i32, String, String) {
 
 pub fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
+}
+
+/// Fail unless the command exited with `want`; show what it printed.
+#[track_caller]
+pub fn expect_code(out: &Output, want: i32) {
+    let got = code(out);
+    assert!(
+        got == want,
+        "exit code {got}, expected {want}\n--- stdout:\n{}\n--- stderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
 }
 
 pub fn stderr(out: &Output) -> String {

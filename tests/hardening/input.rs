@@ -1,0 +1,75 @@
+//! Input that tries to become code or terminal control: ids, placeholders, titles.
+
+use crate::support::*;
+
+#[test]
+fn a_story_id_that_looks_like_a_flag_is_never_one() {
+    let repo = TestRepo::new();
+    repo.with_agent("a.sh", "exit 0");
+    repo.story("-S-1", "Dash", 1, "ready", "");
+    let out = repo.run(&["run", "--no-worktree"]);
+    expect_code(&out, 0);
+    assert_eq!(repo.status("-S-1"), "done");
+    assert!(repo.started("-S-1"));
+}
+
+#[test]
+fn placeholders_are_filled_once_and_never_run_as_shell() {
+    let repo = TestRepo::new();
+    let marker = repo.rec.join("pwned");
+    let title = format!("Use {{prompt}} and $(touch {})", marker.display());
+    let agent = repo.agent("args.sh", "printf '%s\\n' \"$@\" > \"$REC/$id.args\"");
+    repo.config(serde_json::json!({
+        "agent": {"command": ["sh", "-c", "\"$0\" {title:sh} \"$1\"", agent, "{title}"]}
+    }));
+    repo.story(
+        "S-0001",
+        &format!("'{}'", title.replace('\'', "''")),
+        1,
+        "ready",
+        "",
+    );
+    let out = repo.run(&["run"]);
+    expect_code(&out, 0);
+    // Both the quoted and the raw form arrive as the literal title, once.
+    assert_eq!(
+        repo.rec_file("S-0001.args").unwrap(),
+        format!("{title}\n{title}\n")
+    );
+    assert!(!marker.exists(), "a title ran as a shell command");
+
+    // A raw placeholder inside an sh -c script draws a warning.
+    repo.config(serde_json::json!({"agent": {"command": ["sh", "-c", "echo {title}"]}}));
+    let out = repo.run(&["run", "--dry-run", "--story", "S-0001", "--force"]);
+    assert!(stderr(&out).contains("{title:sh}"), "{}", stderr(&out));
+}
+
+#[test]
+fn control_characters_from_story_files_never_reach_the_terminal() {
+    let repo = TestRepo::new();
+    repo.with_agent(
+        "a.sh",
+        "printf 'agent says \\033]0;pwned\\007 hi\\n'; exit 3",
+    );
+    repo.story(
+        "S-0001",
+        "\"Evil \\e[2J\\e]0;title\\a \\u202e title\"",
+        1,
+        "ready",
+        "",
+    );
+    let bad = |s: &str| s.contains('\u{1b}') || s.contains('\u{7}') || s.contains('\u{202e}');
+    for args in [&["status"][..], &["run", "--dry-run"][..], &["run"][..]] {
+        let out = repo.run(args);
+        assert!(
+            !bad(&stdout(&out)) && !bad(&stderr(&out)),
+            "{args:?}:\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains("Evil") || stderr(&out).contains("Evil"),
+            "{args:?}"
+        );
+    }
+}
