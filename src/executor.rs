@@ -103,6 +103,10 @@ fn listen(id: String, tx: Sender<Message>) {
 struct Ipc {
     id: String,
     tx: Sender<Out>,
+    /// The runner's guard of the shared git state, checked after each
+    /// agent phase; with the board, for where what an agent wrote is kept.
+    guard: Option<(crate::git::guard::Guard, Board)>,
+    root: std::path::PathBuf,
 }
 
 impl Ipc {
@@ -114,6 +118,13 @@ impl Ipc {
 impl Observer for Ipc {
     fn event(&mut self, e: Event) {
         self.send(body_of(&e));
+    }
+
+    fn after_agent(&mut self) -> Option<String> {
+        let (guard, board) = self.guard.as_ref()?;
+        let id = self.id.clone();
+        let t = guard.check_now(&|| crate::logs::git_state_folder(board, &id))?;
+        Some(t.message(&self.root))
     }
 }
 
@@ -202,6 +213,8 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
     let mut ipc = Ipc {
         id: args.id.clone(),
         tx,
+        guard: None,
+        root: root.to_path_buf(),
     };
     let (dev, ino) = std::fs::metadata(&args.worktree)
         .map(|m| {
@@ -219,7 +232,10 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
         ino,
     });
     let r = match prepare(root, &args) {
-        Ok((job, limits)) => story::run(&job, &limits, &mut ipc),
+        Ok((job, limits, board)) => {
+            ipc.guard = crate::git::guard::Guard::attach(root).map(|g| (g, board));
+            story::run(&job, &limits, &mut ipc)
+        }
         Err(e) => {
             log::error!("{e}");
             ipc.send(Body::Error {
@@ -253,7 +269,7 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
     code
 }
 
-fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story::Job, Limits), String> {
+fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story::Job, Limits, Board), String> {
     let mut config = Config::load(root).map_err(|e| e.0)?;
     if let Some(w) = &args.workflow {
         config.use_workflow(w)?;
@@ -284,5 +300,5 @@ fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story::Job, Limits), Str
         retries: a.retries,
         retry_delay: Duration::from_millis(a.retry_delay_ms),
     };
-    Ok((job, limits))
+    Ok((job, limits, Board::of(&config)))
 }

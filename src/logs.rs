@@ -161,6 +161,23 @@ pub fn runs(board: &Board, id: &str) -> (Vec<PathBuf>, Option<Dir>) {
     }
 }
 
+/// A new folder beside story `id`'s logs, for what its agent wrote into
+/// the shared git state (kept, never deleted).
+pub fn git_state_folder(board: &Board, id: &str) -> Option<Dir> {
+    let name = format!("{}.git-state", time::file_stamp(time::now_ms()));
+    let made = board
+        .open_story(id)
+        .and_then(|d| d.child_or_create(LOGS_DIR))
+        .and_then(|logs| logs.make_child(&name));
+    match made {
+        Ok(d) => Some(d),
+        Err(e) => {
+            log::warn!("[{id}] cannot make a folder for what its agent wrote into .git: {e}");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

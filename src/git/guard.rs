@@ -103,9 +103,10 @@ fn quick_state(git_dir: &Dir) -> BTreeMap<String, [i64; 5]> {
 /// `section.key=value` of a git config text, as far as a simple reader
 /// sees it: enough to name what changed (nothing: "changed config").
 fn config_entries(text: &str) -> BTreeSet<(String, String)> {
-    crate::git::config_entries(text)
+    crate::git::harden::parse(text)
         .unwrap_or_default()
         .into_iter()
+        .map(|e| (e.key, e.value.unwrap_or_default()))
         .collect()
 }
 
@@ -245,6 +246,126 @@ impl Tampered {
     }
 }
 
+/// Where the baseline of a repo's shared git state is recorded, so that
+/// every runner on the repo (and each of their executors) compares with
+/// the same one: the state the user last had before any runner's agent
+/// ran, not whatever a runner found when it started.
+/// `$XDG_STATE_HOME/ai-sdlc/git-state/<hash of the repo's .git>/`: outside
+/// the repo, beside what the user owns.
+fn record_dir(git_dir: &Path) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|h| h.join(".local/state"))
+        })?;
+    let key = git_dir
+        .canonicalize()
+        .unwrap_or_else(|_| git_dir.to_path_buf());
+    let hash = crate::sha256::hex(key.as_os_str().as_encoded_bytes());
+    Some(base.join("ai-sdlc").join("git-state").join(&hash[..32]))
+}
+
+const BASELINE: &str = "baseline.json";
+/// The folder every running runner holds a shared lock on.
+const RUNNERS: &str = "runners";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn to_json(snap: &Snapshot) -> String {
+    let m: serde_json::Map<String, serde_json::Value> = snap
+        .iter()
+        .map(|(k, e)| {
+            let v = match e {
+                Entry::File { bytes, mode } => {
+                    serde_json::json!({"file": hex(bytes), "mode": mode})
+                }
+                Entry::TooBig(n) => serde_json::json!({"too_big": n}),
+                Entry::Link(t) => serde_json::json!({"link": t}),
+                Entry::Dir => serde_json::json!({"dir": true}),
+                Entry::Other => serde_json::json!({"other": true}),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    serde_json::Value::Object(m).to_string()
+}
+
+fn from_json(text: &str) -> Option<Snapshot> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v.as_object()?
+        .iter()
+        .map(|(k, e)| {
+            let entry = if let Some(h) = e["file"].as_str() {
+                Entry::File {
+                    bytes: unhex(h)?,
+                    mode: e["mode"].as_u64()? as u32,
+                }
+            } else if let Some(n) = e["too_big"].as_u64() {
+                Entry::TooBig(n)
+            } else if let Some(t) = e["link"].as_str() {
+                Entry::Link(t.to_string())
+            } else if e["dir"] == true {
+                Entry::Dir
+            } else {
+                Entry::Other
+            };
+            Some((k.clone(), entry))
+        })
+        .collect()
+}
+
+/// The recorded baseline, shared by the runners of one repo.
+struct Record {
+    dir: Dir,
+    /// Held shared while this runner runs (`None` for an executor).
+    _runner: Option<Dir>,
+}
+
+impl Record {
+    /// Hold the record's lock while `f` runs: one check or update at a time
+    /// across runners and executors.
+    fn locked<T>(&self, f: impl FnOnce(&Dir) -> T) -> T {
+        let _ = crate::paths::flock(&self.dir, libc::LOCK_EX);
+        let out = f(&self.dir);
+        let _ = crate::paths::flock(&self.dir, libc::LOCK_UN);
+        out
+    }
+
+    fn load(dir: &Dir) -> Option<Snapshot> {
+        let bytes = dir.read(BASELINE, 64 << 20).ok()?;
+        from_json(&String::from_utf8_lossy(&bytes))
+    }
+
+    fn save(dir: &Dir, snap: &Snapshot) {
+        if let Err(e) = dir.replace(BASELINE, to_json(snap).as_bytes(), None) {
+            log::warn!(
+                "cannot record the repo's git state in {}: {e}",
+                dir.path().display()
+            );
+        }
+    }
+}
+
+/// Open (making it) the record folder for the repo's `.git`.
+fn open_record(git_dir: &Path) -> Option<Dir> {
+    let path = record_dir(git_dir)?;
+    std::fs::create_dir_all(path.join(RUNNERS)).ok()?;
+    Dir::open(&path).ok()
+}
+
 struct State {
     baseline: Snapshot,
     /// The baseline's fingerprints: when they all match, nothing is read.
@@ -260,31 +381,102 @@ struct State {
 pub struct Guard {
     git_dir: PathBuf,
     state: Mutex<State>,
+    record: Option<Record>,
+}
+
+/// The git dir of the repo at `root`.
+fn common_git_dir(root: &Path) -> Result<PathBuf, String> {
+    let out = crate::git::run(
+        root,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )?;
+    Ok(PathBuf::from(out.trim()))
 }
 
 impl Guard {
-    /// The guard of the repo at `root`: its snapshot, taken now.
+    /// The guard of a runner on the repo at `root`. Its baseline is the one
+    /// recorded for the repo while any other runner runs on it; a runner
+    /// alone on it records the state as it is now.
     pub fn new(root: &Path) -> Result<Guard, String> {
-        let out = crate::git::run(
-            root,
-            &["rev-parse", "--path-format=absolute", "--git-common-dir"],
-        )?;
-        let git_dir = PathBuf::from(out.trim());
+        let git_dir = common_git_dir(root)?;
         let dir = Dir::open(&git_dir).map_err(|e| format!("{}: {e}", git_dir.display()))?;
+        let record = open_record(&git_dir).map(|d| {
+            let runners = d.child(RUNNERS).ok();
+            Record {
+                dir: d,
+                _runner: runners,
+            }
+        });
+        let baseline = match &record {
+            None => read_state(&dir),
+            Some(r) => r.locked(|rd| {
+                let others = r._runner.as_ref().is_some_and(|run| {
+                    !matches!(
+                        crate::paths::flock(run, libc::LOCK_EX | libc::LOCK_NB),
+                        Ok(true)
+                    )
+                });
+                let snap = match (others, Record::load(rd)) {
+                    (true, Some(recorded)) => recorded,
+                    _ => {
+                        let now = read_state(&dir);
+                        Record::save(rd, &now);
+                        now
+                    }
+                };
+                // Held shared from now on: the next runner sees this one.
+                if let Some(run) = &r._runner {
+                    let _ = crate::paths::flock(run, libc::LOCK_SH);
+                }
+                snap
+            }),
+        };
         Ok(Guard {
             state: Mutex::new(State {
                 quick: quick_state(&dir),
-                baseline: read_state(&dir),
+                baseline,
                 running: BTreeSet::new(),
                 suspects: BTreeSet::new(),
                 blamed: BTreeMap::new(),
             }),
             git_dir,
+            record,
+        })
+    }
+
+    /// The guard of an executor, inside a runner's run: the runner's
+    /// recorded baseline, if there is one (none: nothing to check).
+    pub fn attach(root: &Path) -> Option<Guard> {
+        let git_dir = common_git_dir(root).ok()?;
+        let rd = open_record(&git_dir)?;
+        let record = Record {
+            dir: rd,
+            _runner: None,
+        };
+        let baseline = record.locked(Record::load)?;
+        Some(Guard {
+            state: Mutex::new(State {
+                quick: BTreeMap::new(),
+                baseline,
+                running: BTreeSet::new(),
+                suspects: BTreeSet::new(),
+                blamed: BTreeMap::new(),
+            }),
+            git_dir,
+            record: Some(record),
         })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` holding the shared record's lock, if there is a record.
+    fn shared<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.record {
+            Some(r) => r.locked(|_| f()),
+            None => f(),
+        }
     }
 
     /// A story's agent is about to start.
@@ -294,53 +486,91 @@ impl Guard {
         s.suspects.insert(id.to_string());
     }
 
+    /// An executor's check after one of its agent's phases: the state is
+    /// compared with the recorded baseline; a change is undone (what the
+    /// agent wrote is kept in `keep`) and told, before any later phase
+    /// (a trusted command that runs git) could run what was planted.
+    pub fn check_now(&self, keep: &dyn Fn() -> Option<Dir>) -> Option<Tampered> {
+        let s = self.lock();
+        self.shared(|| {
+            let dir = Dir::open(&self.git_dir).ok()?;
+            let now = read_state(&dir);
+            if now == s.baseline {
+                return None;
+            }
+            let changes = describe(&s.baseline, &now);
+            let kept_in = keep();
+            let not_undone = match &kept_in {
+                Some(k) => restore(&dir, &s.baseline, &now, k),
+                None => changes.clone(),
+            };
+            Some(Tampered {
+                changes,
+                kept: kept_in.as_ref().map(|k| k.path().to_path_buf()),
+                others: Vec::new(),
+                not_undone,
+            })
+        })
+    }
+
     /// A story's agent has ended: compare, undo, and say what it (or an
     /// agent running beside it) changed. `keep` opens the folder where what
     /// an agent wrote is kept for story `id`.
     pub fn ended(&self, id: &str, keep: &dyn Fn(&str) -> Option<Dir>) -> Option<Tampered> {
         let mut s = self.lock();
         s.running.remove(id);
-        if let Ok(dir) = Dir::open(&self.git_dir)
-            && quick_state(&dir) != s.quick
-        {
-            let now = read_state(&dir);
-            if now != s.baseline {
-                let changes = describe(&s.baseline, &now);
-                let suspects: Vec<String> = s.suspects.iter().cloned().collect();
-                // Kept once, with the story that ends now (or the first suspect).
-                let keeper = if suspects.iter().any(|x| x == id) {
-                    id
-                } else {
-                    &suspects[0]
-                };
-                let kept_in = keep(keeper);
-                let not_undone = match &kept_in {
-                    Some(k) => restore(&dir, &s.baseline, &now, k),
-                    None => changes.clone(),
-                };
-                for x in &suspects {
-                    let others = suspects.iter().filter(|o| *o != x).cloned().collect();
-                    s.blamed.insert(
-                        x.clone(),
-                        Tampered {
-                            changes: changes.clone(),
-                            kept: kept_in.as_ref().map(|k| k.path().to_path_buf()),
-                            others,
-                            not_undone: not_undone.clone(),
-                        },
-                    );
-                }
-                if !not_undone.is_empty() {
-                    // What could not be undone stays the new normal, reported once.
-                    s.baseline = read_state(&dir);
-                }
-            }
-            // Restored files are new inodes: the next check compares with these.
-            s.quick = quick_state(&dir);
-        }
+        self.shared(|| self.compare(&mut s, id, keep));
         // The state is clean now: only agents still running can change it.
         s.suspects = s.running.clone();
         s.blamed.remove(id)
+    }
+
+    /// Compare the state with the baseline; undo a change, blaming every
+    /// suspect.
+    fn compare(&self, s: &mut State, id: &str, keep: &dyn Fn(&str) -> Option<Dir>) {
+        let Ok(dir) = Dir::open(&self.git_dir) else {
+            return;
+        };
+        if quick_state(&dir) == s.quick {
+            return;
+        }
+        let now = read_state(&dir);
+        if now != s.baseline {
+            let changes = describe(&s.baseline, &now);
+            let suspects: Vec<String> = s.suspects.iter().cloned().collect();
+            // Kept once, with the story that ends now (or the first suspect).
+            let keeper = if suspects.iter().any(|x| x == id) || suspects.is_empty() {
+                id
+            } else {
+                &suspects[0]
+            };
+            let kept_in = keep(keeper);
+            let not_undone = match &kept_in {
+                Some(k) => restore(&dir, &s.baseline, &now, k),
+                None => changes.clone(),
+            };
+            for x in suspects.iter().chain(std::iter::once(&id.to_string())) {
+                let others = suspects.iter().filter(|o| *o != x).cloned().collect();
+                s.blamed.insert(
+                    x.clone(),
+                    Tampered {
+                        changes: changes.clone(),
+                        kept: kept_in.as_ref().map(|k| k.path().to_path_buf()),
+                        others,
+                        not_undone: not_undone.clone(),
+                    },
+                );
+            }
+            if !not_undone.is_empty() {
+                // What could not be undone stays the new normal, reported once.
+                s.baseline = read_state(&dir);
+                if let Some(r) = &self.record {
+                    Record::save(&r.dir, &s.baseline);
+                }
+            }
+        }
+        // Restored files are new inodes: the next check compares with these.
+        s.quick = quick_state(&dir);
     }
 }
 

@@ -1,22 +1,21 @@
 //! Every git process the tool starts is built here, so hardening is
-//! written once: no hook, fsmonitor, pager, editor or credential prompt
-//! runs, the repo variables a parent may have set are removed, and stdin is
-//! closed. git's own error text reaches the user; no git call can hang the
-//! runner.
-//!
-//! A repo's own config (`.git/config`, `config.worktree`: scope local and
-//! worktree) is shared by every worktree, so an agent can write it. Any
-//! key there that makes git run a command (a filter driver, a diff or
-//! merge driver, `core.sshCommand`, `gpg.program`, a credential helper...)
-//! is blanked on the command line of each git call that could run it, and
-//! a diff runs no external diff or textconv. The user's own global and
-//! system config are left as they are.
+//! written once: every call gets the command-scope config of `harden`
+//! (nothing the repo's config names runs: no filter, driver, hook,
+//! fsmonitor, credential helper, signing command, transport; see there),
+//! the repo variables a parent may have set are removed, stdin is closed,
+//! no pager or editor runs, and a diff runs no external diff or textconv.
+//! There is no list of calls that "run nothing": each is hardened from the
+//! config git will read for it. Output is read through a bound; git's own
+//! error text reaches the user; no git call can hang the runner.
 
+pub mod diff;
 pub mod guard;
+pub mod harden;
 
 use crate::process;
 use crate::shutdown::{self, State};
 use std::fmt;
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -37,6 +36,10 @@ const REPO_VARS: [&str; 9] = [
     "GIT_PREFIX",
     "GIT_CEILING_DIRECTORIES",
 ];
+
+/// The most a git call's stdout may bring in, unless the call sets its
+/// own bound (a listing of a huge repo is a few MiB).
+pub const MAX_OUTPUT: usize = 64 << 20;
 
 /// A git command that failed, or could not start.
 #[derive(Debug, Clone)]
@@ -60,34 +63,57 @@ impl From<GitError> for String {
     }
 }
 
-/// `git -C dir <hardening> args...`, ready to run.
-pub fn command(dir: &Path, args: &[&str]) -> Command {
+/// `git -C dir args...`, hardened and ready to run.
+pub fn command(dir: &Path, args: &[&str]) -> Result<Command, GitError> {
+    let settings = harden::settings(dir).map_err(|e| GitError {
+        args: args.join(" "),
+        code: None,
+        message: format!(
+            "{e}; ai-sdlc runs no git there until it can tell what that config makes git run"
+        ),
+    })?;
     let mut cmd = Command::new("git");
-    cmd.arg("-C")
-        .arg(dir)
-        // An agent may set core.fsmonitor or plant hooks in the shared
-        // config and hooks folder: never run either. Nothing can create a
-        // hook under /dev/null.
-        .args([
-            "-c",
-            "core.fsmonitor=false",
-            "-c",
-            "core.hooksPath=/dev/null",
-            "--no-pager",
-        ])
-        .args(args)
+    cmd.arg("-C").arg(dir).arg("--no-pager");
+    let mut args = args.iter().copied();
+    if let Some(sub) = args.next() {
+        cmd.arg(sub);
+        match sub {
+            // An external diff or textconv cannot be switched off by config.
+            "diff" | "log" | "show" => {
+                cmd.args(["--no-ext-diff", "--no-textconv"]);
+            }
+            // git's own receive-pack, never `remote.<name>.receivepack` (a
+            // list in which the repo's value comes first).
+            "push" => {
+                cmd.arg("--receive-pack=git-receive-pack");
+            }
+            _ => {}
+        }
+    }
+    cmd.args(args)
         .stdin(Stdio::null())
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_EDITOR", "true")
+        .env("GIT_SEQUENCE_EDITOR", "true")
         .env("GIT_PAGER", "cat");
     for var in REPO_VARS {
         cmd.env_remove(var);
     }
-    cmd
+    // After any the user set (theirs, and trusted).
+    let base: usize = std::env::var("GIT_CONFIG_COUNT")
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    for (i, (k, v)) in settings.iter().enumerate() {
+        cmd.env(format!("GIT_CONFIG_KEY_{}", base + i), k)
+            .env(format!("GIT_CONFIG_VALUE_{}", base + i), v);
+    }
+    cmd.env("GIT_CONFIG_COUNT", (base + settings.len()).to_string());
+    Ok(cmd)
 }
 
 /// The longest any git call may take (a checkout of a huge repo, a slow
-/// hook) before it is stopped: nothing may hang the runner.
+/// filter) before it is stopped: nothing may hang the runner.
 const GIT_LIMIT: Duration = Duration::from_secs(600);
 
 /// Run git in `dir`: its stdout on success. It is killed after
@@ -96,233 +122,44 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     run_allowing(dir, args, &[0])
 }
 
-/// Config keys with which git runs a command (as git spells them, lower
-/// case but for the subsection).
-const RUNS_A_COMMAND: &str = r"^(core\.(sshcommand|askpass|editor|pager)|sequence\.editor|(merge|filter)\..+\.(driver|clean|smudge|process)|gpg\.(.+\.)?program|credential\.(.+\.)?helper|uploadpack\.packobjectshook)$";
-
-/// Subcommands (as we call them) that run no command a config key names.
-fn inert(args: &[&str]) -> bool {
-    match args {
-        ["worktree", sub, ..] => matches!(*sub, "list" | "prune"),
-        [first, ..] => {
-            matches!(
-                *first,
-                "rev-parse"
-                    | "symbolic-ref"
-                    | "merge-base"
-                    | "config"
-                    | "ls-files"
-                    | "update-index"
-            ) || matches!(args, ["diff", "--cached", ..])
-        }
-        [] => true,
-    }
-}
-
-/// Does git run a command named by this config key (`section.sub.name`,
-/// section and name in lower case)?
-fn runs_a_command(key: &str) -> bool {
-    let (section, rest) = key.split_once('.').unwrap_or((key, ""));
-    let (sub, name) = match rest.rsplit_once('.') {
-        Some((sub, name)) => (Some(sub), name),
-        None => (None, rest),
-    };
-    matches!(
-        (section, sub, name),
-        ("core", None, "sshcommand" | "askpass" | "editor" | "pager")
-            | ("sequence", None, "editor")
-            | ("merge", Some(_), "driver")
-            | ("filter", Some(_), "clean" | "smudge" | "process")
-            | ("gpg" | "credential", _, "program" | "helper")
-            | ("uploadpack", None, "packobjectshook")
-    )
-}
-
-/// The `section.sub.name` keys of a git config text with their values
-/// (section and name in lower case, as git spells them), or `None` when it
-/// does more than a simple reader can follow (includes, continued lines,
-/// a variable after a section header, an escaped subsection name).
-pub fn config_entries(text: &str) -> Option<Vec<(String, String)>> {
-    let mut entries = Vec::new();
-    let mut section = String::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with(['#', ';']) {
-            continue;
-        }
-        if line.ends_with('\\') {
-            return None;
-        }
-        if let Some(rest) = line.strip_prefix('[') {
-            let (head, after) = rest.split_once(']')?;
-            let head = head.trim();
-            if !(after.trim().is_empty() || after.trim_start().starts_with(['#', ';']))
-                || head.contains('\\')
-            {
-                return None;
-            }
-            section = match head.split_once(char::is_whitespace) {
-                Some((name, sub)) => {
-                    let sub = sub.trim();
-                    let sub = sub.strip_prefix('"')?.strip_suffix('"')?;
-                    format!("{}.{sub}", name.to_ascii_lowercase())
-                }
-                // `[section.sub]` (old style): all lower case.
-                None => head.to_ascii_lowercase(),
-            };
-            if section == "include" || section.starts_with("includeif") {
-                return None;
-            }
-            continue;
-        }
-        let (name, value) = match line.split_once('=') {
-            Some((k, v)) => (k.trim(), v.trim().trim_matches('"')),
-            None => (line, "true"),
-        };
-        if section.is_empty() || name.is_empty() || name.contains(char::is_whitespace) {
-            return None;
-        }
-        entries.push((
-            format!("{section}.{}", name.to_ascii_lowercase()),
-            value.to_string(),
-        ));
-    }
-    Some(entries)
-}
-
-/// The keys of a git config text (see `config_entries`).
-fn config_keys(text: &str) -> Option<Vec<String>> {
-    Some(config_entries(text)?.into_iter().map(|(k, _)| k).collect())
-}
-
-/// The repo's own config files for the checkout at `dir` (its common
-/// `config`, and the `config.worktree` files), found as git finds them
-/// from `dir/.git`; `None` when that is not a plain layout.
-fn repo_config_files(dir: &Path) -> Option<Vec<std::path::PathBuf>> {
-    let dotgit = dir.join(".git");
-    let meta = dotgit.symlink_metadata().ok()?;
-    let gitdir = if meta.is_dir() {
-        dotgit
-    } else if meta.is_file() && meta.len() < 4096 {
-        let text = std::fs::read_to_string(&dotgit).ok()?;
-        let p = std::path::PathBuf::from(text.strip_prefix("gitdir:")?.trim());
-        if p.is_absolute() { p } else { dir.join(p) }
-    } else {
-        return None;
-    };
-    let common = match std::fs::read_to_string(gitdir.join("commondir")) {
-        Ok(c) => {
-            let c = std::path::PathBuf::from(c.trim());
-            if c.is_absolute() { c } else { gitdir.join(c) }
-        }
-        Err(_) => gitdir.clone(),
-    };
-    Some(vec![
-        common.join("config"),
-        common.join("config.worktree"),
-        gitdir.join("config.worktree"),
-    ])
-}
-
-/// The keys of the repo's own config that make git run a command, read
-/// from its files without starting git when they are plain.
-fn repo_command_keys(dir: &Path) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    for f in repo_config_files(dir)? {
-        let text = match std::fs::read(&f) {
-            Ok(b) if b.len() <= 1 << 20 => String::from_utf8(b).ok()?,
-            Ok(_) => return None,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(_) => return None,
-        };
-        out.extend(
-            config_keys(&text)?
-                .into_iter()
-                .filter(|k| runs_a_command(k)),
-        );
-    }
-    Some(out)
-}
-
-/// `-c <key>=` for every key of the repo's own config that would make git
-/// run a command: blank, so git runs nothing.
-fn blanked(dir: &Path) -> Result<Vec<String>, GitError> {
-    let keys = match repo_command_keys(dir) {
-        Some(keys) => keys,
-        None => {
-            let listed = run_plain(
-                dir,
-                &["config", "--show-scope", "--get-regexp", RUNS_A_COMMAND],
-                &[0, 1],
-            )?;
-            listed
-                .lines()
-                .filter_map(|line| {
-                    let (scope, rest) = line.split_once('\t')?;
-                    let key = rest.split(' ').next()?;
-                    (matches!(scope, "local" | "worktree") && !key.is_empty())
-                        .then(|| key.to_string())
-                })
-                .collect()
-        }
-    };
-    Ok(keys
-        .into_iter()
-        .flat_map(|k| ["-c".to_string(), format!("{k}={}", neutral(&k))])
-        .collect())
-}
-
-/// The value that makes a key run nothing of the repo's: git's own
-/// default where an empty value would be an error (`ssh`), else empty.
-fn neutral(key: &str) -> &'static str {
-    if key == "core.sshcommand" { "ssh" } else { "" }
-}
-
 /// `run`, where exit codes `ok` also mean success (`diff --no-index`
 /// exits 1 when the files differ).
 pub fn run_allowing(dir: &Path, args: &[&str], ok: &[i32]) -> Result<String, GitError> {
-    if inert(args) {
-        return run_plain(dir, args, ok);
+    let out = run_bounded(dir, args, ok, MAX_OUTPUT)?;
+    if out.cut {
+        return Err(GitError {
+            args: args.join(" "),
+            code: None,
+            message: format!(
+                "git {}: more than {} MiB of output",
+                args.join(" "),
+                MAX_OUTPUT >> 20
+            ),
+        });
     }
-    let blank = blanked(dir)?;
-    let mut all: Vec<&str> = blank.iter().map(String::as_str).collect();
-    all.extend_from_slice(args);
-    // A diff runs no external diff (diff.external, diff.<driver>.command)
-    // and no textconv filter: a blank one would be an error, not a no-op.
-    // A push runs git's own receive-pack, not `remote.<name>.receivepack`
-    // (a list in which the repo's value comes first, so `-c` cannot
-    // replace it), and no `core.gitProxy` (the same) nor `ext::` transport.
-    let after = blank.len() + 1;
-    match args.first() {
-        Some(&"diff") => {
-            all.splice(after..after, ["--no-ext-diff", "--no-textconv"]);
-        }
-        Some(&"push") => {
-            all.splice(after..after, ["--receive-pack=git-receive-pack"]);
-            all.splice(
-                0..0,
-                [
-                    "-c",
-                    "protocol.git.allow=never",
-                    "-c",
-                    "protocol.ext.allow=never",
-                ],
-            );
-        }
-        _ => {}
-    }
-    run_plain(dir, &all, ok)
+    Ok(out.text)
 }
 
-fn run_plain(dir: &Path, args: &[&str], ok: &[i32]) -> Result<String, GitError> {
+/// What a bounded call printed.
+#[derive(Debug)]
+pub struct Bounded {
+    /// At most the bound's bytes of its stdout.
+    pub text: String,
+    /// It printed more, and was stopped.
+    pub cut: bool,
+}
+
+/// `run_allowing`, reading at most `max` bytes of stdout: a call that
+/// prints more is stopped there (its exit status then does not count).
+pub fn run_bounded(dir: &Path, args: &[&str], ok: &[i32], max: usize) -> Result<Bounded, GitError> {
     let failed = |code, message| GitError {
         args: args.join(" "),
         code,
         message,
     };
     // Its own process group: a terminal's Ctrl-C is ours to act on, and a
-    // stop takes the hooks it started along.
-    let mut child = command(dir, args)
+    // stop takes the programs it started along.
+    let mut child = command(dir, args)?
         .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -333,8 +170,12 @@ fn run_plain(dir: &Path, args: &[&str], ok: &[i32]) -> Result<String, GitError> 
                 format!("cannot run git: {e}; install git and make sure it is on PATH"),
             )
         })?;
-    let out = child.stdout.take().and_then(process::drain);
-    let err = child.stderr.take().and_then(process::drain);
+    let pgid = child.id();
+    let out = child.stdout.take().and_then(|o| read_bounded(o, max, pgid));
+    let err = child
+        .stderr
+        .take()
+        .and_then(|e| read_bounded(e, 64 << 10, 0));
     let deadline = Instant::now() + GIT_LIMIT;
     let status = loop {
         match child.wait_timeout(Duration::from_millis(200)) {
@@ -356,10 +197,13 @@ fn run_plain(dir: &Path, args: &[&str], ok: &[i32]) -> Result<String, GitError> 
         }
     };
     let collect =
-        |h: Option<JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
-    let (out, err) = (collect(out), collect(err));
-    if status.code().is_some_and(|c| ok.contains(&c)) {
-        return Ok(String::from_utf8_lossy(&out).into_owned());
+        |h: Option<JoinHandle<(Vec<u8>, bool)>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+    let ((out, cut), (err, _)) = (collect(out), collect(err));
+    if cut || status.code().is_some_and(|c| ok.contains(&c)) {
+        return Ok(Bounded {
+            text: String::from_utf8_lossy(&out).into_owned(),
+            cut,
+        });
     }
     let err = String::from_utf8_lossy(&err).trim().to_string();
     let err = if err.is_empty() {
@@ -368,6 +212,34 @@ fn run_plain(dir: &Path, args: &[&str], ok: &[i32]) -> Result<String, GitError> 
         err
     };
     Err(failed(status.code(), err))
+}
+
+/// Read a pipe on a thread, keeping at most `max` bytes. Past that, the
+/// process group `stop` (unless 0) is killed, so it cannot go on writing
+/// into a pipe nobody reads; the rest is drained and dropped.
+fn read_bounded(
+    pipe: impl Read + Send + 'static,
+    max: usize,
+    stop: u32,
+) -> Option<JoinHandle<(Vec<u8>, bool)>> {
+    std::thread::Builder::new()
+        .name("git-out".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut kept = Vec::new();
+            let mut pipe = pipe.take(max as u64 + 1);
+            let _ = pipe.read_to_end(&mut kept);
+            let cut = kept.len() > max;
+            if cut {
+                kept.truncate(max);
+                if stop != 0 {
+                    process::signal_group(stop, libc::SIGKILL);
+                }
+                let _ = std::io::copy(&mut pipe.into_inner(), &mut std::io::sink());
+            }
+            (kept, cut)
+        })
+        .ok()
 }
 
 /// Does `rev` name an object (`rev-parse --verify --quiet`)? An error only
@@ -392,24 +264,6 @@ pub fn is_ancestor(dir: &Path, a: &str, b: &str) -> Result<bool, GitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn command_keys_are_read_as_git_spells_them() {
-        let text = "[core]\n\tbare = false\n\tsshCommand = x\n[filter \"LFS2\"]\n\tclean = y\n[Credential]\n\thelper\n[diff.x]\n\ttextconv = z\n";
-        let keys: Vec<String> = config_keys(text)
-            .unwrap()
-            .into_iter()
-            .filter(|k| runs_a_command(k))
-            .collect();
-        assert_eq!(
-            keys,
-            ["core.sshcommand", "filter.LFS2.clean", "credential.helper"]
-        );
-        assert_eq!(config_keys("[include]\n\tpath = other\n"), None);
-        assert_eq!(config_keys("[core] sshCommand = x\n"), None);
-        assert_eq!(config_keys("[filter \"a\\\"b\"]\n\tclean = x\n"), None);
-        assert_eq!(config_keys("[core]\n\tx = a \\\n b\n"), None);
-    }
 
     /// A repo whose own config and hooks an agent has filled with
     /// commands: none of them runs in any git call the tool makes.
@@ -469,14 +323,12 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(ran.is_empty(), "these ran: {ran:?}");
-        // A filter defined through an include: the simple reader gives up,
-        // git is asked, and it is blanked all the same.
+        // A filter defined through an include: followed, and blanked.
         sh(
             r#"printf '[filter "y"]\n\tclean = touch %s/included\n' "$M" > .git/extra.cfg
             git config include.path extra.cfg
             echo '*.md filter=y' >> .gitattributes && echo x > c.md"#,
         );
-        assert_eq!(repo_command_keys(&repo), None);
         run(&repo, &["add", "-A"]).unwrap();
         run(&repo, &["status", "--porcelain"]).unwrap();
         assert!(!marks.join("included").exists(), "the included filter ran");
@@ -499,6 +351,238 @@ mod tests {
         // The same calls without the tool's guard do run them (the test can fail).
         sh("git status --porcelain >/dev/null && git add -A");
         assert!(marks.join("fsmonitor").exists() || marks.join("clean").exists());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    /// One program-valued key of git-config(1), planted in the repo's own
+    /// config (with `extra` keys it needs), and the git call of the tool
+    /// that would run it. `{S}` is a script that touches the marker, `{M}`
+    /// the marker. `plain`: plain git runs it in this test's setting (some need
+    /// a terminal, a server, or are read from the user's own config only).
+    struct Plant {
+        key: &'static str,
+        value: &'static str,
+        extra: &'static [(&'static str, &'static str)],
+        call: &'static [&'static str],
+        plain: bool,
+    }
+
+    const fn plant(key: &'static str, value: &'static str, call: &'static [&'static str]) -> Plant {
+        Plant {
+            key,
+            value,
+            extra: &[],
+            call,
+            plain: true,
+        }
+    }
+
+    const SIGNED: &[(&str, &str)] = &[("commit.gpgSign", "true")];
+    const SSH_SIGNED: &[(&str, &str)] = &[("commit.gpgSign", "true"), ("gpg.format", "ssh")];
+
+    const PLANTS: &[Plant] = &[
+        plant(
+            "core.sshCommand",
+            "{S}",
+            &["push", "ssh://localhost:1/x", "HEAD:refs/heads/x"],
+        ),
+        plant(
+            "core.gitProxy",
+            "{S}",
+            &["push", "git://localhost:1/x", "HEAD:refs/heads/x"],
+        ),
+        Plant {
+            extra: &[("protocol.ext.allow", "always")],
+            ..plant(
+                "url.ext::{S}.insteadOf",
+                "evil:",
+                &["push", "evil:", "HEAD:refs/heads/x"],
+            )
+        },
+        plant(
+            "protocol.ext.allow",
+            "always",
+            &["push", "ext::{S}", "HEAD:refs/heads/x"],
+        ),
+        Plant {
+            plain: false,
+            ..plant("remote.o.vcs", "evil", &["push", "o", "HEAD:refs/heads/x"])
+        },
+        Plant {
+            plain: false,
+            ..plant(
+                "credential.helper",
+                "{S}",
+                &["push", "http://127.0.0.1:1/x", "HEAD:refs/heads/x"],
+            )
+        },
+        Plant {
+            plain: false,
+            ..plant(
+                "core.askPass",
+                "{S}",
+                &["push", "http://127.0.0.1:1/x", "HEAD:refs/heads/x"],
+            )
+        },
+        Plant {
+            plain: false,
+            ..plant("trace2.normalTarget", "{M}", &["status", "--porcelain"])
+        },
+        Plant {
+            plain: false,
+            ..plant("core.pager", "{S}", &["log", "-1"])
+        },
+        Plant {
+            plain: false,
+            ..plant("pager.log", "{S}", &["log", "-1"])
+        },
+        plant("core.editor", "{S}", &["commit", "--allow-empty", "-q"]),
+        plant("diff.x.command", "{S}", &["diff", "HEAD~1"]),
+        plant("diff.x.textconv", "{S}", &["diff", "HEAD~1"]),
+        plant("diff.external", "{S}", &["diff", "HEAD~1"]),
+        plant("filter.x.clean", "{S}", &["add", "-A"]),
+        plant(
+            "filter.x.smudge",
+            "{S}",
+            &["checkout", "-q", "HEAD~1", "--", "a.txt"],
+        ),
+        plant("filter.x.process", "{S}", &["add", "-A"]),
+        plant(
+            "merge.x.driver",
+            "{S}",
+            &["merge-tree", "--write-tree", "HEAD", "side"],
+        ),
+        Plant {
+            extra: SIGNED,
+            ..plant(
+                "gpg.program",
+                "{S}",
+                &["commit", "--allow-empty", "-qm", "x"],
+            )
+        },
+        Plant {
+            extra: SSH_SIGNED,
+            ..plant(
+                "gpg.ssh.defaultKeyCommand",
+                "{S}",
+                &["commit", "--allow-empty", "-qm", "x"],
+            )
+        },
+        Plant {
+            extra: &[
+                ("commit.gpgSign", "true"),
+                ("gpg.format", "ssh"),
+                ("user.signingKey", "key::x"),
+            ],
+            ..plant(
+                "gpg.ssh.program",
+                "{S}",
+                &["commit", "--allow-empty", "-qm", "x"],
+            )
+        },
+        Plant {
+            plain: false,
+            extra: &[("gpg.program", "{S}")],
+            ..plant("log.showSignature", "true", &["log", "-1"])
+        },
+        plant("core.fsmonitor", "{S}", &["status", "--porcelain"]),
+        plant(
+            "core.hooksPath",
+            "hooks2",
+            &["commit", "--allow-empty", "-qm", "x"],
+        ),
+    ];
+
+    /// Each planted key, one repo each: the tool's git call runs nothing
+    /// (whatever it says, even failing); plain git does run it.
+    #[test]
+    fn no_program_valued_key_in_the_repos_config_runs() {
+        let tmp = std::env::temp_dir().join(format!("ai-sdlc-keys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        for (i, p) in PLANTS.iter().enumerate() {
+            let marker = tmp.join(format!("{i}.ran"));
+            let script = tmp.join(format!("{i}.sh"));
+            std::fs::create_dir_all(&tmp).unwrap();
+            std::fs::write(
+                &script,
+                format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
+            )
+            .unwrap();
+            std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            let fill = |t: &str| {
+                t.replace("{S}", &script.to_string_lossy())
+                    .replace("{M}", &marker.to_string_lossy())
+            };
+            let git_plain = |repo: &Path, args: &[&str]| {
+                let mut c = Command::new("git");
+                c.arg("-C")
+                    .arg(repo)
+                    .args(args)
+                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                    .env("GIT_CONFIG_NOSYSTEM", "1")
+                    .env("GIT_TERMINAL_PROMPT", "0")
+                    .env_remove("GIT_EDITOR")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                c
+            };
+            // A repo with the key planted, for the tool's call, and its twin
+            // for plain git's.
+            let make = |repo: &Path| {
+                std::fs::create_dir_all(repo).unwrap();
+                let setup = "git init -q && git config user.email t@e.invalid && git config user.name t \
+                    && echo '* filter=x diff=x merge=x' > .gitattributes && echo a > a.txt \
+                    && git add -A && git commit -qm one && git checkout -qb side && echo side > a.txt \
+                    && git commit -qam side && git checkout -q - && echo main > a.txt && git commit -qam two \
+                    && mkdir hooks2 && printf '#!/bin/sh\\ntouch %s\\n' \"$M\" > hooks2/pre-commit && chmod +x hooks2/pre-commit \
+                    && echo changed >> a.txt && git remote add o /nonexistent";
+                let st = Command::new("sh")
+                    .args(["-c", setup])
+                    .current_dir(repo)
+                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                    .env("GIT_CONFIG_NOSYSTEM", "1")
+                    .env("M", &marker)
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+                for (k, v) in std::iter::once((p.key, p.value)).chain(p.extra.iter().copied()) {
+                    let st = git_plain(repo, &["config", &fill(k), &fill(v)])
+                        .status()
+                        .unwrap();
+                    assert!(st.success(), "{k}");
+                }
+            };
+            let call: Vec<String> = p.call.iter().map(|a| fill(a)).collect();
+            let call: Vec<&str> = call.iter().map(String::as_str).collect();
+            let repo = tmp.join(format!("{i}-tool"));
+            make(&repo);
+            let _ = run(&repo, &call);
+            assert!(
+                !marker.exists(),
+                "{}: the tool's `git {}` ran it",
+                p.key,
+                call.join(" ")
+            );
+            if p.plain {
+                // The same call, plain: it does run (the row can fail).
+                let twin = tmp.join(format!("{i}-plain"));
+                make(&twin);
+                if let Ok(mut c) = git_plain(&twin, &call).spawn()
+                    && !matches!(c.wait_timeout(Duration::from_secs(10)), Ok(Some(_)))
+                {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                assert!(
+                    marker.exists(),
+                    "{}: plain `git {}` did not run it either",
+                    p.key,
+                    call.join(" ")
+                );
+            }
+        }
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

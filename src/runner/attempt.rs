@@ -140,7 +140,7 @@ fn place(ctx: &Ctx, story: &Story) -> Result<Place, String> {
     let made = worktree::serialize(root, &base).and_then(|held| {
         if ctx.config.worktree.reuse
             && matches!(held.exists(&folder), Ok(false))
-            && worktree::env::take(root, &held, &folder, &branch, from, &mut pool_notes)?.is_some()
+            && worktree::pool::take(root, &held, &folder, &branch, from, &mut pool_notes)?.is_some()
         {
             return Ok(worktree::Prepared::Pooled);
         }
@@ -300,10 +300,11 @@ impl<'a> Run<'a> {
     fn check_git(&self, result: &mut RunResult) {
         let ctx = self.ctx;
         let root = &ctx.config.root;
-        let tampered = ctx
-            .guard
-            .as_ref()
-            .and_then(|g| g.ended(&self.story.id, &|who| keep_folder(ctx, who)));
+        let tampered = ctx.guard.as_ref().and_then(|g| {
+            g.ended(&self.story.id, &|who| {
+                logs::git_state_folder(&ctx.board, who)
+            })
+        });
         if let Some(t) = tampered {
             let why = t.message(root);
             self.note(&why);
@@ -341,17 +342,20 @@ impl<'a> Run<'a> {
             return;
         };
         let branch = &self.place.branch;
-        match worktree::commit(path, branch, &commit_message(self.story)) {
+        let committed = worktree::commit(path, branch, &commit_message(self.story))
+            .map_err(|e| format!("cannot commit the agent's work on {branch}: {e}"))
+            // Done only when the commit is on the story's branch in this repo.
+            .and_then(|sha| {
+                worktree::verify_on_branch(&self.ctx.config.root, path, branch)?;
+                Ok(sha)
+            });
+        match committed {
             Ok(Some(sha)) => {
                 self.note(&format!("committed the agent's work on {branch}: {sha}"));
                 result.commit = Some(sha);
             }
             Ok(None) => self.note("nothing to commit: the worktree has no changes"),
-            Err(e) => fail_at(
-                result,
-                "commit",
-                format!("cannot commit the agent's work on {branch}: {e}"),
-            ),
+            Err(e) => fail_at(result, "commit", e),
         }
     }
 
@@ -452,7 +456,7 @@ impl<'a> Run<'a> {
         }
         let gone = worktree::serialize(root, &ctx.config.worktree_base()).and_then(|held| {
             if reuse {
-                worktree::env::park(root, &held, path).map(|_| WorktreeFate::Parked)
+                worktree::pool::park(root, &held, path).map(|_| WorktreeFate::Parked)
             } else {
                 worktree::remove(root, path, false).map(|_| WorktreeFate::Removed)
             }
@@ -487,24 +491,6 @@ fn open_pr(ctx: &Ctx, story: &Story, branch: &str) {
         id: Some(story.id.clone()),
         text,
     });
-}
-
-/// Where what an agent wrote into the shared git state is kept: a new
-/// folder beside story `id`'s logs.
-fn keep_folder(ctx: &Ctx, id: &str) -> Option<crate::paths::Dir> {
-    let name = format!("{}.git-state", time::file_stamp(time::now_ms()));
-    let made = ctx
-        .board
-        .open_story(id)
-        .and_then(|d| d.child_or_create("logs"))
-        .and_then(|logs| logs.make_child(&name));
-    match made {
-        Ok(d) => Some(d),
-        Err(e) => {
-            log::warn!("[{id}] cannot make a folder for what its agent wrote into .git: {e}");
-            None
-        }
-    }
 }
 
 /// `run --from <phase>` (or `--force` on a done story, from the first

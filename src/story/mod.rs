@@ -27,6 +27,16 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// A command line with its placeholders filled.
+#[derive(Debug, Default)]
+pub struct Expanded {
+    pub argv: Vec<String>,
+    /// `{prompt}` was among them: then stdin is empty.
+    pub used_prompt: bool,
+    /// The values a shell script's placeholders refer to.
+    pub env: Vec<(&'static str, String)>,
+}
+
 /// Everything a story run needs, resolved by the runner.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -56,6 +66,8 @@ pub struct Job {
 pub struct PhaseCommand {
     pub name: String,
     pub kind: Kind,
+    /// It runs the agent (not a command of the config's own).
+    pub agent: bool,
     /// Its completion flag was `true` when the run began: it is skipped.
     pub complete: bool,
     pub preset: Preset,
@@ -83,6 +95,7 @@ impl Job {
             phases.push(PhaseCommand {
                 name: SETUP.to_string(),
                 kind: Kind::Setup,
+                agent: false,
                 complete: false,
                 preset: Preset::Command,
                 argv: argv.clone(),
@@ -99,6 +112,7 @@ impl Job {
             phases.push(PhaseCommand {
                 name: p.name.clone(),
                 kind: p.kind(),
+                agent: p.command.is_none(),
                 complete: p.kind().flag().is_some_and(|f| story.is_complete(f)),
                 preset,
                 argv,
@@ -169,19 +183,32 @@ impl Job {
         })
     }
 
-    /// `argv` with its placeholders filled (one pass, SPEC §5), and whether
-    /// `{prompt}` was among them (then stdin is empty).
-    pub fn expand(&self, phase: &str, argv: &[String], prompt: &str) -> (Vec<String>, bool) {
-        let mut used_prompt = false;
-        let out = argv
-            .iter()
-            .map(|arg| {
-                let (a, used) = prompt::fill(arg, &|n| self.arg_value(n, phase, prompt));
-                used_prompt |= used.iter().any(|u| u == "prompt");
-                a
-            })
-            .collect();
-        (out, used_prompt)
+    /// `argv` with its placeholders filled (one pass, SPEC §5). In a shell
+    /// script (`sh -c SCRIPT`) a placeholder becomes a variable whose value
+    /// goes in the environment: a story's text is never shell code.
+    pub fn expand(&self, phase: &str, argv: &[String], prompt: &str) -> Result<Expanded, String> {
+        let value = |n: &str| self.arg_value(n, phase, prompt);
+        let script = prompt::shell_script(argv);
+        let mut e = Expanded::default();
+        for (i, arg) in argv.iter().enumerate() {
+            let (a, used) = if Some(i) == script {
+                prompt::fill_script(arg, &prompt::placeholder_var)?
+            } else {
+                prompt::fill(arg, &value)
+            };
+            e.used_prompt |= used.iter().any(|u| u == "prompt");
+            if Some(i) == script {
+                for name in used {
+                    if let (Some(var), Some(v)) = (prompt::placeholder_var(&name), value(&name))
+                        && !e.env.iter().any(|(k, _)| *k == var)
+                    {
+                        e.env.push((var, v));
+                    }
+                }
+            }
+            e.argv.push(a);
+        }
+        Ok(e)
     }
 
     /// The `AI_SDLC_*` environment of an agent (SPEC §5).
@@ -189,6 +216,7 @@ impl Job {
         HashMap::from([
             ("AI_SDLC_STORY_ID", self.id.clone()),
             ("AI_SDLC_STORY_TITLE", self.title.clone()),
+            ("AI_SDLC_STORY_SLUG", self.slug.clone()),
             (
                 "AI_SDLC_STORY_FILE",
                 self.story_file.to_string_lossy().into_owned(),
@@ -260,6 +288,13 @@ pub trait Observer {
     fn event(&mut self, e: Event);
     /// No output is waiting: a moment to flush.
     fn idle(&mut self) {}
+    /// After each phase that ran the agent, before anything else runs: a
+    /// check of what the agent may have left for later phases (the
+    /// executor's guard of the shared git state). `Some(why)` fails the
+    /// story there.
+    fn after_agent(&mut self) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -424,6 +459,13 @@ pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
             result.error = Some("run interrupted".into());
             break;
         };
+        if let Some(why) = phase.agent.then(|| obs.after_agent()).flatten() {
+            result.report.add_usage(&ran.end.report);
+            result.outcome = Outcome::Failed;
+            result.failed_phase = Some("git state".into());
+            result.error = Some(why);
+            break;
+        }
         result.report.add_usage(&ran.end.report);
         result.exit_code = ran.end.status.and_then(|s| s.code());
         result.signal = ran.end.status.and_then(|s| s.signal());

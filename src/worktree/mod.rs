@@ -7,6 +7,7 @@ use crate::paths::{self, Dir};
 use std::path::{Path, PathBuf};
 
 pub mod env;
+pub mod pool;
 
 pub const BRANCH_PREFIX: &str = "ai-sdlc/";
 
@@ -130,16 +131,19 @@ pub fn serialize(root: &Path, base: &Path) -> Result<Dir, String> {
 }
 
 /// `Ok` when the worktree `wt` is still tied to this repo the way `git
-/// worktree add` tied it: `wt/.git` is a regular file (not a link) naming
-/// a folder in this repo's `.git/worktrees/`. An agent that points it
-/// elsewhere (the main checkout's `.git`, another repo) would otherwise
-/// have the runner's next git call there (commit, switch, update-index)
-/// write into that repo.
+/// worktree add` tied it, in every file git follows from it: `wt/.git` is
+/// a regular file (not a link) naming a folder in this repo's
+/// `.git/worktrees/`; that folder's `commondir` leads back to this repo's
+/// `.git`, its `gitdir` back to `wt/.git`, its `HEAD` names a branch or a
+/// commit, and its `config.worktree` moves no work tree. An agent that
+/// re-points any of them (at the main checkout's `.git`, at another repo)
+/// would otherwise have the runner's next git call there (commit, switch,
+/// update-index) write into that repo.
 pub fn check_link(root: &Path, wt: &Path) -> Result<(), String> {
     let shown = paths::rel(root, &wt.join(".git"));
-    let fail = |why: String| {
+    let fail = |what: &str, why: String| {
         Err(format!(
-            "{shown} {why}; the worktree is no longer tied to this repo, so ai-sdlc runs no git there (an agent changed it?). Look at it, then remove the worktree with `ai-sdlc worktrees remove --force`"
+            "{what} {why}; the worktree is no longer tied to this repo, so ai-sdlc runs no git there (an agent changed it?). Look at it, then remove the worktree with `ai-sdlc worktrees remove --force`"
         ))
     };
     // Inside the repo, reached without a link; a base outside it is the user's own.
@@ -151,29 +155,121 @@ pub fn check_link(root: &Path, wt: &Path) -> Result<(), String> {
     let text = match opened.map_err(|e| e.to_string()) {
         Ok(dir) => match dir.read(".git", 4096) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => return fail(format!("cannot be read as a plain file ({e})")),
+            Err(e) => return fail(&shown, format!("cannot be read as a plain file ({e})")),
         },
-        Err(e) => return fail(format!("cannot be reached ({e})")),
+        Err(e) => return fail(&shown, format!("cannot be reached ({e})")),
     };
     let Some(target) = text.trim().strip_prefix("gitdir:").map(str::trim) else {
-        return fail("is not a `gitdir:` link".into());
+        return fail(&shown, "is not a `gitdir:` link".into());
     };
     let target = wt.join(target);
-    let common = if root.join(".git").is_dir() {
-        root.join(".git")
-    } else {
-        git::run(
-            root,
-            &["rev-parse", "--path-format=absolute", "--git-common-dir"],
-        )
-        .map(|c| PathBuf::from(c.trim()))
-        .map_err(|e| e.message)?
-    };
+    let common = common_dir(root)?;
     let ours = common.join("worktrees").canonicalize().ok();
-    match target.canonicalize() {
-        Ok(t) if t.parent().map(Path::to_path_buf) == ours && ours.is_some() => Ok(()),
-        _ => fail(format!("points at {}", target.display())),
+    let gitdir = match target.canonicalize() {
+        Ok(t) if t.parent().map(Path::to_path_buf) == ours && ours.is_some() => t,
+        _ => return fail(&shown, format!("points at {}", target.display())),
+    };
+    let meta = |name: &str| format!("{} (its {name})", paths::rel(root, &gitdir.join(name)));
+    // Its metadata folder, opened without following a link in it.
+    let folder = Dir::open(&gitdir).map_err(|e| format!("{}: {e}", gitdir.display()))?;
+    let read = |name: &str| -> Result<Option<String>, String> {
+        match folder.read(name, 4096) {
+            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).trim().to_string())),
+            Err(paths::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot be read as a plain file ({e})")),
+        }
+    };
+    let same = |a: &Path, b: &Path| {
+        a.canonicalize()
+            .ok()
+            .is_some_and(|x| Some(x) == b.canonicalize().ok())
+    };
+    match read("commondir") {
+        Ok(Some(c)) if same(&gitdir.join(&c), &common) => {}
+        Ok(Some(c)) => return fail(&meta("commondir"), format!("points at {c}")),
+        Ok(None) => return fail(&meta("commondir"), "is missing".into()),
+        Err(e) => return fail(&meta("commondir"), e),
     }
+    match read("gitdir") {
+        Ok(Some(g)) if same(Path::new(&g), &wt.join(".git")) => {}
+        Ok(Some(g)) => return fail(&meta("gitdir"), format!("points at {g}")),
+        Ok(None) => return fail(&meta("gitdir"), "is missing".into()),
+        Err(e) => return fail(&meta("gitdir"), e),
+    }
+    match read("HEAD") {
+        Ok(Some(h)) if head_is_plain(&h) => {}
+        Ok(Some(h)) => return fail(&meta("HEAD"), format!("says {h:?}")),
+        Ok(None) => return fail(&meta("HEAD"), "is missing".into()),
+        Err(e) => return fail(&meta("HEAD"), e),
+    }
+    match read("config.worktree") {
+        Ok(None) => {}
+        Ok(Some(text)) => {
+            let moved = git::harden::parse(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|entries| {
+                    match entries
+                        .iter()
+                        .find(|e| e.key == "core.worktree" || e.key == "core.bare")
+                    {
+                        Some(e) => Err(format!("sets {}", e.key)),
+                        None => Ok(()),
+                    }
+                });
+            if let Err(why) = moved {
+                return fail(&meta("config.worktree"), why);
+            }
+        }
+        Err(e) => return fail(&meta("config.worktree"), e),
+    }
+    Ok(())
+}
+
+/// A HEAD git will not follow out of the repo: a branch, or a commit.
+fn head_is_plain(head: &str) -> bool {
+    match head.strip_prefix("ref:") {
+        Some(r) => {
+            let r = r.trim();
+            r.starts_with("refs/heads/") && !r.contains("..") && !r.contains('\\')
+        }
+        None => head.len() >= 40 && head.chars().all(|c| c.is_ascii_hexdigit()),
+    }
+}
+
+/// This repo's common git dir (its `.git`).
+fn common_dir(root: &Path) -> Result<PathBuf, String> {
+    if root.join(".git").is_dir() {
+        return Ok(root.join(".git"));
+    }
+    git::run(
+        root,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )
+    .map(|c| PathBuf::from(c.trim()))
+    .map_err(|e| e.message)
+}
+
+/// `Ok` when the worktree's HEAD is the tip of `branch` in this repo, as
+/// the repo itself (not the worktree's metadata) sees it: the runner's
+/// commit is on the story's branch here, not somewhere an agent sent it.
+pub fn verify_on_branch(root: &Path, wt: &Path, branch: &str) -> Result<String, String> {
+    let in_wt = git::run(wt, &["rev-parse", "--verify", "HEAD^{commit}"])?;
+    let in_repo = git::run(
+        root,
+        &[
+            "rev-parse",
+            "--verify",
+            &format!("refs/heads/{branch}^{{commit}}"),
+        ],
+    )?;
+    if in_wt.trim() != in_repo.trim() {
+        return Err(format!(
+            "the worktree's HEAD ({}) is not the tip of {branch} in this repo ({}): its commit is not on the story's branch",
+            in_wt.trim(),
+            in_repo.trim()
+        ));
+    }
+    Ok(in_repo.trim().to_string())
 }
 
 /// What became of a story's worktree after its run.

@@ -214,3 +214,36 @@ fn a_stopped_executor_cannot_stall_its_worker_past_the_time_limit() {
     assert!(repo.blocked_reason("S-0001").contains("timed out"), "{err}");
     assert_dies(executor, 5, "the stopped executor");
 }
+
+#[test]
+fn a_huge_file_an_agent_leaves_is_never_read_whole_for_the_review() {
+    let repo = TestRepo::new();
+    // implement leaves a 120 MB text file; the review agent records how
+    // much memory its executor (its parent) ever used making its prompt.
+    repo.with_agent(
+        "a.sh",
+        r#"case "$AI_SDLC_PHASE" in
+  implement) yes 'a line of a huge generated file' | head -c 120000000 > big.txt ;;
+  review) grep VmHWM /proc/$PPID/status | tr -dc 0-9 > "$REC/hwm"; echo APPROVED ;;
+esac"#,
+    );
+    let agent = repo.agents.join("a.sh");
+    repo.config(serde_json::json!({
+        "agent": {"command": [agent]},
+        "workflow": {"phases": [{"name": "implement"}, {"name": "review"}]},
+        "worktree": {"keep": true}
+    }));
+    repo.ready_stories(1);
+    let out = repo.run(&["run"]);
+    expect_code(&out, 0);
+    let kb: u64 = repo.rec_file("hwm").unwrap().trim().parse().unwrap();
+    assert!(
+        kb < 40 * 1024,
+        "the executor used {kb} kB to diff a 120 MB file for the review"
+    );
+    let prompt = repo.rec_file("S-0001.stdin").unwrap();
+    assert!(
+        prompt.contains("big.txt"),
+        "the review does not name the file"
+    );
+}
