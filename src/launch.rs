@@ -68,17 +68,16 @@ impl Launch {
         *self == Launch::Local
     }
 
-    /// The command that starts the executor `exe` with `args`; `fill`
-    /// fills the placeholders of the launcher's argv.
+    /// The command that starts the executor `exe` with `args`, after the
+    /// launcher's argv with its placeholders filled (`prefix`).
     pub fn command(
         &self,
         exe: &Path,
         args: &[std::ffi::OsString],
-        fill: impl Fn(&[String]) -> Vec<String>,
+        prefix: Option<&[String]>,
     ) -> Command {
-        let mut cmd = match self.prefix() {
-            Some(prefix) => {
-                let argv = fill(prefix);
+        let mut cmd = match prefix.filter(|p| !p.is_empty() && !self.is_local()) {
+            Some(argv) => {
                 let mut c = Command::new(&argv[0]);
                 c.args(&argv[1..]).arg(exe);
                 c

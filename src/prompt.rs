@@ -61,6 +61,136 @@ pub fn fill(template: &str, lookup: &dyn Fn(&str) -> Option<String>) -> (String,
     (out, used)
 }
 
+/// The script of a shell command line (`sh -c SCRIPT ...`, also through
+/// `env`, and with other one-letter flags beside `c`): its index in `argv`.
+pub fn shell_script(argv: &[String]) -> Option<usize> {
+    let base = |a: &str| a.rsplit('/').next().unwrap_or(a).to_string();
+    let mut i = 0;
+    if base(argv.first()?) == "env" {
+        i = 1;
+        while argv
+            .get(i)
+            .is_some_and(|a| a.starts_with('-') || a.contains('='))
+        {
+            i += 1;
+        }
+    }
+    let shell = base(argv.get(i)?);
+    if !["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"].contains(&shell.as_str()) {
+        return None;
+    }
+    let flag = argv[i + 1..].iter().position(|a| {
+        a.len() > 1
+            && a.starts_with('-')
+            && !a.starts_with("--")
+            && a[1..].chars().all(|c| c.is_ascii_alphabetic())
+            && a.contains('c')
+    })?;
+    let at = i + 1 + flag + 1;
+    (at < argv.len()).then_some(at)
+}
+
+/// The variable that holds a placeholder's value for a shell script (the
+/// agent's `AI_SDLC_*` environment, SPEC §5).
+pub fn placeholder_var(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "id" => "AI_SDLC_STORY_ID",
+        "title" => "AI_SDLC_STORY_TITLE",
+        "slug" => "AI_SDLC_STORY_SLUG",
+        "phase" => "AI_SDLC_PHASE",
+        "story_file" => "AI_SDLC_STORY_FILE",
+        "worktree" => "AI_SDLC_WORKTREE",
+        "branch" => "AI_SDLC_BRANCH",
+        "prompt" => "AI_SDLC_PROMPT",
+        _ => return None,
+    })
+}
+
+/// Where a shell script is when a placeholder comes.
+#[derive(Clone, Copy, PartialEq)]
+enum Quote {
+    None,
+    Single,
+    Double,
+    /// bash's `$'...'`.
+    AnsiC,
+}
+
+/// Fill the placeholders of a shell script so that no value is ever code:
+/// each becomes a reference to the variable that `var` names for it,
+/// written for where it stands (`"${V}"` unquoted, `${V}` inside double
+/// quotes, `'"${V}"'` inside single quotes). The shell expands it once,
+/// as a value. Returns the script and the placeholders used. A script
+/// with placeholders and `eval` is refused: eval would read the value as
+/// code again.
+pub fn fill_script(
+    script: &str,
+    var: &dyn Fn(&str) -> Option<&'static str>,
+) -> Result<(String, Vec<String>), String> {
+    let mut out = String::with_capacity(script.len());
+    let mut used = Vec::new();
+    let mut quote = Quote::None;
+    let chars: Vec<char> = script.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '{'
+            && let Some((name, len)) = placeholder_at(&chars[i..])
+            && let Some(v) = var(name.strip_suffix(":sh").unwrap_or(&name))
+        {
+            out.push_str(&match quote {
+                Quote::None => format!("\"${{{v}}}\""),
+                Quote::Double => format!("${{{v}}}"),
+                Quote::Single => format!("'\"${{{v}}}\"'"),
+                Quote::AnsiC => format!("'\"${{{v}}}\"$'"),
+            });
+            used.push(name.strip_suffix(":sh").unwrap_or(&name).to_string());
+            i += len;
+            continue;
+        }
+        out.push(c);
+        i += 1;
+        match (quote, c) {
+            (Quote::None | Quote::Double | Quote::AnsiC, '\\') => {
+                if let Some(&n) = chars.get(i) {
+                    out.push(n);
+                    i += 1;
+                }
+            }
+            (Quote::None, '$') if chars.get(i) == Some(&'\'') => {
+                out.push('\'');
+                i += 1;
+                quote = Quote::AnsiC;
+            }
+            (Quote::None, '\'') => quote = Quote::Single,
+            (Quote::None, '"') => quote = Quote::Double,
+            (Quote::Single | Quote::AnsiC, '\'') | (Quote::Double, '"') => quote = Quote::None,
+            _ => {}
+        }
+    }
+    let evals = script
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|w| w == "eval");
+    if evals && !used.is_empty() {
+        return Err(
+            "the shell script uses eval, which would run a story's text (a placeholder's value) as code; pass the value as a variable it does not eval".to_string(),
+        );
+    }
+    Ok((out, used))
+}
+
+/// A `{name}` or `{name:sh}` at the start of `chars`: the name, and its
+/// length in characters.
+fn placeholder_at(chars: &[char]) -> Option<(String, usize)> {
+    let close = chars.iter().position(|c| *c == '}')?;
+    let inner: String = chars[1..close].iter().collect();
+    let ok = !inner.is_empty()
+        && inner
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch == '_' || ch == ':');
+    ok.then_some((inner, close + 1))
+}
+
 /// The story's body: everything after the frontmatter's closing line.
 pub fn body_of(text: &str) -> String {
     let mut lines = text.split_inclusive('\n');
@@ -324,6 +454,38 @@ pub fn template(root: &Path, sdlc_dir: &Path, phase: &str) -> Result<String, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_placeholder_in_a_shell_script_is_a_variable_wherever_it_stands() {
+        let var = |n: &str| (n == "title").then_some("T");
+        let (s, used) = fill_script(
+            "echo {title} '{title}' \"{title}\" $'{title}' {other}",
+            &var,
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            "echo \"${T}\" ''\"${T}\"'' \"${T}\" $''\"${T}\"$'' {other}"
+        );
+        assert_eq!(used, ["title"; 4]);
+        // An escaped quote does not open a quoted part.
+        let (s, _) = fill_script("echo \\'{title:sh}", &var).unwrap();
+        assert_eq!(s, "echo \\'\"${T}\"");
+        assert!(fill_script("eval \"echo {title}\"", &var).is_err());
+        assert!(fill_script("eval echo hi", &var).is_ok());
+        let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(shell_script(&argv(&["sh", "-c", "x"])), Some(2));
+        assert_eq!(
+            shell_script(&argv(&["/bin/bash", "-lc", "x", "a"])),
+            Some(2)
+        );
+        assert_eq!(
+            shell_script(&argv(&["env", "A=1", "sh", "-ec", "x"])),
+            Some(4)
+        );
+        assert_eq!(shell_script(&argv(&["python3", "-c", "x"])), None);
+        assert_eq!(shell_script(&argv(&["sh", "script.sh"])), None);
+    }
 
     #[test]
     fn one_pass_never_expands_a_value_again() {

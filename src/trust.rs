@@ -77,6 +77,15 @@ pub fn commands(config: &Config) -> Vec<Command> {
             None => {}
         }
     }
+    // srun options can run programs (`--prolog`): what `run --launcher
+    // slurm` would add is trusted even when the config names no launcher.
+    if !config.launcher.args.is_empty() {
+        out.push(Command {
+            key: "orchestrator.launcherArgs".into(),
+            value: json!(config.launcher.args).to_string(),
+            shown: words(&config.launcher.args),
+        });
+    }
     if let Some(argv) = crate::launch::Launch::resolve(config, None)
         .ok()
         .as_ref()
@@ -145,18 +154,125 @@ fn repo_key(root: &Path) -> String {
         .into_owned()
 }
 
+/// The trust record is read up to this size.
+const MAX_RECORD: u64 = 16 << 20;
+
+/// Why a file or folder of the trust record is not one to trust: owned by
+/// another user (root aside), or writable by others (as ssh and direnv
+/// refuse such files).
+fn unsafe_owner(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: trivial getter.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Some(format!(
+            "{} is owned by user {}, not by you (user {me}); anyone who owns it can choose what ai-sdlc runs. Check it, then `chown {me} {}` (or delete it and trust your repos again)",
+            path.display(),
+            meta.uid(),
+            path.display()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Some(format!(
+            "{} is writable by others (mode {:o}); anyone who can write it can choose what ai-sdlc runs. Check it, then `chmod go-w {}`",
+            path.display(),
+            meta.mode() & 0o777,
+            path.display()
+        ));
+    }
+    None
+}
+
+/// The record's text: `None` when there is none. Refused when it is not a
+/// regular file (a FIFO would hang the reader), too big, or owned or
+/// writable by others, and so is its folder.
+fn read_record(path: &Path) -> Result<Option<String>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent()
+        && let Ok(meta) = std::fs::metadata(dir)
+        && let Some(why) = unsafe_owner(dir, &meta)
+    {
+        return Err(why);
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is not a regular file (a FIFO, a device or a folder); remove it, then trust your repos again with `ai-sdlc trust`",
+            path.display()
+        ));
+    }
+    if let Some(why) = unsafe_owner(path, &meta) {
+        return Err(why);
+    }
+    let mut text = String::new();
+    file.take(MAX_RECORD + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_RECORD {
+        return Err(format!(
+            "{} is over 16 MiB; it is not a trust record",
+            path.display()
+        ));
+    }
+    Ok(Some(text))
+}
+
+/// A trust record's text, checked for its shape: an object whose `repos`
+/// (if any) maps each repo to an object whose `commands` (if any) is a
+/// list of `{key, value}` strings. The error says what is wrong.
+pub fn parse_record(text: &str) -> Result<Value, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
+    let obj = v.as_object().ok_or("not a JSON object")?;
+    match obj.get("repos") {
+        None => {}
+        Some(Value::Object(repos)) => {
+            for (repo, entry) in repos {
+                let cmds = match entry {
+                    Value::Object(e) => e.get("commands"),
+                    _ => return Err(format!("the entry of {repo:?} is not an object")),
+                };
+                match cmds {
+                    None => {}
+                    Some(Value::Array(list)) => {
+                        let ok = list
+                            .iter()
+                            .all(|c| c["key"].is_string() && c["value"].is_string());
+                        if !ok {
+                            return Err(format!(
+                                "a command of {repo:?} has no string key and value"
+                            ));
+                        }
+                    }
+                    Some(_) => return Err(format!("the commands of {repo:?} are not a list")),
+                }
+            }
+        }
+        Some(_) => return Err("`repos` is not an object".into()),
+    }
+    Ok(v)
+}
+
 fn load(path: &Path) -> Result<Value, String> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => serde_json::from_str(&t).map_err(|e| {
+    match read_record(path)? {
+        Some(t) => parse_record(&t).map_err(|e| {
             format!(
-                "{}: not valid JSON ({e}); fix it, or delete it (then trust your repos again with `ai-sdlc trust`)",
+                "{}: {e}; fix it, or delete it (then trust your repos again with `ai-sdlc trust`)",
                 path.display()
             )
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(json!({"version": 1, "repos": {}}))
-        }
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        None => Ok(json!({"version": 1, "repos": {}})),
     }
 }
 
@@ -188,18 +304,23 @@ fn update(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Result<Pa
         "cannot tell where the trust record goes: set HOME (or XDG_CONFIG_HOME) to an absolute path",
     )?;
     let mut record = load(&path)?;
-    if !record["repos"].is_object() {
-        record["repos"] = json!({});
-    }
-    if let Some(repos) = record["repos"].as_object_mut() {
-        change(repos);
+    if let Some(obj) = record.as_object_mut() {
+        let repos = obj.entry("repos").or_insert_with(|| json!({}));
+        if let Some(repos) = repos.as_object_mut() {
+            change(repos);
+        }
     }
     let dir = path.parent().unwrap_or(Path::new("/"));
     let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    std::fs::create_dir_all(dir).map_err(fail)?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+        // Only its owner may change what is trusted.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(fail)?;
+    }
     let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())? + "\n";
     crate::paths::Dir::open(dir)
-        .and_then(|d| d.replace("trust.json", text.as_bytes(), None))
+        .and_then(|d| d.replace_as("trust.json", text.as_bytes(), None, 0o600))
         .map_err(fail)?;
     Ok(path)
 }

@@ -180,11 +180,17 @@ fn spawn(ctx: &Ctx, job: &Job, log: &Mutex<RunLog>) -> Result<Child, String> {
         commands: Some(ctx.settings.commands.clone()),
         setup: job.has_setup,
     };
+    let launcher = match ctx.launch.prefix() {
+        Some(prefix) => Some(job.expand("launcher", prefix, "")?),
+        None => None,
+    };
+    let prefix = launcher.as_ref().map(|e| e.argv.as_slice());
     let mut cmd = ctx
         .launch
-        .command(&exe, &args.to_argv(&ctx.config.root), |argv| {
-            job.expand("launcher", argv, "").0
-        });
+        .command(&exe, &args.to_argv(&ctx.config.root), prefix);
+    if let Some(e) = &launcher {
+        cmd.envs(e.env.iter().map(|(k, v)| (*k, v)));
+    }
     cmd.current_dir(&job.workdir)
         .env("AI_SDLC_STORY_ID", &job.id)
         .process_group(0)

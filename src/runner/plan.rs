@@ -212,44 +212,6 @@ pub struct PlannedPhase {
     pub argv: Vec<String>,
 }
 
-/// The placeholders an agent's command line may hold.
-const ARG_PLACEHOLDERS: [&str; 8] = [
-    "id",
-    "title",
-    "slug",
-    "phase",
-    "story_file",
-    "worktree",
-    "branch",
-    "prompt",
-];
-
-/// A warning for a shell script with a raw placeholder in it: the value
-/// (a story title, say) comes from an untrusted file and is inserted as is.
-pub fn shell_warning(argv: &[String]) -> Option<String> {
-    let shell = argv.first()?.rsplit('/').next()?;
-    if !["sh", "bash", "dash", "zsh", "ksh"].contains(&shell) {
-        return None;
-    }
-    let script = argv
-        .iter()
-        .position(|a| a == "-c")
-        .and_then(|i| argv.get(i + 1))?;
-    let raw: Vec<String> = ARG_PLACEHOLDERS
-        .iter()
-        .filter(|n| script.contains(&format!("{{{n}}}")))
-        .map(|n| format!("{{{n}}}"))
-        .collect();
-    (!raw.is_empty()).then(|| {
-        let quoted: Vec<String> = raw.iter().map(|r| r.replace('}', ":sh}")).collect();
-        format!(
-            "the agent command runs a shell script with {} in it; values from story files are inserted as is, so a title like $(rm -rf ~) would run. Use {} (shell-quoted) instead",
-            raw.join(", "),
-            quoted.join(", ")
-        )
-    })
-}
-
 /// Claude Code refuses its unattended mode as root unless `IS_SANDBOX=1`:
 /// say so before anything starts, rather than block every story.
 pub fn claude_as_root_problem() -> Option<String> {
@@ -262,12 +224,8 @@ pub fn claude_as_root_problem() -> Option<String> {
 }
 
 /// The command of each phase; refuse a missing or unfindable agent, and a
-/// preset that cannot run unattended here, before anything starts. What
-/// to warn about goes to `warnings`.
-pub fn phase_commands(
-    config: &Config,
-    warnings: &mut Vec<String>,
-) -> Result<Vec<PlannedPhase>, Error> {
+/// preset that cannot run unattended here, before anything starts.
+pub fn phase_commands(config: &Config) -> Result<Vec<PlannedPhase>, Error> {
     let mut out = Vec::new();
     for phase in &config.phases {
         let Some((preset, argv)) = config.command_of(phase) else {
@@ -312,8 +270,17 @@ pub fn phase_commands(
                 )));
             }
         }
-        if let Some(w) = shell_warning(&argv) {
-            warnings.push(w);
+        // A script that would eval a story's text is refused.
+        if let Some(i) = crate::prompt::shell_script(&argv) {
+            crate::prompt::fill_script(&argv[i], &crate::prompt::placeholder_var).map_err(
+                |why| {
+                    Error::usage(format!(
+                        "the command of phase {:?} in {}: {why}",
+                        phase.name,
+                        config.file_name()
+                    ))
+                },
+            )?;
         }
         out.push(PlannedPhase {
             name: phase.name.clone(),
@@ -380,13 +347,7 @@ pub fn prepare(config: &Config, settings: &mut Settings, args: &RunArgs) -> Resu
     if plan.selected.is_empty() {
         return Ok(plan);
     }
-    let mut warnings = Vec::new();
-    plan.phases = phase_commands(config, &mut warnings)?;
-    plan.said.extend(
-        warnings
-            .into_iter()
-            .map(|w| format!("ai-sdlc: warning: {w}")),
-    );
+    plan.phases = phase_commands(config)?;
     plan.launch = Launch::resolve(config, args.launcher.as_deref()).map_err(Error::usage)?;
     if let (false, Some(argv)) = (args.dry_run, plan.launch.prefix())
         && plan.launch.missing(&config.root)

@@ -223,12 +223,16 @@ fn auth_problem(job: &Job, phase: &PhaseCommand) -> Option<String> {
 }
 
 fn start_agent(job: &Job, phase: &PhaseCommand, prompt: &str) -> Result<Child, String> {
-    let (argv, used_prompt) = job.expand(&phase.name, &phase.argv, prompt);
+    let e = job
+        .expand(&phase.name, &phase.argv, prompt)
+        .map_err(|why| format!("cannot start phase {}: {why}", phase.name))?;
+    let (argv, used_prompt) = (&e.argv, e.used_prompt);
     let program = argv.first().ok_or("the agent command is empty")?;
     let mut cmd = Command::new(program);
     cmd.args(&argv[1..])
         .current_dir(&job.workdir)
         .envs(job.env(&phase.name))
+        .envs(e.env.iter().map(|(k, v)| (*k, v)))
         .env_remove("AI_SDLC_ROOT")
         .env_remove(process::RUNNER_PID_VAR)
         .stdin(if used_prompt {

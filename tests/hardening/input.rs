@@ -38,10 +38,12 @@ fn placeholders_are_filled_once_and_never_run_as_shell() {
     );
     assert!(!marker.exists(), "a title ran as a shell command");
 
-    // A raw placeholder inside an sh -c script draws a warning.
-    repo.config(serde_json::json!({"agent": {"command": ["sh", "-c", "echo {title}"]}}));
-    let out = repo.run(&["run", "--dry-run", "--story", "S-0001", "--force"]);
-    assert!(stderr(&out).contains("{title:sh}"), "{}", stderr(&out));
+    // A script that would eval a placeholder's value is refused.
+    repo.config(serde_json::json!({"agent": {"command": ["sh", "-c", "eval echo {title}"]}}));
+    let out = repo.run(&["run", "--story", "S-0001", "--force"]);
+    expect_code(&out, 2);
+    assert!(stderr(&out).contains("eval"), "{}", stderr(&out));
+    assert!(!marker.exists(), "a title ran as a shell command");
 }
 
 #[test]

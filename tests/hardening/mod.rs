@@ -10,3 +10,4 @@ mod files;
 mod git;
 mod input;
 mod processes;
+mod trust;
