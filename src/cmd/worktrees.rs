@@ -72,7 +72,7 @@ fn ours<'a>(config: &Config, scan: &'a Scan) -> Result<Vec<Ours<'a>>, Error> {
                 });
             let parked = entry.path.parent().is_some_and(|p| {
                 p.file_name()
-                    .is_some_and(|n| n == crate::worktree::env::POOL)
+                    .is_some_and(|n| n == crate::worktree::pool::POOL)
             });
             let story = if parked { None } else { story };
             Ours {

@@ -1,8 +1,6 @@
 //! A story's worktree made ready to work in (SPEC §12): the ignored files
-//! `.worktreeinclude` names, copied from the main checkout; the
-//! `worktree.share` folders, linked to it; and the pool of parked
-//! worktrees that `worktree.reuse` takes from instead of checking out a
-//! new one.
+//! `.worktreeinclude` names, copied from the main checkout, and the
+//! `worktree.share` folders, linked to it.
 //!
 //! What is copied or linked is recorded, so that before a worktree is
 //! removed or parked exactly those files (when still as copied) and links
@@ -14,8 +12,6 @@ use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
 pub const INCLUDE_FILE: &str = ".worktreeinclude";
-/// Parked worktrees, below the worktree base.
-pub const POOL: &str = ".pool";
 
 /// Copying stops past this many files (a `.worktreeinclude` that names a
 /// huge tree by mistake should not fill the disk eight times over).
@@ -248,117 +244,4 @@ pub fn take_back(wt: &Path, placed: &Placed) {
             let _ = d.remove_dir(&name);
         }
     }
-}
-
-/// Park the clean worktree `wt` in the pool: detach it from its branch
-/// (the branch can be merged and deleted), keep its files (ignored build
-/// caches included), move it to `<base>/.pool/<n>`. `base` is held.
-pub fn park(root: &Path, base: &Dir, wt: &Path) -> Result<PathBuf, String> {
-    git::run(wt, &["switch", "--quiet", "--detach"])?;
-    let pool = base
-        .child_or_create(POOL)
-        .map_err(|e| format!("cannot make the pool folder: {e}"))?;
-    let n = (0..10_000)
-        .find(|n| matches!(pool.exists(&n.to_string()), Ok(false)))
-        .ok_or("the worktree pool is full (10,000 parked); `ai-sdlc worktrees prune` empties it")?;
-    let dest = base.path().join(POOL).join(n.to_string());
-    git::run(
-        root,
-        &[
-            "worktree",
-            "move",
-            "--",
-            &wt.to_string_lossy(),
-            &dest.to_string_lossy(),
-        ],
-    )?;
-    Ok(dest)
-}
-
-/// The parked worktrees, oldest number first.
-pub fn parked(base: &Path) -> Vec<PathBuf> {
-    let pool = base.join(POOL);
-    let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(&pool)
-        .map(|d| {
-            d.filter_map(|e| {
-                let e = e.ok()?;
-                let n = e.file_name().to_str()?.parse::<u64>().ok()?;
-                Some((n, e.path()))
-            })
-            .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v.into_iter().map(|(_, p)| p).collect()
-}
-
-/// Take a clean parked worktree for `branch` (made from `from` when it
-/// does not exist yet) and move it to `<base>/<folder>`. `None` when the
-/// pool has none that can be used; the ones skipped and why go to `notes`.
-/// Runs with `base` held: no two runners take the same one.
-pub fn take(
-    root: &Path,
-    base: &Dir,
-    folder: &str,
-    branch: &str,
-    from: &str,
-    notes: &mut Vec<String>,
-) -> Result<Option<PathBuf>, String> {
-    let registered = crate::worktree::list(root)?;
-    for p in parked(base.path()) {
-        let shown = paths::rel(root, &p);
-        if !registered
-            .iter()
-            .any(|e| e.path == p || e.path.canonicalize().ok() == p.canonicalize().ok())
-        {
-            notes.push(format!(
-                "{shown} is not a worktree of this repo any more; not reused"
-            ));
-            continue;
-        }
-        if let Err(why) = crate::worktree::check_link(root, &p) {
-            notes.push(format!("{why}; not reused"));
-            continue;
-        }
-        match crate::worktree::changes(&p) {
-            Ok(c) if c.is_empty() => {}
-            Ok(c) => {
-                notes.push(format!(
-                    "{shown} has {} uncommitted or untracked changes; not reused (`ai-sdlc worktrees prune` empties the pool)",
-                    c.len()
-                ));
-                continue;
-            }
-            Err(e) => {
-                notes.push(format!("{shown}: {e}; not reused"));
-                continue;
-            }
-        }
-        let switched = if git::resolves(root, &format!("refs/heads/{branch}"))? {
-            git::run(&p, &["switch", "--quiet", "--", branch])
-        } else {
-            git::run(&p, &["switch", "--quiet", "--no-track", "-c", branch, from])
-        };
-        if let Err(e) = switched {
-            notes.push(format!(
-                "{shown} could not switch to {branch}: {e}; not reused"
-            ));
-            continue;
-        }
-        // Untracked files go; ignored build caches stay.
-        git::run(&p, &["clean", "-fdq"])?;
-        let dest = base.path().join(folder);
-        git::run(
-            root,
-            &[
-                "worktree",
-                "move",
-                "--",
-                &p.to_string_lossy(),
-                &dest.to_string_lossy(),
-            ],
-        )?;
-        return Ok(Some(dest));
-    }
-    Ok(None)
 }
