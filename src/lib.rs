@@ -73,6 +73,31 @@ pub mod fuzzing {
         }
     }
 
+    /// A trust record's text: checked, or refused with a reason. What is
+    /// accepted has, for every repo, a list of commands with string keys
+    /// and values.
+    pub fn trust_record(text: &str) {
+        if let Ok(v) = crate::trust::parse_record(text) {
+            for (_, entry) in v["repos"].as_object().into_iter().flatten() {
+                for c in entry["commands"].as_array().into_iter().flatten() {
+                    assert!(
+                        c["key"].is_string() && c["value"].is_string(),
+                        "accepted {c}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Git config text, as the git boundary reads it: entries or a reason.
+    pub fn git_config(text: &str) {
+        if let Ok(entries) = crate::git::harden::parse(text) {
+            for e in entries {
+                assert!(e.key.contains('.'), "a key without a section: {}", e.key);
+            }
+        }
+    }
+
     /// A /proc/<pid>/stat line, as the process module reads it.
     pub fn proc_stat(line: &str) {
         for n in 3..60 {
