@@ -411,3 +411,39 @@ pub fn check(config: &Config, force: bool) -> Result<Option<String>, Error> {
     ));
     Err(Error::usage(msg))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_record_of_the_wrong_shape_is_a_reason() {
+        for bad in [
+            "[]",
+            "\"x\"",
+            "7",
+            "{\"repos\": []}",
+            "{\"repos\": {\"/r\": 3}}",
+            "{\"repos\": {\"/r\": {\"commands\": {}}}}",
+            "{\"repos\": {\"/r\": {\"commands\": [{\"key\": 1}]}}}",
+        ] {
+            assert!(parse_record(bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse_record(
+                "{\"repos\": {\"/r\": {\"commands\": [{\"key\": \"a\", \"value\": \"b\"}]}}}"
+            )
+            .is_ok()
+        );
+        assert!(parse_record("{}").is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_record_or_a_reason(text in "\\PC{0,200}|[\\[\\]{}\",:a-z0-9 ]{0,80}") {
+            let _ = parse_record(&text);
+            let _ = crate::git::harden::parse(&text);
+        }
+    }
+}
