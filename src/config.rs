@@ -275,12 +275,7 @@ fn main_board(root: &Path) -> Option<PathBuf> {
     if !std::fs::symlink_metadata(root.join(".git")).ok()?.is_file() {
         return None;
     }
-    let common = crate::git::run(
-        root,
-        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
-    )
-    .ok()?;
-    let common = PathBuf::from(common.trim());
+    let common = crate::git::refs::common_dir(root).ok()?;
     if common.file_name()? != ".git" {
         return None;
     }

@@ -69,10 +69,8 @@ pub fn run(config: &Config, args: &MergeArgs) -> Result<(), Error> {
     let order = merge_order(chosen);
     let mut merged = 0;
     for l in &order {
-        let tip = git::run(root, &["rev-parse", &format!("refs/heads/{base}")])
-            .map_err(|e| Error::failed(e.message))?
-            .trim()
-            .to_string();
+        let tip = git::refs::commit_of(root, &format!("refs/heads/{base}"))
+            .map_err(|e| Error::failed(e.message))?;
         let c = counts(root, &tip, &l.branch).map_err(Error::failed)?;
         if c.ahead == 0 {
             outln!("{}: already in {base}; nothing to merge", l.story.id);
@@ -99,18 +97,13 @@ pub fn run(config: &Config, args: &MergeArgs) -> Result<(), Error> {
         }
         let moved = match &checkout {
             Some(w) => git::run(w, &["merge", "--ff-only", "--quiet", &new.commit]).map(|_| ()),
-            None => git::run(
+            None => git::refs::update(
                 root,
-                &[
-                    "update-ref",
-                    "-m",
-                    &format!("ai-sdlc merge {}", l.story.id),
-                    &format!("refs/heads/{base}"),
-                    &new.commit,
-                    &tip,
-                ],
-            )
-            .map(|_| ()),
+                &format!("refs/heads/{base}"),
+                &new.commit,
+                &tip,
+                &format!("ai-sdlc merge {}", l.story.id),
+            ),
         };
         if let Err(e) = moved {
             return Err(stop(format!(

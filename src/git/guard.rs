@@ -386,11 +386,7 @@ pub struct Guard {
 
 /// The git dir of the repo at `root`.
 fn common_git_dir(root: &Path) -> Result<PathBuf, String> {
-    let out = crate::git::run(
-        root,
-        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
-    )?;
-    Ok(PathBuf::from(out.trim()))
+    Ok(super::refs::common_dir(root)?)
 }
 
 impl Guard {

@@ -8,9 +8,14 @@
 //! config git will read for it. Output is read through a bound; git's own
 //! error text reaches the user; no git call can hang the runner.
 
+pub mod commit;
 pub mod diff;
 pub mod guard;
 pub mod harden;
+pub mod push;
+pub mod refs;
+pub mod status;
+pub mod worktree;
 
 use crate::process;
 use crate::shutdown::{self, State};
@@ -242,24 +247,7 @@ fn read_bounded(
         .ok()
 }
 
-/// Does `rev` name an object (`rev-parse --verify --quiet`)? An error only
-/// when git itself failed, not when the answer is no.
-pub fn resolves(dir: &Path, rev: &str) -> Result<bool, GitError> {
-    match run(dir, &["rev-parse", "--verify", "--quiet", rev]) {
-        Ok(_) => Ok(true),
-        Err(e) if e.code == Some(1) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Is `a` an ancestor of (or the same commit as) `b`?
-pub fn is_ancestor(dir: &Path, a: &str, b: &str) -> Result<bool, GitError> {
-    match run(dir, &["merge-base", "--is-ancestor", a, b]) {
-        Ok(_) => Ok(true),
-        Err(e) if e.code == Some(1) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
+pub use refs::{is_ancestor, resolves};
 
 #[cfg(test)]
 mod tests {

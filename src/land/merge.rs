@@ -91,17 +91,7 @@ impl Scratch {
             std::process::id(),
             crate::time::now_ms()
         ));
-        git::run(
-            root,
-            &[
-                "worktree",
-                "add",
-                "--quiet",
-                "--detach",
-                &path.to_string_lossy(),
-                at,
-            ],
-        )?;
+        git::worktree::add_detached(root, &path, at)?;
         Ok(Scratch {
             root: root.to_path_buf(),
             path,
@@ -112,15 +102,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         // Ours, made a moment ago: removed with whatever the verify built.
-        let _ = git::run(
-            &self.root,
-            &[
-                "worktree",
-                "remove",
-                "--force",
-                &self.path.to_string_lossy(),
-            ],
-        );
+        let _ = git::worktree::remove(&self.root, &self.path, true);
     }
 }
 
@@ -186,13 +168,11 @@ pub fn checked_out(root: &Path, branch: &str) -> Result<Option<PathBuf>, Error> 
 
 /// Uncommitted changes to tracked files in `worktree`, the board aside.
 pub fn uncommitted(worktree: &Path, sdlc_folder: &str) -> Result<Vec<String>, Error> {
-    let out = git::run(worktree, &["status", "--porcelain", "--untracked-files=no"])
-        .map_err(|e| Error::failed(e.message))?;
+    let out = git::status::tracked_changes(worktree).map_err(|e| Error::failed(e.message))?;
     let board = format!("{}/", sdlc_folder.trim_end_matches('/'));
     Ok(out
-        .lines()
+        .into_iter()
         .filter(|l| l.len() > 3 && !l[3..].trim_matches('"').starts_with(&board))
-        .map(str::to_string)
         .collect())
 }
 
@@ -206,7 +186,7 @@ pub fn delete_branch(root: &Path, l: &Landing) -> Result<String, String> {
             l.branch,
             w.display()
         )),
-        _ => match git::run(root, &["branch", "-D", "--", &l.branch]) {
+        _ => match git::refs::delete_branch(root, &l.branch) {
             Ok(_) => Ok(format!("{}: deleted branch {}", l.story.id, l.branch)),
             Err(e) => Err(format!("cannot delete {}: {e}", l.branch)),
         },

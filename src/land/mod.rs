@@ -131,40 +131,11 @@ pub fn counts(root: &Path, base: &str, branch: &str) -> Result<Counts, String> {
     Ok(c)
 }
 
-/// How `branch` merges into `onto`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Fit {
-    /// The merged tree.
-    Clean(String),
-    /// The files in conflict.
-    Conflict(Vec<String>),
-}
+pub use crate::git::commit::Fit;
 
 /// Merge `branch` into `onto` in git's object store only.
 pub fn merge_tree(root: &Path, onto: &str, branch: &str) -> Result<Fit, String> {
-    let out = git::run_allowing(
-        root,
-        &[
-            "merge-tree",
-            "--write-tree",
-            "--name-only",
-            "--no-messages",
-            onto,
-            branch,
-        ],
-        &[0, 1],
-    )?;
-    let mut lines = out.lines().filter(|l| !l.is_empty());
-    let tree = lines.next().unwrap_or("").to_string();
-    let conflicts: Vec<String> = lines.map(str::to_string).collect();
-    if tree.is_empty() {
-        return Err(format!("git merge-tree gave no result for {branch}"));
-    }
-    Ok(if conflicts.is_empty() {
-        Fit::Clean(tree)
-    } else {
-        Fit::Conflict(conflicts)
-    })
+    Ok(git::commit::merge_tree(root, onto, branch)?)
 }
 
 /// A commit of `tree` with `parents`, made by the tool (unsigned, no hook).
@@ -174,19 +145,7 @@ pub fn commit_tree(
     parents: &[&str],
     message: &str,
 ) -> Result<String, String> {
-    let mut args = vec![
-        "-c",
-        "commit.gpgsign=false",
-        "commit-tree",
-        tree,
-        "-m",
-        message,
-    ];
-    for p in parents {
-        args.push("-p");
-        args.push(p);
-    }
-    Ok(git::run(root, &args)?.trim().to_string())
+    Ok(git::commit::commit_tree(root, tree, parents, message)?)
 }
 
 /// Would each branch merge cleanly now, and after the ones before it (in
@@ -197,9 +156,7 @@ pub fn predict(
     order: &[Landing],
 ) -> Result<HashMap<String, Prediction>, String> {
     let mut out = HashMap::new();
-    let mut tip = git::run(root, &["rev-parse", &format!("refs/heads/{base}")])?
-        .trim()
-        .to_string();
+    let mut tip = git::refs::commit_of(root, &format!("refs/heads/{base}"))?;
     let base_tip = tip.clone();
     let mut merged_before: Vec<String> = Vec::new();
     for l in order {

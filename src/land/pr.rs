@@ -21,7 +21,7 @@ pub fn ready(config: &Config) -> Result<(), Error> {
         ));
     }
     let remote = &config.land.remote;
-    if git::run(&config.root, &["remote", "get-url", "--", remote]).is_err() {
+    if !git::push::has_remote(&config.root, remote) {
         return Err(Error::usage(format!(
             "this repo has no remote {remote:?} to push story branches to: add one (git remote add {remote} <url>) or set pr.remote in {}",
             config.file_name()
@@ -64,17 +64,9 @@ pub fn open(config: &Config, base: &str, story: &Story, branch: &str) -> Result<
         return Ok(Opened::Already(url.clone()));
     }
     let remote = &config.land.remote;
-    git::run(
-        &config.root,
-        &[
-            "push",
-            "--quiet",
-            "--",
-            remote,
-            &format!("refs/heads/{branch}:refs/heads/{branch}"),
-        ],
-    )
-    .map_err(|e| format!("cannot push {branch} to {remote}: {e}"))?;
+    let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    git::push::push(&config.root, remote, &refspec, false)
+        .map_err(|e| format!("cannot push {branch} to {remote}: {e}"))?;
     let title = format!(
         "{}: {}",
         story.id,

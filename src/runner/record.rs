@@ -229,7 +229,7 @@ fn keep_out_of_the_agents_changes(worktree: &Path, rel: &Path) -> Vec<String> {
         return Vec::new();
     }
     let rel_s = rel.to_string_lossy();
-    let listed = match crate::git::run(worktree, &["ls-files", "-z", "--", &rel_s]) {
+    let listed = match crate::git::status::tracked(worktree, &rel_s) {
         Ok(l) => l,
         Err(e) => {
             log::warn!("cannot list the board files in {}: {e}", worktree.display());
@@ -237,16 +237,14 @@ fn keep_out_of_the_agents_changes(worktree: &Path, rel: &Path) -> Vec<String> {
         }
     };
     let files: Vec<&str> = listed
-        .split('\0')
-        .filter(|f| !f.is_empty())
+        .iter()
+        .map(String::as_str)
         .filter(|f| Path::new(f).parent() == Some(rel))
         .collect();
     if files.is_empty() {
         return Vec::new();
     }
-    let mut args = vec!["update-index", "--skip-worktree", "--"];
-    args.extend(files.iter().copied());
-    if let Err(e) = crate::git::run(worktree, &args) {
+    if let Err(e) = crate::git::status::skip_worktree(worktree, &files) {
         log::warn!(
             "cannot keep the board files in {} out of the story's changes: {e}",
             worktree.display()

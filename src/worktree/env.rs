@@ -146,15 +146,13 @@ pub fn include(root: &Path, wt: &Path, placed: &mut Placed) -> Result<(), String
         .map(str::trim_end)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .take(1000)
-        .map(|l| format!("--exclude={l}"))
+        .map(str::to_string)
         .collect();
     if patterns.is_empty() {
         return Ok(());
     }
-    let mut args = vec!["ls-files", "-z", "--others", "--ignored", "--directory"];
-    args.extend(patterns.iter().map(String::as_str));
-    let listed = git::run(root, &args)?;
-    let wanted: Vec<&str> = listed.split('\0').filter(|p| !p.is_empty()).collect();
+    let listed = git::status::matching(root, &patterns)?;
+    let wanted: Vec<&str> = listed.iter().map(String::as_str).collect();
     if wanted.is_empty() {
         return Ok(());
     }
@@ -175,14 +173,7 @@ pub fn include(root: &Path, wt: &Path, placed: &mut Placed) -> Result<(), String
 
 /// Those of `paths` git ignores in the checkout at `dir`.
 fn check_ignore(dir: &Path, paths: &[&str]) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    for chunk in paths.chunks(500) {
-        let mut args = vec!["check-ignore", "--no-index", "--"];
-        args.extend(chunk.iter().copied());
-        let found = git::run_allowing(dir, &args, &[0, 1])?;
-        out.extend(found.lines().filter(|l| !l.is_empty()).map(str::to_string));
-    }
-    Ok(out)
+    Ok(git::status::ignored_of(dir, paths)?)
 }
 
 /// Link the `share` folders of the main checkout into the worktree. A

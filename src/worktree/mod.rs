@@ -2,7 +2,7 @@
 //! on branch `ai-sdlc/<ID>-<slug>`, tell what a worktree holds that would
 //! be lost with it, remove, list. Every git call goes through `git`.
 
-use crate::git::{self, GitError};
+use crate::git::{self, refs};
 use crate::paths::{self, Dir};
 use std::path::{Path, PathBuf};
 
@@ -13,16 +13,13 @@ pub const BRANCH_PREFIX: &str = "ai-sdlc/";
 
 /// Is `root` a git repo with at least one commit? The error says what to do.
 pub fn check_repo(root: &Path) -> Result<(), String> {
-    if let Err(e) = git::run(root, &["rev-parse", "--git-dir"]) {
-        if e.code.is_none() {
-            return Err(e.message);
-        }
+    if !git::status::is_repo(root)? {
         return Err(format!(
             "{} is not a git repository; stories run in git worktrees. Run `git init && git add -A && git commit -m init` there, or pass --no-worktree",
             root.display()
         ));
     }
-    if !git::resolves(root, "HEAD^{commit}")? {
+    if !refs::resolves(root, "HEAD^{commit}")? {
         return Err(format!(
             "the git repository at {} has no commit yet; worktrees branch from a commit. Make a first commit (git add -A && git commit -m init), or pass --no-worktree",
             root.display()
@@ -34,7 +31,7 @@ pub fn check_repo(root: &Path) -> Result<(), String> {
 /// The branch worktrees start from: the configured one, or what the repo has checked out.
 pub fn base_branch(root: &Path, configured: Option<&str>) -> Result<String, String> {
     if let Some(b) = configured {
-        if !git::resolves(root, &format!("{b}^{{commit}}"))? {
+        if !refs::resolves(root, &format!("{b}^{{commit}}"))? {
             return Err(format!(
                 "worktree.baseBranch {b:?} is not a branch or commit in {}",
                 root.display()
@@ -42,10 +39,10 @@ pub fn base_branch(root: &Path, configured: Option<&str>) -> Result<String, Stri
         }
         return Ok(b.to_string());
     }
-    match git::run(root, &["symbolic-ref", "--quiet", "--short", "HEAD"]) {
-        Ok(b) => Ok(b.trim().to_string()),
+    match refs::head_ref(root)? {
+        Some(r) => Ok(r.strip_prefix("refs/heads/").unwrap_or(&r).to_string()),
         // Detached HEAD: branch from the commit itself.
-        Err(_) => Ok(git::run(root, &["rev-parse", "HEAD"])?.trim().to_string()),
+        None => Ok(refs::commit_of(root, "HEAD")?),
     }
 }
 
@@ -76,30 +73,11 @@ pub fn key_problem(key: &str) -> Option<String> {
     ))
 }
 
-/// One entry of `git worktree list --porcelain`.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub path: PathBuf,
-    pub branch: Option<String>,
-}
+/// One of the repo's worktrees: its folder and branch.
+pub use git::worktree::Listed as Entry;
 
 pub fn list(root: &Path) -> Result<Vec<Entry>, String> {
-    let out = git::run(root, &["worktree", "list", "--porcelain", "-z"])?;
-    let mut entries = Vec::new();
-    let mut current: Option<Entry> = None;
-    for field in out.split('\0') {
-        if let Some(p) = field.strip_prefix("worktree ") {
-            entries.extend(current.take());
-            current = Some(Entry {
-                path: PathBuf::from(p),
-                branch: None,
-            });
-        } else if let (Some(b), Some(e)) = (field.strip_prefix("branch "), current.as_mut()) {
-            e.branch = Some(b.strip_prefix("refs/heads/").unwrap_or(b).to_string());
-        }
-    }
-    entries.extend(current);
-    Ok(entries)
+    Ok(git::worktree::list(root)?)
 }
 
 fn same_path(a: &Path, b: &Path) -> bool {
@@ -241,27 +219,15 @@ fn common_dir(root: &Path) -> Result<PathBuf, String> {
     if root.join(".git").is_dir() {
         return Ok(root.join(".git"));
     }
-    git::run(
-        root,
-        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
-    )
-    .map(|c| PathBuf::from(c.trim()))
-    .map_err(|e| e.message)
+    Ok(refs::common_dir(root)?)
 }
 
 /// `Ok` when the worktree's HEAD is the tip of `branch` in this repo, as
 /// the repo itself (not the worktree's metadata) sees it: the runner's
 /// commit is on the story's branch here, not somewhere an agent sent it.
 pub fn verify_on_branch(root: &Path, wt: &Path, branch: &str) -> Result<String, String> {
-    let in_wt = git::run(wt, &["rev-parse", "--verify", "HEAD^{commit}"])?;
-    let in_repo = git::run(
-        root,
-        &[
-            "rev-parse",
-            "--verify",
-            &format!("refs/heads/{branch}^{{commit}}"),
-        ],
-    )?;
+    let in_wt = refs::commit_of(wt, "HEAD")?;
+    let in_repo = refs::commit_of(root, &format!("refs/heads/{branch}"))?;
     if in_wt.trim() != in_repo.trim() {
         return Err(format!(
             "the worktree's HEAD ({}) is not the tip of {branch} in this repo ({}): its commit is not on the story's branch",
@@ -376,21 +342,9 @@ pub fn prepare(
             )),
         };
     }
-    let path_arg = path.to_string_lossy();
     let add = || {
-        if git::resolves(root, &format!("refs/heads/{branch}"))? {
-            git::run(
-                root,
-                &["worktree", "add", "--quiet", "--", &path_arg, branch],
-            )
-        } else {
-            git::run(
-                root,
-                &[
-                    "worktree", "add", "--quiet", "-b", branch, "--", &path_arg, from,
-                ],
-            )
-        }
+        let new = !refs::branch_exists(root, branch)?;
+        git::worktree::add(root, &path, branch, new.then_some(from))
     };
     if let Err(e) = add() {
         // A stale registration (its folder deleted by hand) makes git
@@ -398,7 +352,7 @@ pub fn prepare(
         if !e.message.contains("registered") && !e.message.contains("already") {
             return Err(e.message);
         }
-        git::run(root, &["worktree", "prune"])?;
+        git::worktree::prune(root)?;
         add()?;
     }
     Ok(Prepared::Created)
@@ -406,35 +360,13 @@ pub fn prepare(
 
 /// Uncommitted and untracked changes in the worktree, as `git status --porcelain` lines.
 pub fn changes(path: &Path) -> Result<Vec<String>, String> {
-    let out = git::run(path, &["status", "--porcelain", "--untracked-files=all"])?;
-    Ok(out
-        .lines()
-        .map(str::to_string)
-        .filter(|l| !l.is_empty())
-        .collect())
-}
-
-/// `git status --porcelain --ignored`: changes, and `!! ` ignored entries.
-fn status_with_ignored(path: &Path) -> Result<String, String> {
-    Ok(git::run(
-        path,
-        &[
-            "status",
-            "--porcelain",
-            "--ignored",
-            "--untracked-files=normal",
-        ],
-    )?)
+    Ok(git::status::changes(path)?)
 }
 
 /// Files and folders in the worktree that git ignores (`out/`, `.env`):
 /// not committed, and lost if the worktree were removed.
 pub fn ignored(path: &Path) -> Result<Vec<String>, String> {
-    Ok(status_with_ignored(path)?
-        .lines()
-        .filter_map(|l| l.strip_prefix("!! "))
-        .map(str::to_string)
-        .collect())
+    Ok(git::status::with_ignored(path)?.1)
 }
 
 /// `Ok` when the worktree holds nothing that removing it would lose: HEAD
@@ -444,17 +376,12 @@ pub fn ignored(path: &Path) -> Result<Vec<String>, String> {
 pub fn removable(path: &Path, branch: &str) -> Result<(), String> {
     on_branch(path, branch)?;
     // One status for both: changes, and ignored files.
-    let out = status_with_ignored(path)?;
-    let (ign, c): (Vec<&str>, Vec<&str>) = out
-        .lines()
-        .filter(|l| !l.is_empty())
-        .partition(|l| l.starts_with("!! "));
+    let (c, ign) = git::status::with_ignored(path)?;
     if !c.is_empty() {
         return Err(uncommitted(c.len()));
     }
-    let ign: Vec<&str> = ign.iter().map(|l| &l[3..]).collect();
     if !ign.is_empty() {
-        let shown: Vec<&str> = ign.iter().take(3).copied().collect();
+        let shown: Vec<&str> = ign.iter().take(3).map(String::as_str).collect();
         let what = match (ign.len(), ign[0].ends_with('/')) {
             (1, true) => "folder",
             (1, false) => "file",
@@ -490,25 +417,19 @@ pub fn parkable(path: &Path, branch: &str) -> Result<(), String> {
 
 /// `Ok` when HEAD is the tip of `branch`.
 fn on_branch(path: &Path, branch: &str) -> Result<(), String> {
-    match git::run(path, &["symbolic-ref", "--quiet", "HEAD"]) {
-        Ok(r) if r.trim() == format!("refs/heads/{branch}") => {}
-        Ok(r) => {
-            let on = r
-                .trim()
-                .strip_prefix("refs/heads/")
-                .unwrap_or(r.trim())
-                .to_string();
-            return Err(format!("its HEAD is on {on}, not on {branch}"));
+    match refs::head_ref(path)? {
+        Some(r) if r == format!("refs/heads/{branch}") => Ok(()),
+        Some(r) => {
+            let on = r.strip_prefix("refs/heads/").unwrap_or(&r);
+            Err(format!("its HEAD is on {on}, not on {branch}"))
         }
-        Err(_) => {
-            let at = git::run(path, &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
-            return Err(format!(
-                "its HEAD is detached (at {}), not on {branch}; commits made there are only in this worktree",
-                at.trim()
-            ));
+        None => {
+            let at = refs::short(path, "HEAD").unwrap_or_default();
+            Err(format!(
+                "its HEAD is detached (at {at}), not on {branch}; commits made there are only in this worktree"
+            ))
         }
     }
-    Ok(())
 }
 
 /// Commit everything the agent changed in the worktree on `branch`
@@ -516,7 +437,7 @@ fn on_branch(path: &Path, branch: &str) -> Result<(), String> {
 /// was nothing to commit. Refuses when HEAD is not on `branch`: the work
 /// would land elsewhere.
 pub fn commit(path: &Path, branch: &str, message: &str) -> Result<Option<String>, String> {
-    let head = git::run(path, &["symbolic-ref", "--quiet", "HEAD"]).unwrap_or_default();
+    let head = refs::head_ref(path).ok().flatten().unwrap_or_default();
     if head.trim() != format!("refs/heads/{branch}") {
         return Err(format!(
             "the agent left the worktree off {branch} ({}); its work is kept there, uncommitted",
@@ -527,50 +448,20 @@ pub fn commit(path: &Path, branch: &str, message: &str) -> Result<Option<String>
             }
         ));
     }
-    git::run(path, &["add", "-A"])?;
-    match git::run(path, &["diff", "--cached", "--quiet"]) {
-        Ok(_) => return Ok(None),
-        Err(e) if e.code == Some(1) => {}
-        Err(e) => return Err(e.message),
-    }
-    git::run(path, &["commit", "--quiet", "-m", message])?;
-    Ok(Some(
-        git::run(path, &["rev-parse", "--short", "HEAD"])?
-            .trim()
-            .to_string(),
-    ))
+    Ok(git::commit::commit_all(path, message)?)
 }
 
 /// Remove a worktree. Without `force`, git refuses one with changes.
 pub fn remove(root: &Path, path: &Path, force: bool) -> Result<(), String> {
-    let path_arg = path.to_string_lossy();
-    let mut args = vec!["worktree", "remove"];
-    if force {
-        args.push("--force");
-    }
-    args.push("--");
-    args.push(&path_arg);
-    git::run(root, &args)
-        .map(|_| ())
-        .map_err(|e: GitError| e.message)
+    Ok(git::worktree::remove(root, path, force)?)
 }
 
 /// `git worktree prune`: forget worktrees whose folders are gone.
 pub fn prune_registrations(root: &Path) -> Result<(), String> {
-    git::run(root, &["worktree", "prune"])
-        .map(|_| ())
-        .map_err(String::from)
+    Ok(git::worktree::prune(root)?)
 }
 
 /// The story branches (`ai-sdlc/*`) of the repo.
 pub fn story_branches(root: &Path) -> Result<Vec<String>, String> {
-    let out = git::run(
-        root,
-        &[
-            "for-each-ref",
-            "--format=%(refname:short)",
-            "refs/heads/ai-sdlc/",
-        ],
-    )?;
-    Ok(out.lines().map(str::to_string).collect())
+    Ok(git::refs::list(root, "refs/heads/ai-sdlc/")?)
 }

@@ -17,7 +17,7 @@ pub const POOL: &str = ".pool";
 /// (the branch can be merged and deleted), keep its files (ignored build
 /// caches included), move it to `<base>/.pool/<n>`. `base` is held.
 pub fn park(root: &Path, base: &Dir, wt: &Path) -> Result<PathBuf, String> {
-    git::run(wt, &["switch", "--quiet", "--detach"])?;
+    git::worktree::detach(wt, None)?;
     let pool = base
         .child_or_create(POOL)
         .map_err(|e| format!("cannot make the pool folder: {e}"))?;
@@ -25,16 +25,7 @@ pub fn park(root: &Path, base: &Dir, wt: &Path) -> Result<PathBuf, String> {
         .find(|n| matches!(pool.exists(&n.to_string()), Ok(false)))
         .ok_or("the worktree pool is full (10,000 parked); `ai-sdlc worktrees prune` empties it")?;
     let dest = base.path().join(POOL).join(n.to_string());
-    git::run(
-        root,
-        &[
-            "worktree",
-            "move",
-            "--",
-            &wt.to_string_lossy(),
-            &dest.to_string_lossy(),
-        ],
-    )?;
+    git::worktree::move_to(root, wt, &dest)?;
     Ok(dest)
 }
 
@@ -84,16 +75,7 @@ pub fn take(
             continue;
         }
         let dest = base.path().join(folder);
-        git::run(
-            root,
-            &[
-                "worktree",
-                "move",
-                "--",
-                &p.to_string_lossy(),
-                &dest.to_string_lossy(),
-            ],
-        )?;
+        git::worktree::move_to(root, &p, &dest)?;
         return Ok(Some(dest));
     }
     Ok(None)
@@ -111,35 +93,27 @@ fn switch_safely(root: &Path, p: &Path, branch: &str, from: &str) -> Result<(), 
             changes.len()
         ));
     }
-    let exists = git::resolves(root, &format!("refs/heads/{branch}"))?;
+    let exists = git::refs::branch_exists(root, branch)?;
     let target = if exists { branch } else { from };
     let ignored = crate::worktree::ignored(p)?;
-    if !ignored.is_empty() {
-        let mut args = vec!["ls-tree", "-r", "--name-only", target, "--"];
-        args.extend(ignored.iter().map(|i| i.trim_end_matches('/')));
-        let tracked = git::run(p, &args)?;
-        if let Some(f) = tracked.lines().next() {
-            return Err(format!(
-                "{target} tracks {f}, which this worktree holds as an ignored file: the switch would overwrite it"
-            ));
-        }
+    let held: Vec<&str> = ignored.iter().map(|i| i.trim_end_matches('/')).collect();
+    if let Some(f) = git::status::in_tree(p, target, &held)?.first() {
+        return Err(format!(
+            "{target} tracks {f}, which this worktree holds as an ignored file: the switch would overwrite it"
+        ));
     }
-    let before = git::run(p, &["rev-parse", "HEAD"])?.trim().to_string();
-    if exists {
-        git::run(p, &["switch", "--quiet", "--", branch])?;
-    } else {
-        git::run(p, &["switch", "--quiet", "--no-track", "-c", branch, from])?;
-    }
+    let before = git::refs::commit_of(p, "HEAD")?;
+    git::worktree::switch(p, branch, (!exists).then_some(from))?;
     let now_untracked = crate::worktree::changes(p)?;
     if now_untracked.is_empty() {
         return Ok(());
     }
     // Files it ignored are not ignored on the new branch: they would be
     // lost to a clean, or become the next story's work. Back as it was.
-    let back = git::run(p, &["switch", "--quiet", "--detach", &before]);
+    let back = git::worktree::detach(p, Some(&before));
     if back.is_ok() && !exists {
         // Made a moment ago, at `from`, with nothing on it.
-        let _ = git::run(root, &["branch", "-D", "--", branch]);
+        let _ = git::refs::delete_branch(root, branch);
     }
     Err(format!(
         "{} ignored here would not be ignored on {branch}",
