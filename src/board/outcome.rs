@@ -2,7 +2,7 @@
 //! as a pure function.
 
 use super::frontmatter::{Change, Value};
-use super::text;
+use super::{Status, text};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -47,7 +47,7 @@ pub fn outcome_patch(
 ) -> Vec<Change<'static>> {
     match outcome {
         Outcome::Succeeded => vec![
-            ("status", text("done")),
+            ("status", text(Status::Done.as_str())),
             ("finished_at", text(now)),
             ("updated", text(now)),
             ("last_run", Some(last_run)),
@@ -55,14 +55,14 @@ pub fn outcome_patch(
             ("blocked_at", None),
         ],
         Outcome::Failed | Outcome::TimedOut => vec![
-            ("status", text("blocked")),
+            ("status", text(Status::Blocked.as_str())),
             ("blocked_reason", text(reason)),
             ("blocked_at", text(now)),
             ("updated", text(now)),
             ("last_run", Some(last_run)),
         ],
         Outcome::Cancelled => vec![
-            ("status", text("ready")),
+            ("status", text(Status::Ready.as_str())),
             ("updated", text(now)),
             ("last_run", Some(last_run)),
         ],

@@ -223,7 +223,7 @@ impl<'a> Run<'a> {
             ("log".into(), Value::Str(self.log_rel.clone())),
         ]);
         let mut changes = vec![
-            ("status", text("in-progress")),
+            ("status", text(Status::InProgress.as_str())),
             ("started_at", text(&now)),
             ("updated", text(&now)),
             // Says that this tool runs it: an in-progress story without it is

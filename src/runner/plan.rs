@@ -68,7 +68,7 @@ pub fn recover_stale(config: &Config, scan: &Scan, said: &mut Vec<String>) -> us
                 last_run.push(("log".into(), Value::Str(l.clone())));
             }
             let changes = [
-                ("status", text("ready")),
+                ("status", text(Status::Ready.as_str())),
                 ("updated", text(stamp)),
                 ("last_run", Some(Value::Map(last_run))),
             ];
