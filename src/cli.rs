@@ -50,7 +50,30 @@ pub enum Command {
     Untrust(UntrustArgs),
     Review(ReviewArgs),
     Merge(MergeArgs),
+    Land(LandArgs),
     Pr(PrArgs),
+}
+
+/// Land finished stories on their base, one by one (a merge queue): each brought up to the current base, checked with merge.verify, and merged; one that conflicts or fails its checks goes back to its agent to resolve.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "land",
+    example = "ai-sdlc land --dry-run",
+    example = "ai-sdlc land",
+    example = "ai-sdlc land S-0004 S-0007 --json",
+    note = "Order: a story after the stories it depends on, then by priority. merge.strategy (merge, squash, rebase) says how each lands; a story stacked on a dependency that landed is restacked onto the base first. land.resolve (default: on when an agent is configured) and land.maxResolveRounds (default 2) say how a conflict or a failed check goes back to the story's agent; after that it is blocked, and only the stories that depend on it wait. Exit codes: 0 every story landed; 1 one is blocked or waits; 130 interrupted."
+)]
+pub struct LandArgs {
+    /// the stories to land (default: every done story whose branch has work the base has not)
+    #[argh(positional)]
+    pub ids: Vec<String>,
+    /// print the order and what each story would do (land clean, conflict with which story, wait), and change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+    /// print the result as JSON on stdout
+    #[argh(switch)]
+    pub json: bool,
 }
 
 /// Story branches against their base: commits ahead and behind, diff stat, whether each merges cleanly (now, and after the ones before it), pull request. With an id: that story, and its diff.
@@ -265,6 +288,9 @@ pub struct RunArgs {
     /// open a pull request (ai-sdlc pr) for each story that finishes done
     #[argh(switch)]
     pub pr: bool,
+    /// land each story on its base as it finishes done (ai-sdlc land: merge.verify, a conflict back to its agent)
+    #[argh(switch)]
+    pub land: bool,
     /// start each story's executor through a launcher: slurm (srun), or none
     #[argh(option)]
     pub launcher: Option<String>,
@@ -440,7 +466,7 @@ fn early_exit(e: argh::EarlyExit) -> Parsed {
     Parsed::Exit { output, code }
 }
 
-const SUBCOMMANDS: [&str; 10] = [
+const SUBCOMMANDS: [&str; 16] = [
     "init",
     "demo",
     "add",
@@ -450,6 +476,12 @@ const SUBCOMMANDS: [&str; 10] = [
     "worktrees",
     "doctor",
     "prompt",
+    "trust",
+    "untrust",
+    "review",
+    "merge",
+    "land",
+    "pr",
     EXECUTOR_COMMAND,
 ];
 

@@ -60,6 +60,11 @@ pub struct LandConfig {
     /// Run on the merged result before the base moves.
     pub verify: Option<Vec<String>>,
     pub remote: String,
+    /// `land.resolve`: give a story that does not land back to its agent
+    /// (`None`: when an agent is configured).
+    pub resolve: Option<bool>,
+    /// `land.maxResolveRounds`.
+    pub max_resolve_rounds: u32,
 }
 
 /// `agent.*`: which agent runs the phases without a command of their own.
@@ -77,6 +82,13 @@ pub struct AgentConfig {
     pub retries: u32,
     /// The first retry's pause; it doubles with each retry.
     pub retry_delay_ms: u64,
+}
+
+impl LandConfig {
+    /// Does `land` give a story that does not land back to its agent?
+    pub fn resolves(&self, agent: &AgentConfig) -> bool {
+        self.resolve.unwrap_or(agent.preset().is_some())
+    }
 }
 
 impl AgentConfig {
@@ -177,6 +189,8 @@ impl Config {
                 strategy: "merge".to_string(),
                 verify: None,
                 remote: "origin".to_string(),
+                resolve: None,
+                max_resolve_rounds: 2,
             },
         }
     }
@@ -409,6 +423,7 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
             "worktree" => apply_worktree(c, &r, value)?,
             "merge" => apply_merge(c, &r, value)?,
             "pr" => apply_pr(c, &r, value)?,
+            "land" => apply_land(c, &r, value)?,
             "logs" => apply_logs(c, &r, value)?,
             _ => r.unknown(key),
         }
@@ -579,6 +594,20 @@ fn apply_pr(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigError
         match k.as_str() {
             "remote" => c.land.remote = r.string(v, "pr.remote")?,
             _ => r.unknown(&format!("pr.{k}")),
+        }
+    }
+    Ok(())
+}
+
+/// The `land` section.
+fn apply_land(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigError> {
+    for (k, v) in r.object(value, "land")? {
+        let key = format!("land.{k}");
+        match k.as_str() {
+            "resolve" if v.is_null() => c.land.resolve = None,
+            "resolve" => c.land.resolve = Some(r.bool(v, &key)?),
+            "maxResolveRounds" => c.land.max_resolve_rounds = r.uint(v, &key)?.min(100) as u32,
+            _ => r.unknown(&key),
         }
     }
     Ok(())

@@ -184,18 +184,37 @@ pub fn working_in(dir: &Path) -> Vec<u32> {
 }
 
 /// Read a pipe to its end on a thread (a child that prints more than a
-/// pipe holds must not block while it is waited for).
-pub fn drain(mut pipe: impl std::io::Read + Send + 'static) -> Option<JoinHandle<Vec<u8>>> {
+/// pipe holds must not block while it is waited for), keeping at most its
+/// last `ASK_KEEP` bytes.
+fn drain(pipe: impl std::io::Read + Send + 'static) -> Option<JoinHandle<Vec<u8>>> {
     std::thread::Builder::new()
         .name("drain".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            buf
+            let mut pipe = pipe;
+            let mut kept: Vec<u8> = Vec::new();
+            let mut buf = [0u8; 8192];
+            loop {
+                match pipe.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        kept.extend_from_slice(&buf[..n]);
+                        if kept.len() > 2 * ASK_KEEP {
+                            kept.drain(..kept.len() - ASK_KEEP);
+                        }
+                    }
+                }
+            }
+            if kept.len() > ASK_KEEP {
+                kept.drain(..kept.len() - ASK_KEEP);
+            }
+            kept
         })
         .ok()
 }
+
+/// What `ask` keeps of each of a command's streams: its end.
+const ASK_KEEP: usize = 256 << 10;
 
 /// What a command said: its exit code (`None`: killed by a signal) and its
 /// stdout followed by its stderr.
@@ -205,8 +224,9 @@ pub struct Answer {
 }
 
 /// Run `argv` in `dir` (stdin closed, its own process group) for at most
-/// `limit`, and collect what it said: for asking a CLI a question (its
-/// version, whether it is logged in), never for the work itself.
+/// `limit`, or until a stop (Ctrl-C), and collect what it said (the end of
+/// each stream): for asking a CLI a question (its version, whether it is
+/// logged in), or a short check.
 pub fn ask(argv: &[&str], dir: &Path, limit: Duration) -> Result<Answer, String> {
     let shown = argv.join(" ");
     let mut child = Command::new(argv.first().ok_or("nothing to run")?)
@@ -222,15 +242,19 @@ pub fn ask(argv: &[&str], dir: &Path, limit: Duration) -> Result<Answer, String>
         child.stdout.take().and_then(drain),
         child.stderr.take().and_then(drain),
     );
-    let status = match child.wait_timeout(limit) {
-        Ok(Some(st)) => st,
-        _ => {
-            signal_group(child.id(), libc::SIGKILL);
-            let _ = child.wait();
-            return Err(format!(
-                "{shown} did not answer within {} s",
-                limit.as_secs()
-            ));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        match child.wait_timeout(Duration::from_millis(100)) {
+            Ok(Some(st)) => break st,
+            Ok(None) if std::time::Instant::now() < deadline && !crate::shutdown::stopping() => {}
+            other => {
+                signal_group(child.id(), libc::SIGKILL);
+                let _ = child.wait();
+                return Err(match other {
+                    Ok(None) if crate::shutdown::stopping() => format!("{shown}: stopped"),
+                    _ => format!("{shown} did not answer within {} s", limit.as_secs()),
+                });
+            }
         }
     };
     let text = [out, err]

@@ -417,6 +417,25 @@ CHANGES REQUESTED
 followed by the reasons, one per line: what must change, and where. Only ask for changes the story needs.
 "#;
 
+const RESOLVE: &str = r#"You are an autonomous coding agent finishing story {id}: "{title}". Its work is done on branch {branch}, but it no longer lands on {base_branch} as it is: the two conflict, or the checks fail on the result.
+
+You are in the story's git worktree, {worktree}. It now holds {base_branch} merged into {branch}, not yet committed: files where both changed the same lines hold conflict markers (<<<<<<<, =======, >>>>>>>).
+
+## The story
+
+{body}
+
+{outputs}
+
+## What to do
+
+- Resolve every conflict: keep what the story needs and what {base_branch} gained (other stories' work), so that both are there and work together. Remove every conflict marker.
+- Where the checks failed, make them pass on this merged result.
+- Run the repository's tests.
+- Do not commit, switch branches, rebase or push: ai-sdlc commits the merge and lands it. Do not change anything under .ai-sdlc/.
+- Reply with a short summary of how you resolved it.
+"#;
+
 /// The built-in template of a phase.
 pub fn builtin(phase: &str) -> &'static str {
     match phase {
@@ -424,6 +443,7 @@ pub fn builtin(phase: &str) -> &'static str {
         "plan" => PLAN,
         "implement" => IMPLEMENT,
         "review" => REVIEW,
+        "resolve" => RESOLVE,
         _ => ANY_PHASE,
     }
 }

@@ -139,13 +139,29 @@ pub fn exit_code() -> Option<i32> {
     }
 }
 
-/// Install the handlers. `notify` runs on ctrlc's thread after each
-/// signal, with the signal and the new state.
+/// What runs on ctrlc's thread after each signal: the latest `install`'s.
+type Notify = Box<dyn Fn(libc::c_int, State) + Send>;
+static NOTIFY: Mutex<Option<Notify>> = Mutex::new(None);
+static INSTALLED: OnceLock<io::Result<()>> = OnceLock::new();
+
+/// Install the handlers (once per process; a later call only replaces
+/// `notify`). `notify` runs on ctrlc's thread after each signal, with the
+/// signal and the new state.
 pub fn install(notify: impl Fn(libc::c_int, State) + Send + 'static) -> io::Result<()> {
+    *NOTIFY.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(notify));
+    match INSTALLED.get_or_init(install_handlers) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+    }
+}
+
+fn install_handlers() -> io::Result<()> {
     ctrlc::set_handler(move || {
         let sig = LAST_SIGNAL.load(Ordering::SeqCst);
         let st = request(sig);
-        notify(sig, st);
+        if let Some(n) = NOTIFY.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            n(sig, st);
+        }
     })
     .map_err(io::Error::other)?;
     // SAFETY: read the SIGINT action that ctrlc just installed.

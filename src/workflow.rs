@@ -33,6 +33,9 @@ pub enum Kind {
     Review,
     /// `worktree.setup`, run first in a new worktree (gets no prompt).
     Setup,
+    /// `land`'s: the story goes back to its agent to resolve a conflict with
+    /// its base, or checks that fail on the merged result (SPEC §14).
+    Resolve,
     /// A phase of the config's own: it just runs.
     Other,
 }
@@ -48,6 +51,7 @@ impl Kind {
             "implement" => Kind::Implement,
             "review" => Kind::Review,
             SETUP => Kind::Setup,
+            "resolve" => Kind::Resolve,
             _ => Kind::Other,
         }
     }
@@ -59,7 +63,7 @@ impl Kind {
             Kind::Plan => "plan_complete",
             Kind::Implement => "implementation_complete",
             Kind::Review => "reviews_complete",
-            Kind::Setup | Kind::Other => return None,
+            Kind::Setup | Kind::Resolve | Kind::Other => return None,
         })
     }
 
@@ -72,6 +76,10 @@ impl Kind {
 /// The review's own section file: its notes, and the reasons a review
 /// asked for changes, which the next implement round gets.
 pub const REVIEW_FILE: &str = "review.md";
+
+/// What `land` tells a resolve phase: the base it must build on, the
+/// files in conflict, the checks' output.
+pub const LAND_FILE: &str = "land.md";
 
 /// How a phase ended, as the workflow sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +138,8 @@ pub fn preset(name: &str) -> Option<Vec<Phase>> {
     let names: &[&str] = match name {
         "sdlc" => &["research", "plan", "implement", "review"],
         "implement" => &["implement"],
+        // `land`'s own, not offered to `run --workflow`.
+        "resolve" => &["resolve"],
         _ => return None,
     };
     Some(
@@ -168,7 +178,7 @@ pub struct Section {
 }
 
 /// In the order a later phase's prompt shows them.
-pub const SECTIONS: [Section; 4] = [
+pub const SECTIONS: [Section; 5] = [
     Section {
         file: "research.md",
         label: "Research",
@@ -192,6 +202,12 @@ pub const SECTIONS: [Section; 4] = [
         label: "Review",
         phase: Some(Kind::Review),
         headings: &["review notes", "review"],
+    },
+    Section {
+        file: LAND_FILE,
+        label: "Landing",
+        phase: None,
+        headings: &[],
     },
 ];
 
@@ -223,12 +239,23 @@ pub fn bounded(text: &str) -> &str {
 pub fn sections_for(phase: &str) -> Vec<&'static Section> {
     let order = [Kind::Research, Kind::Plan, Kind::Implement, Kind::Review];
     let kind = Kind::of(phase);
+    if kind == Kind::Resolve {
+        // The story's research and plan, and what it must resolve.
+        return SECTIONS
+            .iter()
+            .filter(|s| s.file != REVIEW_FILE && s.file != "plan_review.md")
+            .collect();
+    }
     let Some(at) = order.iter().position(|k| *k == kind) else {
         // A phase of its own: it sees everything but a review.
-        return SECTIONS.iter().filter(|s| s.file != REVIEW_FILE).collect();
+        return SECTIONS
+            .iter()
+            .filter(|s| s.file != REVIEW_FILE && s.file != LAND_FILE)
+            .collect();
     };
     SECTIONS
         .iter()
+        .filter(|s| s.file != LAND_FILE)
         .filter(|s| match s.phase {
             Some(Kind::Review) => kind == Kind::Implement,
             Some(p) => order.iter().position(|o| *o == p).is_some_and(|i| i < at),

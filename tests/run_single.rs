@@ -66,6 +66,7 @@ fn top_ready_story_runs_in_its_worktree_and_is_done() {
         "finished_at:",
         "last_run:",
         "implementation_complete:",
+        "base_ref:",
     ];
     let kept: Vec<&str> = after
         .lines()

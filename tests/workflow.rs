@@ -117,6 +117,7 @@ fn a_story_goes_research_plan_implement_review_and_keeps_each_output() {
         "plan_complete:",
         "implementation_complete:",
         "reviews_complete:",
+        "base_ref:",
     ];
     let strip = |t: &str| -> Vec<String> {
         t.lines()

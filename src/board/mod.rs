@@ -86,8 +86,13 @@ pub struct Story {
     pub last_log: Option<String>,
     /// ai-sdlc's field for the story's pull request.
     pub pr_url: Option<String>,
+    /// The branch its pull request targets (a stacked one: a dependency's).
+    pub pr_base: Option<String>,
     /// When `ai-sdlc merge` merged its branch.
     pub merged_at: Option<String>,
+    /// The commit its branch started from (its dependencies' work, or the
+    /// base), when this tool made the branch.
+    pub base_ref: Option<String>,
     /// The story's `story.md`, absolute.
     pub path: PathBuf,
 }
@@ -247,7 +252,9 @@ pub fn parse_story(text: &str, path: &Path, folder: &str) -> Result<Story, Strin
             _ => None,
         },
         pr_url: opt_string(&map, "pr_url")?,
+        pr_base: opt_string(&map, "pr_base")?,
         merged_at: opt_string(&map, "merged_at")?,
+        base_ref: opt_string(&map, "base_ref")?,
         path: path.to_path_buf(),
         slug,
         id,
@@ -530,6 +537,44 @@ pub fn text(s: impl Into<String>) -> Option<Value> {
     Some(Value::Str(s.into()))
 }
 
+/// Why `story` cannot run yet, following its dependencies: one that names
+/// no story, is `blocked` (from it, no path leads to done without a
+/// person), or forms a cycle; `None` when nothing in its way is stuck (it
+/// may still wait for a dependency to finish).
+pub fn stuck(story: &Story, scan: &Scan) -> Option<String> {
+    fn walk(id: &str, scan: &Scan, path: &mut Vec<String>) -> Option<String> {
+        if let Some(at) = path.iter().position(|p| p == id) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(id.to_string());
+            return Some(format!("in a dependency cycle: {}", cycle.join(" -> ")));
+        }
+        let Some(s) = scan.get(id) else {
+            return Some(format!("{id}: no such story"));
+        };
+        if s.status == Status::Blocked {
+            return Some(format!("{id}: it is blocked"));
+        }
+        if s.status == Status::Done {
+            return None;
+        }
+        path.push(id.to_string());
+        let found = s.dependencies.iter().find_map(|d| walk(d, scan, path));
+        path.pop();
+        found
+    }
+    let mut path = vec![story.id.clone()];
+    story.dependencies.iter().find_map(|d| {
+        let why = walk(d, scan, &mut path)?;
+        Some(if why.starts_with(&format!("{d}:")) {
+            format!("waiting on {why}")
+        } else if why.starts_with("in a dependency cycle") {
+            why
+        } else {
+            format!("waiting on {d}, which waits on {why}")
+        })
+    })
+}
+
 /// The board of `config`, read; an error names the folder.
 pub fn scan(config: &Config) -> Result<Scan, Error> {
     Board::of(config).scan().map_err(|e| {
@@ -538,6 +583,61 @@ pub fn scan(config: &Config) -> Result<Scan, Error> {
             config.stories_dir().display()
         ))
     })
+}
+
+#[cfg(test)]
+mod stuck_tests {
+    use super::*;
+
+    fn scan(stories: &[(&str, &str, &[&str])]) -> Scan {
+        let stories = stories
+            .iter()
+            .map(|(id, status, deps)| {
+                let text = format!(
+                    "---\nid: {id}\ntitle: T\nstatus: {status}\ndependencies: [{}]\n---\n",
+                    deps.join(", ")
+                );
+                parse_story(&text, &PathBuf::from("/b").join(id), id).unwrap()
+            })
+            .collect();
+        Scan {
+            stories,
+            bad: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_story_is_stuck_behind_a_missing_or_blocked_dependency_or_a_cycle() {
+        let s = scan(&[
+            ("A", "ready", &["X"]),
+            ("B", "ready", &["C"]),
+            ("C", "blocked", &[]),
+            ("D", "ready", &["B"]),
+            ("E", "ready", &["F"]),
+            ("F", "ready", &["E"]),
+            ("G", "ready", &["H"]),
+            ("H", "ready", &[]),
+            ("I", "ready", &["J"]),
+            ("J", "done", &[]),
+        ]);
+        let why = |id: &str| stuck(s.get(id).unwrap(), &s);
+        assert_eq!(why("A").as_deref(), Some("waiting on X: no such story"));
+        assert_eq!(why("B").as_deref(), Some("waiting on C: it is blocked"));
+        assert_eq!(
+            why("D").as_deref(),
+            Some("waiting on B, which waits on C: it is blocked")
+        );
+        assert_eq!(
+            why("E").as_deref(),
+            Some("in a dependency cycle: E -> F -> E")
+        );
+        assert_eq!(
+            why("G"),
+            None,
+            "a dependency that is merely not done yet is not stuck"
+        );
+        assert_eq!(why("I"), None);
+    }
 }
 
 #[cfg(test)]

@@ -291,6 +291,22 @@ fn board_checks(config: &Config, checks: &mut Vec<Check>) {
                 "board: {} stories, {ready} ready",
                 scan.stories.len()
             )));
+            for st in scan.stories.iter().filter(|s| {
+                matches!(
+                    s.status,
+                    crate::board::Status::Ready | crate::board::Status::Backlog
+                )
+            }) {
+                if let Some(why) = crate::board::stuck(st, &scan) {
+                    let line = format!("{}: cannot run: {why}", st.id);
+                    let fix = "fix or drop the dependency (`dependencies:` in its story.md), or unblock the story it waits on".to_string();
+                    checks.push(if why.contains("it is blocked") {
+                        Check::Warn(line, fix)
+                    } else {
+                        Check::Fail(line, fix)
+                    });
+                }
+            }
             for b in &scan.bad {
                 checks.push(Check::Warn(
                     format!("{}: {}", rel(&config.root, &b.path), b.reason),

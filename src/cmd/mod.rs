@@ -7,6 +7,7 @@ pub mod add;
 pub mod demo;
 pub mod doctor;
 pub mod init;
+pub mod land;
 pub mod logs;
 pub mod merge;
 pub mod pr;

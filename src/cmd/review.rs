@@ -34,14 +34,18 @@ pub fn run(config: &Config, args: &ReviewArgs) -> Result<(), Error> {
         None => all.iter().collect(),
     };
     let mut rows = Vec::new();
+    let board = crate::board::Board::of(config);
     for l in &shown {
         let c = counts(&config.root, &base, &l.branch).map_err(fail)?;
-        rows.push((*l, c));
+        let tip = crate::git::refs::commit_of(&config.root, &format!("refs/heads/{}", l.branch))
+            .map_err(|e| fail(e.message))?;
+        let older = crate::land::stack::stale_deps(&config.root, &board, &l.story, &tip);
+        rows.push((*l, c, older));
     }
     if args.json {
         let list: Vec<_> = rows
             .iter()
-            .map(|(l, c)| {
+            .map(|(l, c, older)| {
                 let p = &predictions[&l.story.id];
                 json!({
                     "id": l.story.id, "title": l.story.title, "status": l.story.status.as_str(),
@@ -55,6 +59,8 @@ pub fn run(config: &Config, args: &ReviewArgs) -> Result<(), Error> {
                     "merges_cleanly_in_order": matches!(p.after, Fit::Clean(_)),
                     "conflicts_in_order": conflicts(&p.after),
                     "merged_before": p.before,
+                    "conflicts_with": p.with,
+                    "stacked_on_older": older,
                     "pr_url": l.story.pr_url, "merged_at": l.story.merged_at,
                 })
             })
@@ -67,9 +73,16 @@ pub fn run(config: &Config, args: &ReviewArgs) -> Result<(), Error> {
         return Ok(());
     }
     outln!("Story branches against {base} (in merge order):");
-    let width = rows.iter().map(|(l, _)| l.branch.len()).max().unwrap_or(0);
-    for (l, c) in &rows {
-        outln!("{}", line(l, c, &predictions[&l.story.id].text(), width));
+    let width = rows
+        .iter()
+        .map(|(l, _, _)| l.branch.len())
+        .max()
+        .unwrap_or(0);
+    for (l, c, older) in &rows {
+        outln!(
+            "{}",
+            line(l, c, older, &predictions[&l.story.id].text(), width)
+        );
     }
     if args.id.is_some() {
         let l = rows[0].0;
@@ -97,7 +110,7 @@ fn conflicts(f: &Fit) -> Vec<String> {
     }
 }
 
-fn line(l: &Landing, c: &Counts, fit: &str, width: usize) -> String {
+fn line(l: &Landing, c: &Counts, older: &[String], fit: &str, width: usize) -> String {
     let state = if c.ahead == 0 && l.story.merged_at.is_some() {
         "merged".to_string()
     } else if c.ahead == 0 {
@@ -105,12 +118,16 @@ fn line(l: &Landing, c: &Counts, fit: &str, width: usize) -> String {
     } else {
         format!("merge: {fit}")
     };
-    let pr = l
+    let mut pr = l
         .story
         .pr_url
         .as_deref()
         .map(|u| format!("  PR {u}"))
         .unwrap_or_default();
+    if !older.is_empty() {
+        // Its dependency moved on (a review round) after it started.
+        pr.push_str(&format!("  stacked on an older {}", older.join(", ")));
+    }
     format!(
         "  {:<8} {:<11} {:<width$}  {:>3} ahead {:>3} behind  {:>3} files +{} -{}  {state}{pr}",
         l.story.id,

@@ -27,6 +27,8 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<(), Error> {
                     "slug": s.slug, "branch": s.branch, "worktree_path": s.worktree_path,
                     "pr_url": s.pr_url, "merged_at": s.merged_at,
                     "blocked_reason": s.blocked_reason,
+                    "stuck": (s.status != Status::Done && s.status != Status::Blocked)
+                        .then(|| board::stuck(s, &scan)).flatten(),
                     "path": rel(&config.root, &s.path),
                     "claimed": held(s),
                 })
@@ -129,7 +131,8 @@ fn print_board(
                     (None, Some(u)) => format!("PR {u}"),
                     (None, None) => String::new(),
                 },
-                _ if !s.dependencies.is_empty() => format!("after {}", s.dependencies.join(", ")),
+                _ if !s.dependencies.is_empty() => board::stuck(s, scan)
+                    .unwrap_or_else(|| format!("after {}", s.dependencies.join(", "))),
                 _ => String::new(),
             };
             let prio = s

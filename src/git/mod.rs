@@ -154,9 +154,25 @@ pub struct Bounded {
     pub cut: bool,
 }
 
+/// `run`, with these variables set for git (an author's name and date).
+pub fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<String, GitError> {
+    let out = run_full(dir, args, &[0], MAX_OUTPUT, env)?;
+    Ok(out.text)
+}
+
 /// `run_allowing`, reading at most `max` bytes of stdout: a call that
 /// prints more is stopped there (its exit status then does not count).
 pub fn run_bounded(dir: &Path, args: &[&str], ok: &[i32], max: usize) -> Result<Bounded, GitError> {
+    run_full(dir, args, ok, max, &[])
+}
+
+fn run_full(
+    dir: &Path,
+    args: &[&str],
+    ok: &[i32],
+    max: usize,
+    env: &[(&str, &str)],
+) -> Result<Bounded, GitError> {
     let failed = |code, message| GitError {
         args: args.join(" "),
         code,
@@ -165,6 +181,7 @@ pub fn run_bounded(dir: &Path, args: &[&str], ok: &[i32], max: usize) -> Result<
     // Its own process group: a terminal's Ctrl-C is ours to act on, and a
     // stop takes the programs it started along.
     let mut child = command(dir, args)?
+        .envs(env.iter().copied())
         .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

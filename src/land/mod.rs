@@ -9,6 +9,9 @@
 
 pub mod merge;
 pub mod pr;
+pub mod queue;
+pub mod resolve;
+pub mod stack;
 
 use crate::board::{Scan, Story, queue_order};
 use crate::config::Config;
@@ -158,7 +161,8 @@ pub fn predict(
     let mut out = HashMap::new();
     let mut tip = git::refs::commit_of(root, &format!("refs/heads/{base}"))?;
     let base_tip = tip.clone();
-    let mut merged_before: Vec<String> = Vec::new();
+    // The stories merged before, with the branch tip each brought.
+    let mut merged_before: Vec<(String, String)> = Vec::new();
     for l in order {
         let now = merge_tree(root, &base_tip, &l.branch)?;
         let after = if tip == base_tip {
@@ -166,16 +170,24 @@ pub fn predict(
         } else {
             merge_tree(root, &tip, &l.branch)?
         };
-        if let Fit::Clean(tree) = &after {
-            let ahead = counts(root, &tip, &l.branch).map(|c| c.ahead).unwrap_or(0);
-            if ahead > 0 {
-                tip = commit_tree(
-                    root,
-                    tree,
-                    &[&tip, &l.branch],
-                    "ai-sdlc review: simulated merge",
-                )?;
-                merged_before.push(l.story.id.clone());
+        let mut with = Vec::new();
+        match &after {
+            Fit::Clean(tree) => {
+                let ahead = counts(root, &tip, &l.branch).map(|c| c.ahead).unwrap_or(0);
+                if ahead > 0 {
+                    tip = commit_tree(
+                        root,
+                        tree,
+                        &[&tip, &l.branch],
+                        "ai-sdlc review: simulated merge",
+                    )?;
+                    let branch_tip =
+                        git::refs::commit_of(root, &format!("refs/heads/{}", l.branch))?;
+                    merged_before.push((l.story.id.clone(), branch_tip));
+                }
+            }
+            Fit::Conflict(files) => {
+                with = conflicting_stories(root, &base_tip, &merged_before, &l.branch, files);
             }
         }
         out.insert(
@@ -185,13 +197,41 @@ pub fn predict(
                 after,
                 before: merged_before
                     .iter()
-                    .filter(|id| **id != l.story.id)
-                    .cloned()
+                    .map(|(id, _)| id.clone())
+                    .filter(|id| *id != l.story.id)
                     .collect(),
+                with,
             },
         );
     }
     Ok(out)
+}
+
+/// Which of the stories merged before (id, branch tip) `branch` conflicts
+/// with in `files`: each one that, merged alone into the base, makes
+/// `branch` conflict in one of them.
+fn conflicting_stories(
+    root: &Path,
+    base_tip: &str,
+    before: &[(String, String)],
+    branch: &str,
+    files: &[String],
+) -> Vec<String> {
+    before
+        .iter()
+        .filter(|(_, other)| {
+            let alone = match merge_tree(root, base_tip, other) {
+                Ok(Fit::Clean(tree)) => {
+                    commit_tree(root, &tree, &[base_tip, other], "ai-sdlc review: simulated merge").ok()
+                }
+                _ => None,
+            };
+            alone.is_some_and(|c| {
+                matches!(merge_tree(root, &c, branch), Ok(Fit::Conflict(f)) if f.iter().any(|x| files.contains(x)))
+            })
+        })
+        .map(|(id, _)| id.clone())
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -202,10 +242,13 @@ pub struct Prediction {
     pub after: Fit,
     /// Which stories those were.
     pub before: Vec<String>,
+    /// Which of them it conflicts with.
+    pub with: Vec<String>,
 }
 
 impl Prediction {
-    /// For people: `clean`, `conflict: a.rs`, `clean now; after S-0001: conflict: a.rs`.
+    /// For people: `clean`, `conflict: a.rs`, `clean now; conflicts with
+    /// S-0001 in a.rs`.
     pub fn text(&self) -> String {
         let fit = |f: &Fit| match f {
             Fit::Clean(_) => "clean".to_string(),
@@ -213,6 +256,12 @@ impl Prediction {
         };
         match (&self.now, &self.after) {
             (a, b) if fit(a) == fit(b) => fit(a),
+            (a, Fit::Conflict(files)) if !self.with.is_empty() => format!(
+                "{} now; conflicts with {} in {}",
+                fit(a),
+                self.with.join(", "),
+                files.join(", ")
+            ),
             (a, b) => format!(
                 "{} now; after {}: {}",
                 fit(a),

@@ -30,24 +30,70 @@ pub fn ready(config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
-/// The pull request's text: the story, its acceptance criteria, the review.
+/// `text` without HTML comments (`<!-- ... -->`: a new story's template
+/// note), and without the blank lines they leave.
+fn without_comments(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("<!--") {
+        out.push_str(&rest[..open]);
+        rest = match rest[open..].find("-->") {
+            Some(close) => &rest[open + close + 3..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    let mut lines: Vec<&str> = Vec::new();
+    for l in out.lines() {
+        if l.trim().is_empty() && lines.last().is_none_or(|p| p.trim().is_empty()) {
+            continue;
+        }
+        lines.push(l);
+    }
+    lines.join("\n").trim().to_string()
+}
+
+/// The agent's final message of the story's latest run, from its run log
+/// (where the runner writes its first lines).
+fn final_message(config: &Config, story: &Story) -> Option<String> {
+    let (runs, dir) = crate::logs::runs(&Board::of(config), &story.id);
+    let name = runs.first()?.file_name()?.to_str()?.to_string();
+    let bytes = dir?.read(&name, 16 << 20).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once("[runner] final message | ").map(|(_, m)| m))
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// The pull request's text: the story's own text (its template comment
+/// gone), the agent's final message, the review's notes and verdict.
 fn body(config: &Config, story: &Story) -> String {
     let board = Board::of(config);
     let story_text = board.text(&story.id).unwrap_or_default();
     let body = crate::prompt::body_of(&story_text);
-    let summary: String = body
+    // The title heading is the pull request's title already.
+    let body: String = body
         .lines()
-        .skip_while(|l| l.starts_with('#') || l.trim().is_empty())
-        .take_while(|l| !l.starts_with('#'))
+        .skip_while(|l| l.trim().is_empty() || l.trim_start().starts_with("# "))
         .collect::<Vec<_>>()
         .join("\n");
-    let mut out = format!("{}\n", summary.trim());
-    if let Some(ac) = crate::prompt::acceptance_criteria(&body) {
-        out.push_str(&format!("\n## Acceptance criteria\n\n{ac}\n"));
+    let mut out = without_comments(&body);
+    if out.is_empty() {
+        out = "(The story has no description.)".into();
     }
-    if let Some(review) = board.section(&story.id, "review.md") {
+    out.push('\n');
+    if let Some(m) = final_message(config, story) {
+        out.push_str(&format!("\n## What the agent said\n\n{m}\n"));
+    }
+    if let Some(review) = board.section(&story.id, crate::workflow::REVIEW_FILE) {
+        let verdict = match crate::workflow::verdict(&review) {
+            crate::workflow::Verdict::Approved => "approved",
+            _ => "changes requested",
+        };
         out.push_str(&format!(
-            "\n## Review notes\n\n{}\n",
+            "\n## Review ({verdict})\n\n{}\n",
             crate::workflow::bounded(&review)
         ));
     }
@@ -58,15 +104,50 @@ fn body(config: &Config, story: &Story) -> String {
     crate::agent::cut(&out, 60_000)
 }
 
-/// Push the branch and open its pull request, unless `pr_url` says one is open.
+/// Where a story's pull request goes: its one unmerged dependency's
+/// branch (a stacked pull request), else the base.
+pub fn target(config: &Config, base: &str, story: &Story) -> String {
+    let root = &config.root;
+    let Ok(base_tip) = git::refs::commit_of(root, &format!("refs/heads/{base}")) else {
+        return base.to_string();
+    };
+    let board = Board::of(config);
+    let unmerged: Vec<String> = story
+        .dependencies
+        .iter()
+        .filter_map(|d| board.load(d).ok())
+        .filter(|d| d.merged_at.is_none())
+        .map(|d| super::branch_of(&d))
+        .filter(|b| {
+            git::refs::commit_of(root, &format!("refs/heads/{b}"))
+                .is_ok_and(|t| matches!(git::is_ancestor(root, &t, &base_tip), Ok(false)))
+        })
+        .collect();
+    match unmerged.as_slice() {
+        [one] => one.clone(),
+        _ => base.to_string(),
+    }
+}
+
+/// Push `branch` to the remote.
+fn push(config: &Config, branch: &str) -> Result<(), String> {
+    let remote = &config.land.remote;
+    let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    git::push::push(&config.root, remote, &refspec, false)
+        .map_err(|e| format!("cannot push {branch} to {remote}: {e}"))
+}
+
+/// Push the branch and open its pull request, unless `pr_url` says one is
+/// open; a stacked story's goes to its dependency's branch (pushed too).
 pub fn open(config: &Config, base: &str, story: &Story, branch: &str) -> Result<Opened, String> {
     if let Some(url) = &story.pr_url {
         return Ok(Opened::Already(url.clone()));
     }
-    let remote = &config.land.remote;
-    let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
-    git::push::push(&config.root, remote, &refspec, false)
-        .map_err(|e| format!("cannot push {branch} to {remote}: {e}"))?;
+    let into = target(config, base, story);
+    if into != base {
+        push(config, &into)?;
+    }
+    push(config, branch)?;
     let title = format!(
         "{}: {}",
         story.id,
@@ -78,7 +159,7 @@ pub fn open(config: &Config, base: &str, story: &Story, branch: &str) -> Result<
     );
     let body = body(config, story);
     let argv = [
-        "gh", "pr", "create", "--head", branch, "--base", base, "--title", &title, "--body", &body,
+        "gh", "pr", "create", "--head", branch, "--base", &into, "--title", &title, "--body", &body,
     ];
     let answer = crate::process::ask(&argv, &config.root, Duration::from_secs(120))?;
     if answer.code != Some(0) {
@@ -96,7 +177,46 @@ pub fn open(config: &Config, base: &str, story: &Story, branch: &str) -> Result<
         .ok_or_else(|| format!("gh pr create printed no URL: {}", answer.text.trim()))?
         .to_string();
     Board::of(config)
-        .patch(&story.id, &[("pr_url", text(&url))])
+        .patch(
+            &story.id,
+            &[("pr_url", text(&url)), ("pr_base", text(&into))],
+        )
         .map_err(|e| format!("opened {url}, but {e}"))?;
     Ok(Opened::New(url))
+}
+
+/// Stacked pull requests whose dependency has merged since: moved to the
+/// base (`gh pr edit --base`), as stacked pull requests are. What was done.
+pub fn retarget(config: &Config, base: &str, stories: &[Story]) -> Vec<Result<String, String>> {
+    let mut out = Vec::new();
+    for s in stories {
+        let (Some(url), Some(on)) = (&s.pr_url, &s.pr_base) else {
+            continue;
+        };
+        if on == base || s.merged_at.is_some() || target(config, base, s) != *base {
+            continue;
+        }
+        let argv = ["gh", "pr", "edit", url, "--base", base];
+        let done = crate::process::ask(&argv, &config.root, Duration::from_secs(120))
+            .and_then(|a| match a.code {
+                Some(0) => Ok(()),
+                _ => Err(format!(
+                    "gh pr edit failed: {}",
+                    crate::process::last_word(&a.text)
+                )),
+            })
+            .and_then(|()| {
+                Board::of(config)
+                    .patch(&s.id, &[("pr_base", text(base))])
+                    .map_err(|e| e.to_string())
+            });
+        out.push(match done {
+            Ok(()) => Ok(format!(
+                "{}: its pull request now targets {base} ({on} merged)",
+                s.id
+            )),
+            Err(e) => Err(format!("{}: cannot retarget {url} to {base}: {e}", s.id)),
+        });
+    }
+    out
 }

@@ -92,6 +92,19 @@ pub struct StoryResult {
     pub fate: Option<WorktreeFate>,
     pub log: Option<String>,
     pub error: Option<String>,
+    /// `run --land`: what became of its landing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub landed: Option<crate::land::queue::LandOutcome>,
+    /// `run --pr`: its pull request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pr_url: Option<String>,
+    /// Why it was skipped, as a code (`dependency_missing`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// Skipped while it waits on a dependency outside this run: it does
+    /// not fail the run.
+    #[serde(skip)]
+    pub waiting: bool,
     /// Why the outcome could not be written to `story.md` (the run then exits 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unrecorded: Option<String>,
@@ -159,6 +172,10 @@ impl StoryResult {
             branch: None,
             worktree: None,
             fate: None,
+            landed: None,
+            pr_url: None,
+            reason: None,
+            waiting: false,
             log: None,
             error: None,
             unrecorded: None,

@@ -69,21 +69,37 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
     };
     let place = match place(ctx, &story) {
         Ok(p) => p,
-        Err(e) => {
+        Err(Unplaced::Skip(e)) => {
             let why = format!("cannot create its worktree: {e}");
             return not_run(&story, Outcome::Skipped, why);
         }
+        Err(Unplaced::Block(why)) => return block(ctx, &story, why),
     };
     let run = match Run::start(ctx, &story, place) {
         Ok(r) => r,
         Err(why) => return not_run(&story, Outcome::Skipped, why),
     };
     let result = run.execute();
-    let r = run.finish(result);
+    let mut r = run.finish(result);
     if ctx.settings.pr && r.outcome == Outcome::Succeeded && r.unrecorded.is_none() {
-        open_pr(ctx, &story, run.place.branch.as_str());
+        r.pr_url = open_pr(ctx, &story, run.place.branch.as_str());
     }
     drop(claim);
+    Attempt::Ran(Box::new(r))
+}
+
+/// A story that cannot start until a person decides: `blocked`, with why.
+fn block(ctx: &Ctx, story: &Story, why: String) -> Attempt {
+    let now = time::iso_seconds(time::now_ms());
+    let last_run = Value::Map(vec![("outcome".into(), Value::Str("failed".into()))]);
+    let written = ctx.board.patch(
+        &story.id,
+        &outcome_patch(Outcome::Failed, &now, &why, last_run),
+    );
+    let mut r = StoryResult::not_run(story, Outcome::Failed, why);
+    if let Err(e) = written {
+        r.unrecorded = Some(format!("its status is not recorded: {e}"));
+    }
     Attempt::Ran(Box::new(r))
 }
 
@@ -118,11 +134,27 @@ struct Place {
     /// The worktree is new to this story (made, or taken from the pool):
     /// it gets its included files, shares and setup.
     fresh: bool,
+    /// Where a branch made for this run started (`base_ref`), and on which
+    /// dependencies' work (stacking).
+    start: Option<crate::land::stack::Start>,
+}
+
+/// Why a story cannot be placed: skipped (nothing written, try again), or
+/// blocked (its dependencies conflict: a person must decide).
+enum Unplaced {
+    Skip(String),
+    Block(String),
+}
+
+impl From<String> for Unplaced {
+    fn from(why: String) -> Unplaced {
+        Unplaced::Skip(why)
+    }
 }
 
 /// Make, reuse or take from the pool the story's worktree (or, without
 /// worktrees, the repo itself).
-fn place(ctx: &Ctx, story: &Story) -> Result<Place, String> {
+fn place(ctx: &Ctx, story: &Story) -> Result<Place, Unplaced> {
     let root = &ctx.config.root;
     if !ctx.settings.worktrees {
         return Ok(Place {
@@ -130,11 +162,26 @@ fn place(ctx: &Ctx, story: &Story) -> Result<Place, String> {
             branch: ctx.settings.base_branch.clone().unwrap_or_default(),
             worktree: None,
             fresh: false,
+            start: None,
         });
     }
     let base = ctx.config.worktree_base();
-    let from = ctx.settings.base_branch.as_deref().unwrap_or("HEAD");
     let (folder, branch) = worktree::place(root, &base, story)?;
+    // A new branch starts from the base, or from its dependencies' work.
+    let start = match crate::git::refs::branch_exists(root, &branch) {
+        Ok(true) => None,
+        _ => {
+            let from = ctx.settings.base_branch.as_deref().unwrap_or("HEAD");
+            Some(
+                crate::land::stack::start_point(root, &ctx.board, story, from)
+                    .map_err(Unplaced::Block)?,
+            )
+        }
+    };
+    let from = start.as_ref().map_or_else(
+        || ctx.settings.base_branch.as_deref().unwrap_or("HEAD"),
+        |s| s.commit.as_str(),
+    );
     let mut pool_notes = Vec::new();
     // One worktree change at a time, across threads and runners.
     let made = worktree::serialize(root, &base).and_then(|held| {
@@ -154,6 +201,12 @@ fn place(ctx: &Ctx, story: &Story) -> Result<Place, String> {
     }
     let how = made?;
     let path = base.join(&folder);
+    if let Some(said) = start.as_ref().and_then(|s| s.describe()) {
+        ctx.notes.send(Note::Info {
+            id: Some(story.id.clone()),
+            text: said,
+        });
+    }
     let said = match how {
         worktree::Prepared::Reused => Some("reusing its existing worktree"),
         worktree::Prepared::Pooled => Some("took a parked worktree for"),
@@ -170,6 +223,7 @@ fn place(ctx: &Ctx, story: &Story) -> Result<Place, String> {
         branch,
         worktree: Some(path),
         fresh: how != worktree::Prepared::Reused,
+        start,
     })
 }
 
@@ -239,6 +293,9 @@ impl<'a> Run<'a> {
                 // Absolute, as the TS tool writes it: a live pointer it follows from anywhere.
                 changes.push(("worktree_path", text(self.place.workdir.to_string_lossy())));
             }
+        }
+        if let Some(start) = &self.place.start {
+            changes.push(("base_ref", text(&start.commit)));
         }
         changes.extend(flags_to_clear(self.ctx, self.story));
         self.recorder.patch(&changes)
@@ -472,25 +529,27 @@ fn fail_at(result: &mut RunResult, phase: &str, why: String) {
     result.error = Some(why);
 }
 
-/// `run --pr`: open the finished story's pull request, and say how it went.
-fn open_pr(ctx: &Ctx, story: &Story, branch: &str) {
+/// `run --pr`: open the finished story's pull request, and say how it
+/// went; its address.
+fn open_pr(ctx: &Ctx, story: &Story, branch: &str) -> Option<String> {
     let base = ctx.settings.base_branch.clone().unwrap_or_default();
     let opened = ctx
         .board
         .load(&story.id)
         .map_err(|b| b.to_string())
         .and_then(|s| crate::land::pr::open(&ctx.config, &base, &s, branch));
-    let text = match opened {
-        Ok(crate::land::pr::Opened::New(url)) => format!("opened pull request {url}"),
+    let (text, url) = match opened {
+        Ok(crate::land::pr::Opened::New(url)) => (format!("opened pull request {url}"), Some(url)),
         Ok(crate::land::pr::Opened::Already(url)) => {
-            format!("pull request already open: {url}")
+            (format!("pull request already open: {url}"), Some(url))
         }
-        Err(e) => format!("no pull request: {e}"),
+        Err(e) => (format!("no pull request: {e}"), None),
     };
     ctx.notes.send(Note::Info {
         id: Some(story.id.clone()),
         text,
     });
+    url
 }
 
 /// `run --from <phase>` (or `--force` on a done story, from the first

@@ -11,6 +11,7 @@ mod child;
 pub mod plan;
 mod queue;
 mod record;
+pub mod resolve;
 
 use crate::board::{Board, Story, lock};
 use crate::cli::RunArgs;
@@ -132,7 +133,7 @@ pub struct Ctx {
     pub by_id: bool,
     pub force: bool,
     /// The repo's shared git state, checked as each agent ends.
-    pub guard: Option<crate::git::guard::Guard>,
+    pub guard: Option<Arc<crate::git::guard::Guard>>,
     /// How executors are started.
     pub launch: crate::launch::Launch,
 }
@@ -161,7 +162,7 @@ pub fn start(
     let started = Instant::now();
     // Taken before any agent of this run starts.
     let guard = match crate::git::guard::Guard::new(&config.root) {
-        Ok(g) => Some(g),
+        Ok(g) => Some(Arc::new(g)),
         Err(e) => {
             log::debug!("no git state to guard: {e}");
             None
@@ -189,7 +190,8 @@ pub fn start(
         by_id: !args.story.is_empty(),
         force: args.force,
     });
-    let results = dispatch(&ctx, queue);
+    let lander = args.land.then(|| LandAfter::new(&ctx));
+    let results = dispatch(&ctx, queue, lander);
     let duration_ms = started.elapsed().as_millis() as u64;
     drop(ctx);
     reporter.finish();
@@ -220,8 +222,75 @@ fn install_signals(notes: &Notes, grace: Duration) {
     }
 }
 
+/// `run --land`: each story that finishes done is landed at once, on the
+/// dispatcher's thread, before the stories that depend on it start.
+struct LandAfter {
+    base: Result<crate::land::merge::Base, String>,
+    resolver: Result<resolve::AgentResolver, String>,
+    opts: crate::land::queue::Options,
+    /// LandOutcome in this run: for whom a conflict is with.
+    landed: Vec<(String, String)>,
+}
+
+impl LandAfter {
+    fn new(ctx: &Ctx) -> LandAfter {
+        LandAfter {
+            base: crate::land::merge::Base::open(&ctx.config).map_err(|e| e.to_string()),
+            resolver: resolve::AgentResolver::from_run(ctx),
+            opts: crate::land::queue::Options {
+                resolve: ctx.config.land.resolves(&ctx.config.agent),
+                max_rounds: ctx.config.land.max_resolve_rounds,
+            },
+            landed: Vec::new(),
+        }
+    }
+
+    /// Land story `id`; say how it went.
+    fn land(&mut self, ctx: &Ctx, id: &str) -> crate::land::queue::LandOutcome {
+        use crate::land::queue::{LandOutcome, land_one};
+        let (base, resolver) = match (&self.base, &mut self.resolver) {
+            (Ok(b), Ok(r)) => (b, r),
+            (Err(e), _) => return LandOutcome::Blocked { reason: e.clone() },
+            (_, Err(e)) => return LandOutcome::Blocked { reason: e.clone() },
+        };
+        let story = match ctx.board.load(id) {
+            Ok(s) => s,
+            Err(bad) => {
+                return LandOutcome::Blocked {
+                    reason: bad.to_string(),
+                };
+            }
+        };
+        let branch = crate::land::branch_of(&story);
+        let l = crate::land::Landing { story, branch };
+        let r = land_one(&ctx.config, base, &l, &self.opts, resolver, &self.landed);
+        if let LandOutcome::Landed { commit, .. } = &r {
+            self.landed.push((id.to_string(), commit.clone()));
+        }
+        let text = match &r {
+            LandOutcome::Landed { how, commit, .. } => {
+                format!(
+                    "landed on {}: {how} {}",
+                    base.name,
+                    &commit[..commit.len().min(12)]
+                )
+            }
+            LandOutcome::AlreadyIn => format!("already in {}", base.name),
+            LandOutcome::Blocked { reason } | LandOutcome::Waiting { reason } => {
+                format!("not landed: {reason}")
+            }
+            LandOutcome::Interrupted => "not landed: interrupted".into(),
+        };
+        ctx.notes.send(Note::Info {
+            id: Some(id.to_string()),
+            text,
+        });
+        r
+    }
+}
+
 /// Start the workers, feed them in queue order, collect their results.
-fn dispatch(ctx: &Arc<Ctx>, mut queue: Queue) -> Vec<StoryResult> {
+fn dispatch(ctx: &Arc<Ctx>, mut queue: Queue, mut lander: Option<LandAfter>) -> Vec<StoryResult> {
     let order: HashMap<String, usize> = queue
         .waiting()
         .iter()
@@ -245,7 +314,7 @@ fn dispatch(ctx: &Arc<Ctx>, mut queue: Queue) -> Vec<StoryResult> {
                         in_flight += 1;
                     }
                 }
-                Move::Skip(s, why) => results.push(skipped(ctx, &s, why)),
+                Move::Skip(s, why, code) => results.push(skipped(ctx, &s, why, code)),
                 Move::Leave(s, why) => ctx.notes.send(Note::Info {
                     id: Some(s.id.clone()),
                     text: format!("not run: {why}"),
@@ -260,7 +329,10 @@ fn dispatch(ctx: &Arc<Ctx>, mut queue: Queue) -> Vec<StoryResult> {
         };
         in_flight -= 1;
         match a {
-            attempt::Attempt::Ran(r) => {
+            attempt::Attempt::Ran(mut r) => {
+                if let (Some(l), crate::story::Outcome::Succeeded) = (&mut lander, r.outcome) {
+                    r.landed = Some(l.land(ctx, &story.id));
+                }
                 let account_wide = r
                     .failure
                     .filter(|k| k.account_wide())
@@ -282,11 +354,14 @@ fn dispatch(ctx: &Arc<Ctx>, mut queue: Queue) -> Vec<StoryResult> {
     for w in workers {
         let _ = w.join();
     }
-    for (s, outcome, why) in queue.never_started(shutdown::stopping()) {
-        if outcome == crate::story::Outcome::Skipped {
-            results.push(skipped(ctx, &s, why));
-        } else {
-            results.push(StoryResult::not_run(&s, outcome, why));
+    for (s, code, why) in queue.never_started(shutdown::stopping()) {
+        match code {
+            Some(code) => results.push(skipped(ctx, &s, why, code)),
+            None => results.push(StoryResult::not_run(
+                &s,
+                crate::story::Outcome::Cancelled,
+                why,
+            )),
         }
     }
     results.sort_by_key(|r| order.get(&r.id).copied().unwrap_or(usize::MAX));
@@ -294,8 +369,10 @@ fn dispatch(ctx: &Arc<Ctx>, mut queue: Queue) -> Vec<StoryResult> {
 }
 
 /// A skipped story's result, reported as it happens.
-fn skipped(ctx: &Ctx, s: &Story, why: String) -> StoryResult {
-    let r = StoryResult::not_run(s, crate::story::Outcome::Skipped, why);
+fn skipped(ctx: &Ctx, s: &Story, why: String, code: queue::Skip) -> StoryResult {
+    let mut r = StoryResult::not_run(s, crate::story::Outcome::Skipped, why);
+    r.reason = Some(code.code());
+    r.waiting = code.waits();
     ctx.notes.send(Note::Finished(Box::new(r.clone())));
     r
 }

@@ -361,6 +361,15 @@ pub fn prepare(config: &Config, settings: &mut Settings, args: &RunArgs) -> Resu
     if args.pr && !args.dry_run {
         crate::land::pr::ready(config)?;
     }
+    if args.land && !settings.worktrees {
+        return Err(Error::usage(
+            "run --land needs worktrees: each story lands from its own branch (drop --no-worktree)",
+        ));
+    }
+    if args.land && !args.dry_run {
+        // A dirty base checkout is refused before anything starts.
+        crate::land::merge::Base::open(config)?;
+    }
     if settings.worktrees {
         crate::worktree::check_repo(&config.root).map_err(Error::usage)?;
         settings.base_branch = Some(

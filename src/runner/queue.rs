@@ -10,12 +10,49 @@ use std::collections::{HashMap, HashSet};
 /// Why a queued story never started: the run was interrupted first.
 pub const INTERRUPTED: &str = "not started: the run was interrupted";
 
+/// Why a story is skipped, as a code for `--json` (`reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Its `<ID>-<slug>` cannot name a worktree and branch.
+    NoWorktreeName,
+    /// A dependency failed (or was skipped) in this run.
+    DependencyFailed,
+    /// A dependency is not done on the board (blocked, backlog...): it
+    /// waits, and does not fail the run.
+    DependencyNotDone,
+    /// A dependency names no story: it waits, and does not fail the run.
+    DependencyMissing,
+    /// An agent failed in a way every story would (not logged in).
+    Halted,
+    /// No worker thread could be started.
+    NoWorker,
+}
+
+impl Skip {
+    pub fn code(self) -> &'static str {
+        match self {
+            Skip::NoWorktreeName => "no_worktree_name",
+            Skip::DependencyFailed => "dependency_failed",
+            Skip::DependencyNotDone => "dependency_not_done",
+            Skip::DependencyMissing => "dependency_missing",
+            Skip::Halted => "account_halted",
+            Skip::NoWorker => "no_worker",
+        }
+    }
+
+    /// It waits on something outside this run: it does not fail the run
+    /// (SPEC §7; the README's exit codes).
+    pub fn waits(self) -> bool {
+        matches!(self, Skip::DependencyNotDone | Skip::DependencyMissing)
+    }
+}
+
 /// What to do with one waiting story now.
 #[derive(Debug)]
 pub enum Move {
     Start(Story),
     /// Not run, and reported: its dependency failed or does not exist.
-    Skip(Story, String),
+    Skip(Story, String, Skip),
     /// Another runner has it, or a dependency of it: not ours, not counted.
     Leave(Story, String),
 }
@@ -23,7 +60,7 @@ pub enum Move {
 enum Gate {
     Go,
     Wait,
-    Skip(String),
+    Skip(String, Skip),
     Leave(String),
 }
 
@@ -78,12 +115,17 @@ impl Queue {
     /// `held(id)`: does another runner hold story `id` right now?
     fn gate(&self, story: &Story, held: &dyn Fn(&str) -> bool) -> Gate {
         if let Some(why) = self.bad_keys.get(&story.id) {
-            return Gate::Skip(why.clone());
+            return Gate::Skip(why.clone(), Skip::NoWorktreeName);
         }
         for dep in &story.dependencies {
             match self.finished.get(dep) {
                 Some(Outcome::Succeeded) => continue,
-                Some(o) => return Gate::Skip(format!("dependency {dep} {}", o.describe())),
+                Some(o) => {
+                    return Gate::Skip(
+                        format!("dependency {dep} {}", o.describe()),
+                        Skip::DependencyFailed,
+                    );
+                }
                 None => {}
             }
             if self.pending.contains(dep) {
@@ -99,8 +141,18 @@ impl Queue {
                         "its dependency {dep} is running in another runner, which runs it next"
                     ));
                 }
-                Some(s) => return Gate::Skip(format!("dependency {dep} is {s}, not done")),
-                None => return Gate::Skip(format!("dependency {dep} does not exist")),
+                Some(s) => {
+                    return Gate::Skip(
+                        format!("waiting on {dep}: it is {s}, not done"),
+                        Skip::DependencyNotDone,
+                    );
+                }
+                None => {
+                    return Gate::Skip(
+                        format!("waiting on {dep}: no such story"),
+                        Skip::DependencyMissing,
+                    );
+                }
             }
         }
         Gate::Go
@@ -119,13 +171,13 @@ impl Queue {
                     self.started += 1;
                     return Some(Move::Start(self.waiting.remove(i)));
                 }
-                Gate::Skip(why) => {
+                Gate::Skip(why, code) => {
                     let s = self.waiting.remove(i);
                     self.pending.remove(&s.id);
                     self.finished.insert(s.id.clone(), Outcome::Skipped);
                     // A skip can release others' gates: look again from the start.
                     self.cursor = 0;
-                    return Some(Move::Skip(s, why));
+                    return Some(Move::Skip(s, why, code));
                 }
                 Gate::Leave(why) => {
                     let s = self.waiting.remove(i);
@@ -159,24 +211,30 @@ impl Queue {
     /// The stories that never started, and what each gets: interrupted
     /// (`cancelled`), held back by an account-wide failure or a dependency
     /// that did not succeed (`skipped`). Those beyond `--max` get nothing.
-    pub fn never_started(self, stopping: bool) -> Vec<(Story, Outcome, String)> {
+    pub fn never_started(self, stopping: bool) -> Vec<(Story, Option<Skip>, String)> {
         let mut out = Vec::new();
         for s in self.waiting {
             if let Some(why) = &self.halted {
-                out.push((s, Outcome::Skipped, why.clone()));
+                out.push((s, Some(Skip::Halted), why.clone()));
             } else if stopping {
-                out.push((s, Outcome::Cancelled, INTERRUPTED.to_string()));
+                out.push((s, None, INTERRUPTED.to_string()));
             } else if self.started < self.max {
-                let why = if s.dependencies.is_empty() {
-                    "not started: no worker thread could be started (see the warnings above)"
-                        .to_string()
+                let (why, code) = if s.dependencies.is_empty() {
+                    (
+                        "not started: no worker thread could be started (see the warnings above)"
+                            .to_string(),
+                        Skip::NoWorker,
+                    )
                 } else {
-                    format!(
-                        "dependencies {} did not succeed in this run",
-                        s.dependencies.join(", ")
+                    (
+                        format!(
+                            "dependencies {} did not succeed in this run",
+                            s.dependencies.join(", ")
+                        ),
+                        Skip::DependencyFailed,
                     )
                 };
-                out.push((s, Outcome::Skipped, why));
+                out.push((s, Some(code), why));
             }
         }
         out
@@ -202,7 +260,7 @@ mod tests {
             .iter()
             .map(|m| match m {
                 Move::Start(s) => format!("start {}", s.id),
-                Move::Skip(s, why) => format!("skip {}: {why}", s.id),
+                Move::Skip(s, why, _) => format!("skip {}: {why}", s.id),
                 Move::Leave(s, why) => format!("leave {}: {why}", s.id),
             })
             .collect()
@@ -250,9 +308,9 @@ mod tests {
             ids(&drain(&mut q, held)),
             [
                 "start S-1",
-                "skip S-3: dependency S-8 is blocked, not done",
+                "skip S-3: waiting on S-8: it is blocked, not done",
                 "leave S-4: its dependency S-9 is running in another runner, which runs it next",
-                "skip S-5: dependency S-7 does not exist",
+                "skip S-5: waiting on S-7: no such story",
             ]
         );
         q.ended("S-1", Some(Outcome::Failed), None);
@@ -280,7 +338,7 @@ mod tests {
         assert!(q.next(NOBODY).is_none());
         let rest = q.never_started(false);
         assert_eq!(rest.len(), 2);
-        assert!(rest.iter().all(|(_, o, why)| *o == Outcome::Skipped
+        assert!(rest.iter().all(|(_, o, why)| *o == Some(Skip::Halted)
             && why.contains("the agent failed in S-1 (usage limit reached)")));
 
         let mut q = Queue::new(three(), HashMap::new(), HashMap::new(), None);
@@ -288,7 +346,7 @@ mod tests {
         let rest = q.never_started(true);
         assert!(
             rest.iter()
-                .all(|(_, o, why)| *o == Outcome::Cancelled && why == INTERRUPTED)
+                .all(|(_, o, why)| o.is_none() && why == INTERRUPTED)
         );
     }
 
