@@ -422,3 +422,64 @@ fn a_stopped_executor_is_reported_unresponsive_and_then_responsive() {
     assert!(err.contains("[S-0001] responsive again"), "{err}");
     assert_eq!(repo.status("S-0001"), "done");
 }
+
+#[test]
+fn a_story_that_cannot_run_is_named_by_status_and_doctor_and_does_not_fail_the_run() {
+    let repo = TestRepo::new();
+    repo.with_agent("ok.sh", "exit 0");
+    repo.story("S-0001", "Runs", 1, "ready", "");
+    repo.story(
+        "S-0002",
+        "Waits on a missing one",
+        2,
+        "ready",
+        "dependencies: [S-0099]\n",
+    );
+    repo.story(
+        "S-0003",
+        "Waits on a blocked one",
+        3,
+        "ready",
+        "dependencies: [S-0004]\n",
+    );
+    repo.story("S-0004", "Blocked", 4, "blocked", "");
+    let status = stdout(&repo.run(&["status"]));
+    let line = |id: &str| status.lines().find(|l| l.contains(id)).unwrap().to_string();
+    assert!(
+        line("S-0002").contains("waiting on S-0099: no such story"),
+        "{status}"
+    );
+    assert!(
+        line("S-0003").contains("waiting on S-0004: it is blocked"),
+        "{status}"
+    );
+    let doctor = repo.run(&["doctor"]);
+    let said = stdout(&doctor);
+    assert!(
+        said.contains("S-0002: cannot run: waiting on S-0099"),
+        "{said}"
+    );
+    // Everything that could run succeeded: exit 0, each reported once, with a code.
+    let out = repo.run(&["run", "--concurrent", "2", "--json"]);
+    expect_code(&out, 0);
+    let j = json(&out);
+    let reason = |id: &str| {
+        j["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["reason"]
+            .clone()
+    };
+    assert_eq!(reason("S-0002"), "dependency_missing", "{j}");
+    assert_eq!(reason("S-0003"), "dependency_not_done", "{j}");
+    assert_eq!(repo.status("S-0001"), "done");
+    // Once as it is skipped, once in the summary.
+    assert_eq!(
+        stderr(&out).matches("S-0099").count(),
+        2,
+        "{}",
+        stderr(&out)
+    );
+}
