@@ -55,7 +55,7 @@ pub enum Command {
 }
 
 /// Land finished stories on their base, one by one (a merge queue): each brought up to the current base, checked with merge.verify, and merged; one that conflicts or fails its checks goes back to its agent to resolve.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, Debug, Default)]
 #[argh(
     subcommand,
     name = "land",

@@ -12,6 +12,15 @@ const AGENT: &str = r#"#!/bin/sh
 # The demo's scripted agent. A real one (claude -p, codex exec, ...) gets the
 # same things: the story on stdin, the worktree as its cwd, AI_SDLC_* variables.
 prompt=$(cat)
+if [ "$AI_SDLC_PHASE" = resolve ]; then
+  # `ai-sdlc land` gave the story back: its branch and main changed the
+  # same lines. Keep both sides, as a person would here.
+  for f in $(grep -rl '^<<<<<<< ' --exclude-dir=.git --exclude-dir=.ai-sdlc . ); do
+    sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' "$f"
+    echo "agent: resolved the conflict in $f, keeping both sides"
+  done
+  exit 0
+fi
 echo "agent: picked up $AI_SDLC_STORY_ID \"$AI_SDLC_STORY_TITLE\" on $AI_SDLC_BRANCH"
 steps=$(( $(printf '%s' "$AI_SDLC_STORY_ID" | tr -cd '0-9' | sed 's/^0*//') % 3 + 1 ))
 for step in reading planning editing; do
@@ -30,6 +39,14 @@ mkdir -p src
 file="src/$(printf '%s' "$AI_SDLC_STORY_ID" | tr 'A-Z' 'a-z').txt"
 printf 'Work for %s: %s\n' "$AI_SDLC_STORY_ID" "$AI_SDLC_STORY_TITLE" > "$file"
 echo "agent: wrote $file (ai-sdlc commits it on the story branch)"
+for dep in src/s-*.txt; do
+  [ "$dep" = "$file" ] || echo "agent: building on $dep, which a story this one depends on wrote"
+done
+case "$prompt" in
+  *"demo: changelog"*)
+    echo "- $AI_SDLC_STORY_TITLE" >> CHANGELOG.md
+    echo "agent: added a line to CHANGELOG.md" ;;
+esac
 case "$prompt" in
   *"demo: leave build output"*)
     mkdir -p build
@@ -55,7 +72,7 @@ const STORIES: [DemoStory; 6] = [
     },
     DemoStory {
         title: "Write the command-line entry point",
-        body: "Parse arguments and call the module.",
+        body: "Parse arguments and call the module.\n\ndemo: changelog (this story and S-0006 both add a line at the end of CHANGELOG.md: `ai-sdlc land` finds the conflict and gives it back to the agent)",
         deps: &[],
     },
     DemoStory {
@@ -70,12 +87,12 @@ const STORIES: [DemoStory; 6] = [
     },
     DemoStory {
         title: "Validate user input",
-        body: "Runs after S-0001 is done.",
+        body: "Runs after S-0001 is done, stacked on its work: its worktree starts with S-0001's file.",
         deps: &["S-0001"],
     },
     DemoStory {
         title: "Polish the README",
-        body: "Make it read well.",
+        body: "Make it read well.\n\ndemo: changelog",
         deps: &[],
     },
 ];
@@ -128,6 +145,7 @@ pub fn build_repo(root: &Path) -> Result<(), Error> {
         &root.join("README.md"),
         "# Demo project\n\nMade by `ai-sdlc demo`.\n",
     )?;
+    write(&root.join("CHANGELOG.md"), "# Changelog\n\n")?;
     write(
         &root.join(".gitignore"),
         ".ai-sdlc/worktrees/\n.ai-sdlc/stories/*/logs/\nbuild/\n",

@@ -36,6 +36,28 @@ fn the_demo_runs_six_stories_and_exits_0() {
         reason.as_str().unwrap().contains("integration test failed"),
         "{reason}"
     );
+    // The demo landed the finished stories: S-0006 after its agent
+    // resolved its conflict with S-0002.
+    for s in stories.iter().filter(|s| s["status"] == "done") {
+        assert!(s["merged_at"].is_string(), "{s}");
+    }
+    let changelog = std::fs::read_to_string(dir.join("CHANGELOG.md")).unwrap();
+    assert!(
+        changelog.contains("Write the command-line entry point")
+            && changelog.contains("Polish the README")
+            && !changelog.contains("<<<<<<<"),
+        "{changelog}"
+    );
+    assert!(
+        stdout(&out).contains("S-0006: landed after 1 resolve round"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("[S-0005] stacked on S-0001"),
+        "{}",
+        stderr(&out)
+    );
     let branches = git(&dir, &["branch", "--list", "ai-sdlc/*"]);
     assert_eq!(branches.lines().count(), 6, "{branches}");
     // The runner committed the agent's work on the story branch.

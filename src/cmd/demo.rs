@@ -2,7 +2,7 @@
 //! the board, and where the branches, kept worktrees and logs are.
 
 use crate::board::Status;
-use crate::cli::{DemoArgs, RunArgs, StatusArgs};
+use crate::cli::{DemoArgs, LandArgs, RunArgs, StatusArgs};
 use crate::config::Config;
 use crate::demo::{FAILS_ON_PURPOSE, build_repo, make_dir};
 use crate::error::Error;
@@ -13,7 +13,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Result<(), Error> {
     build_repo(&root)?;
     let concurrent = args.concurrent.clone().unwrap_or_else(|| "3".into());
     errln!(
-        "Demo repo: {}\nRunning its 6 stories with `ai-sdlc run --concurrent {concurrent}` and a scripted agent ({FAILS_ON_PURPOSE} fails on purpose).\n",
+        "Demo repo: {}\nRunning its 6 stories with `ai-sdlc run --concurrent {concurrent}` and a scripted agent ({FAILS_ON_PURPOSE} fails on purpose; S-0005 is stacked on S-0001; S-0002 and S-0006 conflict, for `land` to resolve).\n",
         root.display()
     );
     let run_args = RunArgs {
@@ -26,6 +26,13 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Result<(), Error> {
         return Err(e);
     }
     let config = Config::load(&root)?;
+    errln!(
+        "\nLanding the finished stories with `ai-sdlc land` (a conflict goes back to its agent):\n"
+    );
+    let landed = super::land::land(&config, &LandArgs::default(), quiet, true);
+    if let Err(e @ (Error::Usage(_) | Error::Failed(_) | Error::Interrupted(_))) = landed {
+        return Err(e);
+    }
     outln!();
     super::status::run(&config, &StatusArgs { json: false })?;
     let branches = crate::worktree::story_branches(&root).unwrap_or_default();
@@ -60,7 +67,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Result<(), Error> {
     };
     let dir = root.display();
     outln!(
-        "\nLook around:\n  {me} -C {dir} status\n  {me} -C {dir} logs {FAILS_ON_PURPOSE}\n  {me} -C {dir} worktrees\n  {me} -C {dir} review          # the story branches against main\n  {me} -C {dir} merge --all     # land the finished ones\n  git -C {dir} log --oneline --all"
+        "\nLook around:\n  {me} -C {dir} status\n  {me} -C {dir} logs {FAILS_ON_PURPOSE}\n  {me} -C {dir} worktrees\n  {me} -C {dir} review          # the story branches against main (merged ones say so)\n  {me} -C {dir} land --dry-run  # what landing would do now\n  git -C {dir} log --oneline --all"
     );
     // The one failure is on purpose: a demo that went as planned exits 0.
     let scan = crate::board::scan(&config)?;

@@ -40,6 +40,16 @@ impl Resolver for NoAgent {
 }
 
 pub fn run(config: &Config, args: &LandArgs, quiet: bool) -> Result<(), Error> {
+    land(config, args, quiet, false)
+}
+
+/// `assume_trusted`: this process wrote the repo's config (the demo).
+pub fn land(
+    config: &Config,
+    args: &LandArgs,
+    quiet: bool,
+    assume_trusted: bool,
+) -> Result<(), Error> {
     let name = base(config)?;
     let order = queue::candidates(config, &name, &args.ids)?;
     let resolve = config.land.resolves(&config.agent);
@@ -56,7 +66,7 @@ pub fn run(config: &Config, args: &LandArgs, quiet: bool) -> Result<(), Error> {
         return dry_run(config, &base, &order, resolve, args.json);
     }
     // merge.verify and the agent are commands from the config: trusted, or nothing runs.
-    if let Some(w) = crate::trust::check(config, false)? {
+    if !assume_trusted && let Some(w) = crate::trust::check(config, false)? {
         errln!("ai-sdlc: warning: {w}");
     }
     if !args.json {

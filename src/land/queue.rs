@@ -352,9 +352,32 @@ fn advanced(
             if let Some(why) = done.branch_stayed {
                 log::warn!("[{}] {why}", l.story.id);
             }
+            if rounds > 0 {
+                remove_clean_worktree(config, l);
+            }
             landed_as(made, rounds, done.kept)
         }
         Err(e) => blocked(config, l, e),
+    }
+}
+
+/// The worktree a resolve kept: removed once it landed, when it holds
+/// nothing that would be lost (as after a run).
+fn remove_clean_worktree(config: &Config, l: &Landing) {
+    let root = &config.root;
+    let Ok(Some(wt)) = super::merge::checked_out(root, &l.branch) else {
+        return;
+    };
+    if crate::worktree::removable(&wt, &l.branch).is_err() {
+        return;
+    }
+    let gone = crate::worktree::serialize(root, &config.worktree_base())
+        .and_then(|_held| crate::worktree::remove(root, &wt, false));
+    match gone {
+        Ok(()) => {
+            let _ = Board::of(config).patch(&l.story.id, &[("worktree_path", None)]);
+        }
+        Err(e) => log::warn!("[{}] landed; its worktree stays: {e}", l.story.id),
     }
 }
 
