@@ -122,59 +122,93 @@ pub enum Replayed {
 /// what it made until the caller moves a ref.
 pub fn replay(dir: &Path, onto: &str, upstream: &str, tip: &str) -> Result<Replayed, GitError> {
     let range = format!("{upstream}..{tip}");
+    // One call for the whole range: each commit's id, parents, author and
+    // message, as five NUL-ended fields.
     let listed = run(
         dir,
         &[
-            "rev-list",
+            "log",
+            "-z",
             "--reverse",
             "--topo-order",
-            "--parents",
+            "--format=%H %P%x00%an%x00%ae%x00%aI%x00%B",
             &range,
             "--",
         ],
     )?;
     let mut head = onto.to_string();
-    for line in listed.lines() {
-        let ids: Vec<&str> = line.split_whitespace().collect();
-        let (commit, parents) = match ids.split_first() {
-            Some((c, p)) => (*c, p),
-            None => continue,
-        };
-        if parents.len() != 1 {
+    for c in parse_log(&listed).map_err(|why| GitError {
+        args: format!("log {range}"),
+        code: None,
+        message: why,
+    })? {
+        if c.parents.len() != 1 {
             return Ok(Replayed::HasMerges);
         }
-        let tree = match merge_tree_from(dir, parents[0], &head, commit)? {
+        let tree = match merge_tree_from(dir, &c.parents[0], &head, &c.id)? {
             Fit::Clean(t) => t,
             Fit::Conflict(files) => {
                 return Ok(Replayed::Conflict {
-                    commit: commit.to_string(),
+                    commit: c.id,
                     files,
                 });
             }
         };
-        head = commit_like(dir, &tree, &head, commit)?;
+        head = commit_like(dir, &tree, &head, &c)?;
     }
     Ok(Replayed::Done(head))
 }
 
+/// A commit as `replay` reads it.
+#[derive(Debug, PartialEq)]
+struct Logged {
+    id: String,
+    parents: Vec<String>,
+    name: String,
+    email: String,
+    date: String,
+    message: String,
+}
+
+/// `git log -z` with five NUL-separated fields per commit; an id that is
+/// not one (a message with a NUL in it) is an error, never a guess.
+fn parse_log(out: &str) -> Result<Vec<Logged>, String> {
+    if out.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let fields: Vec<&str> = out.trim_end_matches('\0').split('\0').collect();
+    if !fields.len().is_multiple_of(5) {
+        return Err(format!("{} fields, not five per commit", fields.len()));
+    }
+    let is_id = |s: &str| s.len() >= 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    fields
+        .chunks(5)
+        .map(|f| {
+            let mut ids = f[0].split(' ').filter(|s| !s.is_empty());
+            let id = ids.next().filter(|s| is_id(s)).ok_or("not a commit id")?;
+            let parents: Vec<String> = ids.map(str::to_string).collect();
+            if !parents.iter().all(|p| is_id(p)) {
+                return Err("not a commit id".to_string());
+            }
+            Ok(Logged {
+                id: id.to_string(),
+                parents,
+                name: f[1].to_string(),
+                email: f[2].to_string(),
+                date: f[3].to_string(),
+                message: f[4].trim_end().to_string(),
+            })
+        })
+        .collect()
+}
+
 /// A commit of `tree` on `parent` with the author, date and message of
 /// `like`.
-fn commit_like(dir: &Path, tree: &str, parent: &str, like: &str) -> Result<String, GitError> {
-    let info = run(
-        dir,
-        &["log", "-1", "--format=%an%x00%ae%x00%aI%x00%B", like],
-    )?;
-    let mut parts = info.splitn(4, '\0');
-    let (name, email, date, message) = (
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or("").trim_end(),
-    );
+fn commit_like(dir: &Path, tree: &str, parent: &str, like: &Logged) -> Result<String, GitError> {
     let env = [
-        ("GIT_AUTHOR_NAME", name),
-        ("GIT_AUTHOR_EMAIL", email),
-        ("GIT_AUTHOR_DATE", date),
+        ("GIT_AUTHOR_NAME", like.name.as_str()),
+        ("GIT_AUTHOR_EMAIL", like.email.as_str()),
+        ("GIT_AUTHOR_DATE", like.date.as_str()),
     ];
     let args = [
         "-c",
@@ -184,7 +218,40 @@ fn commit_like(dir: &Path, tree: &str, parent: &str, like: &str) -> Result<Strin
         "-p",
         parent,
         "-m",
-        message,
+        &like.message,
     ];
     Ok(run_env(dir, &args, &env)?.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const C: &str = "cccccccccccccccccccccccccccccccccccccccc";
+
+    #[test]
+    fn a_log_of_commits_parses_to_each_with_its_parents_and_message() {
+        let out = format!(
+            "{A} {B}\0Ann\0a@x\02026-01-01T00:00:00+00:00\0S-1: one\n\nbody\n\0{C} {A} {B}\0Bob\0b@x\02026-01-02T00:00:00+00:00\0merge\n"
+        );
+        let got = parse_log(&out).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].id, A);
+        assert_eq!(got[0].parents, vec![B]);
+        assert_eq!(got[0].message, "S-1: one\n\nbody");
+        assert_eq!(got[0].name, "Ann");
+        assert_eq!(got[1].parents.len(), 2);
+        assert_eq!(parse_log("").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_log_that_does_not_parse_is_an_error_not_a_guess() {
+        // A NUL inside a message shifts the fields.
+        let out = format!("{A} {B}\0Ann\0a@x\0date\0one\0two\n");
+        assert!(parse_log(&out).is_err());
+        let out = "not-an-id\0Ann\0a@x\0date\0msg\n";
+        assert!(parse_log(out).is_err());
+    }
 }

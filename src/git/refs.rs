@@ -2,6 +2,7 @@
 //! nothing (no filter, no hook: these read and write refs only).
 
 use super::{GitError, run};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// The commit `rev` names, in full.
@@ -68,6 +69,46 @@ pub fn update(
 /// Delete a branch.
 pub fn delete_branch(dir: &Path, branch: &str) -> Result<(), GitError> {
     run(dir, &["branch", "-D", "--", branch]).map(|_| ())
+}
+
+/// Every branch and the commit it is at, in one call: `ai-sdlc/S-0001`
+/// -> its full commit id.
+pub fn branch_tips(dir: &Path) -> Result<HashMap<String, String>, GitError> {
+    let out = run(
+        dir,
+        &[
+            "for-each-ref",
+            "--format=%(objectname) %(refname)",
+            "refs/heads/",
+        ],
+    )?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let (sha, name) = l.split_once(' ')?;
+            Some((
+                name.strip_prefix("refs/heads/")?.to_string(),
+                sha.to_string(),
+            ))
+        })
+        .collect())
+}
+
+/// The branches with commits `base` (a branch) does not have, in one call.
+pub fn not_merged_into(dir: &Path, base: &str) -> Result<HashSet<String>, GitError> {
+    let out = run(
+        dir,
+        &[
+            "for-each-ref",
+            &format!("--no-merged=refs/heads/{base}"),
+            "--format=%(refname)",
+            "refs/heads/",
+        ],
+    )?;
+    Ok(out
+        .lines()
+        .filter_map(|l| Some(l.strip_prefix("refs/heads/")?.to_string()))
+        .collect())
 }
 
 /// The refs below `prefix` (`refs/heads/ai-sdlc/`), by short name.

@@ -62,6 +62,8 @@ pub struct Made {
     pub how: &'static str,
     /// Where the story branch moves with it (to what landed), if anywhere.
     pub branch_to: Option<String>,
+    /// Where the story branch was when this was made.
+    pub from: String,
 }
 
 /// Why a story cannot land as it is.
@@ -85,15 +87,24 @@ impl From<git::GitError> for Stopped {
     }
 }
 
-/// Where the story's own commits start: the commit its branch started from
-/// (`base_ref`), when that is in its history; else where it meets the base.
-fn upstream(root: &Path, base_tip: &str, tip: &str, l: &Landing) -> Result<String, Stopped> {
-    if let Some(r) = &l.story.base_ref
-        && matches!(git::is_ancestor(root, r, tip), Ok(true))
+/// Where the story's own commits start, and whether that is off the base
+/// (a stacked story whose dependency moved): the commit its branch started
+/// from (`base_ref`) when that is in its history but not in the base; else
+/// `meet`, where it meets the base.
+fn upstream(
+    root: &Path,
+    base_tip: &str,
+    tip: &str,
+    meet: &str,
+    l: &Landing,
+) -> Result<(String, bool), Stopped> {
+    if let Some(r) = l.story.base_ref.as_deref().filter(|r| *r != meet)
+        && git::is_ancestor(root, r, tip)?
+        && !git::is_ancestor(root, r, base_tip)?
     {
-        return Ok(r.clone());
+        return Ok((r.to_string(), true));
     }
-    Ok(git::diff::merge_base(root, base_tip, tip)?)
+    Ok((meet.to_string(), false))
 }
 
 /// The story's own commits replayed onto the base (a rebase in git's
@@ -128,16 +139,19 @@ fn squash(root: &Path, base_tip: &str, src: &str, message: &str) -> Result<Strin
 pub fn make(config: &Config, base_tip: &str, l: &Landing) -> Result<Option<Made>, Stopped> {
     let root = &config.root;
     let tip = git::refs::commit_of(root, &format!("refs/heads/{}", l.branch))?;
-    if git::is_ancestor(root, &tip, base_tip)? {
+    // One call answers "already in" (it meets the base at its own tip) and
+    // "a fast-forward" (at the base's).
+    let meet = git::diff::merge_base(root, base_tip, &tip)?;
+    if meet == tip {
         return Ok(None);
     }
     let id = &l.story.id;
     let title: String = l.story.title.chars().filter(|c| !c.is_control()).collect();
-    let up = upstream(root, base_tip, &tip, l)?;
-    let stacked = !git::is_ancestor(root, &up, base_tip)?;
-    let ff = !stacked && git::is_ancestor(root, base_tip, &tip)?;
+    let (up, stacked) = upstream(root, base_tip, &tip, &meet, l)?;
+    let ff = !stacked && meet == base_tip;
     let made = |commit: String, how| Made {
         branch_to: (commit != tip).then(|| commit.clone()),
+        from: tip.clone(),
         commit,
         how,
     };
@@ -308,7 +322,7 @@ pub fn advance(
         branch_stayed: None,
     };
     if let Some(to) = &made.branch_to {
-        match move_branch(root, l, to) {
+        match move_branch(root, l, &made.from, to) {
             Ok(kept) => done.kept = Some(kept),
             Err(why) => done.branch_stayed = Some(why),
         }
@@ -336,6 +350,12 @@ pub fn previous_prefix(id: &str) -> String {
 /// the ref it is kept under.
 pub fn keep_tip(root: &Path, id: &str, tip: &str) -> Result<String, String> {
     let prefix = previous_prefix(id);
+    let message = format!("ai-sdlc: the old tip of {id}");
+    // The first is the common case: one call, which fails if it is taken.
+    let first = format!("{prefix}1");
+    if git::refs::update(root, &first, tip, "", &message).is_ok() {
+        return Ok(first);
+    }
     let taken = git::refs::list(root, &prefix)?;
     let n = taken
         .iter()
@@ -343,23 +363,16 @@ pub fn keep_tip(root: &Path, id: &str, tip: &str) -> Result<String, String> {
         .max()
         .map_or(1, |n| n + 1);
     let name = format!("{prefix}{n}");
-    git::refs::update(
-        root,
-        &name,
-        tip,
-        "",
-        &format!("ai-sdlc: the old tip of {id}"),
-    )?;
+    git::refs::update(root, &name, tip, "", &message)?;
     Ok(name)
 }
 
 /// Move the story branch to `to`, its old tip kept first. A worktree that
 /// has it checked out follows (`reset --keep`: a change of its own that
 /// the move would touch leaves the branch where it was).
-fn move_branch(root: &Path, l: &Landing, to: &str) -> Result<String, String> {
+fn move_branch(root: &Path, l: &Landing, old: &str, to: &str) -> Result<String, String> {
     let refname = format!("refs/heads/{}", l.branch);
-    let old = git::refs::commit_of(root, &refname)?;
-    let kept = keep_tip(root, &l.story.id, &old)?;
+    let kept = keep_tip(root, &l.story.id, old)?;
     match checked_out(root, &l.branch).map_err(|e| e.to_string())? {
         Some(w) => {
             crate::worktree::check_link(root, &w)?;
@@ -370,7 +383,7 @@ fn move_branch(root: &Path, l: &Landing, to: &str) -> Result<String, String> {
                 )
             })?;
         }
-        None => git::refs::update(root, &refname, to, &old, "ai-sdlc land")?,
+        None => git::refs::update(root, &refname, to, old, "ai-sdlc land")?,
     }
     Ok(kept)
 }

@@ -53,22 +53,17 @@ pub fn branch_of(story: &Story) -> String {
 
 /// Every story whose branch exists, in queue order.
 pub fn landings(config: &Config, scan: &Scan) -> Result<Vec<Landing>, Error> {
-    let mut out = Vec::new();
-    for s in &scan.stories {
-        let branch = branch_of(s);
-        if crate::worktree::branch_problem(&branch).is_some() {
-            continue;
-        }
-        if git::resolves(&config.root, &format!("refs/heads/{branch}"))
-            .map_err(|e| Error::failed(e.message))?
-        {
-            out.push(Landing {
-                story: s.clone(),
-                branch,
-            });
-        }
-    }
-    Ok(out)
+    let tips = git::refs::branch_tips(&config.root).map_err(|e| Error::failed(e.message))?;
+    Ok(scan
+        .stories
+        .iter()
+        .map(|s| (s, branch_of(s)))
+        .filter(|(_, b)| crate::worktree::branch_problem(b).is_none() && tips.contains_key(b))
+        .map(|(s, branch)| Landing {
+            story: s.clone(),
+            branch,
+        })
+        .collect())
 }
 
 /// Merge order: a story after the stories it depends on, otherwise queue order.

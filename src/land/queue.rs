@@ -62,11 +62,11 @@ pub struct Prediction {
 pub fn candidates(config: &Config, base: &str, ids: &[String]) -> Result<Vec<Landing>, Error> {
     let scan = crate::board::scan(config)?;
     let all = landings(config, &scan)?;
-    let root = &config.root;
     let chosen: Vec<Landing> = if ids.is_empty() {
+        let ahead =
+            git::refs::not_merged_into(&config.root, base).map_err(|e| Error::failed(e.message))?;
         all.into_iter()
-            .filter(|l| l.story.status == Status::Done)
-            .filter(|l| super::counts(root, base, &l.branch).is_ok_and(|c| c.ahead > 0))
+            .filter(|l| l.story.status == Status::Done && ahead.contains(&l.branch))
             .collect()
     } else {
         let mut v = Vec::new();
@@ -111,7 +111,7 @@ fn who_touched(config: &Config, landed: &[(String, String)], files: &[String]) -
 /// the base.
 fn waiting_on(
     config: &Config,
-    base_tip: &str,
+    base_tip: &dyn Fn() -> Result<String, String>,
     l: &Landing,
     outcome: &HashMap<String, LandOutcome>,
 ) -> Option<String> {
@@ -126,8 +126,11 @@ fn waiting_on(
             return Some(format!("waits on {dep}: no such story"));
         };
         let branch = super::branch_of(&d);
-        let in_base = git::refs::commit_of(&config.root, &format!("refs/heads/{branch}"))
-            .map(|tip| matches!(git::is_ancestor(&config.root, &tip, base_tip), Ok(true)))
+        let root = &config.root;
+        let in_base = git::refs::commit_of(root, &format!("refs/heads/{branch}"))
+            .map_err(|e| e.message)
+            .and_then(|tip| Ok((tip, base_tip()?)))
+            .map(|(tip, base_tip)| matches!(git::is_ancestor(root, &tip, &base_tip), Ok(true)))
             .unwrap_or(d.status == Status::Done);
         if !in_base {
             return Some(format!("waits on {dep}: land it first (or with it)"));
@@ -158,7 +161,7 @@ pub fn predict(
             files: Vec::new(),
             with: Vec::new(),
         };
-        if let Some(why) = waiting_on(config, &tip, l, &outcome) {
+        if let Some(why) = waiting_on(config, &|| Ok(tip.clone()), l, &outcome) {
             (p.fit, p.text) = ("waits".into(), why.clone());
             outcome.insert(l.story.id.clone(), LandOutcome::Waiting { reason: why });
             out.push(p);
@@ -413,10 +416,9 @@ pub fn land_all(
         if !seen.insert(l.story.id.clone()) {
             continue;
         }
-        let tip = base.tip(&config.root).unwrap_or_default();
         let r = if crate::shutdown::stopping() {
             LandOutcome::Interrupted
-        } else if let Some(why) = waiting_on(config, &tip, l, &outcome) {
+        } else if let Some(why) = waiting_on(config, &|| base.tip(&config.root), l, &outcome) {
             LandOutcome::Waiting { reason: why }
         } else {
             land_one(config, base, l, opts, resolver, &landed)
