@@ -665,6 +665,27 @@ fn a_stacked_story_is_restacked_when_its_dependency_lands_and_its_old_tip_is_kep
                 "{strategy}: {id}'s old tip {tip} is lost: kept {kept:?}"
             );
         }
+        // `review <ID>` lists them, in text and JSON.
+        let out = repo.run(&["review", "S-0002", "--stat"]);
+        expect_code(&out, 0);
+        assert!(
+            stdout(&out).contains(&format!("refs/ai-sdlc/previous/S-0002/1  {}", &old2[..12])),
+            "{strategy}: review does not list S-0002's old tip:\n{}",
+            stdout(&out)
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&stdout(&repo.run(&["review", "--json"]))).unwrap();
+        let s2 = json["stories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "S-0002")
+            .unwrap();
+        assert_eq!(
+            s2["previous_tips"][0]["commit"],
+            old2.as_str(),
+            "{strategy}: {s2}"
+        );
     }
 }
 

@@ -15,6 +15,9 @@ pub fn run(config: &Config, args: &ReviewArgs) -> Result<(), Error> {
     let all = merge_order(landings(config, &scan)?);
     let fail = |e: String| Error::failed(e);
     let predictions = predict(&config.root, &base, &all).map_err(fail)?;
+    let previous = crate::land::merge::previous_tips(&config.root).map_err(fail)?;
+    let none = Vec::new();
+    let previous_of = |id: &str| previous.get(id).unwrap_or(&none);
     let shown: Vec<&Landing> = match &args.id {
         Some(id) => {
             let one: Vec<&Landing> = all.iter().filter(|l| &l.story.id == id).collect();
@@ -61,6 +64,10 @@ pub fn run(config: &Config, args: &ReviewArgs) -> Result<(), Error> {
                     "merged_before": p.before,
                     "conflicts_with": p.with,
                     "stacked_on_older": older,
+                    "previous_tips": previous_of(&l.story.id)
+                        .iter()
+                        .map(|(r, c)| json!({"ref": r, "commit": c}))
+                        .collect::<Vec<_>>(),
                     "pr_url": l.story.pr_url, "merged_at": l.story.merged_at,
                 })
             })
@@ -86,6 +93,13 @@ pub fn run(config: &Config, args: &ReviewArgs) -> Result<(), Error> {
     }
     if args.id.is_some() {
         let l = rows[0].0;
+        let kept = previous_of(&l.story.id);
+        if !kept.is_empty() {
+            outln!("Its old tips, kept when land moved its branch (oldest first):");
+            for (r, c) in kept {
+                outln!("  {r}  {}", &c[..c.len().min(12)]);
+            }
+        }
         let range = format!("{base}...{}", l.branch);
         let diff = if args.stat {
             crate::git::run(&config.root, &["diff", "--stat", &range, "--"])
@@ -96,7 +110,7 @@ pub fn run(config: &Config, args: &ReviewArgs) -> Result<(), Error> {
         show(&diff, !args.no_pager && !args.stat);
     } else {
         outln!(
-            "`ai-sdlc review <ID>` shows a story's diff; `ai-sdlc merge --all` merges them in this order; see {} for the board",
+            "`ai-sdlc review <ID>` shows a story's diff; `ai-sdlc land` lands them in this order; see {} for the board",
             rel(&config.root, &config.stories_dir())
         );
     }

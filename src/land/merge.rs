@@ -346,6 +346,43 @@ pub fn previous_prefix(id: &str) -> String {
     format!("refs/ai-sdlc/previous/{id}/")
 }
 
+/// Every kept old tip, by story: `S-0001` -> its refs (oldest first) and
+/// the commit each is at, in one call.
+pub fn previous_tips(
+    root: &Path,
+) -> Result<std::collections::HashMap<String, Vec<(String, String)>>, String> {
+    let out = git::run(
+        root,
+        &[
+            "for-each-ref",
+            "--format=%(objectname) %(refname)",
+            "refs/ai-sdlc/previous/",
+        ],
+    )?;
+    let mut by_id: std::collections::HashMap<String, Vec<(u64, String, String)>> =
+        Default::default();
+    for line in out.lines() {
+        let Some((sha, name)) = line.split_once(' ') else {
+            continue;
+        };
+        let rest = name.strip_prefix("refs/ai-sdlc/previous/").unwrap_or("");
+        if let Some((id, n)) = rest.rsplit_once('/') {
+            let n = n.parse().unwrap_or(u64::MAX);
+            by_id
+                .entry(id.to_string())
+                .or_default()
+                .push((n, name.to_string(), sha.to_string()));
+        }
+    }
+    Ok(by_id
+        .into_iter()
+        .map(|(id, mut v)| {
+            v.sort();
+            (id, v.into_iter().map(|(_, r, c)| (r, c)).collect())
+        })
+        .collect())
+}
+
 /// Keep the branch's tip under the next `refs/ai-sdlc/previous/<ID>/<n>`;
 /// the ref it is kept under.
 pub fn keep_tip(root: &Path, id: &str, tip: &str) -> Result<String, String> {
