@@ -4,7 +4,7 @@
 //! As root, `bypassPermissions` is refused unless `IS_SANDBOX=1` is set
 //! (the runner checks that before anything starts).
 
-use super::{Line, Reader, Report, failure, short_path, step, str_at, u64_at};
+use super::{FailureKind, Line, Reader, Report, failure, short_path, step, str_at, u64_at};
 use serde_json::Value;
 
 pub const ARGV: [&str; 7] = [
@@ -20,6 +20,9 @@ pub const ARGV: [&str; 7] = [
 pub struct Claude {
     worktree: String,
     report: Report,
+    /// A `rate_limit_event` said the plan's usage limit is reached (with
+    /// when it resets, if it said): the failure that follows is a cap.
+    capped: Option<Option<u64>>,
 }
 
 impl Claude {
@@ -27,7 +30,37 @@ impl Claude {
         Claude {
             worktree,
             report: Report::default(),
+            capped: None,
         }
+    }
+
+    /// `{"type":"rate_limit_event","rate_limit_info":{"status":"rejected",
+    /// "resetsAt":1796539499,"rateLimitType":"five_hour",…}}`: a plan limit
+    /// names its window and reset; a plain 429 (the server "temporarily
+    /// limiting requests") names neither. `allowed` and `allowed_warning`
+    /// are not failures.
+    fn rate_limit_event(&mut self, info: &Value) -> Line {
+        if info["status"] != "rejected" {
+            return Line::hidden();
+        }
+        let resets = info["resetsAt"].as_u64();
+        if resets.is_some() || info.get("rateLimitType").is_some() {
+            self.capped = Some(resets);
+            Line::hidden().limited(FailureKind::UsageCap)
+        } else {
+            Line::hidden().limited(FailureKind::RateLimit)
+        }
+    }
+
+    /// The failure of a result or an assistant error: a cap when an event
+    /// said so, whatever the words.
+    fn fail(&mut self, words: &str) {
+        let (mut kind, first) = failure(words);
+        if let Some(resets) = self.capped {
+            kind = FailureKind::UsageCap;
+            self.report.resets_at = resets;
+        }
+        self.report.failure = Some((kind, first));
     }
 
     fn tool(&self, name: &str, input: &Value) -> Line {
@@ -63,7 +96,7 @@ impl Reader for Claude {
                 if let Some(err) = str_at(&v, &["error"]) {
                     // `authentication_failed`, `rate_limit`, ...: the text says it in words.
                     let text = v["message"]["content"][0]["text"].as_str().unwrap_or(err);
-                    self.report.failure = Some(failure(&format!("{text} ({err})")));
+                    self.fail(&format!("{text} ({err})"));
                 }
                 let content = v["message"]["content"].as_array();
                 let last = content.and_then(|c| c.last());
@@ -97,7 +130,7 @@ impl Reader for Claude {
                     } else {
                         text.clone()
                     };
-                    self.report.failure = Some(failure(&msg));
+                    self.fail(&msg);
                 } else {
                     self.report.failure = None;
                     self.report.final_message = Some(super::cut(&text, super::MAX_MESSAGE));
@@ -108,6 +141,26 @@ impl Reader for Claude {
                     "finished"
                 };
                 Line::show(format!("{verb}: {}", super::first_line(&text, 160)))
+            }
+            Some("rate_limit_event") => self.rate_limit_event(&v["rate_limit_info"]),
+            // It retries by itself: `{"type":"system","subtype":"api_retry",
+            // "attempt":3,"max_retries":10,"error_status":429,"error":"rate_limit"}`.
+            Some("system") if v["subtype"] == "api_retry" => {
+                let status = v["error_status"].as_u64().unwrap_or(0);
+                let line = Line::show(format!(
+                    "API error {status}; retry {} of {}",
+                    v["attempt"].as_u64().unwrap_or(0),
+                    v["max_retries"].as_u64().unwrap_or(0)
+                ));
+                let line = Line {
+                    progress: false,
+                    ..line
+                };
+                match status {
+                    429 => line.limited(FailureKind::RateLimit),
+                    503 | 529 => line.limited(FailureKind::Overloaded),
+                    _ => line,
+                }
             }
             _ => Line::hidden(),
         }
@@ -151,5 +204,52 @@ mod tests {
         let (kind, msg) = c.report().failure.unwrap();
         assert_eq!(kind, super::super::FailureKind::Auth);
         assert_eq!(msg, "Not logged in · Please run /login");
+    }
+
+    /// Claude Code 2.1.197's own output against a stand-in server that
+    /// answers 429 with the plan-limit headers (tests/agents/README.md).
+    #[test]
+    fn a_plan_limit_is_a_usage_cap_with_the_reset_from_its_event() {
+        let mut c = Claude::new("/wt".into());
+        let mut limited = Vec::new();
+        for l in include_str!("../../tests/agents/claude-cap.jsonl").lines() {
+            limited.extend(c.line(false, l).limited);
+        }
+        let r = c.report();
+        let (kind, words) = r.failure.clone().unwrap();
+        assert_eq!(kind, FailureKind::UsageCap);
+        assert!(words.starts_with("You've hit your session limit · resets"), "{words}");
+        assert_eq!(r.resets_at, Some(1_796_539_499));
+        assert_eq!(r.cap_lifts_at(1_796_536_000), Some(1_796_539_499));
+        assert_eq!(limited, vec![FailureKind::UsageCap]);
+    }
+
+    #[test]
+    fn a_plain_429_is_a_rate_limit_whatever_its_words_say_of_usage_limits() {
+        let mut c = Claude::new("/wt".into());
+        let mut limited = Vec::new();
+        for l in include_str!("../../tests/agents/claude-ratelimit.jsonl").lines() {
+            limited.extend(c.line(false, l).limited);
+        }
+        let (kind, words) = c.report().failure.unwrap();
+        assert_eq!(kind, FailureKind::RateLimit, "{words}");
+        assert_eq!(limited, vec![FailureKind::RateLimit]);
+        // Its own retries, as they happen.
+        let retry = r#"{"type":"system","subtype":"api_retry","attempt":3,"max_retries":10,"retry_delay_ms":2445.1,"error_status":429,"error":"rate_limit"}"#;
+        let line = c.line(false, retry);
+        assert_eq!(line.limited, Some(FailureKind::RateLimit));
+        assert_eq!(line.show.as_deref(), Some("API error 429; retry 3 of 10"));
+        assert!(!line.progress);
+    }
+
+    #[test]
+    fn a_cap_in_words_alone_is_a_cap_and_its_reset_is_read_from_them() {
+        let mut c = Claude::new("/wt".into());
+        c.line(false, r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":429,"result":"You've hit your weekly limit · resets Dec 8, 2:20pm (UTC)","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0}}"#);
+        let r = c.report();
+        assert_eq!(r.failure.as_ref().unwrap().0, FailureKind::UsageCap);
+        assert_eq!(r.resets_at, None);
+        // 2026-12-08T14:20:00Z
+        assert_eq!(r.cap_lifts_at(1_796_536_020), Some(1_796_739_600));
     }
 }

@@ -6,7 +6,7 @@
 //! check its login and retries forever without a network, so `login
 //! status` runs first unless an API key variable is set.
 
-use super::{Line, Reader, Report, failure, short_path, step, str_at, u64_at};
+use super::{FailureKind, Line, Reader, Report, failure, short_path, step, str_at, u64_at};
 use serde_json::Value;
 
 pub const ARGV: [&str; 6] = [
@@ -83,9 +83,14 @@ impl Reader for Codex {
             Some("error") => {
                 // "Reconnecting... 2/5": it is alive, but not getting anywhere.
                 let msg = str_at(&v, &["message"]).unwrap_or("");
+                let limited = match super::classify(msg) {
+                    k @ (FailureKind::RateLimit | FailureKind::Overloaded) => Some(k),
+                    _ => None,
+                };
                 Line {
                     show: Some(super::first_line(msg, 200)),
                     progress: !msg.starts_with("Reconnecting"),
+                    limited,
                 }
             }
             _ => Line::hidden(),
@@ -139,5 +144,31 @@ mod tests {
             r#"{"type":"error","message":"Reconnecting... 2/5 (x)"}"#,
         );
         assert!(!reconnect.progress);
+    }
+
+    /// Codex 0.171's own output against a stand-in that answers
+    /// `usage_limit_reached` with a `resets_at` (tests/agents/README.md).
+    #[test]
+    fn a_usage_limit_is_a_cap_and_says_when_in_words() {
+        let mut c = Codex::new("/wt".into());
+        for l in include_str!("../../tests/agents/codex-cap.jsonl").lines() {
+            c.line(false, l);
+        }
+        let r = c.report();
+        let (kind, words) = r.failure.clone().unwrap();
+        assert_eq!(kind, FailureKind::UsageCap);
+        assert!(words.contains("try again at 7:49 AM."), "{words}");
+        // Captured at 2026-12-06T05:47Z, in UTC: 07:49 that day.
+        let at = crate::agent::resets::reset_time(&words, 1_796_536_020, &|_| 0);
+        assert_eq!(at, Some(1_796_543_340));
+    }
+
+    #[test]
+    fn a_429_while_it_reconnects_is_a_sign_to_slow_down() {
+        let mut c = Codex::new("/wt".into());
+        let l = c.line(false, r#"{"type":"error","message":"Reconnecting... 2/5 (exceeded retry limit, last status: 429 Too Many Requests)"}"#);
+        assert_eq!(l.limited, Some(FailureKind::RateLimit));
+        let l = c.line(false, r#"{"type":"error","message":"Reconnecting... 2/5 (stream disconnected before completion)"}"#);
+        assert_eq!(l.limited, None);
     }
 }

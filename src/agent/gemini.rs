@@ -4,7 +4,7 @@
 //! No cost in its output. Without credentials it exits 41 at once with
 //! one line on stderr; `--skip-trust` avoids exit 55 in a new folder.
 
-use super::{Line, Reader, Report, failure, short_path, step, str_at, u64_at};
+use super::{FailureKind, Line, Reader, Report, failure, short_path, step, str_at, u64_at};
 use serde_json::Value;
 
 pub const ARGV: [&str; 5] = [
@@ -40,6 +40,14 @@ impl Reader for Gemini {
     fn line(&mut self, stderr: bool, line: &str) -> Line {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             let l = line.trim();
+            // "Attempt 2 failed with status 429. Retrying with backoff...":
+            // it retries by itself, printing nothing else meanwhile.
+            if stderr && l.starts_with("Attempt ") && l.contains("Retrying") {
+                return match super::classify(l) {
+                    k @ (FailureKind::RateLimit | FailureKind::Overloaded) => Line::raw().limited(k),
+                    _ => Line::raw(),
+                };
+            }
             if stderr
                 && !l.is_empty()
                 && !l.starts_with("YOLO mode")

@@ -10,6 +10,7 @@ mod claude;
 mod codex;
 mod gemini;
 mod opencode;
+pub mod resets;
 
 use serde_json::Value;
 use std::fmt;
@@ -199,7 +200,17 @@ impl FailureKind {
 pub fn classify(message: &str) -> FailureKind {
     let m = message.to_lowercase();
     let any = |words: &[&str]| words.iter().any(|w| m.contains(w));
-    if any(&[
+    if any(&["not your usage limit"]) {
+        // Claude Code: "Server is temporarily limiting requests (not your usage limit)".
+        FailureKind::RateLimit
+    } else if any(&[
+        // Claude Code 2.1: "You've hit your session limit · resets 4:06pm",
+        // "weekly limit", "Opus limit", "monthly spend limit", ...
+        "you've hit your",
+        "you’ve hit your",
+        "you've reached your",
+        "out of usage credits",
+        "out of extra usage",
         "usage limit",
         "usage_limit",
         "quota",
@@ -279,6 +290,9 @@ pub struct Report {
     pub cost_usd: Option<f64>,
     /// A failure the CLI reported, in its own words (first line).
     pub failure: Option<(FailureKind, String)>,
+    /// When a usage cap lifts (seconds since the epoch), where the CLI
+    /// said it in its structured output.
+    pub resets_at: Option<u64>,
 }
 
 impl Report {
@@ -297,6 +311,20 @@ impl Report {
             )),
         }
         (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    /// When the usage cap this report failed on lifts: the CLI's structured
+    /// answer, else its words (`resets 4:06pm`, `try again at 7:49 AM`).
+    /// `None` when it did not fail on a cap or did not say.
+    pub fn cap_lifts_at(&self, now_secs: u64) -> Option<u64> {
+        let (kind, words) = self.failure.as_ref()?;
+        if *kind != FailureKind::UsageCap {
+            return None;
+        }
+        self.resets_at.or_else(|| {
+            resets::reset_time(words, now_secs as i64, &crate::time::local_offset)
+                .and_then(|t| u64::try_from(t).ok())
+        })
     }
 
     /// Add `other` (a later phase or attempt) to these totals.
@@ -322,6 +350,9 @@ pub struct Line {
     /// Counts as a sign of life for `agent.idleTimeout` (a CLI retrying
     /// its connection forever prints, but makes no progress).
     pub progress: bool,
+    /// The CLI says it is being rate limited (or the service is
+    /// overloaded) and retries by itself: a sign to slow the whole run.
+    pub limited: Option<FailureKind>,
 }
 
 impl Line {
@@ -329,6 +360,7 @@ impl Line {
         Line {
             show: None,
             progress: true,
+            limited: None,
         }
     }
 
@@ -336,6 +368,7 @@ impl Line {
         Line {
             show: Some(first_line(&text.into(), 200)),
             progress: true,
+            limited: None,
         }
     }
 
@@ -343,7 +376,14 @@ impl Line {
         Line {
             show: Some(String::new()),
             progress: true,
+            limited: None,
         }
+    }
+
+    /// This line, as a sign that the CLI is being rate limited.
+    fn limited(mut self, kind: FailureKind) -> Line {
+        self.limited = Some(kind);
+        self
     }
 }
 
