@@ -52,6 +52,25 @@ pub enum Command {
     Merge(MergeArgs),
     Land(LandArgs),
     Pr(PrArgs),
+    Cost(CostArgs),
+}
+
+/// What the board cost: the spend ledger (.ai-sdlc/spend.jsonl) summed per story, per day and per agent.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "cost",
+    example = "ai-sdlc cost",
+    example = "ai-sdlc cost --since 2026-12-01 --json",
+    note = "Costs are the agents' own figures, or their tokens at agent.pricing (USD per million tokens, input and output) for CLIs that report only tokens; never estimated otherwise. A phase whose agent reported no cost is counted as uncosted."
+)]
+pub struct CostArgs {
+    /// only phases that ended on or after this day (YYYY-MM-DD, UTC)
+    #[argh(option)]
+    pub since: Option<String>,
+    /// print the sums as JSON on stdout
+    #[argh(switch)]
+    pub json: bool,
 }
 
 /// Land finished stories on their base, one by one (a merge queue): each brought up to the current base, checked with merge.verify, and merged; one that conflicts or fails its checks goes back to its agent to resolve.
@@ -246,7 +265,8 @@ pub struct StatusArgs {
     example = "ai-sdlc run                      # the top ready story, in the foreground",
     example = "ai-sdlc run --concurrent 4       # every ready story, four at a time",
     example = "ai-sdlc run --story S-0003 --story S-0007 --timeout 900",
-    note = "Exit codes: 0 every started story succeeded (or nothing to run); 1 a story failed, timed out or was skipped; 2 usage or configuration error; 130/143 interrupted."
+    example = "ai-sdlc run --concurrent 4 --budget-story 2 --budget-run 20   # US dollars",
+    note = "At a usage cap the story is parked (ready, not_before) and the run waits until the cap lifts; --no-wait exits 75 instead. A rate limit halves the concurrency until things are quiet (governor.rateQuiet). Exit codes: 0 every started story succeeded (or nothing to run); 1 a story failed, timed out or was skipped; 2 usage or configuration error; 75 stopped at a usage cap with --no-wait; 130/143 interrupted (ai-sdlc help exit-codes)."
 )]
 pub struct RunArgs {
     /// run up to N stories at once, each in its own child process (default 1: the foreground single-story mode)
@@ -255,9 +275,18 @@ pub struct RunArgs {
     /// run this story instead of the ready queue (repeatable; any status but done)
     #[argh(option)]
     pub story: Vec<String>,
-    /// with --story: run a done story too
+    /// with --story: run a done story too; run parked stories (not_before) now
     #[argh(switch)]
     pub force: bool,
+    /// at a usage cap, do not wait for it to lift: exit 75 and say when to run again
+    #[argh(switch)]
+    pub no_wait: bool,
+    /// the most one story may spend in this run, in US dollars (overrides budget.story)
+    #[argh(option)]
+    pub budget_story: Option<String>,
+    /// the most the whole run may spend, in US dollars (overrides budget.run)
+    #[argh(option)]
+    pub budget_run: Option<String>,
     /// only ready stories of this epic (epic: <name> or label epic-<name>)
     #[argh(option)]
     pub epic: Option<String>,
@@ -385,6 +414,12 @@ pub struct ExecutorArgs {
     /// the worktree is new: run worktree.setup first
     #[argh(switch)]
     pub setup: bool,
+    /// the most the story may spend in this run, in US dollars
+    #[argh(option)]
+    pub budget_usd: Option<f64>,
+    /// the most tokens (in and out) the story may use in this run
+    #[argh(option)]
+    pub budget_tokens: Option<u64>,
 }
 
 impl ExecutorArgs {
@@ -409,6 +444,8 @@ impl ExecutorArgs {
         opt("--grace-ms", self.grace_ms.map(|g| g.to_string()));
         opt("--commands", self.commands.clone());
         opt("--workflow", self.workflow.clone());
+        opt("--budget-usd", self.budget_usd.map(|d| d.to_string()));
+        opt("--budget-tokens", self.budget_tokens.map(|t| t.to_string()));
         if self.setup {
             v.push("--setup".into());
         }
@@ -437,6 +474,12 @@ pub const EXECUTOR_COMMAND: &str = "agent-executor";
 pub fn parse(args: &[String]) -> Parsed {
     let args = normalize(args);
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    if strs.ends_with(&["help", "exit-codes"]) {
+        return Parsed::Exit {
+            output: EXIT_CODES.trim_end().to_string(),
+            code: 0,
+        };
+    }
     if let Some(pos) = strs.iter().position(|a| *a == EXECUTOR_COMMAND) {
         // The executor is internal and hidden from --help, so it is not an argh subcommand.
         let global = match Cli::from_args(&["ai-sdlc"], &strs[..pos]) {
@@ -466,7 +509,7 @@ fn early_exit(e: argh::EarlyExit) -> Parsed {
     Parsed::Exit { output, code }
 }
 
-const SUBCOMMANDS: [&str; 16] = [
+const SUBCOMMANDS: [&str; 17] = [
     "init",
     "demo",
     "add",
@@ -482,8 +525,26 @@ const SUBCOMMANDS: [&str; 16] = [
     "merge",
     "land",
     "pr",
+    "cost",
     EXECUTOR_COMMAND,
 ];
+
+/// `ai-sdlc help exit-codes`: the one table of exit codes (SPEC §7).
+pub const EXIT_CODES: &str = "\
+Exit codes of ai-sdlc:
+  0    success: every started story succeeded (or there was nothing to run);
+       land: every story landed
+  1    something failed: a story failed, timed out or was skipped (a
+       dependency failed, the run's budget was spent); land: a story is
+       blocked or waits; doctor: a check failed
+  2    bad input: a flag, an argument or the config is wrong, or the agent
+       cannot run (not installed, not trusted); nothing was started
+  75   try again later: stopped at the agent's usage cap with --no-wait;
+       the stories are parked (ready, not_before) and nothing failed
+  130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM; 129 by SIGHUP
+A story waiting on a dependency outside the run (missing, not done) does
+not fail a run by itself.
+";
 
 /// `-vv`, `-vq`: clusters of the global short switches, which argh wants one per word.
 fn is_switch_cluster(a: &str) -> bool {
@@ -605,6 +666,8 @@ mod tests {
             workflow: Some("sdlc".into()),
             commands: Some("abc".into()),
             setup: true,
+            budget_usd: Some(0.5),
+            budget_tokens: Some(200_000),
         };
         let bare = ExecutorArgs {
             base: None,
@@ -612,6 +675,8 @@ mod tests {
             workflow: None,
             commands: None,
             setup: false,
+            budget_usd: None,
+            budget_tokens: None,
             ..args.clone()
         };
         for a in [args, bare] {

@@ -67,6 +67,37 @@ pub struct LandConfig {
     pub max_resolve_rounds: u32,
 }
 
+/// `governor.*` (SPEC §15): how a run lives with its agent's limits.
+#[derive(Debug, Clone)]
+pub struct GovernorConfig {
+    /// How long a story parked at a usage cap waits when the CLI did not
+    /// say when the cap lifts.
+    pub cap_wait_ms: u64,
+    /// How long without a rate limit before the run's concurrency climbs
+    /// back by one.
+    pub rate_quiet_ms: u64,
+}
+
+/// `budget.*` (SPEC §15): the most a story and a run may spend; `None`
+/// is no limit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BudgetConfig {
+    /// USD, per story per run.
+    pub story: Option<f64>,
+    pub run: Option<f64>,
+    /// Tokens (in and out), for CLIs that report no cost.
+    pub story_tokens: Option<u64>,
+    pub run_tokens: Option<u64>,
+}
+
+/// `agent.pricing`: USD per million tokens, for CLIs that report only
+/// tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pricing {
+    pub input: f64,
+    pub output: f64,
+}
+
 /// `agent.*`: which agent runs the phases without a command of their own.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -82,6 +113,7 @@ pub struct AgentConfig {
     pub retries: u32,
     /// The first retry's pause; it doubles with each retry.
     pub retry_delay_ms: u64,
+    pub pricing: Option<Pricing>,
 }
 
 impl LandConfig {
@@ -123,6 +155,8 @@ pub struct Config {
     pub logs_keep: usize,
     pub land: LandConfig,
     pub launcher: LauncherConfig,
+    pub governor: GovernorConfig,
+    pub budget: BudgetConfig,
 }
 
 #[derive(Debug)]
@@ -154,6 +188,7 @@ impl Config {
                 idle_timeout_ms: 600_000,
                 retries: 0,
                 retry_delay_ms: 30_000,
+                pricing: None,
             },
             phases: vec![Phase {
                 name: "implement".to_string(),
@@ -192,6 +227,11 @@ impl Config {
                 resolve: None,
                 max_resolve_rounds: 2,
             },
+            governor: GovernorConfig {
+                cap_wait_ms: 30 * 60 * 1000,
+                rate_quiet_ms: 60_000,
+            },
+            budget: BudgetConfig::default(),
         }
     }
 
@@ -381,6 +421,13 @@ impl Reader<'_> {
             .ok_or_else(|| self.err(key, &want, v))
     }
 
+    /// US dollars: a number from 0 up.
+    fn usd(&self, v: &Value, key: &str) -> Result<f64, ConfigError> {
+        v.as_f64()
+            .filter(|d| d.is_finite() && *d >= 0.0 && *d <= 1e9)
+            .ok_or_else(|| self.err(key, "an amount in US dollars (a number, like 0.50)", v))
+    }
+
     fn int(&self, v: &Value, key: &str) -> Result<i64, ConfigError> {
         v.as_i64().ok_or_else(|| self.err(key, "an integer", v))
     }
@@ -424,6 +471,8 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
             "merge" => apply_merge(c, &r, value)?,
             "pr" => apply_pr(c, &r, value)?,
             "land" => apply_land(c, &r, value)?,
+            "governor" => apply_governor(c, &r, value)?,
+            "budget" => apply_budget(c, &r, value)?,
             "logs" => apply_logs(c, &r, value)?,
             _ => r.unknown(key),
         }
@@ -454,6 +503,21 @@ fn apply_agent(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigEr
             "idleTimeout" => a.idle_timeout_ms = r.millis(v, &key)?,
             "retries" => a.retries = r.uint(v, &key)?.min(100) as u32,
             "retryDelay" => a.retry_delay_ms = r.millis(v, &key)?,
+            "pricing" if v.is_null() => a.pricing = None,
+            "pricing" => {
+                let p = r.object(v, &key)?;
+                let price = |k: &str| match p.get(k) {
+                    Some(x) => r.usd(x, &format!("{key}.{k}")),
+                    None => Err(ConfigError(format!(
+                        "{}: key `{key}` needs both `input` and `output`, in USD per million tokens, like {{\"input\": 3, \"output\": 15}}",
+                        r.file.display()
+                    ))),
+                };
+                a.pricing = Some(Pricing {
+                    input: price("input")?,
+                    output: price("output")?,
+                });
+            }
             _ => r.unknown(&key),
         }
     }
@@ -607,6 +671,42 @@ fn apply_land(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigErr
             "resolve" if v.is_null() => c.land.resolve = None,
             "resolve" => c.land.resolve = Some(r.bool(v, &key)?),
             "maxResolveRounds" => c.land.max_resolve_rounds = r.uint(v, &key)?.min(100) as u32,
+            _ => r.unknown(&key),
+        }
+    }
+    Ok(())
+}
+
+/// The `governor` section.
+fn apply_governor(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigError> {
+    for (k, v) in r.object(value, "governor")? {
+        let key = format!("governor.{k}");
+        match k.as_str() {
+            "capWait" => c.governor.cap_wait_ms = r.millis(v, &key)?,
+            "rateQuiet" => c.governor.rate_quiet_ms = r.millis(v, &key)?.max(1),
+            _ => r.unknown(&key),
+        }
+    }
+    Ok(())
+}
+
+/// The `budget` section.
+fn apply_budget(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigError> {
+    for (k, v) in r.object(value, "budget")? {
+        let key = format!("budget.{k}");
+        let b = &mut c.budget;
+        match k.as_str() {
+            _ if v.is_null() => match k.as_str() {
+                "story" => b.story = None,
+                "run" => b.run = None,
+                "storyTokens" => b.story_tokens = None,
+                "runTokens" => b.run_tokens = None,
+                _ => r.unknown(&key),
+            },
+            "story" => b.story = Some(r.usd(v, &key)?),
+            "run" => b.run = Some(r.usd(v, &key)?),
+            "storyTokens" => b.story_tokens = Some(r.uint(v, &key)?),
+            "runTokens" => b.run_tokens = Some(r.uint(v, &key)?),
             _ => r.unknown(&key),
         }
     }

@@ -17,6 +17,9 @@ pub enum Error {
     Reported,
     /// Stopped by a signal (SIGINT, SIGTERM, ...): nothing more to print.
     Interrupted(i32),
+    /// Nothing failed, but the work is not done: try again later (a usage
+    /// cap, `run --no-wait`); says when.
+    TryLater(String),
 }
 
 impl Error {
@@ -33,6 +36,8 @@ impl Error {
         match self {
             Error::Failed(_) | Error::Reported => 1,
             Error::Usage(_) => 2,
+            // EX_TEMPFAIL (sysexits.h).
+            Error::TryLater(_) => 75,
             Error::Interrupted(sig) => 128 + sig,
         }
     }
@@ -40,7 +45,7 @@ impl Error {
     /// What to print, if anything is left to say.
     pub fn message(&self) -> Option<&str> {
         match self {
-            Error::Usage(m) | Error::Failed(m) if !m.is_empty() => Some(m),
+            Error::Usage(m) | Error::Failed(m) | Error::TryLater(m) if !m.is_empty() => Some(m),
             _ => None,
         }
     }
@@ -65,6 +70,7 @@ mod tests {
         assert_eq!(Error::failed("x").code(), 1);
         assert_eq!(Error::Reported.code(), 1);
         assert_eq!(Error::usage("x").code(), 2);
+        assert_eq!(Error::TryLater("after 03:00".into()).code(), 75);
         assert_eq!(Error::Interrupted(libc::SIGINT).code(), 130);
         assert_eq!(Error::Interrupted(libc::SIGTERM).code(), 143);
         assert_eq!(Error::Reported.message(), None);

@@ -178,12 +178,25 @@ fn body_of(e: &Event) -> Body {
             cost_usd: report.cost_usd,
             input_tokens: report.input_tokens,
             output_tokens: report.output_tokens,
+            cost_from: report
+                .cost_usd
+                .map(|_| if report.priced { "pricing" } else { "cli" }.to_string()),
         }),
         Event::Problem { code, message } => Body::Error {
             code: code.to_string(),
             message: message.to_string(),
             recoverable: code == "retry",
         },
+        Event::Limited {
+            kind,
+            words,
+            not_before,
+        } => Body::Limited {
+            kind: kind.as_str().to_string(),
+            message: crate::agent::cut(words, 300),
+            not_before,
+        },
+        Event::Spent { usd, tokens } => Body::Spent { usd, tokens },
     }
 }
 
@@ -259,6 +272,7 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
         cost_usd: r.report.cost_usd,
         input_tokens: r.report.input_tokens,
         output_tokens: r.report.output_tokens,
+        not_before: r.not_before,
     });
     // No descendant outlives the executor.
     process::signal_descendants(libc::SIGKILL, true);
@@ -299,6 +313,11 @@ fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story::Job, Limits, Boar
         idle: (a.idle_timeout_ms > 0).then(|| Duration::from_millis(a.idle_timeout_ms)),
         retries: a.retries,
         retry_delay: Duration::from_millis(a.retry_delay_ms),
+        budget: crate::governor::Budget {
+            usd: args.budget_usd,
+            tokens: args.budget_tokens,
+        },
+        pricing: a.pricing,
     };
     Ok((job, limits, Board::of(&config)))
 }

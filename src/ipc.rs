@@ -78,6 +78,10 @@ pub enum Body {
         input_tokens: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output_tokens: Option<u64>,
+        /// Optional: failed at a usage cap that lifts at this time (ms
+        /// since the epoch), as the agent's CLI said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before: Option<u64>,
     },
     /// Beyond SPEC §6 (additive): one phase (or one round of it) ended.
     /// The runner records it on the board: the section file, the
@@ -96,6 +100,22 @@ pub enum Body {
         /// `st_dev` and `st_ino` of the worktree, 0 when it cannot be seen.
         dev: u64,
         ino: u64,
+    },
+    /// Beyond SPEC §6 (additive): the agent's CLI is rate limited
+    /// (`rate_limit`), its service overloaded (`overloaded`), or its
+    /// account at a usage cap (`usage_cap`, lifting at `not_before`, ms
+    /// since the epoch, when it said), as it happens.
+    Limited {
+        kind: String,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before: Option<u64>,
+    },
+    /// Beyond SPEC §6 (additive): what the story has spent so far in this
+    /// run (USD where known, tokens in and out).
+    Spent {
+        usd: f64,
+        tokens: u64,
     },
     HealthCheck,
     Shutdown {
@@ -126,6 +146,10 @@ pub struct PhaseResult {
     pub input_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tokens: Option<u64>,
+    /// Where `cost_usd` came from: `cli`, or `pricing` (its tokens at
+    /// `agent.pricing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -344,6 +368,16 @@ mod tests {
             cost_usd: Some(0.25),
             input_tokens: Some(10),
             output_tokens: Some(2),
+            not_before: Some(1_796_539_499_000),
+        });
+        roundtrip(Body::Limited {
+            kind: "usage_cap".into(),
+            message: "You've hit your session limit".into(),
+            not_before: Some(1_796_539_499_000),
+        });
+        roundtrip(Body::Spent {
+            usd: 0.25,
+            tokens: 1200,
         });
         roundtrip(Body::PhaseResult(PhaseResult {
             phase: "review".into(),
@@ -352,9 +386,10 @@ mod tests {
             output: Some("CHANGES REQUESTED\nadd a test".into()),
             verdict: Some("changes_requested".into()),
             duration_ms: 1500,
-            cost_usd: None,
+            cost_usd: Some(0.01),
             input_tokens: Some(1),
             output_tokens: None,
+            cost_from: Some("pricing".into()),
         }));
         roundtrip(Body::HealthCheck);
         roundtrip(Body::Shutdown { grace_ms: 10_000 });

@@ -17,6 +17,7 @@ mod demo;
 mod error;
 mod executor;
 mod git;
+mod governor;
 mod ipc;
 mod land;
 mod launch;
@@ -163,6 +164,7 @@ fn run_cli(cli: cli::Cli) -> Result<(), Error> {
         Command::Init(args) => cmd::init::run(dir, &args),
         Command::Add(args) => cmd::add::run(&config()?, &args),
         Command::Status(args) => cmd::status::run(&config()?, &args),
+        Command::Cost(args) => cmd::cost::run(&config()?, &args),
         Command::Run(args) => cmd::run::run(&config::locate(dir)?, &args, cli.quiet, false),
         Command::Demo(args) => cmd::demo::run(&args, cli.quiet),
         Command::Logs(args) => cmd::logs::run(&config()?, &args),
@@ -212,8 +214,10 @@ pub fn main() {
                 Ok(()) => 0,
                 Err(e) => {
                     // A command that already said what went wrong has no message left.
-                    if let Some(m) = e.message() {
-                        errln!("ai-sdlc: error: {m}");
+                    match (&e, e.message()) {
+                        (Error::TryLater(_), Some(m)) => errln!("ai-sdlc: {m}"),
+                        (_, Some(m)) => errln!("ai-sdlc: error: {m}"),
+                        _ => {}
                     }
                     e.code()
                 }

@@ -371,6 +371,20 @@ impl Dir {
         )
     }
 
+    /// Open the regular file `name` for appending, made when missing
+    /// (never through a symlink, never a FIFO or a device).
+    pub fn open_append(&self, name: &str) -> io::Result<File> {
+        let file = self.open_file(
+            name,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_NONBLOCK,
+            0o666,
+        )?;
+        if !file.metadata()?.is_file() {
+            return Err(link_refused(&self.path.join(name)));
+        }
+        Ok(file)
+    }
+
     /// The mode bits of `name` when it is a regular file.
     fn mode_of(&self, name: &str) -> Option<u32> {
         let st = self.lstat(name).ok()?;

@@ -20,6 +20,8 @@ pub enum Why {
     Idle,
     /// The executor cannot work where it runs (another node's filesystem).
     Misplaced,
+    /// The story spent its budget.
+    OverBudget,
 }
 
 impl Why {
@@ -30,6 +32,7 @@ impl Why {
             Why::TimeLimit => "time limit reached",
             Why::Idle => "printed nothing for too long",
             Why::Misplaced => "it cannot work where it runs",
+            Why::OverBudget => "over budget",
         }
     }
 }
@@ -185,7 +188,7 @@ mod tests {
     #[test]
     fn a_fault_stops_with_its_own_reason_and_a_shutdown_outranks_it() {
         let t = Instant::now();
-        for why in [Why::TimeLimit, Why::Idle, Why::Misplaced] {
+        for why in [Why::TimeLimit, Why::Idle, Why::Misplaced, Why::OverBudget] {
             let (s, a) = next(Stage::Running, seen(t, State::Running, Some(why)), GRACE);
             assert_eq!((s.why(), a), (Some(why), Some(Action::Terminate)));
             assert_eq!(s.due(), Some(t + GRACE));

@@ -100,7 +100,9 @@ pub fn parse_iso(s: &str) -> Option<u64> {
     let s = s.trim();
     let num = |a: usize, b: usize| -> Option<i64> {
         let t = s.get(a..b)?;
-        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
     };
     if s.len() < 20 || s.as_bytes().get(4) != Some(&b'-') || s.as_bytes().get(10) != Some(&b'T') {
         return None;
@@ -190,16 +192,28 @@ mod tests {
         for ms in [0, 1_709_210_096_000, 1_796_539_499_000] {
             assert_eq!(parse_iso(&iso_seconds(ms)), Some(ms));
         }
-        assert_eq!(parse_iso("2024-02-29T12:34:56.789Z"), Some(1_709_210_096_789));
+        assert_eq!(
+            parse_iso("2024-02-29T12:34:56.789Z"),
+            Some(1_709_210_096_789)
+        );
         assert_eq!(
             parse_iso("2026-12-06T03:00:00+01:00"),
             parse_iso("2026-12-06T02:00:00Z")
         );
-        for bad in ["", "tomorrow", "2026-13-01T00:00:00Z", "2026-12-06 03:00:00Z", "2026-12-06T03:00:00"] {
+        for bad in [
+            "",
+            "tomorrow",
+            "2026-13-01T00:00:00Z",
+            "2026-12-06 03:00:00Z",
+            "2026-12-06T03:00:00",
+        ] {
             assert_eq!(parse_iso(bad), None, "{bad}");
         }
         assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 28), 2);
+        assert_eq!(
+            days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 28),
+            2
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod demo;
 mod executor;
 mod hardening;
 mod land;
+mod limits;
 mod manage;
 mod orchestrator;
 mod presets;

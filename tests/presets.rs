@@ -11,7 +11,7 @@ const STANDINS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents/bin");
 
 /// A repo whose agent is `preset`, with one ready story whose body says
 /// `body` (a `stand-in: <mode>` line picks the stand-in's behaviour).
-fn preset_repo(preset: &str, agent: Value, body: &str) -> TestRepo {
+pub(crate) fn preset_repo(preset: &str, agent: Value, body: &str) -> TestRepo {
     let repo = TestRepo::new();
     let mut agent = agent;
     agent["preset"] = Value::from(preset);
@@ -42,7 +42,11 @@ fn standin_env(repo: &TestRepo) -> Vec<(String, String)> {
     ]
 }
 
-fn run_with(repo: &TestRepo, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
+pub(crate) fn run_with(
+    repo: &TestRepo,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> std::process::Output {
     let mut env = standin_env(repo);
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -622,30 +626,4 @@ fn a_later_phase_gets_what_the_earlier_ones_said() {
         "{}",
         repo.read_story("S-0001")
     );
-}
-
-#[test]
-fn a_usage_cap_blocks_in_the_clis_words_and_is_never_retried() {
-    let repo = preset_repo(
-        "codex",
-        serde_json::json!({"retries": 3, "retryDelay": 100}),
-        "stand-in: quota",
-    );
-    repo.story("S-0002", "Other", 20, "ready", "");
-    let out = run_with(
-        &repo,
-        &["run", "--max", "2", "--json"],
-        &[("STANDIN_CODEX_LOGGED_IN", "1")],
-    );
-    let err = stderr(&out);
-    expect_code(&out, 1);
-    let reason = repo.blocked_reason("S-0001");
-    assert!(
-        reason.contains("You’ve hit your usage limit") && reason.contains("usage limit reached"),
-        "{reason}"
-    );
-    assert!(!err.contains("retry 1"), "a usage cap was retried:\n{err}");
-    assert_eq!(repo.status("S-0002"), "ready", "{err}");
-    assert!(err.contains("which would fail every story"), "{err}");
-    assert_eq!(json(&out)["results"][0]["failure"], "usage_cap");
 }

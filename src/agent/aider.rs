@@ -128,6 +128,11 @@ impl Reader for Aider {
         Line::raw()
     }
 
+    fn usage(&self) -> (Option<f64>, Option<u64>, Option<u64>) {
+        let r = &self.report;
+        (r.cost_usd, r.input_tokens, r.output_tokens)
+    }
+
     fn report(&self) -> Report {
         self.report.clone()
     }

@@ -23,6 +23,9 @@ pub struct Claude {
     /// A `rate_limit_event` said the plan's usage limit is reached (with
     /// when it resets, if it said): the failure that follows is a cap.
     capped: Option<Option<u64>>,
+    /// The API messages counted so far (each repeats its usage on every
+    /// content block it streams).
+    counted: Vec<String>,
 }
 
 impl Claude {
@@ -31,6 +34,7 @@ impl Claude {
             worktree,
             report: Report::default(),
             capped: None,
+            counted: Vec::new(),
         }
     }
 
@@ -50,6 +54,33 @@ impl Claude {
         } else {
             Line::hidden().limited(FailureKind::RateLimit)
         }
+    }
+
+    /// Tokens as they stream: each API message's usage, once (the result
+    /// then gives the totals, and the cost).
+    fn count(&mut self, message: &Value) {
+        let Some(id) = str_at(message, &["id"]) else {
+            return;
+        };
+        if self.counted.iter().any(|c| c == id) || self.counted.len() >= 10_000 {
+            return;
+        }
+        self.counted.push(id.to_string());
+        let u = &message["usage"];
+        let input = [
+            "input_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+        ]
+        .iter()
+        .filter_map(|k| u64_at(u, &[k]))
+        .reduce(|a, b| a + b);
+        let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(x), Some(y)) => Some(x + y),
+            (x, y) => x.or(y),
+        };
+        self.report.input_tokens = add(self.report.input_tokens, input);
+        self.report.output_tokens = add(self.report.output_tokens, u64_at(u, &["output_tokens"]));
     }
 
     /// The failure of a result or an assistant error: a cap when an event
@@ -93,6 +124,7 @@ impl Reader for Claude {
         };
         match str_at(&v, &["type"]) {
             Some("assistant") => {
+                self.count(&v["message"]);
                 if let Some(err) = str_at(&v, &["error"]) {
                     // `authentication_failed`, `rate_limit`, ...: the text says it in words.
                     let text = v["message"]["content"][0]["text"].as_str().unwrap_or(err);
@@ -124,7 +156,14 @@ impl Reader for Claude {
                 self.report.input_tokens = input;
                 self.report.output_tokens = u64_at(usage, &["output_tokens"]);
                 self.report.cost_usd = v["total_cost_usd"].as_f64();
-                if v["is_error"] == true {
+                if v["subtype"] == "error_max_budget_usd" {
+                    // It stopped itself at --max-budget-usd.
+                    let spent = self.report.cost_usd.unwrap_or(0.0);
+                    self.report.failure = Some((
+                        FailureKind::OverBudget,
+                        format!("over budget: ${spent:.2} spent, its --max-budget-usd reached"),
+                    ));
+                } else if v["is_error"] == true {
                     let msg = if text.is_empty() {
                         str_at(&v, &["subtype"]).unwrap_or("error").to_string()
                     } else {
@@ -168,6 +207,11 @@ impl Reader for Claude {
 
     fn report(&self) -> Report {
         self.report.clone()
+    }
+
+    fn usage(&self) -> (Option<f64>, Option<u64>, Option<u64>) {
+        let r = &self.report;
+        (r.cost_usd, r.input_tokens, r.output_tokens)
     }
 }
 
@@ -218,7 +262,10 @@ mod tests {
         let r = c.report();
         let (kind, words) = r.failure.clone().unwrap();
         assert_eq!(kind, FailureKind::UsageCap);
-        assert!(words.starts_with("You've hit your session limit · resets"), "{words}");
+        assert!(
+            words.starts_with("You've hit your session limit · resets"),
+            "{words}"
+        );
         assert_eq!(r.resets_at, Some(1_796_539_499));
         assert_eq!(r.cap_lifts_at(1_796_536_000), Some(1_796_539_499));
         assert_eq!(limited, vec![FailureKind::UsageCap]);
@@ -249,7 +296,7 @@ mod tests {
         let r = c.report();
         assert_eq!(r.failure.as_ref().unwrap().0, FailureKind::UsageCap);
         assert_eq!(r.resets_at, None);
-        // 2026-12-08T14:20:00Z
-        assert_eq!(r.cap_lifts_at(1_796_536_020), Some(1_796_739_600));
+        // 2026-12-08T14:21:00Z: the end of the minute it names.
+        assert_eq!(r.cap_lifts_at(1_796_536_020), Some(1_796_739_660));
     }
 }

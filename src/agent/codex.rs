@@ -97,6 +97,11 @@ impl Reader for Codex {
         }
     }
 
+    fn usage(&self) -> (Option<f64>, Option<u64>, Option<u64>) {
+        let r = &self.report;
+        (r.cost_usd, r.input_tokens, r.output_tokens)
+    }
+
     fn report(&self) -> Report {
         self.report.clone()
     }
@@ -158,9 +163,9 @@ mod tests {
         let (kind, words) = r.failure.clone().unwrap();
         assert_eq!(kind, FailureKind::UsageCap);
         assert!(words.contains("try again at 7:49 AM."), "{words}");
-        // Captured at 2026-12-06T05:47Z, in UTC: 07:49 that day.
+        // Captured at 2026-12-06T05:47Z, in UTC: 07:49 that day, to the minute's end.
         let at = crate::agent::resets::reset_time(&words, 1_796_536_020, &|_| 0);
-        assert_eq!(at, Some(1_796_543_340));
+        assert_eq!(at, Some(1_796_543_400));
     }
 
     #[test]

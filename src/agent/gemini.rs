@@ -44,7 +44,9 @@ impl Reader for Gemini {
             // it retries by itself, printing nothing else meanwhile.
             if stderr && l.starts_with("Attempt ") && l.contains("Retrying") {
                 return match super::classify(l) {
-                    k @ (FailureKind::RateLimit | FailureKind::Overloaded) => Line::raw().limited(k),
+                    k @ (FailureKind::RateLimit | FailureKind::Overloaded) => {
+                        Line::raw().limited(k)
+                    }
                     _ => Line::raw(),
                 };
             }
@@ -101,6 +103,11 @@ impl Reader for Gemini {
             Some("error") => Line::show(str_at(&v, &["message"]).unwrap_or("")),
             _ => Line::hidden(),
         }
+    }
+
+    fn usage(&self) -> (Option<f64>, Option<u64>, Option<u64>) {
+        let r = &self.report;
+        (r.cost_usd, r.input_tokens, r.output_tokens)
     }
 
     fn report(&self) -> Report {

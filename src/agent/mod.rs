@@ -140,6 +140,8 @@ pub enum FailureKind {
     RateLimit,
     Overloaded,
     Network,
+    /// The story's budget is spent (the CLI's own limit, or the runner's).
+    OverBudget,
     /// Anything else the CLI called an error.
     Other,
 }
@@ -152,16 +154,18 @@ impl FailureKind {
             FailureKind::RateLimit => "rate_limit",
             FailureKind::Overloaded => "overloaded",
             FailureKind::Network => "network",
+            FailureKind::OverBudget => "over_budget",
             FailureKind::Other => "other",
         }
     }
 
-    pub const ALL: [FailureKind; 6] = [
+    pub const ALL: [FailureKind; 7] = [
         FailureKind::Auth,
         FailureKind::UsageCap,
         FailureKind::RateLimit,
         FailureKind::Overloaded,
         FailureKind::Network,
+        FailureKind::OverBudget,
         FailureKind::Other,
     ];
 
@@ -177,9 +181,11 @@ impl FailureKind {
         )
     }
 
-    /// True of the account, not of one story: no other story will do better.
+    /// True of the account, not of one story, until a person acts: no
+    /// other story will do better. (A usage cap lifts by itself: the run
+    /// waits for it instead.)
     pub fn account_wide(self) -> bool {
-        matches!(self, FailureKind::Auth | FailureKind::UsageCap)
+        self == FailureKind::Auth
     }
 
     /// In words, for people.
@@ -190,6 +196,7 @@ impl FailureKind {
             FailureKind::RateLimit => "rate limited",
             FailureKind::Overloaded => "the service is overloaded",
             FailureKind::Network => "network error",
+            FailureKind::OverBudget => "over budget",
             FailureKind::Other => "the agent reported an error",
         }
     }
@@ -293,6 +300,8 @@ pub struct Report {
     /// When a usage cap lifts (seconds since the epoch), where the CLI
     /// said it in its structured output.
     pub resets_at: Option<u64>,
+    /// `cost_usd` is its tokens at `agent.pricing`, not the CLI's figure.
+    pub priced: bool,
 }
 
 impl Report {
@@ -338,6 +347,7 @@ impl Report {
         self.input_tokens = sum(self.input_tokens, other.input_tokens);
         self.output_tokens = sum(self.output_tokens, other.output_tokens);
         self.cost_usd = sum(self.cost_usd, other.cost_usd);
+        self.priced |= other.priced;
     }
 }
 
@@ -391,6 +401,13 @@ impl Line {
 pub trait Reader: Send {
     fn line(&mut self, stderr: bool, line: &str) -> Line;
     fn report(&self) -> Report;
+    /// What the phase has spent so far, as the CLI reported it: cost,
+    /// input and output tokens (cheap: asked after every line when a
+    /// budget is set).
+    fn usage(&self) -> (Option<f64>, Option<u64>, Option<u64>) {
+        let r = self.report();
+        (r.cost_usd, r.input_tokens, r.output_tokens)
+    }
 }
 
 /// The `command` preset: any program; its output is shown as is, and the

@@ -55,6 +55,11 @@ impl Reader for Opencode {
         self.event(&v)
     }
 
+    fn usage(&self) -> (Option<f64>, Option<u64>, Option<u64>) {
+        let r = &self.report;
+        (r.cost_usd, r.input_tokens, r.output_tokens)
+    }
+
     fn report(&self) -> Report {
         let mut r = self.report.clone();
         // Its logs (another pipe, read in another order) say what it meant.

@@ -9,13 +9,16 @@
 //!   `… try again at Dec 8th, 2026 2:20 PM.`
 //!
 //! Both print the agent's local time, which is ours (it inherits our
-//! environment); Claude names the zone, and `UTC` is read as such.
+//! environment); Claude names the zone, and `UTC` is read as such. Both
+//! drop the seconds: the cap lifts within the minute named, so the time
+//! returned is that minute's end.
 
 const MONTHS: [&str; 12] = [
     "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
 ];
 
-/// The reset time (seconds since the epoch) in `text`, if it says one.
+/// The reset time (seconds since the epoch) in `text`, if it says one:
+/// the end of the minute it names.
 /// `now` is the time now; `offset(t)` the local zone's offset east of UTC
 /// in seconds at `t`.
 pub fn reset_time(text: &str, now: i64, offset: &dyn Fn(i64) -> i64) -> Option<i64> {
@@ -57,11 +60,9 @@ pub fn reset_time(text: &str, now: i64, offset: &dyn Fn(i64) -> i64) -> Option<i
     let off = |t: i64| if utc { 0 } else { offset(t) };
     let local_now = now + off(now);
     let this_year = crate::time::year_of((local_now.max(0) as u64) * 1000);
-    let at_local = |y: i64, m: u32, d: u32| {
-        crate::time::days_from_civil(y, m, d) * 86_400 + clock
-    };
+    let at_local = |y: i64, m: u32, d: u32| crate::time::days_from_civil(y, m, d) * 86_400 + clock;
     let to_utc = |local: i64| local - off(local - off(now));
-    Some(match (month, day) {
+    let minute_start = match (month, day) {
         (Some(m), Some(d)) => {
             let mut t = to_utc(at_local(year.unwrap_or(this_year), m, d));
             // A date without a year that is well past is next year's.
@@ -71,15 +72,17 @@ pub fn reset_time(text: &str, now: i64, offset: &dyn Fn(i64) -> i64) -> Option<i
             t
         }
         _ => {
-            // A time of day alone: the next time the clock shows it.
+            // A time of day alone: the next time the clock shows it (this
+            // very minute included).
             let midnight = local_now - local_now.rem_euclid(86_400);
             let mut t = to_utc(midnight + clock);
-            if t <= now {
+            if t + 60 <= now {
                 t = to_utc(midnight + 86_400 + clock);
             }
             t
         }
-    })
+    };
+    Some(minute_start + 60)
 }
 
 /// Seconds after midnight of `4pm`, `6:44am`, `7:49 AM`, `14:20`.
@@ -137,29 +140,29 @@ mod tests {
         let s = |t: &str| Some(t.to_string());
         assert_eq!(
             utc("You've hit your session limit · resets 6:44am (UTC)"),
-            s("2026-12-06T06:44:00Z")
+            s("2026-12-06T06:45:00Z")
         );
         // Earlier than now today: tomorrow.
         assert_eq!(
             utc("You've hit your session limit · resets 4am (UTC)"),
-            s("2026-12-07T04:00:00Z")
+            s("2026-12-07T04:01:00Z")
         );
         assert_eq!(
             berlin("You've hit your session limit · resets 4:06pm (Europe/Berlin)"),
-            s("2026-12-06T15:06:00Z")
+            s("2026-12-06T15:07:00Z")
         );
         assert_eq!(
             berlin("You've hit your weekly limit · resets Dec 8, 2:20pm (Europe/Berlin)"),
-            s("2026-12-08T13:20:00Z")
+            s("2026-12-08T13:21:00Z")
         );
         assert_eq!(
             berlin("You've hit your usage limit · resets Jan 3, 2027, 4pm (Europe/Berlin)"),
-            s("2027-01-03T15:00:00Z")
+            s("2027-01-03T15:01:00Z")
         );
         // UTC is UTC, whatever our own zone.
         assert_eq!(
             berlin("You've hit your session limit · resets 6:44am (UTC)"),
-            s("2026-12-06T06:44:00Z")
+            s("2026-12-06T06:45:00Z")
         );
     }
 
@@ -167,17 +170,29 @@ mod tests {
     fn codexs_forms_read_in_local_time() {
         let s = |t: &str| Some(t.to_string());
         assert_eq!(
-            utc("You’ve hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/pro), visit https://chatgpt.com/settings/usage to purchase more credits or try again at 7:49 AM."),
-            s("2026-12-06T07:49:00Z")
+            utc(
+                "You’ve hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/pro), visit https://chatgpt.com/settings/usage to purchase more credits or try again at 7:49 AM."
+            ),
+            s("2026-12-06T07:50:00Z")
         );
         assert_eq!(
-            berlin("You’ve hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/pro), visit https://chatgpt.com/settings/usage to purchase more credits or try again at Dec 8th, 2026 2:20 PM."),
-            s("2026-12-08T13:20:00Z")
+            berlin(
+                "You’ve hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/pro), visit https://chatgpt.com/settings/usage to purchase more credits or try again at Dec 8th, 2026 2:20 PM."
+            ),
+            s("2026-12-08T13:21:00Z")
         );
         assert_eq!(
             utc("You’ve hit your usage limit. Try again at 12:05 AM."),
-            s("2026-12-07T00:05:00Z")
+            s("2026-12-07T00:06:00Z")
         );
+    }
+
+    #[test]
+    fn this_minute_is_today_and_a_minute_past_is_tomorrow() {
+        let s = |t: &str| Some(t.to_string());
+        // NOW is 05:47:00.
+        assert_eq!(utc("try again at 5:47 AM."), s("2026-12-06T05:48:00Z"));
+        assert_eq!(utc("try again at 5:46 AM."), s("2026-12-07T05:47:00Z"));
     }
 
     #[test]

@@ -93,6 +93,9 @@ pub struct Story {
     /// The commit its branch started from (its dependencies' work, or the
     /// base), when this tool made the branch.
     pub base_ref: Option<String>,
+    /// Not to start before this time (ms since the epoch): parked at a
+    /// usage cap until it lifts (SPEC §15).
+    pub not_before: Option<u64>,
     /// The story's `story.md`, absolute.
     pub path: PathBuf,
 }
@@ -255,6 +258,12 @@ pub fn parse_story(text: &str, path: &Path, folder: &str) -> Result<Story, Strin
         pr_base: opt_string(&map, "pr_base")?,
         merged_at: opt_string(&map, "merged_at")?,
         base_ref: opt_string(&map, "base_ref")?,
+        not_before: match opt_string(&map, "not_before")? {
+            None => None,
+            Some(t) => Some(crate::time::parse_iso(&t).ok_or_else(|| {
+                format!("field `not_before` must be a UTC time like 2026-12-06T03:00:00Z, got {t:?}; fix it or remove the line")
+            })?),
+        },
         path: path.to_path_buf(),
         slug,
         id,

@@ -14,6 +14,8 @@ pub enum Outcome {
     TimedOut,
     Cancelled,
     Skipped,
+    /// Stopped at a usage cap: `ready` again, not before the cap lifts.
+    Parked,
 }
 
 impl Outcome {
@@ -24,6 +26,7 @@ impl Outcome {
             Outcome::TimedOut => "timed_out",
             Outcome::Cancelled => "cancelled",
             Outcome::Skipped => "skipped",
+            Outcome::Parked => "parked",
         }
     }
 
@@ -37,15 +40,22 @@ impl Outcome {
 }
 
 /// The fields a run's outcome writes (SPEC §5): `status`, the time
-/// stamps, `blocked_reason` for a failure, and `last_run`. A skipped
-/// story is left as it is.
+/// stamps, `blocked_reason` for a failure, and `last_run`; a parked
+/// story's `not_before` (SPEC §15). A skipped story is left as it is.
 pub fn outcome_patch(
     outcome: Outcome,
     now: &str,
     reason: &str,
     last_run: Value,
+    not_before: Option<&str>,
 ) -> Vec<Change<'static>> {
     match outcome {
+        Outcome::Parked => vec![
+            ("status", text(Status::Ready.as_str())),
+            ("not_before", not_before.and_then(text)),
+            ("updated", text(now)),
+            ("last_run", Some(last_run)),
+        ],
         Outcome::Succeeded => vec![
             ("status", text(Status::Done.as_str())),
             ("finished_at", text(now)),
@@ -90,7 +100,7 @@ mod tests {
     #[test]
     fn each_outcome_writes_what_the_spec_table_says() {
         let now = "2026-12-06T00:00:00Z";
-        let table: [(Outcome, &[&str]); 5] = [
+        let table: [(Outcome, &[&str]); 6] = [
             (
                 Outcome::Succeeded,
                 &[
@@ -131,6 +141,15 @@ mod tests {
                 ],
             ),
             (Outcome::Skipped, &[]),
+            (
+                Outcome::Parked,
+                &[
+                    "status=ready",
+                    "not_before=2026-12-06T03:00:00Z",
+                    "updated=2026-12-06T00:00:00Z",
+                    "last_run={..}",
+                ],
+            ),
         ];
         for (outcome, want) in table {
             let got = outcome_patch(
@@ -138,6 +157,7 @@ mod tests {
                 now,
                 "phase implement exited with code 1",
                 Value::Map(Vec::new()),
+                Some("2026-12-06T03:00:00Z"),
             );
             assert_eq!(shown(&got), want, "{outcome:?}");
         }

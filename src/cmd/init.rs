@@ -10,7 +10,11 @@ use crate::process;
 use std::io::{self, Write};
 use std::path::Path;
 
-const GITIGNORE_LINES: [&str; 2] = [".ai-sdlc/worktrees/", ".ai-sdlc/stories/*/logs/"];
+const GITIGNORE_LINES: [&str; 3] = [
+    ".ai-sdlc/worktrees/",
+    ".ai-sdlc/stories/*/logs/",
+    ".ai-sdlc/spend.jsonl",
+];
 
 /// `.gitignore` is at most this big for `init` to extend it.
 const MAX_GITIGNORE: u64 = 1 << 20;

@@ -4,6 +4,7 @@
 //! from `Error::code` in `lib.rs`.
 
 pub mod add;
+pub mod cost;
 pub mod demo;
 pub mod doctor;
 pub mod init;

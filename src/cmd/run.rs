@@ -9,6 +9,7 @@ use crate::report::{self, Sink};
 use crate::runner::plan::PlannedPhase;
 use crate::runner::{self, Plan, Settings};
 use crate::shutdown;
+use crate::story::Outcome;
 use std::path::Path;
 
 /// `assume_trusted`: this process wrote the repo's config (the demo).
@@ -102,6 +103,23 @@ fn status(results: &[report::StoryResult]) -> Result<(), Error> {
         || results.iter().any(|r| r.unrecorded.is_some())
     {
         return Err(Error::Reported);
+    }
+    // Stopped at a usage cap (`--no-wait`): nothing failed, but not done.
+    let capped = results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Parked || r.reason == Some("usage_cap"))
+        .count();
+    if capped > 0 {
+        let when = results
+            .iter()
+            .filter_map(|r| r.not_before)
+            .min()
+            .map(|t| crate::time::local_clock(t, crate::time::now_ms()));
+        return Err(Error::TryLater(format!(
+            "{capped} {} stopped at the agent's usage cap; run again {}",
+            if capped == 1 { "story" } else { "stories" },
+            when.map_or("later".to_string(), |w| format!("after {w}"))
+        )));
     }
     Ok(())
 }

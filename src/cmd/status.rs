@@ -26,6 +26,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<(), Error> {
                     "labels": s.labels, "epic": s.epic, "dependencies": s.dependencies,
                     "slug": s.slug, "branch": s.branch, "worktree_path": s.worktree_path,
                     "pr_url": s.pr_url, "merged_at": s.merged_at,
+                    "not_before": s.not_before.map(crate::time::iso_seconds),
                     "blocked_reason": s.blocked_reason,
                     "stuck": (s.status != Status::Done && s.status != Status::Blocked)
                         .then(|| board::stuck(s, &scan)).flatten(),
@@ -113,6 +114,7 @@ fn print_board(
             } else {
                 s.title.clone()
             };
+            let now = crate::time::now_ms();
             let note = match s.status {
                 Status::InProgress if held(s) => "running (claimed by a runner)".to_string(),
                 Status::InProgress if !s.run_by_us() => {
@@ -131,6 +133,10 @@ fn print_board(
                     (None, Some(u)) => format!("PR {u}"),
                     (None, None) => String::new(),
                 },
+                Status::Ready if s.not_before.is_some_and(|t| t > now) => format!(
+                    "parked until {} (a usage cap); `run` starts it then, `run --force` now",
+                    crate::time::local_clock(s.not_before.unwrap_or(0), now)
+                ),
                 _ if !s.dependencies.is_empty() => board::stuck(s, scan)
                     .unwrap_or_else(|| format!("after {}", s.dependencies.join(", "))),
                 _ => String::new(),

@@ -37,6 +37,13 @@ pub struct Dashboard {
     dirty: bool,
     /// Elapsed times change every second: redraw for them too.
     last_second: u64,
+    parked: usize,
+    /// The run waits for the agent's usage cap to lift (until, why).
+    paused: Option<(u64, String)>,
+    /// How many may run at once, when a rate limit lowered it.
+    concurrency: Option<usize>,
+    /// Spent against the budget.
+    spent: Option<String>,
 }
 
 fn width() -> usize {
@@ -80,6 +87,10 @@ impl Dashboard {
             live: 0,
             dirty: true,
             last_second: 0,
+            parked: 0,
+            paused: None,
+            concurrency: None,
+            spent: None,
         }
     }
 
@@ -147,15 +158,31 @@ impl Dashboard {
 
     fn footer(&self, w: usize) -> String {
         let running = self.rows.len();
-        let ended = self.done + self.failed + self.skipped + self.cancelled;
+        let ended = self.done + self.failed + self.skipped + self.cancelled + self.parked;
         let queued = self.total.saturating_sub(running + ended);
-        let cancelled = if self.cancelled > 0 {
-            format!(" · cancelled {}", self.cancelled)
-        } else {
-            String::new()
-        };
+        let mut extra = String::new();
+        if self.cancelled > 0 {
+            extra.push_str(&format!(" · cancelled {}", self.cancelled));
+        }
+        if self.parked > 0 {
+            extra.push_str(&format!(" · parked {}", self.parked));
+        }
+        if let Some(n) = self.concurrency {
+            extra.push_str(&format!(" · concurrency {n} (rate limited)"));
+        }
+        if let Some(s) = &self.spent {
+            extra.push_str(&format!(" · spent {s}"));
+        }
+        if let Some((until, why)) = &self.paused {
+            let now = crate::time::now_ms();
+            extra.push_str(&format!(
+                " · paused: {why}, resumes {} (in {})",
+                crate::time::local_clock(*until, now),
+                human_duration(until.saturating_sub(now))
+            ));
+        }
         let text = format!(
-            "queued {queued} · running {running} · done {} · failed {} · skipped {}{cancelled} · {}",
+            "queued {queued} · running {running} · done {} · failed {} · skipped {}{extra} · {}",
             self.done,
             self.failed,
             self.skipped,
@@ -203,6 +230,10 @@ impl Dashboard {
             Outcome::Cancelled => {
                 self.cancelled += 1;
                 ("·", "33")
+            }
+            Outcome::Parked => {
+                self.parked += 1;
+                ("‖", "33")
             }
             _ => {
                 self.failed += 1;
@@ -269,6 +300,9 @@ impl Sink for Dashboard {
                 self.scroll.push(painted);
             }
             Note::Finished(r) => self.finished(&r),
+            Note::Paused(until, why) => self.paused = until.map(|t| (t, why)),
+            Note::Concurrency(n) => self.concurrency = Some(n),
+            Note::Spent(s) => self.spent = Some(s),
         }
     }
 

@@ -73,6 +73,13 @@ pub enum Note {
         text: String,
     },
     Finished(Box<StoryResult>),
+    /// The run waits for the agent's usage cap to lift at this time (ms
+    /// since the epoch), and why; `None`: it no longer waits.
+    Paused(Option<u64>, String),
+    /// How many stories may run at once now (after a rate limit).
+    Concurrency(usize),
+    /// What the run has spent, against its budget: "$0.42 of $2.00".
+    Spent(String),
 }
 
 /// One story's line in the summary and in `--json`.
@@ -117,9 +124,19 @@ pub struct StoryResult {
     pub failure: Option<crate::agent::FailureKind>,
     /// The commit the runner made of the agent's work.
     pub commit: Option<String>,
+    /// Parked at a usage cap: when it may start again.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "iso_time")]
+    pub not_before: Option<u64>,
     /// Time and cost of each phase (and round) that ran.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<PhaseTime>,
+}
+
+fn iso_time<S: serde::Serializer>(t: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(ms) => s.serialize_str(&crate::time::iso_seconds(*ms)),
+        None => s.serialize_none(),
+    }
 }
 
 /// `worktree_kept` (SPEC §7), and `worktree_parked: true` for a parked one.
@@ -158,6 +175,7 @@ impl StoryResult {
         r.final_message = run.report.final_message;
         r.failure = run.failure;
         r.commit = run.commit;
+        r.not_before = run.not_before;
         r
     }
 
@@ -185,6 +203,7 @@ impl StoryResult {
             final_message: None,
             failure: None,
             commit: None,
+            not_before: None,
             phases: Vec::new(),
         }
     }
@@ -302,7 +321,9 @@ impl Sink for Plain {
             Note::Warn { id: Some(id), text } => writeln!(err, "[{id}] warning: {text}"),
             Note::Warn { id: None, text } => writeln!(err, "ai-sdlc: warning: {text}"),
             Note::Finished(r) => writeln!(err, "[{}] {}", r.id, finished_line(&r)),
-            Note::Planned { .. } => Ok(()),
+            Note::Planned { .. } | Note::Paused(..) | Note::Concurrency(_) | Note::Spent(_) => {
+                Ok(())
+            }
         };
     }
 }
@@ -417,6 +438,7 @@ pub struct Totals {
     pub timed_out: usize,
     pub cancelled: usize,
     pub skipped: usize,
+    pub parked: usize,
 }
 
 impl Totals {
@@ -429,6 +451,7 @@ impl Totals {
                 Outcome::TimedOut => &mut t.timed_out,
                 Outcome::Cancelled => &mut t.cancelled,
                 Outcome::Skipped => &mut t.skipped,
+                Outcome::Parked => &mut t.parked,
             } += 1;
         }
         t
@@ -460,6 +483,7 @@ pub fn json(results: &[StoryResult], duration_ms: u64) -> String {
         "timed_out": t.timed_out,
         "cancelled": t.cancelled,
         "skipped": t.skipped,
+        "parked": t.parked,
         "duration_ms": duration_ms,
         "cost_usd": usage.cost_usd,
         "input_tokens": usage.input_tokens,
@@ -477,8 +501,12 @@ pub fn summary(results: &[StoryResult], duration_ms: u64, width: Option<usize>) 
         .usage_text()
         .map(|u| format!("; {u}"))
         .unwrap_or_default();
+    let parked = match t.parked {
+        0 => String::new(),
+        n => format!(", {n} parked"),
+    };
     let mut s = format!(
-        "\nSummary: {} succeeded, {} failed, {} timed out, {} cancelled, {} skipped in {}{usage}\n",
+        "\nSummary: {} succeeded, {} failed, {} timed out, {} cancelled, {} skipped{parked} in {}{usage}\n",
         t.succeeded,
         t.failed,
         t.timed_out,

@@ -94,7 +94,7 @@ fn block(ctx: &Ctx, story: &Story, why: String) -> Attempt {
     let last_run = Value::Map(vec![("outcome".into(), Value::Str("failed".into()))]);
     let written = ctx.board.patch(
         &story.id,
-        &outcome_patch(Outcome::Failed, &now, &why, last_run),
+        &outcome_patch(Outcome::Failed, &now, &why, last_run, None),
     );
     let mut r = StoryResult::not_run(story, Outcome::Failed, why);
     if let Err(e) = written {
@@ -120,6 +120,15 @@ fn claim(ctx: &Ctx, queued: &Story) -> Result<(StoryClaim, Story), Attempt> {
     };
     if !runnable(ctx, &story) {
         return Err(Attempt::Gone(format!("it is {} now", story.status)));
+    }
+    if let Some(t) = story
+        .not_before
+        .filter(|t| *t > time::now_ms() && !ctx.force)
+    {
+        return Err(Attempt::Gone(format!(
+            "it is parked at a usage cap until {}",
+            time::iso_seconds(t)
+        )));
     }
     Ok((claim, story))
 }
@@ -283,6 +292,8 @@ impl<'a> Run<'a> {
             // Says that this tool runs it: an in-progress story without it is
             // a stage of the TS tool, never "stale".
             ("last_run", Some(running)),
+            // It runs now: whatever parked it is over (or overruled, --force).
+            ("not_before", None),
         ];
         if self.place.worktree.is_some() {
             // Never replace what is set (the TS tool's branch): it is what we used.
@@ -334,6 +345,7 @@ impl<'a> Run<'a> {
         let shown = self.place.worktree.as_ref().map(|w| rel(root, w));
         let mut result = child::run(ctx, &job, &self.log, &self.recorder, shown);
         self.check_git(&mut result);
+        self.park(&mut result);
         self.log_report(&result);
         if result.outcome == Outcome::Succeeded && ctx.config.worktree.commit {
             self.commit(&mut result);
@@ -376,6 +388,29 @@ impl<'a> Run<'a> {
             self.note(&why);
             fail_at(result, "worktree", why);
         }
+    }
+
+    /// A story that stopped at its agent's usage cap is parked, not failed:
+    /// `ready` again, not before the cap lifts (the CLI's word, else
+    /// `governor.capWait`); its worktree, branch and finished phases stay.
+    fn park(&self, result: &mut RunResult) {
+        if result.outcome != Outcome::Failed
+            || result.failure != Some(crate::agent::FailureKind::UsageCap)
+        {
+            return;
+        }
+        let now = time::now_ms();
+        let until = result
+            .not_before
+            .filter(|t| *t > now)
+            .unwrap_or(now + self.ctx.config.governor.cap_wait_ms);
+        result.outcome = Outcome::Parked;
+        result.not_before = Some(until);
+        self.note(&format!(
+            "parked at the usage cap until {}: {}",
+            time::iso_seconds(until),
+            result.error.as_deref().unwrap_or("usage limit reached")
+        ));
     }
 
     /// The agent's final message and usage, into the log.
@@ -421,7 +456,14 @@ impl<'a> Run<'a> {
         let ctx = self.ctx;
         let now = time::iso_seconds(time::now_ms());
         let reason = run.error.clone().unwrap_or_else(|| "failed".into());
-        let mut changes = outcome_patch(run.outcome, &now, &reason, self.last_run(&run));
+        let not_before = run.not_before.map(time::iso_seconds);
+        let mut changes = outcome_patch(
+            run.outcome,
+            &now,
+            &reason,
+            self.last_run(&run),
+            not_before.as_deref(),
+        );
         // The last phase's flag stands whatever the outcome: the phase is done.
         changes.extend(self.recorder.take_pending());
         let reviewed_here = ctx.config.phases.iter().any(|p| p.kind() == Kind::Review);
@@ -496,6 +538,7 @@ impl<'a> Run<'a> {
             (_, true) => return kept("asked to keep worktrees"),
             (Outcome::Cancelled, _) => return kept("run interrupted"),
             (Outcome::TimedOut, _) => return kept("timed out"),
+            (Outcome::Parked, _) => return kept("parked at the usage cap"),
             (Outcome::Succeeded, false) => {}
             _ => return kept("story failed"),
         }
@@ -525,6 +568,8 @@ impl<'a> Run<'a> {
 /// The story failed at `phase` (a step of the runner's own) for `why`.
 fn fail_at(result: &mut RunResult, phase: &str, why: String) {
     result.outcome = Outcome::Failed;
+    // Not the agent's failure, whatever the agent said.
+    result.failure = None;
     result.failed_phase = Some(phase.into());
     result.error = Some(why);
 }

@@ -179,6 +179,8 @@ fn spawn(ctx: &Ctx, job: &Job, log: &Mutex<RunLog>) -> Result<Child, String> {
         workflow: ctx.settings.workflow.clone(),
         commands: Some(ctx.settings.commands.clone()),
         setup: job.has_setup,
+        budget_usd: ctx.settings.story_budget.usd,
+        budget_tokens: ctx.settings.story_budget.tokens,
     };
     let launcher = match ctx.launch.prefix() {
         Some(prefix) => Some(job.expand("launcher", prefix, "")?),
@@ -251,6 +253,7 @@ fn start_reader(
     );
     let every_line = ctx.settings.single_story();
     let launched = !ctx.launch.is_local();
+    let gov = Arc::clone(&ctx.gov);
     let spawned = std::thread::Builder::new()
         .name(format!("ipc-{id}"))
         .stack_size(128 * 1024)
@@ -262,6 +265,7 @@ fn start_reader(
                 notes: &notes,
                 recorder: &recorder,
                 launched,
+                gov: &gov,
             };
             read_child(out, &to, every_line);
             drop(done_tx);
@@ -569,8 +573,10 @@ fn judge(
             cost_usd,
             input_tokens,
             output_tokens,
+            not_before,
             ..
         }) => {
+            r.not_before = not_before;
             r.report = agent::Report {
                 final_message,
                 input_tokens,
@@ -640,6 +646,8 @@ struct To<'a> {
     recorder: &'a Recorder,
     /// Started through a launcher: where it runs is news.
     launched: bool,
+    /// The run's limits, told of rate limits, caps and spend as they come.
+    gov: &'a super::Gov,
 }
 
 /// Put what the executor reported into the story's log and tell the
@@ -649,7 +657,13 @@ fn record(to: &To, body: Body) -> Option<String> {
     let (id, notes, heard) = (to.id, to.notes, to.heard);
     let mut log = logs::lock(to.log);
     match body {
-        Body::PhaseResult(r) => to.recorder.phase(r, &mut log),
+        Body::PhaseResult(r) => {
+            if let Err(e) = to.gov.record_spend(id, &r) {
+                log.note(&format!("the spend ledger: {e}"));
+                log::warn!("[{id}] {e}");
+            }
+            to.recorder.phase(r, &mut log)
+        }
         Body::Log { stream, line, show } => {
             log.line(stream.as_str(), &line);
             // The agent's step stands for a structured line; "" for nothing.
@@ -728,6 +742,25 @@ fn record(to: &To, body: Body) -> Option<String> {
         }
         body @ Body::Complete { .. } => {
             *heard.complete.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
+        }
+        Body::Limited {
+            kind,
+            message,
+            not_before,
+        } => {
+            log.note(&format!("limited ({kind}): {message}"));
+            drop(log);
+            match agent::FailureKind::parse(&kind) {
+                Some(agent::FailureKind::UsageCap) => to.gov.capped(not_before),
+                Some(agent::FailureKind::RateLimit | agent::FailureKind::Overloaded) => {
+                    to.gov.rate_limited(notes, id, &message)
+                }
+                _ => {}
+            }
+        }
+        Body::Spent { usd, tokens } => {
+            to.gov
+                .spent(notes, id, crate::governor::Spend { usd, tokens });
         }
         Body::HealthCheck | Body::Shutdown { .. } => {
             log.line("runner", "ignored a runner-bound message from the executor");
@@ -841,6 +874,7 @@ mod tests {
             cost_usd: Some(0.5),
             input_tokens: None,
             output_tokens: None,
+            not_before: None,
         }
     }
 

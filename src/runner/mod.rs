@@ -17,8 +17,9 @@ use crate::board::{Board, Story, lock};
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::error::Error;
+use crate::governor::{Governor, Hold};
 use crate::report::{Note, Notes, Reporter, Sink, StoryResult};
-use crate::shutdown;
+use crate::{shutdown, time};
 use crossbeam_channel::unbounded;
 use queue::{Move, Queue};
 use std::collections::HashMap;
@@ -49,12 +50,26 @@ pub struct Settings {
     /// The fingerprint of the commands checked as trusted: the executors
     /// refuse a config that names others (edited after the check).
     pub commands: String,
+    /// `--no-wait`: at a usage cap, stop instead of waiting for it to lift.
+    pub no_wait: bool,
+    /// What one story, and the run, may spend (`budget.*`, the flags).
+    pub story_budget: crate::governor::Budget,
+    pub run_budget: crate::governor::Budget,
 }
 
 impl Settings {
     /// The single-story mode: one story in the foreground, its output streamed.
     pub fn single_story(&self) -> bool {
         self.concurrency == 1
+    }
+}
+
+fn dollars(flag: &str, value: &str) -> Result<f64, Error> {
+    match value.trim().trim_start_matches('$').parse::<f64>() {
+        Ok(d) if d.is_finite() && d > 0.0 && d <= 1e9 => Ok(d),
+        _ => Err(Error::usage(format!(
+            "{flag} {value:?}: expected an amount in US dollars greater than 0, like {flag} 2.50"
+        ))),
     }
 }
 
@@ -119,6 +134,21 @@ pub fn settings(config: &Config, args: &RunArgs) -> Result<(Settings, Vec<String
         from: args.from.clone(),
         commands: String::new(),
         pr: args.pr,
+        no_wait: args.no_wait,
+        story_budget: crate::governor::Budget {
+            usd: match &args.budget_story {
+                Some(v) => Some(dollars("--budget-story", v)?),
+                None => config.budget.story,
+            },
+            tokens: config.budget.story_tokens,
+        },
+        run_budget: crate::governor::Budget {
+            usd: match &args.budget_run {
+                Some(v) => Some(dollars("--budget-run", v)?),
+                None => config.budget.run,
+            },
+            tokens: config.budget.run_tokens,
+        },
     };
     Ok((settings, warnings))
 }
@@ -136,6 +166,134 @@ pub struct Ctx {
     pub guard: Option<Arc<crate::git::guard::Guard>>,
     /// How executors are started.
     pub launch: crate::launch::Launch,
+    /// The run's limits: usage caps, rate limits, budgets.
+    pub gov: Arc<Gov>,
+}
+
+/// The run's governor, shared by the dispatcher and the workers' readers
+/// of their executors' messages.
+pub struct Gov {
+    state: std::sync::Mutex<Governor>,
+    /// Wakes the dispatcher when the governor changed its mind.
+    wake: (
+        crossbeam_channel::Sender<()>,
+        crossbeam_channel::Receiver<()>,
+    ),
+    /// The agent, for people and the ledger: `claude`.
+    agent: String,
+    model: Option<String>,
+    cap_wait_ms: u64,
+    /// The board folder, where the spend ledger is.
+    sdlc_dir: std::path::PathBuf,
+    /// Phases that run a command of the config's own, not the agent: they
+    /// spend nothing.
+    agentless: Vec<String>,
+}
+
+impl Gov {
+    pub fn new(config: &Config, settings: &Settings) -> Gov {
+        Gov {
+            state: std::sync::Mutex::new(Governor::new(
+                settings.concurrency,
+                Duration::from_millis(config.governor.rate_quiet_ms),
+                settings.story_budget,
+                settings.run_budget,
+            )),
+            wake: crossbeam_channel::bounded(1),
+            agent: config
+                .agent
+                .preset()
+                .map_or("the agent", |p| p.name())
+                .to_string(),
+            model: config.agent.model.clone(),
+            cap_wait_ms: config.governor.cap_wait_ms,
+            sdlc_dir: config.sdlc_dir(),
+            agentless: config
+                .phases
+                .iter()
+                .filter(|p| p.command.is_some())
+                .map(|p| p.name.clone())
+                .chain([crate::workflow::SETUP.to_string()])
+                .collect(),
+        }
+    }
+
+    /// A phase of story `id` ended: one line in the spend ledger.
+    pub fn record_spend(&self, id: &str, r: &crate::ipc::PhaseResult) -> Result<(), String> {
+        if r.outcome == "skipped" || self.agentless.contains(&r.phase) {
+            return Ok(());
+        }
+        let entry = crate::governor::ledger::Entry {
+            ts: time::iso_seconds(time::now_ms()),
+            story: id.to_string(),
+            phase: r.phase.clone(),
+            round: r.round,
+            agent: self.agent.clone(),
+            model: self.model.clone(),
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cost_usd: r.cost_usd,
+            cost_from: r.cost_from.clone(),
+            duration_ms: r.duration_ms,
+            outcome: r.outcome.clone(),
+        };
+        crate::governor::ledger::append(&self.sdlc_dir, &entry)
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Governor> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn woken(&self) -> &crossbeam_channel::Receiver<()> {
+        &self.wake.1
+    }
+
+    /// Tell the dispatcher to look again.
+    pub fn poke(&self) {
+        let _ = self.wake.0.try_send(());
+    }
+
+    /// "claude usage limit".
+    pub fn cap_words(&self) -> String {
+        format!("{} usage limit", self.agent)
+    }
+
+    /// A story was rate limited: halve the concurrency, and say so.
+    pub fn rate_limited(&self, notes: &Notes, id: &str, words: &str) {
+        if let Some((from, to)) = self.lock().limited(Instant::now()) {
+            self.say_limit(notes, from, to, &format!("rate limited: {id}: {words}"));
+        }
+    }
+
+    /// A story met its agent's usage cap (the run hears of it before the
+    /// story ends): no new story starts until the cap lifts, or for
+    /// `governor.capWait` until the story says when.
+    pub fn capped(&self, at: Option<u64>) {
+        let until = at.unwrap_or(time::now_ms() + self.cap_wait_ms);
+        self.lock().pause(until, &self.cap_words());
+        self.poke();
+    }
+
+    /// What a running story has spent so far: counted against the run's
+    /// budget, shown against it.
+    pub fn spent(&self, notes: &Notes, id: &str, spent: crate::governor::Spend) {
+        let text = {
+            let mut g = self.lock();
+            g.spending(id, spent);
+            g.spent_text()
+        };
+        if let Some(t) = text {
+            notes.send(Note::Spent(t));
+        }
+    }
+
+    fn say_limit(&self, notes: &Notes, from: usize, to: usize, why: &str) {
+        let text = format!("concurrency {from} → {to} ({why})");
+        log::info!("{text}");
+        notes.send(Note::Warn { id: None, text });
+        notes.send(Note::Concurrency(to));
+        self.poke();
+    }
 }
 
 /// What a run did.
@@ -179,8 +337,10 @@ pub fn start(
         .iter()
         .map(|s| (s.id.clone(), s.status.clone()))
         .collect();
-    let queue = Queue::new(plan.selected, statuses, bad_keys, settings.max);
+    let queue = Queue::new(plan.selected, statuses, bad_keys, settings.max).forced(args.force);
+    let gov = Arc::new(Gov::new(&config, &settings));
     let ctx = Arc::new(Ctx {
+        gov,
         guard,
         launch: plan.launch,
         board: Board::of(&config),
@@ -290,6 +450,9 @@ impl LandAfter {
 }
 
 /// Start the workers, feed them in queue order, collect their results.
+/// The governor decides how many may run at once and whether any may
+/// start now (a usage cap, the run's budget); while nothing may, the run
+/// waits for a result, a stop, or the time something changes.
 fn dispatch(ctx: &Arc<Ctx>, mut queue: Queue, mut lander: Option<LandAfter>) -> Vec<StoryResult> {
     let order: HashMap<String, usize> = queue
         .waiting()
@@ -302,70 +465,214 @@ fn dispatch(ctx: &Arc<Ctx>, mut queue: Queue, mut lander: Option<LandAfter>) -> 
     let (result_tx, result_rx) = unbounded::<(Story, attempt::Attempt)>();
     let workers = spawn_workers(ctx, n, &job_rx, &result_tx);
     drop(result_tx);
-    let mut results = Vec::new();
+    let mut results: Vec<StoryResult> = Vec::new();
     let held = |id: &str| lock::is_held(&ctx.board, id);
     let mut in_flight = 0usize;
-    loop {
-        while !shutdown::stopping() && in_flight < workers.len() {
-            let Some(m) = queue.next(&held) else { break };
-            match m {
-                Move::Start(s) => {
-                    if job_tx.send(s).is_ok() {
-                        in_flight += 1;
+    let mut told = Told::default();
+    let stop = shutdown::on_stop();
+    let final_hold = loop {
+        if let Some((from, to)) = ctx.gov.lock().tick(Instant::now()) {
+            ctx.gov
+                .say_limit(&ctx.notes, from, to, "no rate limit for a while");
+        }
+        let hold = ctx.gov.lock().hold(time::now_ms());
+        told.hold(ctx, hold.as_ref());
+        if hold.is_none() {
+            let limit = ctx.gov.lock().limit().min(workers.len());
+            while !shutdown::stopping() && in_flight < limit {
+                let Some(m) = queue.next(&held, time::now_ms()) else {
+                    break;
+                };
+                match m {
+                    Move::Start(s) => {
+                        ctx.gov.lock().started(&s.id);
+                        if job_tx.send(s).is_ok() {
+                            in_flight += 1;
+                        }
                     }
+                    Move::Skip(s, why, code) => results.push(skipped(ctx, &s, why, code)),
+                    Move::Leave(s, why) => ctx.notes.send(Note::Info {
+                        id: Some(s.id.clone()),
+                        text: format!("not run: {why}"),
+                    }),
                 }
-                Move::Skip(s, why, code) => results.push(skipped(ctx, &s, why, code)),
-                Move::Leave(s, why) => ctx.notes.send(Note::Info {
-                    id: Some(s.id.clone()),
-                    text: format!("not run: {why}"),
-                }),
             }
         }
-        if in_flight == 0 {
-            break;
-        }
-        let Ok((story, a)) = result_rx.recv() else {
-            break;
+        // What the run waits for when nothing runs: a cap to lift, or a
+        // parked story's time; nothing else will change.
+        let waits_for = match &hold {
+            Some(Hold::Paused { until, .. }) => Some(*until),
+            Some(Hold::Budget(_)) => None,
+            None => queue.wakes_at(),
         };
-        in_flight -= 1;
-        match a {
-            attempt::Attempt::Ran(mut r) => {
-                if let (Some(l), crate::story::Outcome::Succeeded) = (&mut lander, r.outcome) {
-                    r.landed = Some(l.land(ctx, &story.id));
+        if in_flight == 0
+            && (shutdown::stopping()
+                || !queue.has_waiting()
+                || waits_for.is_none()
+                || ctx.settings.no_wait)
+        {
+            break hold;
+        }
+        let next = [ctx.gov.lock().next_tick(), waits_for.map(instant_of)]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = next.map_or(Duration::from_secs(3600), |t| {
+            t.saturating_duration_since(Instant::now())
+        });
+        crossbeam_channel::select! {
+            recv(result_rx) -> got => {
+                let Ok((story, a)) = got else { break None };
+                in_flight -= 1;
+                ended(ctx, &mut queue, &mut results, &mut lander, story, a);
+            }
+            recv(ctx.gov.woken()) -> _ => {}
+            recv(stop) -> _ => {}
+            default(timeout) => {}
+        }
+    };
+    drop(job_tx);
+    for w in workers {
+        let _ = w.join();
+    }
+    let stopping = shutdown::stopping();
+    for (s, code, why) in queue.never_started(stopping, time::now_ms(), final_hold.as_ref()) {
+        let r = match code {
+            Some(queue::Skip::Parked) => {
+                let mut r = StoryResult::not_run(&s, crate::story::Outcome::Parked, why);
+                r.not_before = s.not_before;
+                r.reason = Some(queue::Skip::Parked.code());
+                ctx.notes.send(Note::Finished(Box::new(r.clone())));
+                r
+            }
+            Some(code) => skipped(ctx, &s, why, code),
+            None => StoryResult::not_run(&s, crate::story::Outcome::Cancelled, why),
+        };
+        keep_result(&mut results, r);
+    }
+    results.sort_by_key(|r| order.get(&r.id).copied().unwrap_or(usize::MAX));
+    results
+}
+
+/// A story's result; a later one of the same story in this run (it
+/// resumed after a usage cap) takes the place of its `parked` one.
+fn keep_result(results: &mut Vec<StoryResult>, r: StoryResult) {
+    match results.iter().position(|x| x.id == r.id) {
+        Some(i) if results[i].outcome == crate::story::Outcome::Parked => results[i] = r,
+        Some(_) => {}
+        None => results.push(r),
+    }
+}
+
+/// The instant of a wall-clock time (ms since the epoch).
+fn instant_of(ms: u64) -> Instant {
+    Instant::now() + Duration::from_millis(ms.saturating_sub(time::now_ms()))
+}
+
+/// A worker's story ended: land it (`run --land`), tell the queue and the
+/// governor, keep its result. A story parked at a usage cap pauses the
+/// run's agent until the cap lifts, and waits in the queue until then.
+fn ended(
+    ctx: &Ctx,
+    queue: &mut Queue,
+    results: &mut Vec<StoryResult>,
+    lander: &mut Option<LandAfter>,
+    story: Story,
+    a: attempt::Attempt,
+) {
+    use crate::story::Outcome;
+    match a {
+        attempt::Attempt::Ran(mut r) => {
+            ctx.gov.lock().ended(&story.id, spend_of(&r));
+            if let (Some(l), Outcome::Succeeded) = (lander.as_mut(), r.outcome) {
+                r.landed = Some(l.land(ctx, &story.id));
+            }
+            if r.outcome == Outcome::Parked {
+                let until = r.not_before.unwrap_or_default();
+                ctx.gov.lock().pause(until, &ctx.gov.cap_words());
+                if ctx.settings.no_wait {
+                    queue.ended(&story.id, Some(r.outcome), None);
+                } else {
+                    let mut again = story.clone();
+                    again.not_before = Some(until);
+                    queue.park(again);
                 }
+            } else {
                 let account_wide = r
                     .failure
                     .filter(|k| k.account_wide())
                     .map(|k| k.describe().to_string());
                 queue.ended(&story.id, Some(r.outcome), account_wide);
-                ctx.notes.send(Note::Finished(r.clone()));
-                results.push(*r);
             }
-            attempt::Attempt::Gone(why) => {
-                queue.ended(&story.id, None, None);
+            ctx.notes.send(Note::Finished(r.clone()));
+            if let Some(t) = ctx.gov.lock().spent_text() {
+                ctx.notes.send(Note::Spent(t));
+            }
+            keep_result(results, *r);
+        }
+        attempt::Attempt::Gone(why) => {
+            ctx.gov.lock().ended(&story.id, Default::default());
+            queue.ended(&story.id, None, None);
+            ctx.notes.send(Note::Info {
+                id: Some(story.id.clone()),
+                text: format!("not run: {why}"),
+            });
+        }
+    }
+}
+
+/// What a story spent, as the governor counts it.
+fn spend_of(r: &StoryResult) -> crate::governor::Spend {
+    crate::governor::Spend {
+        usd: r.cost_usd.unwrap_or(0.0),
+        tokens: r.input_tokens.unwrap_or(0) + r.output_tokens.unwrap_or(0),
+    }
+}
+
+/// What the run has said of the governor's holds, to say each change once.
+#[derive(Default)]
+struct Told {
+    paused_until: Option<u64>,
+    budget: bool,
+}
+
+impl Told {
+    fn hold(&mut self, ctx: &Ctx, hold: Option<&Hold>) {
+        let now = time::now_ms();
+        match hold {
+            Some(Hold::Paused { until, why }) if self.paused_until != Some(*until) => {
+                self.paused_until = Some(*until);
+                let text = format!(
+                    "paused: {why}, resumes {} (in {}){}",
+                    time::local_clock(*until, now),
+                    time::human_duration(until.saturating_sub(now)),
+                    if ctx.settings.no_wait {
+                        "; --no-wait: stopping once the running stories end"
+                    } else {
+                        "; running stories go on, no new one starts until then"
+                    }
+                );
+                log::info!("{text}");
+                ctx.notes.send(Note::Warn { id: None, text });
+                ctx.notes.send(Note::Paused(Some(*until), why.clone()));
+            }
+            None if self.paused_until.take().is_some() => {
                 ctx.notes.send(Note::Info {
-                    id: Some(story.id.clone()),
-                    text: format!("not run: {why}"),
+                    id: None,
+                    text: "resumed: the usage limit has lifted".into(),
+                });
+                ctx.notes.send(Note::Paused(None, String::new()));
+            }
+            Some(Hold::Budget(why)) if !self.budget => {
+                self.budget = true;
+                ctx.notes.send(Note::Warn {
+                    id: None,
+                    text: format!("no new story starts: {why}"),
                 });
             }
+            _ => {}
         }
     }
-    drop(job_tx);
-    for w in workers {
-        let _ = w.join();
-    }
-    for (s, code, why) in queue.never_started(shutdown::stopping()) {
-        match code {
-            Some(code) => results.push(skipped(ctx, &s, why, code)),
-            None => results.push(StoryResult::not_run(
-                &s,
-                crate::story::Outcome::Cancelled,
-                why,
-            )),
-        }
-    }
-    results.sort_by_key(|r| order.get(&r.id).copied().unwrap_or(usize::MAX));
-    results
 }
 
 /// A skipped story's result, reported as it happens.

@@ -1,9 +1,11 @@
 //! The run's queue, as pure decisions: which waiting story starts next
-//! (its dependencies done, within `--max`, no account-wide failure yet),
-//! which is skipped or left to another runner, and what becomes of the
-//! stories that never started. The dispatcher (`mod.rs`) starts them.
+//! (its dependencies done, not parked until later, within `--max`, no
+//! account-wide failure yet), which is skipped or left to another runner,
+//! and what becomes of the stories that never started. The dispatcher
+//! (`mod.rs`) starts them; the governor says when none may start.
 
 use crate::board::{Status, Story};
+use crate::governor::Hold;
 use crate::story::Outcome;
 use std::collections::{HashMap, HashSet};
 
@@ -26,6 +28,13 @@ pub enum Skip {
     Halted,
     /// No worker thread could be started.
     NoWorker,
+    /// The agent is at its usage cap and the run does not wait for it
+    /// (`--no-wait`).
+    Paused,
+    /// Parked at a usage cap (`not_before`) until after the run ends.
+    Parked,
+    /// The run's budget is spent.
+    RunBudget,
 }
 
 impl Skip {
@@ -37,13 +46,19 @@ impl Skip {
             Skip::DependencyMissing => "dependency_missing",
             Skip::Halted => "account_halted",
             Skip::NoWorker => "no_worker",
+            Skip::Paused => "usage_cap",
+            Skip::Parked => "parked",
+            Skip::RunBudget => "run_budget",
         }
     }
 
     /// It waits on something outside this run: it does not fail the run
     /// (SPEC §7; the README's exit codes).
     pub fn waits(self) -> bool {
-        matches!(self, Skip::DependencyNotDone | Skip::DependencyMissing)
+        matches!(
+            self,
+            Skip::DependencyNotDone | Skip::DependencyMissing | Skip::Paused | Skip::Parked
+        )
     }
 }
 
@@ -60,6 +75,8 @@ pub enum Move {
 enum Gate {
     Go,
     Wait,
+    /// Parked until this time (ms since the epoch).
+    Later(u64),
     Skip(String, Skip),
     Leave(String),
 }
@@ -81,9 +98,16 @@ pub struct Queue {
     left: HashSet<String>,
     started: usize,
     max: usize,
-    /// An agent that cannot log in (or is out of quota) fails every story
-    /// alike: nothing more starts, and this says why.
+    /// An agent that cannot log in fails every story alike: nothing more
+    /// starts, and this says why.
     halted: Option<String>,
+    /// `--force`: a story's `not_before` does not hold it back.
+    force: bool,
+    /// The earliest `not_before` of a story passed over: when the scan
+    /// must start again from the top.
+    later: Option<u64>,
+    /// Each story's place in the queue, to put a parked one back in it.
+    place: HashMap<String, usize>,
 }
 
 impl Queue {
@@ -95,6 +119,13 @@ impl Queue {
     ) -> Queue {
         Queue {
             pending: selected.iter().map(|s| s.id.clone()).collect(),
+            place: selected
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.clone(), i))
+                .collect(),
+            force: false,
+            later: None,
             waiting: selected,
             cursor: 0,
             board,
@@ -107,15 +138,24 @@ impl Queue {
         }
     }
 
+    /// `--force`: run stories parked until later now.
+    pub fn forced(mut self, force: bool) -> Queue {
+        self.force = force;
+        self
+    }
+
     /// The stories not started yet, in queue order.
     pub fn waiting(&self) -> &[Story] {
         &self.waiting
     }
 
     /// `held(id)`: does another runner hold story `id` right now?
-    fn gate(&self, story: &Story, held: &dyn Fn(&str) -> bool) -> Gate {
+    fn gate(&self, story: &Story, held: &dyn Fn(&str) -> bool, now: u64) -> Gate {
         if let Some(why) = self.bad_keys.get(&story.id) {
             return Gate::Skip(why.clone(), Skip::NoWorktreeName);
+        }
+        if let Some(t) = story.not_before.filter(|t| *t > now && !self.force) {
+            return Gate::Later(t);
         }
         for dep in &story.dependencies {
             match self.finished.get(dep) {
@@ -158,15 +198,24 @@ impl Queue {
         Gate::Go
     }
 
-    /// The next move, when a worker is free (`None`: nothing can move now).
-    pub fn next(&mut self, held: &dyn Fn(&str) -> bool) -> Option<Move> {
+    /// The next move at `now` (ms since the epoch), when a worker is free
+    /// (`None`: nothing can move now).
+    pub fn next(&mut self, held: &dyn Fn(&str) -> bool, now: u64) -> Option<Move> {
         if self.halted.is_some() || self.started >= self.max {
             return None;
         }
+        if self.later.is_some_and(|t| now >= t) {
+            // A parked story's time came: look again from the top.
+            (self.cursor, self.later) = (0, None);
+        }
         while self.cursor < self.waiting.len() {
             let i = self.cursor;
-            match self.gate(&self.waiting[i], held) {
+            match self.gate(&self.waiting[i], held, now) {
                 Gate::Wait => self.cursor += 1,
+                Gate::Later(t) => {
+                    self.later = Some(self.later.map_or(t, |l| l.min(t)));
+                    self.cursor += 1;
+                }
                 Gate::Go => {
                     self.started += 1;
                     return Some(Move::Start(self.waiting.remove(i)));
@@ -191,6 +240,31 @@ impl Queue {
         None
     }
 
+    /// When a story parked until later may start (ms since the epoch).
+    pub fn wakes_at(&self) -> Option<u64> {
+        self.later
+    }
+
+    /// Is any story still waiting to start?
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// A started story was parked at a usage cap: it waits again, in its
+    /// place in the queue, until its `not_before`; it does not count
+    /// against `--max` twice.
+    pub fn park(&mut self, story: Story) {
+        let at = self.place.get(&story.id).copied().unwrap_or(usize::MAX);
+        let i = self
+            .waiting
+            .iter()
+            .position(|s| self.place.get(&s.id).copied().unwrap_or(usize::MAX) > at)
+            .unwrap_or(self.waiting.len());
+        self.waiting.insert(i, story);
+        self.started = self.started.saturating_sub(1);
+        self.cursor = 0;
+    }
+
     /// A started story ended (`None`: it was not ours to run after all).
     /// `account_wide`: its agent failed in a way every story would.
     pub fn ended(&mut self, id: &str, outcome: Option<Outcome>, account_wide: Option<String>) {
@@ -209,16 +283,40 @@ impl Queue {
     }
 
     /// The stories that never started, and what each gets: interrupted
-    /// (`cancelled`), held back by an account-wide failure or a dependency
-    /// that did not succeed (`skipped`). Those beyond `--max` get nothing.
-    pub fn never_started(self, stopping: bool) -> Vec<(Story, Option<Skip>, String)> {
+    /// (`cancelled`), held back by an account-wide failure, the usage cap
+    /// (`--no-wait`), the run's budget or a dependency that did not
+    /// succeed (`skipped`), parked until later (`parked`). Those beyond
+    /// `--max` get nothing.
+    pub fn never_started(
+        self,
+        stopping: bool,
+        now: u64,
+        hold: Option<&Hold>,
+    ) -> Vec<(Story, Option<Skip>, String)> {
         let mut out = Vec::new();
         for s in self.waiting {
+            let parked = s.not_before.filter(|t| *t > now && !self.force);
             if let Some(why) = &self.halted {
                 out.push((s, Some(Skip::Halted), why.clone()));
             } else if stopping {
                 out.push((s, None, INTERRUPTED.to_string()));
-            } else if self.started < self.max {
+            } else if self.started >= self.max {
+                // Beyond --max: not reported.
+            } else if let Some(t) = parked {
+                let why = format!(
+                    "not started: parked at the usage cap until {}",
+                    crate::time::local_clock(t, now)
+                );
+                out.push((s, Some(Skip::Parked), why));
+            } else if let Some(Hold::Paused { until, why }) = hold {
+                let why = format!(
+                    "not started: {why} until {}; run again then",
+                    crate::time::local_clock(*until, now)
+                );
+                out.push((s, Some(Skip::Paused), why));
+            } else if let Some(Hold::Budget(why)) = hold {
+                out.push((s, Some(Skip::RunBudget), format!("not started: {why}")));
+            } else {
                 let (why, code) = if s.dependencies.is_empty() {
                     (
                         "not started: no worker thread could be started (see the warnings above)"
@@ -267,7 +365,7 @@ mod tests {
     }
 
     fn drain(q: &mut Queue, held: &dyn Fn(&str) -> bool) -> Vec<Move> {
-        std::iter::from_fn(|| q.next(held)).collect()
+        std::iter::from_fn(|| q.next(held, 0)).collect()
     }
 
     const NOBODY: &dyn Fn(&str) -> bool = &|_| false;
@@ -326,24 +424,24 @@ mod tests {
         let mut q = Queue::new(three(), HashMap::new(), HashMap::new(), Some(1));
         assert_eq!(ids(&drain(&mut q, NOBODY)), ["start S-1"]);
         // Beyond --max: not reported at all.
-        assert!(q.never_started(false).is_empty());
+        assert!(q.never_started(false, 0, None).is_empty());
 
         let mut q = Queue::new(three(), HashMap::new(), HashMap::new(), None);
-        assert!(matches!(q.next(NOBODY), Some(Move::Start(_))));
+        assert!(matches!(q.next(NOBODY, 0), Some(Move::Start(_))));
         q.ended(
             "S-1",
             Some(Outcome::Failed),
             Some("usage limit reached".into()),
         );
-        assert!(q.next(NOBODY).is_none());
-        let rest = q.never_started(false);
+        assert!(q.next(NOBODY, 0).is_none());
+        let rest = q.never_started(false, 0, None);
         assert_eq!(rest.len(), 2);
         assert!(rest.iter().all(|(_, o, why)| *o == Some(Skip::Halted)
             && why.contains("the agent failed in S-1 (usage limit reached)")));
 
         let mut q = Queue::new(three(), HashMap::new(), HashMap::new(), None);
-        assert!(matches!(q.next(NOBODY), Some(Move::Start(_))));
-        let rest = q.never_started(true);
+        assert!(matches!(q.next(NOBODY, 0), Some(Move::Start(_))));
+        let rest = q.never_started(true, 0, None);
         assert!(
             rest.iter()
                 .all(|(_, o, why)| o.is_none() && why == INTERRUPTED)

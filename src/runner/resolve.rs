@@ -46,7 +46,14 @@ impl AgentResolver {
             from: None,
             pr: false,
             commands: crate::trust::fingerprint(&crate::trust::commands(&rc)),
+            no_wait: true,
+            story_budget: crate::governor::Budget {
+                usd: config.budget.story,
+                tokens: config.budget.story_tokens,
+            },
+            run_budget: crate::governor::Budget::default(),
         };
+        let gov = Arc::new(super::Gov::new(&rc, &settings));
         let guard = crate::git::guard::Guard::new(&config.root)
             .ok()
             .map(Arc::new);
@@ -60,6 +67,7 @@ impl AgentResolver {
                 force: true,
                 guard,
                 launch: crate::launch::Launch::Local,
+                gov,
             },
         })
     }
@@ -75,6 +83,7 @@ impl AgentResolver {
         settings.commands = crate::trust::fingerprint(&crate::trust::commands(&rc));
         Ok(AgentResolver {
             ctx: Ctx {
+                gov: Arc::clone(&parent.gov),
                 board: Board::of(&rc),
                 config: rc,
                 settings,

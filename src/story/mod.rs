@@ -246,6 +246,10 @@ pub struct Limits {
     pub retries: u32,
     /// The first retry's pause; it doubles each time.
     pub retry_delay: Duration,
+    /// The most the story may spend in this run.
+    pub budget: crate::governor::Budget,
+    /// What tokens cost, for CLIs that report only tokens.
+    pub pricing: Option<crate::config::Pricing>,
 }
 
 #[derive(Debug)]
@@ -282,6 +286,17 @@ pub enum Event<'a> {
     /// Something people should know that is not the agent's own output: a
     /// failure to start, a retry.
     Problem { code: &'a str, message: &'a str },
+    /// The agent's CLI is rate limited, its service overloaded, or its
+    /// account at a usage cap (lifting at `not_before`, ms since the epoch,
+    /// when it said): the whole run should know at once.
+    Limited {
+        kind: FailureKind,
+        words: &'a str,
+        not_before: Option<u64>,
+    },
+    /// What this story has spent so far in this run, as its agents report
+    /// it: the runner weighs it against the run's budget.
+    Spent { usd: f64, tokens: u64 },
 }
 
 pub trait Observer {
@@ -313,6 +328,9 @@ pub struct RunResult {
     pub report: Report,
     /// The commit the runner made of the agent's work.
     pub commit: Option<String>,
+    /// Parked at a usage cap: not to start again before this (ms since the
+    /// epoch).
+    pub not_before: Option<u64>,
 }
 
 impl RunResult {
@@ -367,9 +385,9 @@ struct Ran {
 /// failure) and report its result; `None` when a stop came first.
 fn run_one(
     job: &Job,
-    index: usize,
-    round: u32,
+    (index, round): (usize, u32),
     carried: &Carried,
+    spent: crate::governor::Spend,
     limits: &Limits,
     obs: &mut dyn Observer,
 ) -> Option<Ran> {
@@ -387,8 +405,18 @@ fn run_one(
         phase,
         label: &label,
         prompt: &prompt,
+        spent,
     };
-    let end = phase::attempts(job, &at, limits, obs)?;
+    let mut end = phase::attempts(job, &at, limits, obs)?;
+    // A CLI that reports only tokens: their cost at `agent.pricing`.
+    let r = &mut end.report;
+    if r.cost_usd.is_none()
+        && let (priced, Some("pricing")) =
+            crate::governor::spend_of(None, r.input_tokens, r.output_tokens, limits.pricing)
+    {
+        r.cost_usd = Some(priced.usd);
+        r.priced = true;
+    }
     let ok = end.ok();
     let output = end
         .report
@@ -453,7 +481,20 @@ pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
             index += 1;
             continue;
         }
-        let Some(ran) = run_one(job, index, round, &carried, limits, obs) else {
+        let spent = spend(&result.report);
+        if phase.agent
+            && let Some(over) = limits.budget.over(spent)
+        {
+            result.outcome = Outcome::Failed;
+            result.failure = Some(FailureKind::OverBudget);
+            result.failed_phase = Some(phase.name.clone());
+            result.error = Some(format!(
+                "over budget: {over} before phase {}; raise budget.story (or --budget-story) and run it again",
+                phase.name
+            ));
+            break;
+        }
+        let Some(ran) = run_one(job, (index, round), &carried, spent, limits, obs) else {
             result.outcome = Outcome::Cancelled;
             result.exit_code = None;
             result.error = Some("run interrupted".into());
@@ -467,6 +508,11 @@ pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
             break;
         }
         result.report.add_usage(&ran.end.report);
+        let now = spend(&result.report);
+        obs.event(Event::Spent {
+            usd: now.usd,
+            tokens: now.tokens,
+        });
         result.exit_code = ran.end.status.and_then(|s| s.code());
         result.signal = ran.end.status.and_then(|s| s.signal());
         let end = match &ran.verdict {
@@ -498,6 +544,8 @@ pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
                     Outcome::Failed
                 };
                 result.failure = ran.end.report.failure.as_ref().map(|(k, _)| *k);
+                let now_secs = crate::time::now_ms() / 1000;
+                result.not_before = ran.end.report.cap_lifts_at(now_secs).map(|s| s * 1000);
                 result.failed_phase = Some(phase.name.clone());
                 result.error = ran.failed;
                 break;
@@ -520,6 +568,11 @@ pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
     }
     result.duration_ms = started.elapsed().as_millis() as u64;
     result
+}
+
+/// What a report's totals come to (costs are priced per phase already).
+fn spend(r: &Report) -> crate::governor::Spend {
+    crate::governor::spend_of(r.cost_usd, r.input_tokens, r.output_tokens, None).0
 }
 
 /// `text` on one line (`; ` between its lines), at most `max` bytes.

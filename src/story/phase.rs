@@ -4,7 +4,8 @@
 //! retried after a pause that doubles each time (`agent.retries`).
 
 use super::{Event, Job, Limits, Observer, PhaseCommand};
-use crate::agent::{self, FailureKind, Report};
+use crate::agent::{self, FailureKind, Preset, Report};
+use crate::governor::{Spend, spend_of};
 use crate::ipc::{Line, LineReader, MAX_LINE, Stream};
 use crate::process;
 use crate::shutdown;
@@ -32,6 +33,8 @@ pub struct At<'a> {
     /// `implement 2/3` in a later round.
     pub label: &'a str,
     pub prompt: &'a str,
+    /// What the story spent in this run before this phase.
+    pub spent: Spend,
 }
 
 /// Run one phase, again after a transient failure (`limits.retries`, with
@@ -46,7 +49,15 @@ pub fn attempts(job: &Job, at: &At, limits: &Limits, obs: &mut dyn Observer) -> 
         if shutdown::stopping() {
             return None;
         }
-        let mut end = run_phase(job, at, limits, obs);
+        let before = at.spent
+            + spend_of(
+                spent.cost_usd,
+                spent.input_tokens,
+                spent.output_tokens,
+                limits.pricing,
+            )
+            .0;
+        let mut end = run_phase(job, at, before, limits, obs);
         let summary = end.summary(phase);
         obs.event(Event::PhaseFinished {
             index,
@@ -55,6 +66,13 @@ pub fn attempts(job: &Job, at: &At, limits: &Limits, obs: &mut dyn Observer) -> 
             summary: &summary,
         });
         let kind = end.report.failure.as_ref().map(|(k, _)| *k);
+        if let Some(k @ (FailureKind::RateLimit | FailureKind::Overloaded)) = kind {
+            obs.event(Event::Limited {
+                kind: k,
+                words: end.report.failure.as_ref().map_or("", |f| f.1.as_str()),
+                not_before: None,
+            });
+        }
         let retry = kind.filter(|k| k.transient()).filter(|_| !end.ok());
         let Some(k) = retry.filter(|_| attempt < limits.retries && end.stopped.is_none()) else {
             end.report.add_usage(&spent);
@@ -97,6 +115,8 @@ pub struct PhaseEnd {
     pub spawn_error: Option<String>,
     pub last_line: Option<String>,
     pub report: Report,
+    /// Stopped over budget: by how much ("$0.52 of $0.50").
+    pub over_budget: Option<String>,
 }
 
 impl PhaseEnd {
@@ -108,6 +128,7 @@ impl PhaseEnd {
             spawn_error: None,
             last_line: None,
             report: Report::default(),
+            over_budget: None,
         }
     }
 
@@ -116,7 +137,10 @@ impl PhaseEnd {
     }
 
     pub fn ok(&self) -> bool {
-        self.status.is_some_and(|s| s.success()) && self.report.failure.is_none() && !self.hung()
+        self.status.is_some_and(|s| s.success())
+            && self.report.failure.is_none()
+            && !self.hung()
+            && self.over_budget.is_none()
     }
 
     /// Stopped by a shutdown request, not for a fault of its own.
@@ -134,6 +158,9 @@ impl PhaseEnd {
                 "printed nothing for {}: the agent looked hung and was stopped",
                 crate::time::human_duration(self.idle_limit.unwrap_or_default().as_millis() as u64)
             );
+        }
+        if let Some(over) = &self.over_budget {
+            return format!("over budget: {over}; the agent was stopped");
         }
         let how = match self.status {
             Some(s) if s.success() && self.report.failure.is_none() => {
@@ -159,7 +186,7 @@ impl PhaseEnd {
             format!("setup failed: {summary}")
         } else if self.spawn_error.is_some() {
             summary
-        } else if self.report.failure.is_some() || self.hung() {
+        } else if self.report.failure.is_some() || self.hung() || self.over_budget.is_some() {
             format!("phase {label}: {summary}")
         } else {
             format!("phase {label} {summary}")
@@ -222,10 +249,28 @@ fn auth_problem(job: &Job, phase: &PhaseCommand) -> Option<String> {
     ))
 }
 
-fn start_agent(job: &Job, phase: &PhaseCommand, prompt: &str) -> Result<Child, String> {
-    let e = job
+/// `--max-budget-usd` for a CLI that keeps to a budget itself (Claude
+/// Code): what is left of the story's, after what it spent before.
+fn budget_flag(phase: &PhaseCommand, limits: &Limits, before: Spend) -> Vec<String> {
+    match (phase.preset, phase.agent, limits.budget.usd) {
+        (Preset::Claude, true, Some(max)) => vec![
+            "--max-budget-usd".into(),
+            format!("{:.4}", (max - before.usd).max(0.0)),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+fn start_agent(
+    job: &Job,
+    phase: &PhaseCommand,
+    prompt: &str,
+    extra: &[String],
+) -> Result<Child, String> {
+    let mut e = job
         .expand(&phase.name, &phase.argv, prompt)
         .map_err(|why| format!("cannot start phase {}: {why}", phase.name))?;
+    e.argv.extend(extra.iter().cloned());
     let (argv, used_prompt) = (&e.argv, e.used_prompt);
     let program = argv.first().ok_or("the agent command is empty")?;
     let mut cmd = Command::new(program);
@@ -280,8 +325,8 @@ fn take_all(
 /// Start the phase's agent with its prompt on stdin (written from a
 /// thread: an agent that never reads it must not block the run) and its
 /// output read by two threads into one bounded channel.
-fn launch(job: &Job, at: &At, obs: &mut dyn Observer) -> Result<Agent, String> {
-    let mut child = start_agent(job, at.phase, at.prompt)?;
+fn launch(job: &Job, at: &At, extra: &[String], obs: &mut dyn Observer) -> Result<Agent, String> {
+    let mut child = start_agent(job, at.phase, at.prompt, extra)?;
     obs.event(Event::PhaseStarted {
         index: at.index,
         count: job.phases.len(),
@@ -320,18 +365,25 @@ struct Agent {
     readers: Vec<thread::JoinHandle<()>>,
 }
 
-fn run_phase(job: &Job, at: &At, limits: &Limits, obs: &mut dyn Observer) -> PhaseEnd {
+fn run_phase(
+    job: &Job,
+    at: &At,
+    before: Spend,
+    limits: &Limits,
+    obs: &mut dyn Observer,
+) -> PhaseEnd {
     let mut end = PhaseEnd::new(limits.idle);
     if let Some(words) = auth_problem(job, at.phase) {
         end.status = Some(ExitStatus::from_raw(1 << 8));
         end.report.failure = Some((FailureKind::Auth, words));
         return end;
     }
+    let extra = budget_flag(at.phase, limits, before);
     let Agent {
         mut child,
         output: rx,
         mut readers,
-    } = match launch(job, at, obs) {
+    } = match launch(job, at, &extra, obs) {
         Ok(started) => started,
         Err(e) => {
             obs.event(Event::Problem {
@@ -347,6 +399,14 @@ fn run_phase(job: &Job, at: &At, limits: &Limits, obs: &mut dyn Observer) -> Pha
         last_err: None,
         last_out: None,
         last_progress: Instant::now(),
+        purse: Purse {
+            before,
+            budget: limits.budget,
+            pricing: limits.pricing,
+            told: before,
+            told_at: Instant::now(),
+            over: None,
+        },
     };
     let (status, stage, pipes_open) = watch(&mut child, &rx, &mut heard, limits, obs);
     // Whatever the agent left behind dies with the phase.
@@ -367,6 +427,11 @@ fn run_phase(job: &Job, at: &At, limits: &Limits, obs: &mut dyn Observer) -> Pha
     end.stopped = stage.why();
     end.report = heard.reader.report();
     end.last_line = heard.last_err.or(heard.last_out);
+    if end.stopped == Some(Why::OverBudget) {
+        let over = heard.purse.over.take().unwrap_or_default();
+        end.report.failure = Some((FailureKind::OverBudget, format!("over budget: {over}")));
+        end.over_budget = Some(over);
+    }
     end
 }
 
@@ -419,10 +484,13 @@ fn watch(
         let hung = limits
             .idle
             .is_some_and(|d| now.saturating_duration_since(heard.last_progress) >= d);
+        let over = heard.purse.over.is_some();
         let seen = Seen {
             now,
             shutdown: shutdown::state(),
-            fault: hung.then_some(Why::Idle),
+            fault: hung
+                .then_some(Why::Idle)
+                .or(over.then_some(Why::OverBudget)),
         };
         let action;
         (stage, action) = supervise::next(stage, seen, limits.grace);
@@ -459,6 +527,45 @@ struct Heard {
     last_out: Option<String>,
     /// The last line that counted as a sign of life.
     last_progress: Instant,
+    purse: Purse,
+}
+
+/// The story's spend while a phase runs, against its budget.
+struct Purse {
+    /// Spent before this phase (or attempt).
+    before: Spend,
+    budget: crate::governor::Budget,
+    pricing: Option<crate::config::Pricing>,
+    /// What the runner was last told, and when.
+    told: Spend,
+    told_at: Instant,
+    /// Over budget: by how much ("$0.52 of $0.50").
+    over: Option<String>,
+}
+
+/// The runner hears of a story's spend at most this often while it runs.
+const SPENT_EVERY: Duration = Duration::from_secs(1);
+
+impl Purse {
+    /// After a line: is the story over its budget now? Tell the runner
+    /// what it has spent, now and then.
+    fn check(&mut self, reader: &dyn agent::Reader, obs: &mut dyn Observer) {
+        let (cost, input, output) = reader.usage();
+        if cost.is_none() && input.is_none() && output.is_none() {
+            return;
+        }
+        let now = self.before + spend_of(cost, input, output, self.pricing).0;
+        if self.over.is_none() {
+            self.over = self.budget.over(now);
+        }
+        if now != self.told && self.told_at.elapsed() >= SPENT_EVERY {
+            (self.told, self.told_at) = (now, Instant::now());
+            obs.event(Event::Spent {
+                usd: now.usd,
+                tokens: now.tokens,
+            });
+        }
+    }
 }
 
 impl Heard {
@@ -467,12 +574,27 @@ impl Heard {
         if seen.progress {
             self.last_progress = Instant::now();
         }
+        if let Some(kind) = seen.limited {
+            let not_before = (kind == FailureKind::UsageCap)
+                .then(|| self.reader.report().resets_at.map(|s| s * 1000))
+                .flatten();
+            obs.event(Event::Limited {
+                kind,
+                words: seen
+                    .show
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or(&line),
+                not_before,
+            });
+        }
         let shown_line = agent::cut(&line, MAX_SHOWN_LINE);
         obs.event(Event::Output {
             stream,
             line: &shown_line,
             show: seen.show.as_deref(),
         });
+        self.purse.check(self.reader.as_ref(), obs);
         if !line.trim().is_empty() {
             let slot = if stream == Stream::Stderr {
                 &mut self.last_err

@@ -16,6 +16,7 @@ mode() {
       if [ "$n" -eq 0 ]; then echo rate-limit; else echo ok; fi ;;
     *"stand-in: rate-limit"*) echo rate-limit ;;
     *"stand-in: hang"*) echo hang ;;
+    *"stand-in: spend"*) echo spend ;;
     *"stand-in: tty"*) echo tty ;;
     *"stand-in: ignored"*) echo ignored ;;
     *) echo ok ;;
@@ -24,10 +25,38 @@ mode() {
 # The work a successful agent does: a file in its worktree (and, asked to,
 # a git-ignored one, like a build output).
 do_work() {
+  case "$prompt" in *"stand-in: slow"*) sleep 1 ;; esac
   printf 'work of %s by %s\n' "$id" "$1" > "notes-$1.txt"
   case "$prompt" in *"stand-in: ignored"*) mkdir -p out && echo "build output" > out/cache.txt ;; esac
 }
 hang() { while :; do sleep 1; done; }
+# The account's usage cap, shared by every story of a test: `cap_until`
+# holds when it lifts (seconds since the epoch). A story with `stand-in:
+# hits-cap` (or `stand-in: hits-cap in <phase>`) makes the account hit
+# it, once, lifting STANDIN_CAP_SECS (default 3) seconds later. Every call
+# is recorded in `calls`: `<ID> <phase> ran|capped <time>`.
+cap_file="$rec_dir/cap_until"
+account() {
+  phase=${AI_SDLC_PHASE:-none} hit=0
+  case "$prompt" in
+    *"stand-in: hits-cap in $phase"*) hit=1 ;;
+    *"stand-in: hits-cap in "*) ;;
+    *"stand-in: hits-cap"*) hit=1 ;;
+  esac
+  if [ "$hit" = 1 ] && [ ! -f "$rec_dir/cap_hit" ]; then
+    : > "$rec_dir/cap_hit"
+    echo $(( $(date +%s) + ${STANDIN_CAP_SECS:-3} )) > "$cap_file"
+  fi
+  if [ -f "$cap_file" ] && [ "$(date +%s)" -lt "$(cat "$cap_file")" ]; then
+    echo "$id $phase capped $(date +%s.%N)" >> "$rec_dir/calls"
+    return 1
+  fi
+  echo "$id $phase ran $(date +%s.%N)" >> "$rec_dir/calls"
+}
+cap_until() { cat "$cap_file"; }
+# A clock time as the CLIs print it: 6:44am / 6:44 AM (local time).
+clock_lower() { date -d "@$1" +%-I:%M%P; }
+clock_upper() { date -d "@$1" '+%-I:%M %p'; }
 # An agent that tries to ask the user a question on the terminal.
 ask_tty() {
   if ( exec 3<>/dev/tty ) 2>/dev/null; then
