@@ -50,6 +50,7 @@ impl Claude {
         let resets = info["resetsAt"].as_u64();
         if resets.is_some() || info.get("rateLimitType").is_some() {
             self.capped = Some(resets);
+            self.report.resets_at = resets;
             Line::hidden().limited(FailureKind::UsageCap)
         } else {
             Line::hidden().limited(FailureKind::RateLimit)

@@ -78,8 +78,8 @@ fn line(s: &Sum) -> String {
         n => format!(", {n} uncosted"),
     };
     format!(
-        "${:>8.2}  {} tokens in, {} out  ({} {}{uncosted})",
-        s.cost_usd,
+        "{:>9}  {} tokens in, {} out  ({} {}{uncosted})",
+        format!("${:.2}", s.cost_usd),
         s.input_tokens,
         s.output_tokens,
         s.phases,

@@ -38,6 +38,7 @@ pub struct Dashboard {
     /// Elapsed times change every second: redraw for them too.
     last_second: u64,
     parked: usize,
+    parked_ids: Vec<String>,
     /// The run waits for the agent's usage cap to lift (until, why).
     paused: Option<(u64, String)>,
     /// How many may run at once, when a rate limit lowered it.
@@ -88,6 +89,7 @@ impl Dashboard {
             dirty: true,
             last_second: 0,
             parked: 0,
+            parked_ids: Vec::new(),
             paused: None,
             concurrency: None,
             spent: None,
@@ -161,6 +163,16 @@ impl Dashboard {
         let ended = self.done + self.failed + self.skipped + self.cancelled + self.parked;
         let queued = self.total.saturating_sub(running + ended);
         let mut extra = String::new();
+        // Waiting for a cap to lift is what matters most: it comes first.
+        let mut first = String::new();
+        if let Some((until, why)) = &self.paused {
+            let now = crate::time::now_ms();
+            first = format!(
+                "paused: {why}, resumes {} (in {}) · ",
+                crate::time::local_clock(*until, now),
+                human_duration(until.saturating_sub(now))
+            );
+        }
         if self.cancelled > 0 {
             extra.push_str(&format!(" · cancelled {}", self.cancelled));
         }
@@ -173,16 +185,8 @@ impl Dashboard {
         if let Some(s) = &self.spent {
             extra.push_str(&format!(" · spent {s}"));
         }
-        if let Some((until, why)) = &self.paused {
-            let now = crate::time::now_ms();
-            extra.push_str(&format!(
-                " · paused: {why}, resumes {} (in {})",
-                crate::time::local_clock(*until, now),
-                human_duration(until.saturating_sub(now))
-            ));
-        }
         let text = format!(
-            "queued {queued} · running {running} · done {} · failed {} · skipped {}{extra} · {}",
+            "{first}queued {queued} · running {running} · done {} · failed {} · skipped {}{extra} · {}",
             self.done,
             self.failed,
             self.skipped,
@@ -218,6 +222,11 @@ impl Dashboard {
 
     fn finished(&mut self, r: &StoryResult) {
         self.rows.retain(|row| row.id != r.id);
+        // A parked story that resumed and ended is counted once, as it ended.
+        if let Some(i) = self.parked_ids.iter().position(|p| *p == r.id) {
+            self.parked_ids.swap_remove(i);
+            self.parked -= 1;
+        }
         let (mark, code) = match r.outcome {
             Outcome::Succeeded => {
                 self.done += 1;
@@ -233,6 +242,7 @@ impl Dashboard {
             }
             Outcome::Parked => {
                 self.parked += 1;
+                self.parked_ids.push(r.id.clone());
                 ("‖", "33")
             }
             _ => {

@@ -525,15 +525,22 @@ pub fn summary(results: &[StoryResult], duration_ms: u64, width: Option<usize>) 
     };
     for r in results {
         let mut parts = vec![format!(
-            "  {:<id_w$}  {:<9}  {:>7}",
+            "  {:<id_w$}  {:<9}  {:>7}{}",
             r.id,
             r.outcome.as_str(),
             if r.outcome == Outcome::Skipped {
                 "-".into()
             } else {
                 human_duration(r.duration_ms)
-            }
+            },
+            r.cost_usd.map(|c| format!("  ${c:.2}")).unwrap_or_default()
         )];
+        if let Some(t) = r.not_before {
+            parts.push(format!(
+                "until {}",
+                crate::time::local_clock(t, crate::time::now_ms())
+            ));
+        }
         match (&r.worktree, &r.fate) {
             (Some(w), Some(WorktreeFate::Kept(why))) => {
                 parts.push(format!("worktree kept ({why}): {w}"))
@@ -549,8 +556,8 @@ pub fn summary(results: &[StoryResult], duration_ms: u64, width: Option<usize>) 
         if let Some(l) = &r.log {
             parts.push(format!("log {l}"));
         }
+        // The cost is up front; the tokens, at the end.
         if let Some(u) = (crate::agent::Report {
-            cost_usd: r.cost_usd,
             input_tokens: r.input_tokens,
             output_tokens: r.output_tokens,
             ..Default::default()
