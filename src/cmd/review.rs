@@ -46,33 +46,7 @@ pub fn run(config: &Config, args: &ReviewArgs) -> Result<(), Error> {
         rows.push((*l, c, older));
     }
     if args.json {
-        let list: Vec<_> = rows
-            .iter()
-            .map(|(l, c, older)| {
-                let p = &predictions[&l.story.id];
-                json!({
-                    "id": l.story.id, "title": l.story.title, "status": l.story.status.as_str(),
-                    "branch": l.branch, "base": base,
-                    "ahead": c.ahead, "behind": c.behind,
-                    "files": c.files, "insertions": c.insertions, "deletions": c.deletions,
-                    "merged": c.ahead == 0 && l.story.merged_at.is_some(),
-                    "nothing_to_merge": c.ahead == 0,
-                    "merges_cleanly": matches!(p.now, Fit::Clean(_)),
-                    "conflicts": conflicts(&p.now),
-                    "merges_cleanly_in_order": matches!(p.after, Fit::Clean(_)),
-                    "conflicts_in_order": conflicts(&p.after),
-                    "merged_before": p.before,
-                    "conflicts_with": p.with,
-                    "stacked_on_older": older,
-                    "previous_tips": previous_of(&l.story.id)
-                        .iter()
-                        .map(|(r, c)| json!({"ref": r, "commit": c}))
-                        .collect::<Vec<_>>(),
-                    "pr_url": l.story.pr_url, "merged_at": l.story.merged_at,
-                })
-            })
-            .collect();
-        outln!("{}", json!({ "base": base, "stories": list }));
+        outln!("{}", json_of(&base, &rows, &predictions, &previous));
         return Ok(());
     }
     if rows.is_empty() {
@@ -115,6 +89,44 @@ pub fn run(config: &Config, args: &ReviewArgs) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// `review --json`: each story's branch against the base.
+fn json_of(
+    base: &str,
+    rows: &[(&Landing, Counts, Vec<String>)],
+    predictions: &std::collections::HashMap<String, crate::land::Prediction>,
+    previous: &std::collections::HashMap<String, Vec<(String, String)>>,
+) -> serde_json::Value {
+    let none = Vec::new();
+    let previous_of = |id: &str| previous.get(id).unwrap_or(&none);
+    let list: Vec<_> = rows
+        .iter()
+        .map(|(l, c, older)| {
+            let p = &predictions[&l.story.id];
+            json!({
+                "id": l.story.id, "title": l.story.title, "status": l.story.status.as_str(),
+                "branch": l.branch, "base": base,
+                "ahead": c.ahead, "behind": c.behind,
+                "files": c.files, "insertions": c.insertions, "deletions": c.deletions,
+                "merged": c.ahead == 0 && l.story.merged_at.is_some(),
+                "nothing_to_merge": c.ahead == 0,
+                "merges_cleanly": matches!(p.now, Fit::Clean(_)),
+                "conflicts": conflicts(&p.now),
+                "merges_cleanly_in_order": matches!(p.after, Fit::Clean(_)),
+                "conflicts_in_order": conflicts(&p.after),
+                "merged_before": p.before,
+                "conflicts_with": p.with,
+                "stacked_on_older": older,
+                "previous_tips": previous_of(&l.story.id)
+                    .iter()
+                    .map(|(r, c)| json!({"ref": r, "commit": c}))
+                    .collect::<Vec<_>>(),
+                "pr_url": l.story.pr_url, "merged_at": l.story.merged_at,
+            })
+        })
+        .collect();
+    json!({ "base": base, "stories": list })
 }
 
 fn conflicts(f: &Fit) -> Vec<String> {

@@ -371,6 +371,75 @@ pub fn finished_line(r: &StoryResult) -> String {
     line
 }
 
+/// One story's lines in the summary: outcome, time, cost, worktree,
+/// branch, log, tokens; then why it did not succeed, or what its agent said.
+fn result_lines(s: &mut String, r: &StoryResult, id_w: usize, cut: &dyn Fn(String) -> String) {
+    let mut parts = vec![format!(
+        "  {:<id_w$}  {:<9}  {:>7}{}",
+        r.id,
+        r.outcome.as_str(),
+        if r.outcome == Outcome::Skipped {
+            "-".into()
+        } else {
+            human_duration(r.duration_ms)
+        },
+        r.cost_usd.map(|c| format!("  ${c:.2}")).unwrap_or_default()
+    )];
+    if let Some(t) = r.not_before {
+        parts.push(format!(
+            "until {}",
+            crate::time::local_clock(t, crate::time::now_ms())
+        ));
+    }
+    match (&r.worktree, &r.fate) {
+        (Some(w), Some(WorktreeFate::Kept(why))) => {
+            parts.push(format!("worktree kept ({why}): {w}"))
+        }
+        (Some(_), Some(WorktreeFate::Parked)) => parts.push("worktree parked for reuse".into()),
+        (Some(_), Some(WorktreeFate::Removed)) => parts.push("worktree removed".into()),
+        (Some(w), None) => parts.push(format!("worktree kept: {w}")),
+        (None, _) => {}
+    }
+    if let Some(b) = &r.branch {
+        parts.push(b.clone());
+    }
+    if let Some(l) = &r.log {
+        parts.push(format!("log {l}"));
+    }
+    // The cost is up front; the tokens, at the end.
+    if let Some(u) = (crate::agent::Report {
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        ..Default::default()
+    })
+    .usage_text()
+    {
+        parts.push(u);
+    }
+    s.push_str(&cut(parts.join("  ")));
+    s.push('\n');
+    if let Some(e) = &r.error
+        && r.outcome != Outcome::Succeeded
+    {
+        s.push_str(&format!("  {:<id_w$}  {e}\n", ""));
+    }
+    if let Some(m) = r
+        .final_message
+        .as_deref()
+        .filter(|_| r.outcome == Outcome::Succeeded)
+    {
+        s.push_str(&cut(format!(
+            "  {:<id_w$}  \u{2192} {}",
+            "",
+            crate::agent::first_line(m, 400)
+        )));
+        s.push('\n');
+    }
+    if let Some(u) = &r.unrecorded {
+        s.push_str(&format!("  {:<id_w$}  warning: {u}\n", ""));
+    }
+}
+
 pub struct Reporter {
     tx: Notes,
     /// Dropped by `finish`: other senders (the signal handler's) may live on.
@@ -524,70 +593,7 @@ pub fn summary(results: &[StoryResult], duration_ms: u64, width: Option<usize>) 
         _ => line,
     };
     for r in results {
-        let mut parts = vec![format!(
-            "  {:<id_w$}  {:<9}  {:>7}{}",
-            r.id,
-            r.outcome.as_str(),
-            if r.outcome == Outcome::Skipped {
-                "-".into()
-            } else {
-                human_duration(r.duration_ms)
-            },
-            r.cost_usd.map(|c| format!("  ${c:.2}")).unwrap_or_default()
-        )];
-        if let Some(t) = r.not_before {
-            parts.push(format!(
-                "until {}",
-                crate::time::local_clock(t, crate::time::now_ms())
-            ));
-        }
-        match (&r.worktree, &r.fate) {
-            (Some(w), Some(WorktreeFate::Kept(why))) => {
-                parts.push(format!("worktree kept ({why}): {w}"))
-            }
-            (Some(_), Some(WorktreeFate::Parked)) => parts.push("worktree parked for reuse".into()),
-            (Some(_), Some(WorktreeFate::Removed)) => parts.push("worktree removed".into()),
-            (Some(w), None) => parts.push(format!("worktree kept: {w}")),
-            (None, _) => {}
-        }
-        if let Some(b) = &r.branch {
-            parts.push(b.clone());
-        }
-        if let Some(l) = &r.log {
-            parts.push(format!("log {l}"));
-        }
-        // The cost is up front; the tokens, at the end.
-        if let Some(u) = (crate::agent::Report {
-            input_tokens: r.input_tokens,
-            output_tokens: r.output_tokens,
-            ..Default::default()
-        })
-        .usage_text()
-        {
-            parts.push(u);
-        }
-        s.push_str(&cut(parts.join("  ")));
-        s.push('\n');
-        if let Some(e) = &r.error
-            && r.outcome != Outcome::Succeeded
-        {
-            s.push_str(&format!("  {:<id_w$}  {e}\n", ""));
-        }
-        if let Some(m) = r
-            .final_message
-            .as_deref()
-            .filter(|_| r.outcome == Outcome::Succeeded)
-        {
-            s.push_str(&cut(format!(
-                "  {:<id_w$}  \u{2192} {}",
-                "",
-                crate::agent::first_line(m, 400)
-            )));
-            s.push('\n');
-        }
-        if let Some(u) = &r.unrecorded {
-            s.push_str(&format!("  {:<id_w$}  warning: {u}\n", ""));
-        }
+        result_lines(&mut s, r, id_w, &cut);
     }
     let not_shown = NOT_SHOWN.load(Ordering::Relaxed);
     if not_shown > 0 {

@@ -743,30 +743,41 @@ fn record(to: &To, body: Body) -> Option<String> {
         body @ Body::Complete { .. } => {
             *heard.complete.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
         }
-        Body::Limited {
-            kind,
-            message,
-            not_before,
-        } => {
-            log.note(&format!("limited ({kind}): {message}"));
+        body @ (Body::Limited { .. } | Body::Spent { .. }) => {
             drop(log);
-            match agent::FailureKind::parse(&kind) {
-                Some(agent::FailureKind::UsageCap) => to.gov.capped(not_before),
-                Some(agent::FailureKind::RateLimit | agent::FailureKind::Overloaded) => {
-                    to.gov.rate_limited(notes, id, &message)
-                }
-                _ => {}
-            }
-        }
-        Body::Spent { usd, tokens } => {
-            to.gov
-                .spent(notes, id, crate::governor::Spend { usd, tokens });
+            governed(to, body);
         }
         Body::HealthCheck | Body::Shutdown { .. } => {
             log.line("runner", "ignored a runner-bound message from the executor");
         }
     }
     None
+}
+
+/// What the governor hears as a story runs: its agent's rate limits and
+/// caps, its spend.
+fn governed(to: &To, body: Body) {
+    match body {
+        Body::Limited {
+            kind,
+            message,
+            not_before,
+        } => {
+            logs::lock(to.log).note(&format!("limited ({kind}): {message}"));
+            match agent::FailureKind::parse(&kind) {
+                Some(agent::FailureKind::UsageCap) => to.gov.capped(not_before),
+                Some(agent::FailureKind::RateLimit | agent::FailureKind::Overloaded) => {
+                    to.gov.rate_limited(to.notes, to.id, &message)
+                }
+                _ => {}
+            }
+        }
+        Body::Spent { usd, tokens } => {
+            let spent = crate::governor::Spend { usd, tokens };
+            to.gov.spent(to.notes, to.id, spent);
+        }
+        _ => {}
+    }
 }
 
 /// Reads the executor's messages. The reporter gets the agent's output

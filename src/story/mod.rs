@@ -481,17 +481,9 @@ pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
             index += 1;
             continue;
         }
+        // The spend of the phases before, against the story's budget.
         let spent = spend(&result.report);
-        if phase.agent
-            && let Some(over) = limits.budget.over(spent)
-        {
-            result.outcome = Outcome::Failed;
-            result.failure = Some(FailureKind::OverBudget);
-            result.failed_phase = Some(phase.name.clone());
-            result.error = Some(format!(
-                "over budget: {over} before phase {}; raise budget.story (or --budget-story) and run it again",
-                phase.name
-            ));
+        if phase.agent && over_budget(&mut result, phase, limits) {
             break;
         }
         let Some(ran) = run_one(job, (index, round), &carried, spent, limits, obs) else {
@@ -500,19 +492,13 @@ pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
             result.error = Some("run interrupted".into());
             break;
         };
+        count(&mut result, &ran.end.report, obs);
         if let Some(why) = phase.agent.then(|| obs.after_agent()).flatten() {
-            result.report.add_usage(&ran.end.report);
             result.outcome = Outcome::Failed;
             result.failed_phase = Some("git state".into());
             result.error = Some(why);
             break;
         }
-        result.report.add_usage(&ran.end.report);
-        let now = spend(&result.report);
-        obs.event(Event::Spent {
-            usd: now.usd,
-            tokens: now.tokens,
-        });
         result.exit_code = ran.end.status.and_then(|s| s.code());
         result.signal = ran.end.status.and_then(|s| s.signal());
         let end = match &ran.verdict {
@@ -568,6 +554,32 @@ pub fn run(job: &Job, limits: &Limits, obs: &mut dyn Observer) -> RunResult {
     }
     result.duration_ms = started.elapsed().as_millis() as u64;
     result
+}
+
+/// Add a phase's usage to the story's, and tell the runner the total.
+fn count(result: &mut RunResult, phase: &Report, obs: &mut dyn Observer) {
+    result.report.add_usage(phase);
+    let now = spend(&result.report);
+    obs.event(Event::Spent {
+        usd: now.usd,
+        tokens: now.tokens,
+    });
+}
+
+/// Before an agent phase: is the story over its budget already? Then it
+/// fails, saying so.
+fn over_budget(result: &mut RunResult, phase: &PhaseCommand, limits: &Limits) -> bool {
+    let Some(over) = limits.budget.over(spend(&result.report)) else {
+        return false;
+    };
+    result.outcome = Outcome::Failed;
+    result.failure = Some(FailureKind::OverBudget);
+    result.failed_phase = Some(phase.name.clone());
+    result.error = Some(format!(
+        "over budget: {over} before phase {}; raise budget.story (or --budget-story) and run it again",
+        phase.name
+    ));
+    true
 }
 
 /// What a report's totals come to (costs are priced per phase already).
