@@ -420,6 +420,9 @@ pub struct ExecutorArgs {
     /// the most tokens (in and out) the story may use in this run
     #[argh(option)]
     pub budget_tokens: Option<u64>,
+    /// the repo's git dir, as the runner found it
+    #[argh(option)]
+    pub git_dir: Option<PathBuf>,
 }
 
 impl ExecutorArgs {
@@ -446,6 +449,9 @@ impl ExecutorArgs {
         opt("--workflow", self.workflow.clone());
         opt("--budget-usd", self.budget_usd.map(|d| d.to_string()));
         opt("--budget-tokens", self.budget_tokens.map(|t| t.to_string()));
+        if let Some(d) = &self.git_dir {
+            v.extend(["--git-dir".into(), d.into()]);
+        }
         if self.setup {
             v.push("--setup".into());
         }
@@ -668,6 +674,7 @@ mod tests {
             setup: true,
             budget_usd: Some(0.5),
             budget_tokens: Some(200_000),
+            git_dir: Some("/repo/.git".into()),
         };
         let bare = ExecutorArgs {
             base: None,
@@ -677,6 +684,7 @@ mod tests {
             setup: false,
             budget_usd: None,
             budget_tokens: None,
+            git_dir: None,
             ..args.clone()
         };
         for a in [args, bare] {

@@ -38,6 +38,9 @@ pub struct WorkflowConfig {
     /// With no review phase in the workflow, a done story also gets
     /// `reviews_complete: true`.
     pub mark_reviewed: bool,
+    /// A story whose implement phase changed nothing may be done (else it
+    /// is blocked: "the agent made no change").
+    pub allow_empty: bool,
 }
 
 /// `orchestrator.launcher*`: how executors are started.
@@ -197,6 +200,7 @@ impl Config {
             workflow: WorkflowConfig {
                 max_review_rounds: 2,
                 mark_reviewed: false,
+                allow_empty: false,
             },
             agent_timeout_ms: 1_800_000,
             concurrency: 1,
@@ -550,6 +554,7 @@ fn apply_workflow(c: &mut Config, r: &Reader, value: &Value) -> Result<(), Confi
                 c.workflow.max_review_rounds = r.uint(v, &key)?.clamp(1, 100) as u32
             }
             "markReviewed" => c.workflow.mark_reviewed = r.bool(v, &key)?,
+            "allowEmpty" => c.workflow.allow_empty = r.bool(v, &key)?,
             _ => r.unknown(&key),
         }
     }

@@ -246,7 +246,8 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
     });
     let r = match prepare(root, &args) {
         Ok((job, limits, board)) => {
-            ipc.guard = crate::git::guard::Guard::attach(root).map(|g| (g, board));
+            ipc.guard =
+                crate::git::guard::Guard::attach(root, args.git_dir.as_deref()).map(|g| (g, board));
             story::run(&job, &limits, &mut ipc)
         }
         Err(e) => {

@@ -627,3 +627,41 @@ fn a_later_phase_gets_what_the_earlier_ones_said() {
         repo.read_story("S-0001")
     );
 }
+
+#[test]
+fn an_implement_phase_that_changes_nothing_blocks_the_story_unless_that_is_allowed() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("quiet", "echo 'Looked around; it is fine as it is.'");
+    repo.config(serde_json::json!({
+        "agent": {"command": [agent.to_string_lossy()]},
+        "workflow": {"allowEmpty": false}
+    }));
+    repo.story("S-0001", "Nothing to do", 1, "ready", "");
+    repo.story(
+        "S-0002",
+        "Nothing, and that is fine",
+        2,
+        "ready",
+        "allow_empty: true\n",
+    );
+    let out = repo.run(&["run", "--max", "2"]);
+    expect_code(&out, 1);
+    assert_eq!(repo.status("S-0001"), "blocked");
+    let reason = repo.blocked_reason("S-0001");
+    assert!(
+        reason.contains("the agent made no change") && reason.contains("allow_empty: true"),
+        "{reason}"
+    );
+    assert_eq!(repo.status("S-0002"), "done", "{}", stderr(&out));
+
+    // workflow.allowEmpty allows it for every story.
+    let repo = TestRepo::new();
+    let agent = repo.agent("quiet", "true");
+    repo.config(serde_json::json!({
+        "agent": {"command": [agent.to_string_lossy()]},
+        "workflow": {"allowEmpty": true}
+    }));
+    repo.story("S-0001", "Nothing to do", 1, "ready", "");
+    expect_code(&repo.run(&["run"]), 0);
+    assert_eq!(repo.status("S-0001"), "done");
+}

@@ -402,11 +402,11 @@ pub trait Reader: Send {
     fn line(&mut self, stderr: bool, line: &str) -> Line;
     fn report(&self) -> Report;
     /// What the phase has spent so far, as the CLI reported it: cost,
-    /// input and output tokens (cheap: asked after every line when a
-    /// budget is set).
+    /// input and output tokens. Asked after every line, so it must be
+    /// cheap: a reader whose CLI reports usage answers from its fields;
+    /// the rest report none.
     fn usage(&self) -> (Option<f64>, Option<u64>, Option<u64>) {
-        let r = self.report();
-        (r.cost_usd, r.input_tokens, r.output_tokens)
+        (None, None, None)
     }
 }
 

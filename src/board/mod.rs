@@ -96,6 +96,8 @@ pub struct Story {
     /// Not to start before this time (ms since the epoch): parked at a
     /// usage cap until it lifts (SPEC §15).
     pub not_before: Option<u64>,
+    /// `allow_empty: true`: it may be done without a change of its agent's.
+    pub allow_empty: bool,
     /// The story's `story.md`, absolute.
     pub path: PathBuf,
 }
@@ -263,6 +265,11 @@ pub fn parse_story(text: &str, path: &Path, folder: &str) -> Result<Story, Strin
             Some(t) => Some(crate::time::parse_iso(&t).ok_or_else(|| {
                 format!("field `not_before` must be a UTC time like 2026-12-06T03:00:00Z, got {t:?}; fix it or remove the line")
             })?),
+        },
+        allow_empty: match &map["allow_empty"] {
+            Yaml::Boolean(b) => *b,
+            Yaml::BadValue | Yaml::Null => false,
+            y => return Err(field_error("allow_empty", "true or false", y)),
         },
         path: path.to_path_buf(),
         slug,

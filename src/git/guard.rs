@@ -440,10 +440,20 @@ impl Guard {
         })
     }
 
+    /// The repo's git dir (its `.git`), where the guard looks.
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
+    }
+
     /// The guard of an executor, inside a runner's run: the runner's
     /// recorded baseline, if there is one (none: nothing to check).
-    pub fn attach(root: &Path) -> Option<Guard> {
-        let git_dir = common_git_dir(root).ok()?;
+    /// `git_dir`: the repo's git dir as the runner found it (else asked of
+    /// git, which costs a process).
+    pub fn attach(root: &Path, git_dir: Option<&Path>) -> Option<Guard> {
+        let git_dir = match git_dir {
+            Some(d) => d.to_path_buf(),
+            None => common_git_dir(root).ok()?,
+        };
         let rd = open_record(&git_dir)?;
         let record = Record {
             dir: rd,

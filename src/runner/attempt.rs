@@ -446,9 +446,55 @@ impl<'a> Run<'a> {
                 self.note(&format!("committed the agent's work on {branch}: {sha}"));
                 result.commit = Some(sha);
             }
-            Ok(None) => self.note("nothing to commit: the worktree has no changes"),
+            Ok(None) => {
+                self.note("nothing to commit: the worktree has no changes");
+                if let Some(why) = self.made_nothing(result) {
+                    self.note(&why);
+                    fail_at(result, "implement", why);
+                }
+            }
             Err(e) => fail_at(result, "commit", e),
         }
+    }
+
+    /// An implement phase ran and the story's branch has no work of its own
+    /// (none now, none from before): almost never what the user wants.
+    /// Why it fails, unless an empty result is allowed.
+    fn made_nothing(&self, result: &RunResult) -> Option<String> {
+        let ctx = self.ctx;
+        if ctx.config.workflow.allow_empty || self.story.allow_empty {
+            return None;
+        }
+        let implement_ran = self.recorder.phases().iter().any(|p| {
+            p.outcome == "succeeded"
+                && ctx
+                    .config
+                    .phases
+                    .iter()
+                    .any(|c| c.name == p.phase && c.kind() == Kind::Implement)
+        });
+        let start = match (&self.place.start, &self.story.base_ref) {
+            (Some(s), _) => s.commit.clone(),
+            (None, Some(r)) => r.clone(),
+            (None, None) => ctx.settings.base_branch.clone()?,
+        };
+        let root = &ctx.config.root;
+        let branch = format!("refs/heads/{}", self.place.branch);
+        // Its tip is where it started (or before): no commit of its own.
+        let bare = crate::git::is_ancestor(root, &branch, &start).ok()?;
+        if !implement_ran || !bare {
+            return None;
+        }
+        let said = result
+            .report
+            .final_message
+            .as_deref()
+            .map(|m| format!("; it said: {}", crate::agent::first_line(m, 300)))
+            .unwrap_or_default();
+        Some(format!(
+            "the agent made no change{said}. If that is the right result, set allow_empty: true in the story (or workflow.allowEmpty in {}) and run it again",
+            ctx.config.file_name()
+        ))
     }
 
     /// Write the outcome (SPEC §5 table) and keep or remove the worktree.

@@ -181,6 +181,7 @@ fn spawn(ctx: &Ctx, job: &Job, log: &Mutex<RunLog>) -> Result<Child, String> {
         setup: job.has_setup,
         budget_usd: ctx.settings.story_budget.usd,
         budget_tokens: ctx.settings.story_budget.tokens,
+        git_dir: ctx.guard.as_ref().map(|g| g.git_dir().to_path_buf()),
     };
     let launcher = match ctx.launch.prefix() {
         Some(prefix) => Some(job.expand("launcher", prefix, "")?),

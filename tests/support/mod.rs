@@ -216,7 +216,17 @@ impl TestRepo {
     }
 
     /// Write `.ai-sdlc.json` as a clone or a pull request brings it: untrusted.
-    pub fn config_untrusted(&self, v: serde_json::Value) {
+    /// Most scripted agents here change no file: unless the test says
+    /// otherwise, an empty result may be done (`workflow.allowEmpty`; the
+    /// rule itself is `presets::an_implement_phase_that_changes_nothing_…`).
+    pub fn config_untrusted(&self, mut v: serde_json::Value) {
+        if let Some(o) = v.as_object_mut() {
+            let w = o.entry("workflow").or_insert_with(|| serde_json::json!({}));
+            if let Some(w) = w.as_object_mut() {
+                w.entry("allowEmpty")
+                    .or_insert(serde_json::Value::Bool(true));
+            }
+        }
         fs::write(self.root.join(".ai-sdlc.json"), v.to_string()).unwrap();
     }
 
