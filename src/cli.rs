@@ -201,7 +201,7 @@ pub struct DoctorArgs {}
     subcommand,
     name = "prompt",
     example = "ai-sdlc prompt S-0001",
-    example = "ai-sdlc prompt S-0001 --phase review"
+    example = "ai-sdlc prompt S-0001 --workflow sdlc --phase review"
 )]
 pub struct PromptArgs {
     /// the story id
@@ -210,6 +210,9 @@ pub struct PromptArgs {
     /// the phase (default: the first phase that runs the agent)
     #[argh(option)]
     pub phase: Option<String>,
+    /// the built-in workflow, as `run --workflow` takes it: sdlc or implement
+    #[argh(option)]
+    pub workflow: Option<String>,
 }
 
 /// Run the built-in demo: a throwaway git repo with six stories and a scripted agent (needs only sh and git).

@@ -22,6 +22,8 @@ pub enum Why {
     Misplaced,
     /// The story spent its budget.
     OverBudget,
+    /// The agent's CLI met a failure its own retries will not mend.
+    Hopeless,
 }
 
 impl Why {
@@ -33,6 +35,7 @@ impl Why {
             Why::Idle => "printed nothing for too long",
             Why::Misplaced => "it cannot work where it runs",
             Why::OverBudget => "over budget",
+            Why::Hopeless => "its CLI failed for good",
         }
     }
 }

@@ -378,19 +378,25 @@ pub fn check(config: &Config, force: bool) -> Result<Option<String>, Error> {
     if cmds.is_empty() {
         return Ok(None);
     }
-    if forced(force) {
-        let list: Vec<String> = cmds
-            .iter()
-            .map(|c| format!("{}: {}", c.key, c.shown))
-            .collect();
-        return Ok(Some(format!(
-            "running this repo's commands without a trust record ({TRUST_VAR}=1 or --trust): {}",
-            list.join("; ")
-        )));
-    }
-    let missing = untrusted(&config.root, &cmds).map_err(Error::usage)?;
+    // Forced, a record that cannot be read is no reason to stop.
+    let missing = match untrusted(&config.root, &cmds) {
+        Ok(m) => m,
+        Err(_) if forced(force) => cmds.iter().map(|c| (c.clone(), None)).collect(),
+        Err(e) => return Err(Error::usage(e)),
+    };
     if missing.is_empty() {
         return Ok(None);
+    }
+    if forced(force) {
+        // Only what is not trusted already is worth a warning.
+        let list: Vec<String> = missing
+            .iter()
+            .map(|(c, _)| format!("{}: {}", c.key, c.shown))
+            .collect();
+        return Ok(Some(format!(
+            "running commands this repo's trust record does not hold ({TRUST_VAR}=1 or --trust): {}",
+            list.join("; ")
+        )));
     }
     let mut msg = format!(
         "{} names commands that ai-sdlc has not been trusted to run in this repo:\n",

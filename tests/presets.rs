@@ -254,7 +254,45 @@ fn a_hung_agent_is_stopped_after_the_idle_timeout() {
             reason.contains("printed nothing for 1.0s"),
             "{preset}: {reason}"
         );
+        // What it last said is kept, as people saw it, never raw JSON.
+        let said = match preset {
+            "claude" => "(its last words: Thinking about it...)",
+            _ => "(its last words: Reconnecting... waiting for network",
+        };
+        assert!(reason.contains(said), "{preset}: {reason}");
+        assert!(!reason.contains("{\""), "{preset}: {reason}");
     }
+}
+
+#[test]
+fn a_login_that_fails_is_stopped_at_the_clis_first_retry_and_the_retries_are_shown() {
+    let repo = preset_repo("claude", serde_json::json!({}), "stand-in: auth-retries");
+    let out = run_with(&repo, &["run"], &[]);
+    let err = stderr(&out);
+    expect_code(&out, 1);
+    assert_eq!(repo.status("S-0001"), "blocked");
+    let reason = repo.blocked_reason("S-0001");
+    assert!(
+        reason.contains("401 authentication_failed") && reason.contains("authentication failed"),
+        "{reason}"
+    );
+    let retries: u32 = repo
+        .rec_file("S-0001.retries")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(retries < 4, "it was left to retry {retries} times");
+    assert!(
+        err.contains("retry 1/10: 401 authentication_failed"),
+        "{err}"
+    );
+    assert!(
+        repo.logs("S-0001")
+            .concat()
+            .contains("retry 1/10: 401 authentication_failed"),
+        "the log does not show the retry"
+    );
 }
 
 #[test]
@@ -664,4 +702,37 @@ fn an_implement_phase_that_changes_nothing_blocks_the_story_unless_that_is_allow
     repo.story("S-0001", "Nothing to do", 1, "ready", "");
     expect_code(&repo.run(&["run"]), 0);
     assert_eq!(repo.status("S-0001"), "done");
+}
+
+#[test]
+fn the_small_ones_a_new_user_meets() {
+    // `prompt --workflow sdlc --phase review`, as `run --workflow sdlc` would.
+    let repo = preset_repo("claude", serde_json::json!({}), "");
+    let out = repo.run(&["prompt", "S-0001", "--phase", "review"]);
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("the workflow's phases are implement"),
+        "{}",
+        stderr(&out)
+    );
+    let out = repo.run(&[
+        "prompt",
+        "S-0001",
+        "--workflow",
+        "sdlc",
+        "--phase",
+        "review",
+    ]);
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("S-0001"), "{}", stdout(&out));
+
+    // `init` says what to commit, so story branches have its .gitignore.
+    let repo = TestRepo::new();
+    let out = repo.run(&["init", "--agent", "claude"]);
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("git add .gitignore .ai-sdlc.json .ai-sdlc && git commit"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -92,11 +92,18 @@ fn a_config_nobody_trusted_runs_nothing_until_trusted() {
     let out = repo.run_env(&["run"], &[("AI_SDLC_TRUST", "1")]);
     expect_code(&out, 0);
     assert!(
-        stderr(&out).contains("warning: running this repo's commands without a trust record"),
+        stderr(&out).contains("warning: running commands this repo's trust record does not hold")
+            && stderr(&out).contains("workflow.phases.verify.command: sh -c true"),
         "{}",
         stderr(&out)
     );
     assert_eq!(repo.status("S-0003"), "done");
+    // Everything trusted already: nothing to warn about.
+    expect_code(&repo.run(&["trust"]), 0);
+    repo.story("S-0005", "Five", 5, "ready", "");
+    let out = repo.run_env(&["run", "--story", "S-0005"], &[("AI_SDLC_TRUST", "1")]);
+    expect_code(&out, 0);
+    assert!(!stderr(&out).contains("trust record"), "{}", stderr(&out));
 
     // untrust forgets.
     repo.story("S-0004", "Four", 4, "ready", "");

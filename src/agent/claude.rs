@@ -187,18 +187,31 @@ impl Reader for Claude {
             // "attempt":3,"max_retries":10,"error_status":429,"error":"rate_limit"}`.
             Some("system") if v["subtype"] == "api_retry" => {
                 let status = v["error_status"].as_u64().unwrap_or(0);
-                let line = Line::show(format!(
-                    "API error {status}; retry {} of {}",
+                let error = str_at(&v, &["error"]).unwrap_or("error");
+                let words = format!(
+                    "retry {}/{}: {status} {error}",
                     v["attempt"].as_u64().unwrap_or(0),
                     v["max_retries"].as_u64().unwrap_or(0)
-                ));
+                );
                 let line = Line {
                     progress: false,
-                    ..line
+                    retrying: true,
+                    ..Line::show(&words)
                 };
                 match status {
                     429 => line.limited(FailureKind::RateLimit),
                     503 | 529 => line.limited(FailureKind::Overloaded),
+                    // A login that fails fails ten times over three minutes.
+                    401 | 403 => {
+                        self.report.failure = Some((
+                            FailureKind::Auth,
+                            format!("API error {status} {error}; stopped at its first retry"),
+                        ));
+                        Line {
+                            hopeless: true,
+                            ..line
+                        }
+                    }
                     _ => line,
                 }
             }
@@ -286,8 +299,18 @@ mod tests {
         let retry = r#"{"type":"system","subtype":"api_retry","attempt":3,"max_retries":10,"retry_delay_ms":2445.1,"error_status":429,"error":"rate_limit"}"#;
         let line = c.line(false, retry);
         assert_eq!(line.limited, Some(FailureKind::RateLimit));
-        assert_eq!(line.show.as_deref(), Some("API error 429; retry 3 of 10"));
-        assert!(!line.progress);
+        assert_eq!(line.show.as_deref(), Some("retry 3/10: 429 rate_limit"));
+        assert!(!line.progress && !line.hopeless);
+        // A login that fails is not retried ten times: stopped at once.
+        let mut c = Claude::new("/wt".into());
+        let retry = r#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":531.0,"error_status":401,"error":"authentication_failed"}"#;
+        let line = c.line(false, retry);
+        assert!(line.hopeless);
+        assert_eq!(
+            line.show.as_deref(),
+            Some("retry 1/10: 401 authentication_failed")
+        );
+        assert_eq!(c.report().failure.unwrap().0, FailureKind::Auth);
     }
 
     #[test]

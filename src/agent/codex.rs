@@ -91,6 +91,8 @@ impl Reader for Codex {
                     show: Some(super::first_line(msg, 200)),
                     progress: !msg.starts_with("Reconnecting"),
                     limited,
+                    hopeless: false,
+                    retrying: false,
                 }
             }
             _ => Line::hidden(),

@@ -36,6 +36,38 @@ impl Gemini {
     }
 }
 
+/// A Gemini CLI failure, classified by its structure first: the HTTP
+/// status and the API's `status` (`[API Error: {"error":{"code":429,
+/// "status":"RESOURCE_EXHAUSTED",…}}]`, or `"code":429` on the stderr
+/// object), the words only when there is none. A 429 is a rate limit —
+/// its words say "request a quota increase" — unless it is the daily free
+/// tier's TerminalQuotaError (`limit: 0`), which is a usage cap.
+fn gemini_failure(message: &str, code: Option<u64>) -> (FailureKind, String) {
+    let (kind, first) = failure(message);
+    let api: Option<Value> = message
+        .find('{')
+        .zip(message.rfind('}'))
+        .and_then(|(a, b)| serde_json::from_str(&message[a..=b]).ok());
+    let code = api
+        .as_ref()
+        .and_then(|v| v["error"]["code"].as_u64())
+        .or(code);
+    let status = api
+        .as_ref()
+        .and_then(|v| v["error"]["status"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let kind = match (code, status.as_str()) {
+        (Some(429), _) | (_, "RESOURCE_EXHAUSTED") if message.contains("limit: 0") => {
+            FailureKind::UsageCap
+        }
+        (Some(429), _) | (_, "RESOURCE_EXHAUSTED") => FailureKind::RateLimit,
+        (Some(401 | 403), _) | (_, "UNAUTHENTICATED" | "PERMISSION_DENIED") => FailureKind::Auth,
+        (Some(500..=599), _) | (_, "UNAVAILABLE") => FailureKind::Overloaded,
+        _ => kind,
+    };
+    (kind, first)
+}
+
 impl Reader for Gemini {
     fn line(&mut self, stderr: bool, line: &str) -> Line {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
@@ -43,11 +75,13 @@ impl Reader for Gemini {
             // "Attempt 2 failed with status 429. Retrying with backoff...":
             // it retries by itself, printing nothing else meanwhile.
             if stderr && l.starts_with("Attempt ") && l.contains("Retrying") {
+                let line = Line {
+                    retrying: true,
+                    ..Line::show(l)
+                };
                 return match super::classify(l) {
-                    k @ (FailureKind::RateLimit | FailureKind::Overloaded) => {
-                        Line::raw().limited(k)
-                    }
-                    _ => Line::raw(),
+                    k @ (FailureKind::RateLimit | FailureKind::Overloaded) => line.limited(k),
+                    _ => line,
                 };
             }
             if stderr
@@ -63,7 +97,8 @@ impl Reader for Gemini {
         if stderr {
             // json mode reports a fatal error as an object on stderr.
             if let Some(msg) = str_at(&v, &["error", "message"]) {
-                self.report.failure = Some(failure(msg));
+                let code = v["error"]["code"].as_u64();
+                self.report.failure = Some(gemini_failure(msg, code));
             }
             return Line::hidden();
         }
@@ -96,7 +131,7 @@ impl Reader for Gemini {
                     self.report.final_message = (!t.is_empty()).then(|| t.to_string());
                 } else {
                     let msg = str_at(&v, &["error", "message"]).unwrap_or("the run failed");
-                    self.report.failure = Some(failure(msg));
+                    self.report.failure = Some(gemini_failure(msg, None));
                 }
                 Line::hidden()
             }
@@ -158,5 +193,38 @@ mod tests {
             g.line(false, l);
         }
         assert_eq!(g.report().failure.unwrap().0, FailureKind::Auth);
+    }
+
+    #[test]
+    fn a_429_is_a_rate_limit_by_its_status_and_only_limit_0_is_a_cap() {
+        // Its retryable 429's words speak of quota: the structure decides.
+        let retryable = r#"[API Error: {"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota). Please retry later, or request a quota increase.","status":"RESOURCE_EXHAUSTED"}}]"#;
+        let mut g = Gemini::new("/wt".into());
+        let line = format!(
+            r#"{{"type":"result","status":"error","error":{{"type":"unknown","message":{}}},"stats":{{}}}}"#,
+            serde_json::to_string(retryable).unwrap()
+        );
+        g.line(false, &line);
+        assert_eq!(g.report().failure.unwrap().0, FailureKind::RateLimit);
+        // The daily free tier (TerminalQuotaError, CLI-FACTS): a cap.
+        let mut g = Gemini::new("/wt".into());
+        g.line(true, r#"{"error":{"type":"TerminalQuotaError","message":"[API Error: You exceeded your current quota, please check your plan and billing details. Quota exceeded for metric: generate_content_free_tier_requests, limit: 0, model: gemini-2.5-pro]","code":429}}"#);
+        assert_eq!(g.report().failure.unwrap().0, FailureKind::UsageCap);
+        // A 429 object on stderr without those words: a rate limit.
+        let mut g = Gemini::new("/wt".into());
+        g.line(
+            true,
+            r#"{"error":{"type":"Error","message":"request a quota increase","code":429}}"#,
+        );
+        assert_eq!(g.report().failure.unwrap().0, FailureKind::RateLimit);
+        // Its real 401 sample still reads as auth, by its status.
+        assert_eq!(
+            gemini_failure(
+                r#"[API Error: {"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}]"#,
+                None
+            )
+            .0,
+            FailureKind::Auth
+        );
     }
 }

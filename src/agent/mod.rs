@@ -309,7 +309,7 @@ impl Report {
     pub fn usage_text(&self) -> Option<String> {
         let mut parts = Vec::new();
         if let Some(c) = self.cost_usd {
-            parts.push(format!("${c:.2}"));
+            parts.push(usd(c));
         }
         match (self.input_tokens, self.output_tokens) {
             (None, None) => {}
@@ -351,6 +351,16 @@ impl Report {
     }
 }
 
+/// US dollars for people: `$1.23`, and `$0.0045` below a cent (a cheap
+/// run is not free).
+pub fn usd(c: f64) -> String {
+    if c != 0.0 && c.abs() < 0.01 {
+        format!("${c:.4}")
+    } else {
+        format!("${c:.2}")
+    }
+}
+
 /// What one output line told.
 #[derive(Debug, Default, PartialEq)]
 pub struct Line {
@@ -363,6 +373,12 @@ pub struct Line {
     /// The CLI says it is being rate limited (or the service is
     /// overloaded) and retries by itself: a sign to slow the whole run.
     pub limited: Option<FailureKind>,
+    /// The CLI met a failure no retry of its own will mend (a login that
+    /// fails): stop it now rather than after its retries.
+    pub hopeless: bool,
+    /// The CLI retries a failed request by itself (minutes of silence
+    /// otherwise): shown and logged as news, not as a line of output.
+    pub retrying: bool,
 }
 
 impl Line {
@@ -371,6 +387,8 @@ impl Line {
             show: None,
             progress: true,
             limited: None,
+            hopeless: false,
+            retrying: false,
         }
     }
 
@@ -379,6 +397,8 @@ impl Line {
             show: Some(first_line(&text.into(), 200)),
             progress: true,
             limited: None,
+            hopeless: false,
+            retrying: false,
         }
     }
 
@@ -387,6 +407,8 @@ impl Line {
             show: Some(String::new()),
             progress: true,
             limited: None,
+            hopeless: false,
+            retrying: false,
         }
     }
 
@@ -530,6 +552,14 @@ fn failure(message: &str) -> (FailureKind, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dollars_read_well_and_a_cheap_run_is_not_free() {
+        assert_eq!(usd(0.0), "$0.00");
+        assert_eq!(usd(0.0045), "$0.0045");
+        assert_eq!(usd(0.25), "$0.25");
+        assert_eq!(usd(12.345), "$12.35");
+    }
 
     #[test]
     fn classifies_the_messages_the_clis_print() {

@@ -79,7 +79,7 @@ fn line(s: &Sum) -> String {
     };
     format!(
         "{:>9}  {} tokens in, {} out  ({} {}{uncosted})",
-        format!("${:.2}", s.cost_usd),
+        crate::agent::usd(s.cost_usd),
         s.input_tokens,
         s.output_tokens,
         s.phases,

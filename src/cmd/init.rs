@@ -109,9 +109,16 @@ pub fn run(dir: Option<&Path>, args: &InitArgs) -> Result<(), Error> {
             root.display()
         );
     }
+    // What init wrote is uncommitted: a story branch made from the base
+    // lacks it, and merging one back trips over the untracked .gitignore.
+    let commit = if root.join(".git").exists() {
+        "  git add .gitignore .ai-sdlc.json .ai-sdlc && git commit -m \"ai-sdlc board\"   # stories branch from what is committed\n"
+    } else {
+        ""
+    };
     let _ = writeln!(
         out,
-        "\nNext:\n  ai-sdlc doctor                        # is the agent installed and logged in?\n  ai-sdlc add \"My first story\" --ready\n  ai-sdlc prompt S-0001                 # what the agent will be told\n  ai-sdlc run"
+        "\nNext:\n{commit}  ai-sdlc doctor                        # is the agent installed and logged in?\n  ai-sdlc add \"My first story\" --ready\n  ai-sdlc prompt S-0001                 # what the agent will be told\n  ai-sdlc run"
     );
     Ok(())
 }

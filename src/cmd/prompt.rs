@@ -9,6 +9,16 @@ use std::io::{self, Write};
 
 /// `ai-sdlc prompt <ID> [--phase P]`: the exact prompt a phase would get.
 pub fn run(config: &Config, args: &PromptArgs) -> Result<(), Error> {
+    let with_workflow;
+    let config = match &args.workflow {
+        Some(w) => {
+            let mut c = config.clone();
+            c.use_workflow(w).map_err(Error::usage)?;
+            with_workflow = c;
+            &with_workflow
+        }
+        None => config,
+    };
     let board = Board::of(config);
     let story = board
         .load(&args.id)

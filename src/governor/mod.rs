@@ -27,7 +27,7 @@ impl Spend {
     /// "$0.42" or "1234 tokens".
     pub fn text(&self, in_usd: bool) -> String {
         if in_usd {
-            format!("${:.2}", self.usd)
+            crate::agent::usd(self.usd)
         } else {
             format!("{} tokens", self.tokens)
         }
@@ -83,7 +83,11 @@ impl Budget {
         if let Some(max) = self.usd
             && spent.usd > max
         {
-            return Some(format!("${:.2} of ${max:.2}", spent.usd));
+            return Some(format!(
+                "{} of {}",
+                crate::agent::usd(spent.usd),
+                crate::agent::usd(max)
+            ));
         }
         if let Some(max) = self.tokens
             && spent.tokens > max
@@ -235,7 +239,7 @@ impl Governor {
         let spent = self.spent();
         let say = |in_usd: bool| {
             let budget = match in_usd {
-                true => format!("${:.2}", run.usd.unwrap_or(0.0)),
+                true => crate::agent::usd(run.usd.unwrap_or(0.0)),
                 false => format!("{} tokens", run.tokens.unwrap_or(0)),
             };
             format!(
@@ -276,7 +280,11 @@ impl Governor {
     pub fn spent_text(&self) -> Option<String> {
         let spent = self.spent();
         match (self.run_budget.usd, self.run_budget.tokens) {
-            (Some(max), _) => Some(format!("${:.2} of ${max:.2}", spent.usd)),
+            (Some(max), _) => Some(format!(
+                "{} of {}",
+                crate::agent::usd(spent.usd),
+                crate::agent::usd(max)
+            )),
             (None, Some(max)) => Some(format!("{} of {max} tokens", spent.tokens)),
             (None, None) => None,
         }

@@ -383,7 +383,9 @@ fn result_lines(s: &mut String, r: &StoryResult, id_w: usize, cut: &dyn Fn(Strin
         } else {
             human_duration(r.duration_ms)
         },
-        r.cost_usd.map(|c| format!("  ${c:.2}")).unwrap_or_default()
+        r.cost_usd
+            .map(|c| format!("  {}", crate::agent::usd(c)))
+            .unwrap_or_default()
     )];
     if let Some(t) = r.not_before {
         parts.push(format!(

@@ -154,8 +154,13 @@ impl PhaseEnd {
             return e.clone();
         }
         if self.hung() {
+            let last = self
+                .last_line
+                .as_deref()
+                .map(|l| format!(" (its last words: {l})"))
+                .unwrap_or_default();
             return format!(
-                "printed nothing for {}: the agent looked hung and was stopped",
+                "printed nothing for {}: the agent looked hung and was stopped{last}",
                 crate::time::human_duration(self.idle_limit.unwrap_or_default().as_millis() as u64)
             );
         }
@@ -407,6 +412,7 @@ fn run_phase(
             told_at: Instant::now(),
             over: None,
         },
+        hopeless: false,
     };
     let (status, stage, pipes_open) = watch(&mut child, &rx, &mut heard, limits, obs);
     // Whatever the agent left behind dies with the phase.
@@ -490,7 +496,8 @@ fn watch(
             shutdown: shutdown::state(),
             fault: hung
                 .then_some(Why::Idle)
-                .or(over.then_some(Why::OverBudget)),
+                .or(over.then_some(Why::OverBudget))
+                .or(heard.hopeless.then_some(Why::Hopeless)),
         };
         let action;
         (stage, action) = supervise::next(stage, seen, limits.grace);
@@ -528,6 +535,8 @@ struct Heard {
     /// The last line that counted as a sign of life.
     last_progress: Instant,
     purse: Purse,
+    /// The CLI met a failure its retries will not mend: stop it.
+    hopeless: bool,
 }
 
 /// The story's spend while a phase runs, against its budget.
@@ -574,6 +583,15 @@ impl Heard {
         if seen.progress {
             self.last_progress = Instant::now();
         }
+        self.hopeless |= seen.hopeless;
+        if seen.retrying
+            && let Some(words) = seen.show.as_deref()
+        {
+            obs.event(Event::Problem {
+                code: "cli_retry",
+                message: words,
+            });
+        }
         if let Some(kind) = seen.limited {
             let not_before = (kind == FailureKind::UsageCap)
                 .then(|| self.reader.report().resets_at.map(|s| s * 1000))
@@ -595,13 +613,19 @@ impl Heard {
             show: seen.show.as_deref(),
         });
         self.purse.check(self.reader.as_ref(), obs);
-        if !line.trim().is_empty() {
+        // What people saw of it: the step a structured line stood for,
+        // never its raw JSON; a line that stood for nothing is not kept.
+        let said = match seen.show.as_deref() {
+            Some(s) => s.trim(),
+            None => line.trim(),
+        };
+        if !said.is_empty() {
             let slot = if stream == Stream::Stderr {
                 &mut self.last_err
             } else {
                 &mut self.last_out
             };
-            *slot = Some(agent::cut(line.trim(), 200));
+            *slot = Some(agent::cut(said, 200));
         }
     }
 }

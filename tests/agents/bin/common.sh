@@ -8,6 +8,7 @@ record_argv() { printf '%s\n' "$@" > "$rec_dir/$id.argv"; }
 read_prompt() { prompt=$(cat); printf '%s' "$prompt" > "$rec_dir/$id.stdin"; }
 mode() {
   case "$prompt" in
+    *"stand-in: auth-retries"*) echo auth-retries ;;
     *"stand-in: auth"*) echo auth ;;
     *"stand-in: quota"*) echo quota ;;
     *"stand-in: rate-limit-once"*)
