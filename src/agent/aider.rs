@@ -68,6 +68,11 @@ fn chatter(l: &str) -> bool {
         "https://aider.chat",
         "Model:",
         "- ",
+        "→ ",
+        "You can skip this check",
+        "Can't initialize prompt toolkit",
+        "Update git name",
+        "Update git email",
     ]
     .iter()
     .any(|p| l.starts_with(p))
@@ -82,16 +87,15 @@ impl Reader for Aider {
         }
         if let Some(rest) = l.strip_prefix("Tokens: ") {
             // Tokens: 648 sent, 24 received. Cost: $0.0019 message, $0.0019 session.
-            let sent = rest
-                .split(", ")
-                .next()
-                .and_then(|p| p.strip_suffix(" sent"))
-                .and_then(tokens);
-            let got = rest
-                .split(", ")
-                .nth(1)
-                .and_then(|p| p.split(" received").next())
-                .and_then(tokens);
+            // Tokens: 1.3k sent, 100 cache hit, 60 received. Cost: ...
+            let counts = rest.split(". Cost:").next().unwrap_or(rest);
+            let part = |suffix: &str| {
+                counts
+                    .split(", ")
+                    .find_map(|p| p.trim().strip_suffix(suffix))
+                    .and_then(tokens)
+            };
+            let (sent, got) = (part(" sent"), part(" received"));
             let add = |a: Option<u64>, b: Option<u64>| a.map(|a| a + b.unwrap_or(0)).or(b);
             self.report.input_tokens = add(self.report.input_tokens, sent);
             self.report.output_tokens = add(self.report.output_tokens, got);
@@ -186,5 +190,22 @@ mod tests {
             "litellm.RateLimitError: RateLimitError: OpenAIException - slow down",
         );
         assert_eq!(a.report().failure.unwrap().0, FailureKind::RateLimit);
+    }
+
+    #[test]
+    fn a_tokens_line_with_cache_hits_keeps_its_received_and_the_chatter_is_not_the_message() {
+        let mut a = Aider::default();
+        for l in [
+            "Added .aider* to .gitignore",
+            "→ You can skip this check with --no-gitignore",
+            "I added the greeting.",
+            "Tokens: 1.3k sent, 100 cache hit, 60 received. Cost: $0.0045 message, $0.0045 session.",
+        ] {
+            a.line(false, l);
+        }
+        let r = a.report();
+        assert_eq!((r.input_tokens, r.output_tokens), (Some(1300), Some(60)));
+        assert_eq!(r.cost_usd, Some(0.0045));
+        assert_eq!(r.final_message.as_deref(), Some("I added the greeting."));
     }
 }

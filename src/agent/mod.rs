@@ -15,6 +15,11 @@ pub mod resets;
 use serde_json::Value;
 use std::fmt;
 
+/// Folders an agent CLI leaves in the worktree as its own cache (git-
+/// ignored, rebuilt at will): never a reason to keep a worktree, never
+/// committed. aider's repo-map tags cache.
+pub const CACHES: [&str; 2] = [".aider.tags.cache.v4", ".aider.tags.cache.v3"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
     Claude,
@@ -90,6 +95,15 @@ impl Preset {
             argv.extend([flag.to_string(), m.to_string()]);
         }
         argv
+    }
+
+    /// What the CLI's environment needs beyond ours: aider wraps its output
+    /// at 80 columns off a terminal, cutting errors and token lines apart.
+    pub fn env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Preset::Aider => &[("COLUMNS", "4096")],
+            _ => &[],
+        }
     }
 
     /// Does the CLI need `agent.model` to run unattended? (aider without a

@@ -282,6 +282,7 @@ fn start_agent(
     cmd.args(&argv[1..])
         .current_dir(&job.workdir)
         .envs(job.env(&phase.name))
+        .envs(phase.preset.env().iter().copied())
         .envs(e.env.iter().map(|(k, v)| (*k, v)))
         .env_remove("AI_SDLC_ROOT")
         .env_remove(process::RUNNER_PID_VAR)

@@ -376,10 +376,12 @@ pub fn ignored(path: &Path) -> Result<Vec<String>, String> {
 pub fn removable(path: &Path, branch: &str) -> Result<(), String> {
     on_branch(path, branch)?;
     // One status for both: changes, and ignored files.
-    let (c, ign) = git::status::with_ignored(path)?;
+    let (c, mut ign) = git::status::with_ignored(path)?;
     if !c.is_empty() {
         return Err(uncommitted(c.len()));
     }
+    // An agent CLI's own caches (aider's tags cache) are no one's work.
+    ign.retain(|f| !crate::agent::CACHES.contains(&f.trim_end_matches('/')));
     if !ign.is_empty() {
         let shown: Vec<&str> = ign.iter().take(3).map(String::as_str).collect();
         let what = match (ign.len(), ign[0].ends_with('/')) {
