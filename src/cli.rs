@@ -481,7 +481,12 @@ pub const EXECUTOR_COMMAND: &str = "agent-executor";
 
 /// Parse `args` (without the program name).
 pub fn parse(args: &[String]) -> Parsed {
-    let args = normalize(args);
+    // No arguments: the help, as cargo and gh do.
+    let args = if args.is_empty() {
+        vec!["--help".to_string()]
+    } else {
+        normalize(args)
+    };
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     if strs.ends_with(&["help", "exit-codes"]) {
         return Parsed::Exit {
@@ -505,8 +510,61 @@ pub fn parse(args: &[String]) -> Parsed {
     }
     match Cli::from_args(&["ai-sdlc"], &strs) {
         Ok(cli) => Parsed::Cli(cli),
-        Err(e) => early_exit(e),
+        Err(e) => {
+            let command = strs.iter().find(|a| SUBCOMMANDS.contains(a)).copied();
+            let mut exit = early_exit(e);
+            if let Parsed::Exit { output, code: 2 } = &mut exit {
+                *output = with_advice(output, command);
+            }
+            exit
+        }
     }
+}
+
+/// argh's error, with "did you mean" for a misspelt command or flag, and
+/// the help of the command at hand.
+fn with_advice(output: &str, command: Option<&str>) -> String {
+    let wrong = output
+        .lines()
+        .find_map(|l| l.strip_prefix("Unrecognized argument: "))
+        .map(str::trim);
+    let known: Vec<String> = match command {
+        // The command's own flags, from its help.
+        Some(c) => match Cli::from_args(&["ai-sdlc"], &[c, "--help"]) {
+            Err(help) => help
+                .output
+                .split_whitespace()
+                .filter(|w| w.starts_with("--"))
+                .map(|w| w.trim_end_matches([',', '.']).to_string())
+                .collect(),
+            Ok(_) => Vec::new(),
+        },
+        None => SUBCOMMANDS
+            .iter()
+            .filter(|s| **s != EXECUTOR_COMMAND)
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let mut out = output
+        .lines()
+        .filter(|l| !l.starts_with("Run ai-sdlc --help"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if let Some(w) = wrong {
+        let best = known
+            .iter()
+            .map(|k| (crate::config::distance(w, k), k))
+            .filter(|(d, _)| *d > 0 && *d <= (w.len() / 3).clamp(1, 3))
+            .min_by_key(|(d, _)| *d);
+        if let Some((_, k)) = best {
+            out.push_str(&format!("\nDid you mean `{k}`?"));
+        }
+    }
+    out.push_str(&match command {
+        Some(c) => format!("\nRun ai-sdlc {c} --help for its usage."),
+        None => "\nRun ai-sdlc --help for usage.".to_string(),
+    });
+    out
 }
 
 fn early_exit(e: argh::EarlyExit) -> Parsed {
@@ -579,6 +637,16 @@ fn normalize(args: &[String]) -> Vec<String> {
                 words.push(value.to_string());
             }
             _ if is_switch_cluster(a) => words.extend(a[1..].chars().map(|c| format!("-{c}"))),
+            // The conventions people bring: -h, -V, and -n2 for -n 2.
+            _ if a == "-h" => words.push("--help".into()),
+            _ if a == "-V" => words.push("--version".into()),
+            _ if a.len() > 2
+                && (a.starts_with("-n") || a.starts_with("-C"))
+                && !a.starts_with("--") =>
+            {
+                words.push(a[..2].to_string());
+                words.push(a[2..].to_string());
+            }
             _ => words.push(a.clone()),
         }
     }

@@ -160,6 +160,9 @@ pub struct Config {
     pub launcher: LauncherConfig,
     pub governor: GovernorConfig,
     pub budget: BudgetConfig,
+    /// Keys that look like typos of ours ("did you mean"), for every
+    /// command that reads the config to say.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -236,6 +239,7 @@ impl Config {
                 rate_quiet_ms: 60_000,
             },
             budget: BudgetConfig::default(),
+            warnings: Vec::new(),
         }
     }
 
@@ -378,6 +382,111 @@ pub fn find_root(start: &Path) -> Option<PathBuf> {
 
 struct Reader<'a> {
     file: &'a Path,
+    /// What to tell the user of keys that look like typos of ours.
+    warnings: std::cell::RefCell<Vec<String>>,
+}
+
+/// Every key this tool reads, by its full dotted name.
+const KNOWN: &[&str] = &[
+    "sdlcFolder",
+    "ai.provider",
+    "agent.preset",
+    "agent.command",
+    "agent.args",
+    "agent.model",
+    "agent.idleTimeout",
+    "agent.retries",
+    "agent.retryDelay",
+    "agent.pricing",
+    "workflow.phases",
+    "workflow.preset",
+    "workflow.maxReviewRounds",
+    "workflow.markReviewed",
+    "workflow.allowEmpty",
+    "timeouts.agentTimeout",
+    "orchestrator.concurrency",
+    "orchestrator.shutdownTimeout",
+    "orchestrator.healthCheckInterval",
+    "orchestrator.healthMissThreshold",
+    "orchestrator.launcher",
+    "orchestrator.launcherArgs",
+    "orchestrator.cpusPerStory",
+    "worktree.enabled",
+    "worktree.basePath",
+    "worktree.baseBranch",
+    "worktree.keep",
+    "worktree.commit",
+    "worktree.setup",
+    "worktree.share",
+    "worktree.reuse",
+    "merge.strategy",
+    "merge.verify",
+    "pr.remote",
+    "land.resolve",
+    "land.maxResolveRounds",
+    "governor.capWait",
+    "governor.rateQuiet",
+    "budget.story",
+    "budget.run",
+    "budget.storyTokens",
+    "budget.runTokens",
+    "logs.keep",
+];
+
+/// Keys of the TS ai-sdlc's config that share sections with ours (from the
+/// config it writes): never a typo.
+const TS_KEYS: &[&str] = &[
+    "timeouts.buildTimeout",
+    "timeouts.testTimeout",
+    "merge.enabled",
+    "merge.deleteBranchAfterMerge",
+    "merge.checksTimeout",
+    "merge.checksPollingInterval",
+    "merge.requireAllChecksPassing",
+    "retry",
+    "epic",
+    "tdd",
+    "daemon",
+    "logging",
+    "theme",
+];
+
+/// Edit distance with a swap of two neighbours as one edit (optimal
+/// string alignment), for "did you mean".
+pub fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// The known key `key` (dotted) is most likely a typo of, if any: the same
+/// last word misspelt (anywhere), or a near miss in its own section.
+pub fn did_you_mean(key: &str) -> Option<&'static str> {
+    let last = |k: &str| k.rsplit('.').next().unwrap_or(k).to_lowercase();
+    let word = last(key);
+    KNOWN
+        .iter()
+        .map(|k| (distance(&word, &last(k)), *k))
+        .filter(|(d, _)| *d > 0 && *d <= (word.len() / 3).clamp(1, 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
 }
 
 impl Reader<'_> {
@@ -457,13 +566,29 @@ impl Reader<'_> {
         }
     }
 
+    /// A key this tool does not read: the TS tool's, or a typo of ours.
     fn unknown(&self, key: &str) {
         log::debug!("{}: ignoring unknown key `{key}`", self.file.display());
+        if TS_KEYS
+            .iter()
+            .any(|t| key == *t || key.starts_with(&format!("{t}.")))
+        {
+            return;
+        }
+        if let Some(k) = did_you_mean(key) {
+            self.warnings.borrow_mut().push(format!(
+                "{}: `{key}` is not a setting ai-sdlc knows, and is ignored; did you mean `{k}`?",
+                self.file.display()
+            ));
+        }
     }
 }
 
 fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
-    let r = Reader { file };
+    let r = Reader {
+        file,
+        warnings: Default::default(),
+    };
     for (key, value) in r.object(v, "(top level)")? {
         match key.as_str() {
             "sdlcFolder" => c.sdlc_folder = r.string(value, "sdlcFolder")?,
@@ -488,6 +613,7 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
     {
         c.agent.preset = Some(p);
     }
+    c.warnings = r.warnings.into_inner();
     Ok(())
 }
 
@@ -841,6 +967,26 @@ mod tests {
         let r = apply(&mut c, &value, &dir.join(CONFIG_FILE));
         std::fs::remove_dir_all(&dir).unwrap();
         r.map(|_| c)
+    }
+
+    #[test]
+    fn a_near_miss_of_a_key_is_named_and_the_ts_tools_keys_are_not() {
+        assert_eq!(did_you_mean("concurency"), Some("orchestrator.concurrency"));
+        assert_eq!(
+            did_you_mean("orchestrator.concurency"),
+            Some("orchestrator.concurrency")
+        );
+        assert_eq!(did_you_mean("agent.retires"), Some("agent.retries"));
+        assert_eq!(did_you_mean("budget.stroy"), Some("budget.story"));
+        for far in [
+            "theme",
+            "testCommand",
+            "stageGates",
+            "notification",
+            "useOrchestrator",
+        ] {
+            assert_eq!(did_you_mean(far), None, "{far}");
+        }
     }
 
     #[test]

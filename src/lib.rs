@@ -158,8 +158,13 @@ fn run_cli(cli: cli::Cli) -> Result<(), Error> {
     };
     let dir = cli.dir.as_deref();
     // The board's repo (searched upward from -C or the cwd) and its config.
-    let config =
-        || -> Result<config::Config, Error> { Ok(config::Config::load(&config::locate(dir)?)?) };
+    let config = || -> Result<config::Config, Error> {
+        let c = config::Config::load(&config::locate(dir)?)?;
+        for w in &c.warnings {
+            errln!("ai-sdlc: warning: {w}");
+        }
+        Ok(c)
+    };
     match command {
         Command::Init(args) => cmd::init::run(dir, &args),
         Command::Add(args) => cmd::add::run(&config()?, &args),

@@ -8,6 +8,7 @@ mod architecture;
 mod dashboard;
 mod demo;
 mod executor;
+mod first_hour;
 mod hardening;
 mod land;
 mod limits;

@@ -33,7 +33,24 @@ pub enum Status {
     Other(String),
 }
 
+/// The statuses this tool runs or writes.
+pub const STATUSES: [&str; 5] = ["backlog", "ready", "in-progress", "done", "blocked"];
+
 impl Status {
+    /// An `Other` status that looks like a typo of one of ours (`redy`):
+    /// the one it meant.
+    pub fn meant(&self) -> Option<&'static str> {
+        let Status::Other(s) = self else {
+            return None;
+        };
+        STATUSES
+            .iter()
+            .map(|k| (crate::config::distance(&s.to_lowercase(), k), *k))
+            .filter(|(d, _)| *d <= 2)
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, k)| k)
+    }
+
     pub fn parse(s: &str) -> Status {
         match s {
             "backlog" => Status::Backlog,
@@ -187,7 +204,16 @@ fn yaml_string(y: &Yaml) -> Option<String> {
 }
 
 fn field_error(field: &str, want: &str, got: &Yaml) -> String {
-    format!("field `{field}` must be {want}, got {got:?}")
+    let shown = match got {
+        Yaml::String(s) => format!("{s:?}"),
+        Yaml::Integer(i) => i.to_string(),
+        Yaml::Real(r) => r.clone(),
+        Yaml::Boolean(b) => b.to_string(),
+        Yaml::Array(_) => "a list".to_string(),
+        Yaml::Hash(_) => "a mapping".to_string(),
+        other => format!("{other:?}"),
+    };
+    format!("field `{field}` must be {want}, got {shown}")
 }
 
 fn opt_string(map: &Yaml, field: &str) -> Result<Option<String>, String> {
@@ -227,7 +253,13 @@ pub fn parse_story(text: &str, path: &Path, folder: &str) -> Result<Story, Strin
     let priority = match &map["priority"] {
         Yaml::BadValue | Yaml::Null => None,
         Yaml::Integer(n) => Some(*n),
-        y => return Err(field_error("priority", "an integer", y)),
+        y => {
+            return Err(field_error(
+                "priority",
+                "a whole number (lower runs first), like `priority: 2`",
+                y,
+            ));
+        }
     };
     let slug = match opt_string(&map, "slug")? {
         Some(s) if !s.is_empty() => s,

@@ -224,7 +224,15 @@ pub fn run(dir: Option<&Path>) -> Result<(), Error> {
             None
         }
         Ok(root) => match Config::load(root) {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                for w in &c.warnings {
+                    checks.push(Check::Fail(
+                        format!("config: {w}"),
+                        "fix the key's name; as it is, the setting does nothing".into(),
+                    ));
+                }
+                Some(c)
+            }
             Err(e) => {
                 checks.push(Check::Fail("config: unusable".into(), e.0));
                 None
@@ -291,6 +299,21 @@ fn board_checks(config: &Config, checks: &mut Vec<Check>) {
                 "board: {} stories, {ready} ready",
                 scan.stories.len()
             )));
+            for s in &scan.stories {
+                if let Some(k) = s.status.meant() {
+                    checks.push(Check::Fail(
+                        format!(
+                            "{}: status `{}` is not one ai-sdlc runs; did you mean `{k}`?",
+                            rel(&config.root, &s.path),
+                            s.status
+                        ),
+                        format!(
+                            "write `status: {k}` (ai-sdlc runs {})",
+                            crate::board::STATUSES.join(", ")
+                        ),
+                    ));
+                }
+            }
             for st in scan.stories.iter().filter(|s| {
                 matches!(
                     s.status,

@@ -72,6 +72,9 @@ pub fn run(root: &Path, args: &RunArgs, quiet: bool, assume_trusted: bool) -> Re
 /// The repo's config, with `--workflow` applied and `--from` checked.
 fn load(root: &Path, args: &RunArgs) -> Result<Config, Error> {
     let mut config = Config::load(root)?;
+    for w in &config.warnings {
+        errln!("ai-sdlc: warning: {w}");
+    }
     if let Some(w) = &args.workflow {
         config.use_workflow(w).map_err(Error::usage)?;
     }

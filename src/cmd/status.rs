@@ -105,7 +105,13 @@ fn print_board(
         if members.is_empty() {
             continue;
         }
-        writeln!(out, "\n{} ({})", group.to_uppercase(), members.len())?;
+        let typo = board::Status::parse(group)
+            .meant()
+            .map(|k| {
+                format!("  (not a status ai-sdlc runs: did you mean `{k}`? never run as it is)")
+            })
+            .unwrap_or_default();
+        writeln!(out, "\n{} ({}){typo}", group.to_uppercase(), members.len())?;
         for s in members {
             let title: String = if s.title.chars().count() > title_width {
                 let mut t: String = s.title.chars().take(title_width - 1).collect();

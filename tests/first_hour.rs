@@ -1,0 +1,123 @@
+//! The first hour (issue "The first hour"): the conventions users bring
+//! from cargo, gh and git, and the input the tool must not take silently.
+
+use crate::support::*;
+
+fn bin_out(args: &[&str]) -> std::process::Output {
+    let tmp = TempDir::new("fh");
+    tmp.bin().args(args).output().unwrap()
+}
+
+#[test]
+fn help_and_version_come_the_usual_ways() {
+    for args in [&[][..], &["-h"], &["--help"], &["help"]] {
+        let out = bin_out(args);
+        expect_code(&out, 0);
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(text.contains("Usage: ai-sdlc"), "{args:?}: {text}");
+    }
+    for args in [&["-V"][..], &["--version"]] {
+        let out = bin_out(args);
+        expect_code(&out, 0);
+        assert!(stdout(&out).starts_with("ai-sdlc "), "{args:?}");
+    }
+    let out = bin_out(&["run", "-h"]);
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("--concurrent"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_misspelt_command_or_flag_gets_a_did_you_mean_and_the_commands_own_help() {
+    let out = bin_out(&["stauts"]);
+    expect_code(&out, 2);
+    let err = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(err.contains("Did you mean `status`?"), "{err}");
+
+    let out = bin_out(&["run", "--concurent", "3"]);
+    expect_code(&out, 2);
+    let err = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(err.contains("Did you mean `--concurrent`?"), "{err}");
+    assert!(err.contains("Run ai-sdlc run --help"), "{err}");
+}
+
+#[test]
+fn a_short_option_takes_its_value_attached() {
+    let repo = TestRepo::new();
+    repo.with_agent("ok", "echo one; echo two; echo three");
+    repo.ready_stories(1);
+    expect_code(&repo.run(&["run"]), 0);
+    let out = repo.run(&["logs", "S-0001", "-n2"]);
+    expect_code(&out, 0);
+    assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
+}
+
+#[test]
+fn a_misspelt_config_key_is_named_with_the_key_it_meant_and_doctor_fails_on_it() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("ok", "true");
+    repo.config(serde_json::json!({
+        "agent": {"command": [agent.to_string_lossy()]},
+        "concurency": 3,
+        "orchestrator": {"healthCheckIntervall": 100},
+        // The TS tool's own keys are not typos.
+        "theme": "auto",
+        "testCommand": "npm test",
+        "merge": {"deleteBranchAfterMerge": true}
+    }));
+    let out = repo.run(&["status"]);
+    expect_code(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("`concurency` is not a setting ai-sdlc knows")
+            && err.contains("did you mean `orchestrator.concurrency`?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("did you mean `orchestrator.healthCheckInterval`?"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("theme") && !err.contains("deleteBranchAfterMerge"),
+        "{err}"
+    );
+    let out = repo.run(&["doctor"]);
+    expect_code(&out, 1);
+    assert!(stdout(&out).contains("FAIL  config: "), "{}", stdout(&out));
+}
+
+#[test]
+fn a_misspelt_status_or_a_wordy_priority_is_named_with_what_is_allowed() {
+    let repo = TestRepo::new();
+    repo.with_agent("ok", "true");
+    repo.story("S-0001", "Typo", 1, "redy", "");
+    let out = repo.run(&["status"]);
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("REDY (1)  (not a status ai-sdlc runs: did you mean `ready`?"),
+        "{}",
+        stdout(&out)
+    );
+    let out = repo.run(&["doctor"]);
+    assert!(
+        stdout(&out).contains("status `redy` is not one ai-sdlc runs; did you mean `ready`?"),
+        "{}",
+        stdout(&out)
+    );
+    // The TS tool's own statuses are not typos.
+    repo.story("S-0002", "TS stage", 2, "in-review", "");
+    assert!(!stdout(&repo.run(&["status"])).contains("IN-REVIEW (1)  (not"));
+
+    let p = repo.story_path("S-0001");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("status: redy", "status: ready")
+        .replace("priority: 1", "priority: high");
+    std::fs::write(&p, text).unwrap();
+    let out = repo.run(&["status"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        all.contains("S-0001/story.md")
+            && all.contains("field `priority` must be a whole number (lower runs first), like `priority: 2`, got \"high\""),
+        "{all}"
+    );
+}
