@@ -17,6 +17,18 @@ pub const ARGV: [&str; 7] = [
     "bypassPermissions",
 ];
 
+/// A `usage` object's input tokens, cached input included.
+fn input_tokens(usage: &Value) -> Option<u64> {
+    [
+        "input_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+    ]
+    .iter()
+    .filter_map(|k| u64_at(usage, &[k]))
+    .reduce(|a, b| a + b)
+}
+
 pub struct Claude {
     worktree: String,
     report: Report,
@@ -68,14 +80,7 @@ impl Claude {
         }
         self.counted.push(id.to_string());
         let u = &message["usage"];
-        let input = [
-            "input_tokens",
-            "cache_creation_input_tokens",
-            "cache_read_input_tokens",
-        ]
-        .iter()
-        .filter_map(|k| u64_at(u, &[k]))
-        .reduce(|a, b| a + b);
+        let input = input_tokens(u);
         let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (Some(x), Some(y)) => Some(x + y),
             (x, y) => x.or(y),
@@ -146,15 +151,7 @@ impl Reader for Claude {
             Some("result") => {
                 let text = str_at(&v, &["result"]).unwrap_or("").to_string();
                 let usage = &v["usage"];
-                let input = [
-                    "input_tokens",
-                    "cache_creation_input_tokens",
-                    "cache_read_input_tokens",
-                ]
-                .iter()
-                .filter_map(|k| u64_at(usage, &[k]))
-                .reduce(|a, b| a + b);
-                self.report.input_tokens = input;
+                self.report.input_tokens = input_tokens(usage);
                 self.report.output_tokens = u64_at(usage, &["output_tokens"]);
                 self.report.cost_usd = v["total_cost_usd"].as_f64();
                 if v["subtype"] == "error_max_budget_usd" {
