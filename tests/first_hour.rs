@@ -121,3 +121,16 @@ fn a_misspelt_status_or_a_wordy_priority_is_named_with_what_is_allowed() {
         "{all}"
     );
 }
+
+#[test]
+fn a_story_that_is_not_there_is_named_as_such() {
+    let repo = TestRepo::new();
+    repo.with_agent("ok", "true");
+    let out = repo.run(&["prompt", "S-0099"]);
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("no story S-0099 on the board; `ai-sdlc status` lists them"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -20,6 +20,18 @@ pub fn run(config: &Config, args: &PromptArgs) -> Result<(), Error> {
         None => config,
     };
     let board = Board::of(config);
+    let here = crate::paths::is_plain_name(&args.id)
+        && config
+            .stories_dir()
+            .join(&args.id)
+            .join("story.md")
+            .exists();
+    if !here {
+        return Err(Error::usage(format!(
+            "no story {} on the board; `ai-sdlc status` lists them",
+            args.id
+        )));
+    }
     let story = board
         .load(&args.id)
         .map_err(|b| Error::usage(format!("{}: {}", rel(&config.root, &b.path), b.reason)))?;
