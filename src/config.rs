@@ -117,6 +117,12 @@ pub struct AgentConfig {
     /// The first retry's pause; it doubles with each retry.
     pub retry_delay_ms: u64,
     pub pricing: Option<Pricing>,
+    /// `agent.env.pass`: more variables the agent keeps (names, `PREFIX_*`).
+    pub env_pass: Vec<String>,
+    /// `agent.env.set`: variables set for the agent.
+    pub env_set: Vec<(String, String)>,
+    /// `agent.ports`: how many ports each running story has for itself.
+    pub ports: u16,
 }
 
 impl LandConfig {
@@ -195,6 +201,9 @@ impl Config {
                 retries: 0,
                 retry_delay_ms: 30_000,
                 pricing: None,
+                env_pass: Vec::new(),
+                env_set: Vec::new(),
+                ports: 10,
             },
             phases: vec![Phase {
                 name: "implement".to_string(),
@@ -398,6 +407,9 @@ const KNOWN: &[&str] = &[
     "agent.retries",
     "agent.retryDelay",
     "agent.pricing",
+    "agent.env.pass",
+    "agent.env.set",
+    "agent.ports",
     "workflow.phases",
     "workflow.preset",
     "workflow.maxReviewRounds",
@@ -633,6 +645,8 @@ fn apply_agent(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigEr
             "idleTimeout" => a.idle_timeout_ms = r.millis(v, &key)?,
             "retries" => a.retries = r.uint(v, &key)?.min(100) as u32,
             "retryDelay" => a.retry_delay_ms = r.millis(v, &key)?,
+            "env" => apply_agent_env(a, r, v)?,
+            "ports" => a.ports = r.uint(v, &key)?.clamp(1, 1000) as u16,
             "pricing" if v.is_null() => a.pricing = None,
             "pricing" => {
                 let p = r.object(v, &key)?;
@@ -652,6 +666,44 @@ fn apply_agent(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigEr
         }
     }
     check_agent(&c.agent, r.file)?;
+    Ok(())
+}
+
+/// `agent.env`: `pass` (names or `PREFIX_*`) and `set` (name -> value).
+fn apply_agent_env(a: &mut AgentConfig, r: &Reader, v: &Value) -> Result<(), ConfigError> {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.trim_end_matches('*')
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    for (k, v) in r.object(v, "agent.env")? {
+        let key = format!("agent.env.{k}");
+        match k.as_str() {
+            "pass" => {
+                let names = r.strings(v, &key)?;
+                if let Some(bad) = names.iter().find(|n| !name_ok(n) || n.as_str() == "*") {
+                    return Err(r.err(
+                        &key,
+                        "names of variables, or PREFIX_* (not *)",
+                        &Value::from(bad.as_str()),
+                    ));
+                }
+                a.env_pass = names;
+            }
+            "set" => {
+                let mut set = Vec::new();
+                for (name, value) in r.object(v, &key)? {
+                    if !name_ok(name) || name.contains('*') {
+                        return Err(r.err(&key, "a map of variable names to strings", v));
+                    }
+                    set.push((name.clone(), r.string(value, &format!("{key}.{name}"))?));
+                }
+                a.env_set = set;
+            }
+            _ => r.unknown(&key),
+        }
+    }
     Ok(())
 }
 

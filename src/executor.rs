@@ -245,7 +245,22 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
         ino,
     });
     let r = match prepare(root, &args) {
-        Ok((job, limits, board)) => {
+        Ok((mut job, limits, board, ports)) => {
+            // Held while the story runs: its ports are its own.
+            let _ports = match crate::sandbox::reserve_ports(ports, &job.id) {
+                Ok(p) => {
+                    job.port = Some(p.first);
+                    Some(p)
+                }
+                Err(e) => {
+                    ipc.send(Body::Error {
+                        code: "ports".into(),
+                        message: format!("no ports of its own for this story: {e}"),
+                        recoverable: true,
+                    });
+                    None
+                }
+            };
             ipc.guard =
                 crate::git::guard::Guard::attach(root, args.git_dir.as_deref()).map(|g| (g, board));
             story::run(&job, &limits, &mut ipc)
@@ -284,7 +299,8 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
     code
 }
 
-fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story::Job, Limits, Board), String> {
+/// The story's job, its limits, the board, and how many ports it gets.
+fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story::Job, Limits, Board, u16), String> {
     let mut config = Config::load(root).map_err(|e| e.0)?;
     if let Some(w) = &args.workflow {
         config.use_workflow(w)?;
@@ -320,5 +336,5 @@ fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story::Job, Limits, Boar
         },
         pricing: a.pricing,
     };
-    Ok((job, limits, Board::of(&config)))
+    Ok((job, limits, Board::of(&config), config.agent.ports))
 }

@@ -27,6 +27,7 @@ mod process;
 mod prompt;
 mod report;
 mod runner;
+mod sandbox;
 mod shutdown;
 mod story;
 mod supervise;

@@ -77,6 +77,16 @@ pub fn commands(config: &Config) -> Vec<Command> {
             None => {}
         }
     }
+    // An agent's environment can run programs (LD_PRELOAD, a PATH of the
+    // repo's) and pass it the user's keys (SSH_AUTH_SOCK): trusted too.
+    if !a.env_pass.is_empty() || !a.env_set.is_empty() {
+        let set: Vec<String> = a.env_set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push(Command {
+            key: "agent.env".into(),
+            value: json!({"pass": a.env_pass, "set": a.env_set}).to_string(),
+            shown: format!("pass {}; set {}", a.env_pass.join(" "), set.join(" ")),
+        });
+    }
     // srun options can run programs (`--prolog`): what `run --launcher
     // slurm` would add is trusted even when the config names no launcher.
     if !config.launcher.args.is_empty() {

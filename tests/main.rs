@@ -10,6 +10,7 @@ mod demo;
 mod executor;
 mod first_hour;
 mod hardening;
+mod isolation;
 mod land;
 mod limits;
 mod manage;

@@ -47,6 +47,9 @@ fn ts_repo(edit: impl FnOnce(&mut serde_json::Value)) -> TestRepo {
 fn run_ts(repo: &TestRepo, args: &[&str]) -> std::process::Output {
     let path = format!("{STANDINS}:{}", std::env::var("PATH").unwrap());
     let rec = repo.rec.display().to_string();
+    // The TS config passes no STANDIN_* to its agent: the stand-in finds
+    // where to record in its HOME instead.
+    std::fs::write(repo.home().join(".standin-rec"), &rec).unwrap();
     repo.run_env(
         args,
         &[("PATH", &path), ("STANDIN_REC", &rec), ("IS_SANDBOX", "1")],

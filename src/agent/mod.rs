@@ -106,6 +106,27 @@ impl Preset {
         }
     }
 
+    /// The environment variables that are the CLI's own (its keys, its
+    /// endpoints, its settings): the agent keeps them (`sandbox`).
+    pub fn env_keys(self) -> &'static [&'static str] {
+        match self {
+            Preset::Claude => &["ANTHROPIC_*", "CLAUDE_*", "IS_SANDBOX", "DISABLE_*"],
+            Preset::Codex => &["OPENAI_*", "CODEX_*"],
+            Preset::Gemini => &["GEMINI_*", "GOOGLE_*"],
+            Preset::Opencode => &["OPENCODE_*", "ANTHROPIC_*", "OPENAI_*", "GEMINI_*"],
+            Preset::Aider => &[
+                "AIDER_*",
+                "ANTHROPIC_*",
+                "OPENAI_*",
+                "GEMINI_*",
+                "OPENROUTER_*",
+                "DEEPSEEK_*",
+                "OLLAMA_*",
+            ],
+            Preset::Command => &[],
+        }
+    }
+
     /// Does the CLI need `agent.model` to run unattended? (aider without a
     /// model waits five minutes for a browser login.)
     pub fn needs_model(self) -> bool {

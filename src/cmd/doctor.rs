@@ -148,6 +148,28 @@ fn agent_checks(config: &Config, out: &mut Vec<Check>) {
         ));
         return;
     };
+    // Names only, never values.
+    let (env, dropped) = crate::sandbox::agent_env(
+        preset,
+        &config.agent.env_pass,
+        &config.agent.env_set,
+        std::env::vars_os(),
+    );
+    let kept: Vec<String> = env
+        .iter()
+        .map(|(k, _)| k.to_string_lossy().into_owned())
+        .collect();
+    out.push(Check::Ok(format!(
+        "agent environment: gets {} ({}); not given {} ({}); agent.env.pass adds names",
+        kept.len(),
+        kept.join(" "),
+        dropped.len(),
+        if dropped.is_empty() {
+            "none".to_string()
+        } else {
+            dropped.join(" ")
+        }
+    )));
     let program = match preset.program() {
         Some(p) => p.to_string(),
         None => config

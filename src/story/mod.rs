@@ -60,6 +60,12 @@ pub struct Job {
     pub max_rounds: u32,
     /// The first phase is `worktree.setup` (which gets no prompt).
     pub has_setup: bool,
+    /// `agent.env.pass` and `agent.env.set`: what an agent's environment
+    /// keeps and gets beyond the basics (`sandbox::agent_env`).
+    pub env_pass: Vec<String>,
+    pub env_set: Vec<(String, String)>,
+    /// The first of the ports the story has for itself (`AI_SDLC_PORT`).
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +150,9 @@ impl Job {
             sections: Vec::new(),
             has_setup: setup && config.worktree.setup.is_some(),
             max_rounds: config.workflow.max_review_rounds.max(1),
+            env_pass: config.agent.env_pass.clone(),
+            env_set: config.agent.env_set.clone(),
+            port: None,
         })
     }
 
@@ -211,8 +220,22 @@ impl Job {
         Ok(e)
     }
 
-    /// The `AI_SDLC_*` environment of an agent (SPEC §5).
+    /// The `AI_SDLC_*` environment of an agent (SPEC §5), and its ports:
+    /// `AI_SDLC_PORT`, and `PORT` unless it has one.
     pub fn env(&self, phase: &str) -> HashMap<&'static str, String> {
+        let mut env = self.ai_sdlc_env(phase);
+        if let Some(p) = self.port {
+            env.insert("AI_SDLC_PORT", p.to_string());
+            let own =
+                std::env::var_os("PORT").is_some() || self.env_set.iter().any(|(k, _)| k == "PORT");
+            if !own {
+                env.insert("PORT", p.to_string());
+            }
+        }
+        env
+    }
+
+    fn ai_sdlc_env(&self, phase: &str) -> HashMap<&'static str, String> {
         HashMap::from([
             ("AI_SDLC_STORY_ID", self.id.clone()),
             ("AI_SDLC_STORY_TITLE", self.title.clone()),

@@ -279,6 +279,16 @@ fn start_agent(
     let (argv, used_prompt) = (&e.argv, e.used_prompt);
     let program = argv.first().ok_or("the agent command is empty")?;
     let mut cmd = Command::new(program);
+    if phase.agent {
+        // The agent's environment is built, not inherited (`sandbox`).
+        let (env, _) = crate::sandbox::agent_env(
+            phase.preset,
+            &job.env_pass,
+            &job.env_set,
+            std::env::vars_os(),
+        );
+        cmd.env_clear().envs(env);
+    }
     cmd.args(&argv[1..])
         .current_dir(&job.workdir)
         .envs(job.env(&phase.name))

@@ -226,6 +226,12 @@ impl TestRepo {
                 w.entry("allowEmpty")
                     .or_insert(serde_json::Value::Bool(true));
             }
+            // The stand-in CLIs take their test settings from STANDIN_*,
+            // which an agent's environment drops unless passed.
+            if let Some(a) = o.get_mut("agent").and_then(|a| a.as_object_mut()) {
+                a.entry("env")
+                    .or_insert_with(|| serde_json::json!({"pass": ["STANDIN_*"]}));
+            }
         }
         fs::write(self.root.join(".ai-sdlc.json"), v.to_string()).unwrap();
     }

@@ -2,7 +2,9 @@
 # pick a behaviour from the prompt (a line `stand-in: <mode>` in the story).
 # The stand-ins accept exactly the flags of the real CLIs that the presets
 # use (and a few more), and fail on anything else the way the real ones do.
-rec_dir=${STANDIN_REC:-/tmp}
+# Where to record: STANDIN_REC, else what $HOME/.standin-rec says (for a
+# config that passes no STANDIN_* to its agent), else /tmp.
+rec_dir=${STANDIN_REC:-$(cat "$HOME/.standin-rec" 2>/dev/null || echo /tmp)}
 id=${AI_SDLC_STORY_ID:-none}
 record_argv() { printf '%s\n' "$@" > "$rec_dir/$id.argv"; }
 read_prompt() { prompt=$(cat); printf '%s' "$prompt" > "$rec_dir/$id.stdin"; }

@@ -1,0 +1,242 @@
+//! What an agent gets of the machine (SPEC §16): its environment, built
+//! from an allowlist rather than inherited, and a block of ports of its
+//! own. (The filesystem sandbox comes with it in DESIGN.md; see the README
+//! "Safety" section for what is enforced today.)
+//!
+//! The agent's environment: the system's basics, `AI_SDLC_*`, its preset's
+//! own keys (`ANTHROPIC_API_KEY`, `OPENAI_API_KEY`, ...), `agent.env.pass`
+//! (names, or `PREFIX_*`) and `agent.env.set`, both trusted config.
+//! Everything else (`GH_TOKEN`, `SSH_AUTH_SOCK`, `AWS_*`, `NPM_TOKEN`, ...)
+//! is dropped: the runner commits, pushes and opens pull requests itself,
+//! so the agent needs none of those powers. Trusted phase commands
+//! (`worktree.setup`, a phase's own `command`, `merge.verify`) are the
+//! user's own and keep the whole environment (a build may need its
+//! registry token).
+
+use crate::agent::Preset;
+use std::ffi::{OsStr, OsString};
+
+/// What every process needs, or what says how to reach the network; no
+/// secret among them.
+const BASICS: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TERM",
+    "COLORTERM",
+    "NO_COLOR",
+    "TZ",
+    "TMPDIR",
+    "XDG_*",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_NOSYSTEM",
+    "AI_SDLC_*",
+];
+
+/// Does `name` match `pattern` (`NAME`, or `PREFIX_*`)?
+fn matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == pattern,
+    }
+}
+
+/// The environment variable names an agent of `preset` keeps: the basics,
+/// its own keys, and `pass`.
+fn kept(preset: Preset, pass: &[String], name: &str) -> bool {
+    BASICS
+        .iter()
+        .chain(preset.env_keys())
+        .any(|p| matches(p, name))
+        || pass.iter().any(|p| matches(p, name))
+}
+
+/// The agent's environment, from `from` (the executor's own): what it
+/// keeps, then `set`; and the names it does not get.
+pub fn agent_env(
+    preset: Preset,
+    pass: &[String],
+    set: &[(String, String)],
+    from: impl Iterator<Item = (OsString, OsString)>,
+) -> (Vec<(OsString, OsString)>, Vec<String>) {
+    let mut env = Vec::new();
+    let mut dropped = Vec::new();
+    for (k, v) in from {
+        let name = k.to_string_lossy();
+        if kept(preset, pass, &name) {
+            env.push((k, v));
+        } else {
+            dropped.push(name.into_owned());
+        }
+    }
+    for (k, v) in set {
+        env.retain(|(n, _)| n.as_os_str() != OsStr::new(k));
+        env.push((k.into(), v.into()));
+    }
+    dropped.sort();
+    (env, dropped)
+}
+
+/// A block of ports a story has for itself while it runs, held by a lock
+/// (released when the holder exits, however it ends).
+pub struct Ports {
+    pub first: u16,
+    _lock: std::fs::File,
+}
+
+/// Where ports start, and the last block's start.
+const PORTS_FROM: u16 = 20_000;
+const PORTS_TO: u16 = 60_000;
+
+/// The folder of port locks on this host, for this user: under
+/// `XDG_RUNTIME_DIR`, else `/tmp/ai-sdlc-<uid>` (made 0700, and refused
+/// when another user owns it).
+fn lock_dir() -> std::io::Result<crate::paths::Dir> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (parent, name) = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => (std::path::PathBuf::from(d), "ai-sdlc".to_string()),
+        // SAFETY: getuid cannot fail.
+        None => (
+            "/tmp".into(),
+            format!("ai-sdlc-{}", unsafe { libc::getuid() }),
+        ),
+    };
+    let top = crate::paths::Dir::open(&parent)?.child_or_create(&name)?;
+    let meta = std::fs::metadata(top.path())?;
+    // SAFETY: getuid cannot fail.
+    if meta.uid() != unsafe { libc::getuid() } {
+        return Err(std::io::Error::other(format!(
+            "{} belongs to another user",
+            top.path().display()
+        )));
+    }
+    let _ = std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o700));
+    top.child_or_create("ports")
+}
+
+/// Is every port of `first..first+count` free on 127.0.0.1 now?
+fn free(first: u16, count: u16) -> bool {
+    (first..first.saturating_add(count))
+        .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+}
+
+/// Reserve `count` free ports for a story, distinct from every block
+/// another story on this host holds. Blocks are tried from one that
+/// depends on `seed` (the story), so a story often gets the same ones.
+pub fn reserve_ports(count: u16, seed: &str) -> Result<Ports, String> {
+    let count = count.clamp(1, 1000);
+    let dir = lock_dir().map_err(|e| format!("cannot keep port locks: {e}"))?;
+    let blocks = u32::from((PORTS_TO - PORTS_FROM) / count);
+    let start = seed
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % blocks;
+    for i in 0..blocks {
+        let first = PORTS_FROM + (((start + i) % blocks) as u16) * count;
+        let name = first.to_string();
+        let Ok(file) = dir.open_append(&name) else {
+            continue;
+        };
+        // SAFETY: flock on our own descriptor.
+        let locked = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        } == 0;
+        if locked && free(first, count) {
+            return Ok(Ports { first, _lock: file });
+        }
+    }
+    Err(format!(
+        "no block of {count} free ports between {PORTS_FROM} and {PORTS_TO}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(env: &[(OsString, OsString)]) -> Vec<String> {
+        env.iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn an_agent_keeps_the_basics_and_its_own_keys_and_nothing_else() {
+        let from = [
+            "PATH",
+            "HOME",
+            "LC_ALL",
+            "AI_SDLC_STORY_ID",
+            "ANTHROPIC_API_KEY",
+            "OPENAI_API_KEY",
+            "GH_TOKEN",
+            "SSH_AUTH_SOCK",
+            "AWS_SECRET_ACCESS_KEY",
+            "NPM_TOKEN",
+            "MY_TOOL_HOME",
+        ]
+        .map(|k| (OsString::from(k), OsString::from("v")));
+        let pass = vec!["MY_TOOL_*".to_string()];
+        let set = vec![("EXTRA".to_string(), "1".to_string())];
+        let (env, dropped) = agent_env(Preset::Claude, &pass, &set, from.clone().into_iter());
+        assert_eq!(
+            names(&env),
+            [
+                "PATH",
+                "HOME",
+                "LC_ALL",
+                "AI_SDLC_STORY_ID",
+                "ANTHROPIC_API_KEY",
+                "MY_TOOL_HOME",
+                "EXTRA"
+            ]
+        );
+        assert_eq!(
+            dropped,
+            [
+                "AWS_SECRET_ACCESS_KEY",
+                "GH_TOKEN",
+                "NPM_TOKEN",
+                "OPENAI_API_KEY",
+                "SSH_AUTH_SOCK"
+            ]
+        );
+        // Codex gets OpenAI's key, not Anthropic's.
+        let (env, _) = agent_env(Preset::Codex, &[], &[], from.into_iter());
+        let n = names(&env);
+        assert!(n.contains(&"OPENAI_API_KEY".to_string()));
+        assert!(!n.contains(&"ANTHROPIC_API_KEY".to_string()));
+    }
+
+    #[test]
+    fn two_stories_get_distinct_free_port_blocks() {
+        let seed = format!("unit-{}", std::process::id());
+        let a = reserve_ports(10, &seed).unwrap();
+        let b = reserve_ports(10, &seed).unwrap();
+        assert!(a.first.abs_diff(b.first) >= 10, "{} {}", a.first, b.first);
+        drop(a);
+        // Released with its holder; still distinct from the one held.
+        let c = reserve_ports(10, &seed).unwrap();
+        assert!(c.first.abs_diff(b.first) >= 10);
+    }
+}
