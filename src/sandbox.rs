@@ -48,6 +48,9 @@ const BASICS: &[&str] = &[
     "GIT_CONFIG_GLOBAL",
     "GIT_CONFIG_NOSYSTEM",
     "AI_SDLC_*",
+    // Under the Slurm launcher the agent runs inside a job step: the ids
+    // and the allocation are where it runs, not a secret.
+    "SLURM_*",
 ];
 
 /// Does `name` match `pattern` (`NAME`, or `PREFIX_*`)?
@@ -187,6 +190,7 @@ mod tests {
             "HOME",
             "LC_ALL",
             "AI_SDLC_STORY_ID",
+            "SLURM_JOB_ID",
             "ANTHROPIC_API_KEY",
             "OPENAI_API_KEY",
             "GH_TOKEN",
@@ -206,6 +210,7 @@ mod tests {
                 "HOME",
                 "LC_ALL",
                 "AI_SDLC_STORY_ID",
+                "SLURM_JOB_ID",
                 "ANTHROPIC_API_KEY",
                 "MY_TOOL_HOME",
                 "EXTRA"
