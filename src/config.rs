@@ -123,6 +123,25 @@ pub struct AgentConfig {
     pub env_set: Vec<(String, String)>,
     /// `agent.ports`: how many ports each running story has for itself.
     pub ports: u16,
+    /// `agent.sandbox`: the filesystem sandbox (on where the kernel has it).
+    pub sandbox: SandboxConfig,
+}
+
+/// `agent.sandbox`: `false`, or `{"write": [...], "hide": [...]}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxConfig {
+    pub enabled: bool,
+    /// More folders an agent may write (absolute, `~/...`, or under the
+    /// repo).
+    pub write: Vec<String>,
+    /// More paths it may not read (absolute, or under `$HOME`).
+    pub hide: Vec<String>,
+}
+
+impl SandboxConfig {
+    pub fn is_default(&self) -> bool {
+        self.enabled && self.write.is_empty() && self.hide.is_empty()
+    }
 }
 
 impl LandConfig {
@@ -204,6 +223,11 @@ impl Config {
                 env_pass: Vec::new(),
                 env_set: Vec::new(),
                 ports: 10,
+                sandbox: SandboxConfig {
+                    enabled: true,
+                    write: Vec::new(),
+                    hide: Vec::new(),
+                },
             },
             phases: vec![Phase {
                 name: "implement".to_string(),
@@ -410,6 +434,9 @@ const KNOWN: &[&str] = &[
     "agent.env.pass",
     "agent.env.set",
     "agent.ports",
+    "agent.sandbox",
+    "agent.sandbox.write",
+    "agent.sandbox.hide",
     "workflow.phases",
     "workflow.preset",
     "workflow.maxReviewRounds",
@@ -646,6 +673,20 @@ fn apply_agent(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigEr
             "retries" => a.retries = r.uint(v, &key)?.min(100) as u32,
             "retryDelay" => a.retry_delay_ms = r.millis(v, &key)?,
             "env" => apply_agent_env(a, r, v)?,
+            "sandbox" => match v {
+                Value::Bool(b) => a.sandbox.enabled = *b,
+                _ => {
+                    for (sk, sv) in r.object(v, &key)? {
+                        let skey = format!("{key}.{sk}");
+                        match sk.as_str() {
+                            "enabled" => a.sandbox.enabled = r.bool(sv, &skey)?,
+                            "write" => a.sandbox.write = r.strings(sv, &skey)?,
+                            "hide" => a.sandbox.hide = r.strings(sv, &skey)?,
+                            _ => r.unknown(&skey),
+                        }
+                    }
+                }
+            },
             "ports" => a.ports = r.uint(v, &key)?.clamp(1, 1000) as u16,
             "pricing" if v.is_null() => a.pricing = None,
             "pricing" => {

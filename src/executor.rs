@@ -245,7 +245,36 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
         ino,
     });
     let r = match prepare(root, &args) {
-        Ok((mut job, limits, board, ports)) => {
+        Ok((mut job, limits, board, (ports, preset, sandbox))) => {
+            let _sandbox =
+                match crate::sandbox::for_story(preset, &sandbox, &job.repo, &job.workdir, &job.id)
+                {
+                    Ok(s) => {
+                        if s.is_none() && sandbox.enabled {
+                            // Said once by the runner; in the log of each story
+                            // too (under a launcher, this is another machine).
+                            ipc.send(Body::Log {
+                                stream: crate::ipc::Stream::Stderr,
+                                line: format!(
+                                    "no filesystem sandbox on {}: this kernel has no Landlock",
+                                    crate::process::hostname()
+                                ),
+                                show: Some(String::new()),
+                            });
+                        }
+                        job.sandbox_fd = s.as_ref().map(|s| s.ruleset.raw_fd());
+                        job.tmpdir = s.as_ref().map(|s| s.tmpdir.clone());
+                        s
+                    }
+                    Err(e) => {
+                        ipc.send(Body::Error {
+                            code: "sandbox".into(),
+                            message: format!("its agents run without a filesystem sandbox: {e}"),
+                            recoverable: true,
+                        });
+                        None
+                    }
+                };
             // Held while the story runs: its ports are its own.
             let _ports = match crate::sandbox::reserve_ports(ports, &job.id) {
                 Ok(p) => {
@@ -299,8 +328,15 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
     code
 }
 
-/// The story's job, its limits, the board, and how many ports it gets.
-fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story::Job, Limits, Board, u16), String> {
+/// What the executor needs of the config beyond the job: how many ports
+/// a story gets, its agent's preset, the sandbox settings.
+type Isolation = (u16, crate::agent::Preset, crate::config::SandboxConfig);
+
+/// The story's job, its limits, the board, and its isolation.
+fn prepare(
+    root: &Path,
+    args: &ExecutorArgs,
+) -> Result<(story::Job, Limits, Board, Isolation), String> {
     let mut config = Config::load(root).map_err(|e| e.0)?;
     if let Some(w) = &args.workflow {
         config.use_workflow(w)?;
@@ -336,5 +372,14 @@ fn prepare(root: &Path, args: &ExecutorArgs) -> Result<(story::Job, Limits, Boar
         },
         pricing: a.pricing,
     };
-    Ok((job, limits, Board::of(&config), config.agent.ports))
+    let preset = config
+        .agent
+        .preset()
+        .unwrap_or(crate::agent::Preset::Command);
+    // The folders the worktree shares with the main checkout (`worktree.share`,
+    // links) are written through: the user shared them on purpose.
+    let mut sandbox = config.agent.sandbox.clone();
+    sandbox.write.extend(config.worktree.share.iter().cloned());
+    let isolation = (config.agent.ports, preset, sandbox);
+    Ok((job, limits, Board::of(&config), isolation))
 }

@@ -87,6 +87,20 @@ pub fn commands(config: &Config) -> Vec<Command> {
             shown: format!("pass {}; set {}", a.env_pass.join(" "), set.join(" ")),
         });
     }
+    // Turning the sandbox off, or opening more of the disk to agents, is
+    // the user's call, like a command.
+    if !a.sandbox.is_default() {
+        let s = &a.sandbox;
+        out.push(Command {
+            key: "agent.sandbox".into(),
+            value: json!({"enabled": s.enabled, "write": s.write, "hide": s.hide}).to_string(),
+            shown: if s.enabled {
+                format!("write {}; hide {}", s.write.join(" "), s.hide.join(" "))
+            } else {
+                "off".into()
+            },
+        });
+    }
     // srun options can run programs (`--prolog`): what `run --launcher
     // slurm` would add is trusted even when the config names no launcher.
     if !config.launcher.args.is_empty() {

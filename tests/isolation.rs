@@ -70,3 +70,122 @@ fn an_agent_gets_the_basics_and_what_the_config_passes_never_the_users_keys() {
         "{shown}"
     );
 }
+
+/// Under the filesystem sandbox (Landlock), an agent that tries every
+/// escape gets none: it writes its worktree (and its TMPDIR), nothing else,
+/// and reads no secret under `$HOME`; the runner commits its work.
+#[test]
+fn an_agent_writes_only_its_own_worktree_and_reads_no_secret() {
+    let repo = TestRepo::new();
+    let home = repo.home();
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519"), "PRIVATE KEY\n").unwrap();
+    std::os::unix::fs::symlink(".ssh", home.join("keys")).unwrap();
+    let agent = repo.agent(
+        "escape",
+        r#"
+try() { if sh -c "$2" 2>>"$REC/$id.errors"; then echo "$1" >> "$REC/$id.escaped"; else echo "$1" >> "$REC/$id.refused"; fi; }
+# Both stories' worktrees exist before either tries the other's.
+n=0; while [ "$(ls "$(dirname "$PWD")" | wc -l)" -lt 2 ] && [ $n -lt 300 ]; do sleep 0.05; n=$((n+1)); done
+for other in "$(dirname "$PWD")"/*; do
+  [ "$other" = "$PWD" ] || try other-worktree ": > '$other/from-$id'"
+done
+try main-checkout ": > '$AI_SDLC_REPO/from-$id'"
+try home ": > '$HOME/x-$id'"
+try git-config ": >> '$AI_SDLC_REPO/.git/config'"
+try git-hook ": > '$AI_SDLC_REPO/.git/hooks/x-$id'"
+gitdir=$(sed 's/^gitdir: //' .git)
+try commondir ": >> '$gitdir/commondir'"
+try ssh-key "cat '$HOME/.ssh/id_ed25519' > '$PWD/key-$id.txt'"
+try ssh-key-by-link "cat '$HOME/keys/id_ed25519' > '$PWD/key-link-$id.txt'"
+try tmpdir ": > '$TMPDIR/scratch'"
+echo "work of $id" > own.txt
+sleep 0.5
+"#,
+    );
+    repo.use_agent(&agent);
+    repo.ready_stories(2);
+    let config_before = std::fs::read(repo.root.join(".git/config")).unwrap();
+    let out = repo.run(&["run", "--concurrent", "2"]);
+    if !landlock_here() {
+        // Never silently: the run says it once.
+        assert!(
+            stderr(&out).contains("without a filesystem sandbox"),
+            "{}",
+            stderr(&out)
+        );
+        eprintln!("no Landlock on this kernel: the sandbox's escapes are not tried");
+        return;
+    }
+    expect_code(&out, 0);
+    for (id, slug) in [("S-0001", "s1"), ("S-0002", "s2")] {
+        let escaped = repo.rec_file(&format!("{id}.escaped")).unwrap_or_default();
+        assert_eq!(escaped, "tmpdir\n", "{id} escaped: {escaped}");
+        let refused = repo.rec_file(&format!("{id}.refused")).unwrap_or_default();
+        for what in [
+            "other-worktree",
+            "main-checkout",
+            "home",
+            "git-config",
+            "git-hook",
+            "commondir",
+            "ssh-key",
+            "ssh-key-by-link",
+        ] {
+            assert!(
+                refused.lines().any(|l| l == what),
+                "{id}: {what} was not tried:\n{refused}"
+            );
+        }
+        // The refusals are the kernel's, in the agent's words.
+        let errors = repo.rec_file(&format!("{id}.errors")).unwrap_or_default();
+        assert!(errors.contains("Permission denied"), "{errors}");
+        assert_eq!(repo.status(id), "done");
+        let branch = format!("ai-sdlc/{id}-{slug}");
+        assert_eq!(
+            git(&repo.root, &["show", &format!("{branch}:own.txt")]),
+            format!("work of {id}\n")
+        );
+        // What the runner committed holds no secret.
+        let files = git(&repo.root, &["ls-tree", "-r", "--name-only", &branch]);
+        for f in files.lines().filter(|f| f.starts_with("key-")) {
+            let text = git(&repo.root, &["show", &format!("{branch}:{f}")]);
+            assert!(!text.contains("PRIVATE KEY"), "{f}: {text}");
+        }
+        assert!(!files.lines().any(|f| f.starts_with("from-")), "{files}");
+    }
+    // Nothing outside the worktrees changed.
+    let main = std::fs::read_dir(&repo.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("from-"))
+        .collect::<Vec<_>>();
+    assert!(main.is_empty(), "{main:?}");
+    assert!(!home.join("x-S-0001").exists() && !home.join("x-S-0002").exists());
+    let hooks = std::fs::read_dir(repo.root.join(".git/hooks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("x-"))
+        .count();
+    assert_eq!(hooks, 0);
+    assert_eq!(
+        std::fs::read(repo.root.join(".git/config")).unwrap(),
+        config_before
+    );
+    // doctor names the protection.
+    let doc = stdout(&repo.run(&["doctor"]));
+    assert!(doc.contains("filesystem sandbox: Landlock"), "{doc}");
+}
+
+/// Is Landlock on in this kernel? (Asked as the runner asks.)
+fn landlock_here() -> bool {
+    // SAFETY: the version query: no attribute, no side effect.
+    unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        ) > 0
+    }
+}

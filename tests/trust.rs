@@ -242,7 +242,10 @@ fi
 echo "work of $id" > "work-$id.txt"
 "#,
     );
-    repo.config(serde_json::json!({"agent": {"command": [agent.to_string_lossy()]}}));
+    // Off, so the plant is made and the guard must undo it.
+    repo.config(
+        serde_json::json!({"agent": {"command": [agent.to_string_lossy()], "sandbox": false}}),
+    );
     repo.ready_stories(2);
     let git_dir = repo.root.join(".git");
     let config_before = std::fs::read(git_dir.join("config")).unwrap();

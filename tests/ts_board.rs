@@ -36,6 +36,9 @@ fn ts_repo(edit: impl FnOnce(&mut serde_json::Value)) -> TestRepo {
     let path = repo.root.join(".ai-sdlc.json");
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // The stand-in records what it was given in the test's folder: the
+    // sandbox lets it (TS's own config has no `agent` key).
+    cfg["agent"] = serde_json::json!({"sandbox": {"write": [repo.rec.to_string_lossy()]}});
     edit(&mut cfg);
     repo.config(cfg);
     git(&repo.root, &["add", "-A"]);
@@ -47,9 +50,6 @@ fn ts_repo(edit: impl FnOnce(&mut serde_json::Value)) -> TestRepo {
 fn run_ts(repo: &TestRepo, args: &[&str]) -> std::process::Output {
     let path = format!("{STANDINS}:{}", std::env::var("PATH").unwrap());
     let rec = repo.rec.display().to_string();
-    // The TS config passes no STANDIN_* to its agent: the stand-in finds
-    // where to record in its HOME instead.
-    std::fs::write(repo.home().join(".standin-rec"), &rec).unwrap();
     repo.run_env(
         args,
         &[("PATH", &path), ("STANDIN_REC", &rec), ("IS_SANDBOX", "1")],

@@ -127,6 +127,26 @@ impl Preset {
         }
     }
 
+    /// The CLI's own state, under `$HOME`: folders (ending in `/`) and
+    /// files it must be able to write inside the sandbox. Never a shared
+    /// one like `~/.cache`: other tools keep code there that the user runs
+    /// (pre-commit's hook environments), so an agent could plant it.
+    pub fn state(self) -> &'static [&'static str] {
+        match self {
+            Preset::Claude => &[".claude/", ".claude.json", ".config/claude/"],
+            Preset::Codex => &[".codex/"],
+            Preset::Gemini => &[".gemini/"],
+            Preset::Opencode => &[
+                ".local/share/opencode/",
+                ".local/state/opencode/",
+                ".config/opencode/",
+                ".cache/opencode/",
+            ],
+            Preset::Aider => &[".aider/"],
+            Preset::Command => &[],
+        }
+    }
+
     /// Does the CLI need `agent.model` to run unattended? (aider without a
     /// model waits five minutes for a browser login.)
     pub fn needs_model(self) -> bool {

@@ -170,6 +170,7 @@ fn agent_checks(config: &Config, out: &mut Vec<Check>) {
             dropped.join(" ")
         }
     )));
+    out.push(sandbox_check(config));
     let program = match preset.program() {
         Some(p) => p.to_string(),
         None => config
@@ -372,5 +373,28 @@ fn board_checks(config: &Config, checks: &mut Vec<Check>) {
             Ok(()) => checks.push(Check::Ok("git repository with a commit".into())),
             Err(e) => checks.push(Check::Fail("worktrees: not possible here".into(), e)),
         }
+    }
+}
+
+/// The protections an agent runs under on this machine.
+fn sandbox_check(config: &Config) -> Check {
+    let s = &config.agent.sandbox;
+    if !s.enabled {
+        return Check::Warn(
+            "filesystem sandbox: off (agent.sandbox: false): agents can write anywhere you can"
+                .into(),
+            String::new(),
+        );
+    }
+    match crate::sandbox::landlock::abi() {
+        Some(abi) => Check::Ok(format!(
+            "filesystem sandbox: Landlock ABI {abi}: agents write only their worktree, their TMPDIR, their CLI's state{}; {} and agent.sandbox.hide are unreadable",
+            if s.write.is_empty() { String::new() } else { format!(" and {}", s.write.join(" ")) },
+            crate::sandbox::landlock::SECRETS.map(|p| format!("~/{p}")).join(" ")
+        )),
+        None => Check::Warn(
+            "filesystem sandbox: unavailable: this kernel has no Landlock (Linux 5.13+); agents can write anywhere you can".into(),
+            "run on a newer kernel, or in a container per story".into(),
+        ),
     }
 }

@@ -116,6 +116,12 @@ pub fn settings(config: &Config, args: &RunArgs) -> Result<(Settings, Vec<String
             "without worktrees, the {concurrency} concurrent stories share one directory and can overwrite each other's work"
         ));
     }
+    if config.agent.sandbox.enabled && crate::sandbox::landlock::abi().is_none() {
+        warnings.push(
+            "agents run without a filesystem sandbox: this kernel has no Landlock (Linux 5.13+), so they can write anywhere you can; their environment is still filtered (agent.sandbox: false says you know)"
+                .to_string(),
+        );
+    }
     // Single-story mode runs the top story, unless told which or how many.
     let max = args
         .max

@@ -66,6 +66,10 @@ pub struct Job {
     pub env_set: Vec<(String, String)>,
     /// The first of the ports the story has for itself (`AI_SDLC_PORT`).
     pub port: Option<u16>,
+    /// The Landlock ruleset its agents run under (a descriptor the
+    /// executor holds open), and their private `TMPDIR`.
+    pub sandbox_fd: Option<i32>,
+    pub tmpdir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +157,8 @@ impl Job {
             env_pass: config.agent.env_pass.clone(),
             env_set: config.agent.env_set.clone(),
             port: None,
+            sandbox_fd: None,
+            tmpdir: None,
         })
     }
 

@@ -288,6 +288,16 @@ fn start_agent(
             std::env::vars_os(),
         );
         cmd.env_clear().envs(env);
+        if let Some(t) = &job.tmpdir {
+            cmd.env("TMPDIR", t);
+        }
+        if let Some(fd) = job.sandbox_fd {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec, only system calls.
+            unsafe {
+                cmd.pre_exec(move || crate::sandbox::landlock::restrict_self(fd));
+            }
+        }
     }
     cmd.args(&argv[1..])
         .current_dir(&job.workdir)

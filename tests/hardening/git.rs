@@ -27,7 +27,9 @@ fn commits_made_on_a_detached_head_are_never_lost() {
     // Without it: the story is done, and the worktree kept because of its HEAD.
     let repo = TestRepo::new();
     let agent = repo.agent("d.sh", detach);
-    repo.config(serde_json::json!({"agent": {"command": [agent]}, "worktree": {"commit": false}}));
+    // The filesystem sandbox would refuse the agent's commit: off, to test
+    // what stands behind it.
+    repo.config(serde_json::json!({"agent": {"command": [agent], "sandbox": false}, "worktree": {"commit": false}}));
     repo.ready_stories(1);
     let out = repo.run(&["run"]);
     expect_code(&out, 0);
@@ -317,7 +319,9 @@ fn a_plant_of_one_phase_never_runs_in_the_next_trusted_phase() {
     );
     // The verify phase is the user's own command, and it runs git.
     repo.config(serde_json::json!({
-        "agent": {"command": [agent]},
+        // The sandbox refuses the plant at the write; off, the guard is
+        // what stands (isolation::every_escape_… tests the sandbox).
+        "agent": {"command": [agent], "sandbox": false},
         "workflow": {"phases": [
             {"name": "implement"},
             {"name": "verify", "command": ["sh", "-c", "git status --porcelain >/dev/null"]}

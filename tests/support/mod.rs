@@ -147,6 +147,14 @@ impl TestRepo {
         git(&root, &["add", "-A"]);
         git(&root, &["commit", "-q", "-m", "init"]);
         fs::create_dir_all(root.join(".ai-sdlc/stories")).unwrap();
+        // The stand-in CLIs record here even when a config passes them no
+        // STANDIN_REC (never in a /tmp that other tests share).
+        fs::create_dir_all(tmp.home()).unwrap();
+        fs::write(
+            tmp.home().join(".standin-rec"),
+            rec.to_string_lossy().as_bytes(),
+        )
+        .unwrap();
         TestRepo {
             spawned: Default::default(),
             _tmp: tmp,
@@ -172,9 +180,18 @@ impl TestRepo {
     }
 
     /// Write an agent script (see `agent`) and make it agent.command.
+    /// An agent that runs git to write (`git add`, `git commit`) needs the
+    /// filesystem sandbox off: the shared `.git` is read-only to agents.
     pub fn with_agent(&self, name: &str, body: &str) -> PathBuf {
         let path = self.agent(name, body);
-        self.use_agent(&path);
+        if writes_git(body) {
+            self.config(serde_json::json!({
+                "agent": {"command": [path.to_string_lossy()], "sandbox": false},
+                "orchestrator": {"healthCheckInterval": 200}
+            }));
+        } else {
+            self.use_agent(&path);
+        }
         path
     }
 
@@ -231,6 +248,10 @@ impl TestRepo {
             if let Some(a) = o.get_mut("agent").and_then(|a| a.as_object_mut()) {
                 a.entry("env")
                     .or_insert_with(|| serde_json::json!({"pass": ["STANDIN_*"]}));
+                // Agents here record what they saw in the test's folder,
+                // outside their worktree: the sandbox lets them.
+                a.entry("sandbox")
+                    .or_insert_with(|| serde_json::json!({"write": [self.rec.to_string_lossy()]}));
             }
         }
         fs::write(self.root.join(".ai-sdlc.json"), v.to_string()).unwrap();
@@ -368,6 +389,22 @@ impl Drop for TestRepo {
             }
         }
     }
+}
+
+/// Does an agent script run git to write to the repo?
+pub fn writes_git(body: &str) -> bool {
+    [
+        "git add",
+        "git commit",
+        "git config",
+        "git checkout",
+        "git init",
+        "git -C",
+        "commondir",
+    ]
+    .iter()
+    .any(|w| body.contains(w))
+        || body.contains(".git/")
 }
 
 /// Is `pid` a live process (not gone, not a zombie)?

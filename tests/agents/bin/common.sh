@@ -4,7 +4,14 @@
 # use (and a few more), and fail on anything else the way the real ones do.
 # Where to record: STANDIN_REC, else what $HOME/.standin-rec says (for a
 # config that passes no STANDIN_* to its agent), else /tmp.
+# Under a filesystem sandbox that leaves the test's folder out, like a real
+# CLI it keeps to what it may write: its private TMPDIR.
 rec_dir=${STANDIN_REC:-$(cat "$HOME/.standin-rec" 2>/dev/null || echo /tmp)}
+if ! (: > "$rec_dir/.probe-$$") 2>/dev/null; then
+  rec_dir=${TMPDIR:-/tmp}
+else
+  rm -f "$rec_dir/.probe-$$"
+fi
 id=${AI_SDLC_STORY_ID:-none}
 record_argv() { printf '%s\n' "$@" > "$rec_dir/$id.argv"; }
 read_prompt() { prompt=$(cat); printf '%s' "$prompt" > "$rec_dir/$id.stdin"; }

@@ -13,8 +13,12 @@
 //! user's own and keep the whole environment (a build may need its
 //! registry token).
 
+pub mod landlock;
+
 use crate::agent::Preset;
 use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 
 /// What every process needs, or what says how to reach the network; no
 /// secret among them.
@@ -45,6 +49,10 @@ const BASICS: &[&str] = &[
     "SSL_CERT_DIR",
     "NODE_EXTRA_CA_CERTS",
     "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "PIP_CERT",
+    "NIX_SSL_CERT_FILE",
     "GIT_CONFIG_GLOBAL",
     "GIT_CONFIG_NOSYSTEM",
     "AI_SDLC_*",
@@ -95,6 +103,73 @@ pub fn agent_env(
     }
     dropped.sort();
     (env, dropped)
+}
+
+/// The filesystem sandbox of a story's agents, held while it runs: the
+/// ruleset, and the private `TMPDIR` (removed with it: it was made here).
+pub struct Sandbox {
+    pub ruleset: landlock::Ruleset,
+    pub tmpdir: PathBuf,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.tmpdir);
+    }
+}
+
+/// The sandbox of the agents of a story working in `worktree` of `repo`:
+/// `None` when the kernel has no Landlock (the runner says so once).
+pub fn for_story(
+    preset: Preset,
+    config: &crate::config::SandboxConfig,
+    repo: &Path,
+    worktree: &Path,
+    id: &str,
+) -> Result<Option<Sandbox>, String> {
+    if !config.enabled || landlock::abi().is_none() {
+        return Ok(None);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let tmpdir = std::env::temp_dir().join(format!("ai-sdlc-{id}-{}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmpdir)
+        .map_err(|e| format!("cannot make {}: {e}", tmpdir.display()))?;
+    let mut write = vec![worktree.to_path_buf(), tmpdir.clone()];
+    if let Some(h) = &home {
+        for s in preset.state() {
+            let p = h.join(s.trim_end_matches('/'));
+            // Its folders made now, empty: the CLI cannot make them in $HOME.
+            if s.ends_with('/') && !p.exists() {
+                let _ = std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&p);
+            }
+            write.push(p);
+        }
+    }
+    write.extend(config.write.iter().map(|w| at(w, repo, home.as_deref())));
+    let mut hide: Vec<PathBuf> = landlock::SECRETS.iter().map(PathBuf::from).collect();
+    hide.extend(
+        config
+            .hide
+            .iter()
+            .map(|h| at(h, home.as_deref().unwrap_or(repo), home.as_deref())),
+    );
+    let policy = landlock::Policy { write, home, hide };
+    let ruleset = landlock::Ruleset::new(&policy).ok_or("Landlock refused the ruleset")?;
+    Ok(Some(Sandbox { ruleset, tmpdir }))
+}
+
+/// Where a configured path points: `~/...` under `home`, an absolute path
+/// as it is, anything else under `base`.
+fn at(p: &str, base: &Path, home: Option<&Path>) -> PathBuf {
+    match (p.strip_prefix("~/"), home) {
+        (Some(rest), Some(h)) => h.join(rest),
+        _ => base.join(p),
+    }
 }
 
 /// A block of ports a story has for itself while it runs, held by a lock
