@@ -147,6 +147,16 @@ impl Preset {
         }
     }
 
+    /// Environment variables that move the CLI's state elsewhere (written
+    /// like `state` when set).
+    pub fn state_env(self) -> &'static [&'static str] {
+        match self {
+            Preset::Claude => &["CLAUDE_CONFIG_DIR"],
+            Preset::Codex => &["CODEX_HOME"],
+            _ => &[],
+        }
+    }
+
     /// Does the CLI need `agent.model` to run unattended? (aider without a
     /// model waits five minutes for a browser login.)
     pub fn needs_model(self) -> bool {

@@ -150,6 +150,11 @@ pub fn for_story(
             write.push(p);
         }
     }
+    for var in preset.state_env() {
+        if let Some(d) = std::env::var_os(var).filter(|d| !d.is_empty()) {
+            write.push(PathBuf::from(d));
+        }
+    }
     write.extend(config.write.iter().map(|w| at(w, repo, home.as_deref())));
     let mut hide: Vec<PathBuf> = landlock::SECRETS.iter().map(PathBuf::from).collect();
     hide.extend(
