@@ -189,3 +189,33 @@ fn landlock_here() -> bool {
         ) > 0
     }
 }
+
+/// A story's private TMPDIR goes with it; when its executor was killed
+/// outright and could not remove it, the next story on the host does.
+#[test]
+fn a_private_tmpdir_never_outlives_its_story() {
+    if !landlock_here() {
+        eprintln!("no Landlock on this kernel: agents get no private TMPDIR");
+        return;
+    }
+    let repo = TestRepo::new();
+    let agent = repo.agent(
+        "tmp",
+        r#"echo "$TMPDIR" > "$REC/$id.tmp"; echo x > "$TMPDIR/scratch"
+case $id in
+  S-0001) kill -9 "$PPID"; sleep 2 ;;
+  S-0002) if [ -e "$(cat "$REC/S-0001.tmp")" ]; then echo kept; else echo gone; fi > "$REC/S-0002.seen" ;;
+esac"#,
+    );
+    repo.use_agent(&agent);
+    repo.ready_stories(2);
+    let out = repo.run(&["run", "--max", "2"]);
+    expect_code(&out, 1);
+    assert_eq!(repo.status("S-0001"), "blocked", "{}", stderr(&out));
+    assert_eq!(repo.status("S-0002"), "done", "{}", stderr(&out));
+    let first = repo.rec_file("S-0001.tmp").unwrap();
+    let second = repo.rec_file("S-0002.tmp").unwrap();
+    assert_ne!(first, second);
+    assert_eq!(repo.rec_file("S-0002.seen").unwrap(), "gone\n");
+    assert!(!std::path::Path::new(second.trim()).exists(), "{second}");
+}

@@ -527,6 +527,8 @@ mod tests {
                     .env("GIT_CONFIG_GLOBAL", "/dev/null")
                     .env("GIT_CONFIG_NOSYSTEM", "1")
                     .env("GIT_TERMINAL_PROMPT", "0")
+                    // A failed ssh signing leaves git's key file behind.
+                    .env("TMPDIR", &tmp)
                     .env_remove("GIT_EDITOR")
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())

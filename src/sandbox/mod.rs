@@ -131,11 +131,7 @@ pub fn for_story(
         return Ok(None);
     }
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    let tmpdir = std::env::temp_dir().join(format!("ai-sdlc-{id}-{}", std::process::id()));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&tmpdir)
-        .map_err(|e| format!("cannot make {}: {e}", tmpdir.display()))?;
+    let tmpdir = private_tmp(id).map_err(|e| format!("cannot make its TMPDIR: {e}"))?;
     let mut write = vec![worktree.to_path_buf(), tmpdir.clone()];
     if let Some(h) = &home {
         for s in preset.state() {
@@ -188,21 +184,12 @@ pub struct Ports {
 const PORTS_FROM: u16 = 20_000;
 const PORTS_TO: u16 = 60_000;
 
-/// The folder of port locks on this host, for this user: under
-/// `XDG_RUNTIME_DIR`, else `/tmp/ai-sdlc-<uid>` (made 0700, and refused
-/// when another user owns it).
-fn lock_dir() -> std::io::Result<crate::paths::Dir> {
+/// This user's own folder `name` under `parent`: made 0700, refused when
+/// another user owns it.
+fn own_dir(parent: &Path, name: &str) -> std::io::Result<crate::paths::Dir> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let (parent, name) = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(d) => (std::path::PathBuf::from(d), "ai-sdlc".to_string()),
-        // SAFETY: getuid cannot fail.
-        None => (
-            "/tmp".into(),
-            format!("ai-sdlc-{}", unsafe { libc::getuid() }),
-        ),
-    };
-    let top = crate::paths::Dir::open(&parent)?.child_or_create(&name)?;
-    let meta = std::fs::metadata(top.path())?;
+    let top = crate::paths::Dir::open(parent)?.child_or_create(name)?;
+    let meta = std::fs::symlink_metadata(top.path())?;
     // SAFETY: getuid cannot fail.
     if meta.uid() != unsafe { libc::getuid() } {
         return Err(std::io::Error::other(format!(
@@ -211,7 +198,57 @@ fn lock_dir() -> std::io::Result<crate::paths::Dir> {
         )));
     }
     let _ = std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o700));
+    Ok(top)
+}
+
+/// The folder of port locks on this host, for this user: under
+/// `XDG_RUNTIME_DIR`, else `/tmp/ai-sdlc-<uid>`.
+fn lock_dir() -> std::io::Result<crate::paths::Dir> {
+    let top = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => own_dir(Path::new(&d), "ai-sdlc")?,
+        // SAFETY: getuid cannot fail.
+        None => own_dir(
+            Path::new("/tmp"),
+            &format!("ai-sdlc-{}", unsafe { libc::getuid() }),
+        )?,
+    };
     top.child_or_create("ports")
+}
+
+/// A story's private `TMPDIR`: `$TMPDIR/ai-sdlc-<uid>/tmp/<host>@<ID>@<pid>`
+/// (made 0700). Those of this host whose executor is gone (killed
+/// outright, so it could not remove its own) are removed first: every
+/// entry of that folder was made here.
+fn private_tmp(id: &str) -> std::io::Result<PathBuf> {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let root = own_dir(&std::env::temp_dir(), &format!("ai-sdlc-{uid}"))?.child_or_create("tmp")?;
+    let host = crate::process::hostname();
+    for e in std::fs::read_dir(root.path())?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let mut parts = name.split('@');
+        let (Some(h), Some(_), Some(pid), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        let gone = pid > 0
+            && unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if h == host && gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    let name = format!("{host}@{id}@{}", std::process::id());
+    root.child_or_create(&name)?;
+    let path = root.path().join(name);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+    Ok(path)
 }
 
 /// Is every port of `first..first+count` free on 127.0.0.1 now?
