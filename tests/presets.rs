@@ -38,6 +38,9 @@ fn standin_env(repo: &TestRepo) -> Vec<(String, String)> {
         ),
         ("STANDIN_REC".into(), repo.rec.display().to_string()),
         ("XDG_CONFIG_HOME".into(), repo.xdg().display().to_string()),
+        // For the one test that runs through script(1), not `hermetic`:
+        // the stand-ins keep their state in the test's HOME, never yours.
+        ("HOME".into(), repo.home().display().to_string()),
         ("IS_SANDBOX".into(), "1".into()),
     ]
 }
