@@ -701,6 +701,22 @@ fn an_implement_phase_that_changes_nothing_blocks_the_story_unless_that_is_allow
         "{reason}"
     );
     assert_eq!(repo.status("S-0002"), "done", "{}", stderr(&out));
+    // Its implement phase is not counted as done: run again, the agent runs
+    // again (it is not skipped into an empty `done`).
+    assert_eq!(
+        repo.field("S-0001", "implementation_complete").as_deref(),
+        Some("false"),
+        "{}",
+        repo.read_story("S-0001")
+    );
+    let busy = repo.agent("busy", "echo work > work.txt");
+    repo.config(serde_json::json!({
+        "agent": {"command": [busy.to_string_lossy()]},
+        "workflow": {"allowEmpty": false}
+    }));
+    expect_code(&repo.run(&["run", "--story", "S-0001"]), 0);
+    assert_eq!(repo.status("S-0001"), "done");
+    assert!(repo.rec_file("S-0001.stdin").is_some());
 
     // workflow.allowEmpty allows it for every story.
     let repo = TestRepo::new();

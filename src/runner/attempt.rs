@@ -512,6 +512,12 @@ impl<'a> Run<'a> {
         );
         // The last phase's flag stands whatever the outcome: the phase is done.
         changes.extend(self.recorder.take_pending());
+        // ... unless the work it did was refused after it (it made nothing):
+        // then it is to be done again.
+        if run.outcome != Outcome::Succeeded && run.failed_phase.as_deref() == Some("implement") {
+            changes.retain(|(k, _)| *k != "implementation_complete");
+            changes.push(("implementation_complete", Some(Value::Bool(false))));
+        }
         let reviewed_here = ctx.config.phases.iter().any(|p| p.kind() == Kind::Review);
         if run.outcome == Outcome::Succeeded && ctx.config.workflow.mark_reviewed && !reviewed_here
         {
