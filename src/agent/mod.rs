@@ -147,6 +147,26 @@ impl Preset {
         }
     }
 
+    /// Its command line under ai-sdlc's filesystem sandbox. Codex's own
+    /// sandbox (`--sandbox workspace-write`, bubblewrap) cannot start inside
+    /// Landlock, which denies mount(2): its commands fail with no event, so
+    /// the confinement is left to ours, which writes the same worktree and
+    /// also hides the user's secrets.
+    pub fn inside_sandbox(self, argv: &mut Vec<String>) {
+        if self != Preset::Codex {
+            return;
+        }
+        if let Some(i) = argv
+            .windows(2)
+            .position(|w| w[0] == "--sandbox" && w[1] == "workspace-write")
+        {
+            argv.splice(
+                i..i + 2,
+                ["--dangerously-bypass-approvals-and-sandbox".to_string()],
+            );
+        }
+    }
+
     /// Environment variables that move the CLI's state elsewhere (written
     /// like `state` when set).
     pub fn state_env(self) -> &'static [&'static str] {
@@ -696,5 +716,32 @@ mod tests {
         );
         assert!(Preset::Opencode.argv(None).contains(&"--auto".to_string()));
         assert!(Preset::Command.argv(Some("x")).is_empty());
+    }
+
+    #[test]
+    fn codex_leaves_its_sandbox_to_ours_and_nothing_else_changes() {
+        let mut argv: Vec<String> = super::codex::ARGV.iter().map(|s| s.to_string()).collect();
+        Preset::Codex.inside_sandbox(&mut argv);
+        assert_eq!(
+            argv,
+            [
+                "codex",
+                "exec",
+                "--json",
+                "--dangerously-bypass-approvals-and-sandbox",
+                "--skip-git-repo-check"
+            ]
+        );
+        // A user's read-only choice stands; other presets are untouched.
+        let mut ro: Vec<String> = ["codex", "exec", "--sandbox", "read-only"]
+            .map(String::from)
+            .to_vec();
+        Preset::Codex.inside_sandbox(&mut ro);
+        assert_eq!(ro[2..], ["--sandbox", "read-only"]);
+        let mut claude: Vec<String> = ["claude", "--sandbox", "workspace-write"]
+            .map(String::from)
+            .to_vec();
+        Preset::Claude.inside_sandbox(&mut claude);
+        assert_eq!(claude.len(), 3);
     }
 }

@@ -276,6 +276,9 @@ fn start_agent(
         .expand(&phase.name, &phase.argv, prompt)
         .map_err(|why| format!("cannot start phase {}: {why}", phase.name))?;
     e.argv.extend(extra.iter().cloned());
+    if phase.agent && job.sandbox_fd.is_some() {
+        phase.preset.inside_sandbox(&mut e.argv);
+    }
     let (argv, used_prompt) = (&e.argv, e.used_prompt);
     let program = argv.first().ok_or("the agent command is empty")?;
     let mut cmd = Command::new(program);
