@@ -16,6 +16,7 @@ mod limits;
 mod manage;
 mod orchestrator;
 mod presets;
+mod real_cli;
 mod run_single;
 mod slurm;
 mod trust;

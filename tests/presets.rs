@@ -585,12 +585,15 @@ fn init_writes_a_preset_and_doctor_says_what_to_fix() {
 }
 
 /// Real agent CLIs, where installed (they are never part of the repo):
-/// AI_SDLC_REAL_AGENTS names extra PATH folders to look in. Each preset's
+/// AI_SDLC_REAL_AGENTS names extra PATH folders to look in, as does
+/// AI_SDLC_REAL_CLIS (the real-CLI tier's, `scripts/real-clis`). Each preset's
 /// command line must be accepted (the CLI fails on authentication, never
 /// on a flag), within 30 s, and the story blocked with the CLI's words.
 #[test]
 fn real_clis_accept_the_preset_command_lines_and_fail_only_on_login() {
-    let extra = std::env::var("AI_SDLC_REAL_AGENTS").unwrap_or_default();
+    let extra = ["AI_SDLC_REAL_AGENTS", "AI_SDLC_REAL_CLIS"]
+        .map(|v| std::env::var(v).unwrap_or_default())
+        .join(":");
     let path = format!("{extra}:{}", std::env::var("PATH").unwrap());
     let on_path = |p: &str| std::env::split_paths(&path).any(|d| d.join(p).is_file());
     for (preset, agent, words) in [
