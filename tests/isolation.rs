@@ -177,19 +177,6 @@ sleep 0.5
     assert!(doc.contains("filesystem sandbox: Landlock"), "{doc}");
 }
 
-/// Is Landlock on in this kernel? (Asked as the runner asks.)
-fn landlock_here() -> bool {
-    // SAFETY: the version query: no attribute, no side effect.
-    unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<u8>(),
-            0usize,
-            1u32,
-        ) > 0
-    }
-}
-
 /// A story's private TMPDIR goes with it; when its executor was killed
 /// outright and could not remove it, the next story on the host does.
 #[test]

@@ -167,7 +167,11 @@ fn each_preset_runs_its_cli_and_the_work_is_committed_on_the_story_branch() {
         assert_eq!(repo.status("S-0001"), "done", "{preset}");
         // The exact command line.
         let got = repo.rec_file("S-0001.argv").unwrap();
-        let want: Vec<&str> = argv.to_vec();
+        let mut want: Vec<&str> = argv.to_vec();
+        if preset == "codex" && landlock_here() {
+            // Inside our sandbox, Codex's own cannot start: it is left out.
+            want.splice(2..4, ["--dangerously-bypass-approvals-and-sandbox"]);
+        }
         assert_eq!(got.lines().collect::<Vec<_>>(), want, "{preset}");
         // The prompt: the body and the worktree, never the frontmatter.
         let stdin = repo.rec_file("S-0001.stdin").unwrap();

@@ -30,8 +30,12 @@ pub const ARGV: [&str; 15] = [
 #[derive(Default)]
 pub struct Aider {
     report: Report,
-    /// What it said since the last `Tokens:` line.
+    /// What it said since the last `Tokens:` line, but its edits.
     said: Tail,
+    /// Inside a fenced block (an edit: its file's text, or SEARCH/REPLACE).
+    in_fence: bool,
+    /// The line before, held back: a file's name when a fence follows.
+    held: Option<String>,
 }
 
 /// `2.3k` -> 2300, `648` -> 648.
@@ -73,9 +77,33 @@ fn chatter(l: &str) -> bool {
         "Can't initialize prompt toolkit",
         "Update git name",
         "Update git email",
+        // litellm's price list fetch, offline; aider's model warning.
+        "HTTPSConnectionPool(",
+        "Warning for ",
     ]
     .iter()
     .any(|p| l.starts_with(p))
+}
+
+impl Aider {
+    /// A line of the reply: its words are kept, its edits are not (a fenced
+    /// block, and the file name on the line before it).
+    fn say(&mut self, l: &str) {
+        if l.starts_with("```") {
+            if !self.in_fence {
+                // The held line names the edited file: not words.
+                self.held = None;
+            }
+            self.in_fence = !self.in_fence;
+            return;
+        }
+        if self.in_fence || l.is_empty() || chatter(l) {
+            return;
+        }
+        if let Some(h) = self.held.replace(l.to_string()) {
+            self.said.push(&h);
+        }
+    }
 }
 
 impl Reader for Aider {
@@ -88,7 +116,9 @@ impl Reader for Aider {
         if let Some(rest) = l.strip_prefix("Tokens: ") {
             // Tokens: 648 sent, 24 received. Cost: $0.0019 message, $0.0019 session.
             // Tokens: 1.3k sent, 100 cache hit, 60 received. Cost: ...
+            // (No `Cost:` for a model aider has no price for.)
             let counts = rest.split(". Cost:").next().unwrap_or(rest);
+            let counts = counts.trim_end().trim_end_matches('.');
             let part = |suffix: &str| {
                 counts
                     .split(", ")
@@ -108,8 +138,12 @@ impl Reader for Aider {
                 self.report.cost_usd = Some(session);
             }
             self.report.failure = None;
+            if let Some(h) = self.held.take() {
+                self.said.push(&h);
+            }
             self.report.final_message = self.said.text();
             self.said.clear();
+            self.in_fence = false;
             return Line::show(l);
         }
         if l.starts_with("litellm.")
@@ -126,8 +160,8 @@ impl Reader for Aider {
             }
             return Line::raw();
         }
-        if !stderr && !l.is_empty() && !chatter(l) {
-            self.said.push(l);
+        if !stderr {
+            self.say(l);
         }
         Line::raw()
     }
@@ -207,5 +241,40 @@ mod tests {
         assert_eq!((r.input_tokens, r.output_tokens), (Some(1300), Some(60)));
         assert_eq!(r.cost_usd, Some(0.0045));
         assert_eq!(r.final_message.as_deref(), Some("I added the greeting."));
+    }
+
+    /// As real aider 0.86.2 printed it for a model without a price (the
+    /// real-CLI tier): no `Cost:`, litellm's failed price fetch, and the
+    /// reply's edit in the "whole" format.
+    #[test]
+    fn a_reply_with_an_edit_and_no_cost_keeps_its_words_and_its_counts() {
+        let mut a = Aider::default();
+        for l in [
+            "HTTPSConnectionPool(host='raw.githubusercontent.com', port=443): Max retries exceeded with url: /BerriAI/litellm/main/model_prices_and_context_window.json",
+            "Warning for openai/standin: Unknown context window size and costs, using sane defaults.",
+            "Aider v0.86.2",
+            "Model: openai/standin with whole edit format",
+            "notes.txt",
+            "",
+            "```",
+            "hello from the stand-in model",
+            "",
+            "```",
+            "",
+            "STANDIN FINAL: created notes.txt",
+            "",
+            "Tokens: 1.5k sent, 70 received.",
+        ] {
+            a.line(false, l);
+        }
+        let r = a.report();
+        assert_eq!(
+            (r.input_tokens, r.output_tokens, r.cost_usd),
+            (Some(1500), Some(70), None)
+        );
+        assert_eq!(
+            r.final_message.as_deref(),
+            Some("STANDIN FINAL: created notes.txt")
+        );
     }
 }

@@ -500,3 +500,16 @@ pub fn json(out: &Output) -> serde_json::Value {
         )
     })
 }
+
+/// Is Landlock on in this kernel? (Asked as the runner asks.)
+pub fn landlock_here() -> bool {
+    // SAFETY: the version query: no attribute, no side effect.
+    unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        ) > 0
+    }
+}

@@ -1,7 +1,9 @@
 # A loopback stand-in for the model behind the real agent CLIs (the
 # real-CLI test tier, tests/real_cli.rs). It speaks enough of the Anthropic
-# Messages API (Claude Code) and the OpenAI Responses API (Codex) for one
-# tool call that writes a file, then a final answer; or it fails the way
+# Messages API (Claude Code), the OpenAI Responses API (Codex), Chat
+# Completions (aider, opencode) and Gemini's generateContent (Gemini CLI)
+# for one tool call that writes a file, then a final answer (aider, which
+# calls no tools, gets an edit in its "whole" format); or it fails the way
 # the providers do.
 #
 #   python3 model.py PORT        prints "ready PORT" once it listens (PORT 0:
@@ -67,6 +69,15 @@ class H(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
 
     def fail(self, mode, openai):
+        if "generatecontent" in self.path.lower() and mode in ("401", "429", "cap", "500"):
+            code = {"401": 401, "429": 429, "cap": 429, "500": 500}[mode]
+            status = {401: "UNAUTHENTICATED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL"}[code]
+            message = {"401": "API key not valid. Please pass a valid API key.",
+                       "429": "Resource has been exhausted (e.g. check quota).",
+                       "cap": "You exceeded your current quota, please check your plan and billing details. Quota exceeded for metric: generate_content_free_tier_requests, limit: 0, model: standin",
+                       "500": "Internal error encountered."}[mode]
+            self.send_json(code, {"error": {"code": code, "message": message, "status": status}})
+            return True
         if mode == "hang":
             time.sleep(3600)
             return True
@@ -110,7 +121,7 @@ class H(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         text, req = self.body()
-        openai = "/responses" in self.path or "/chat/completions" in self.path
+        openai = "/responses" in self.path or "/chat/completions" in self.path or "generatecontent" in self.path.lower()
         mode = mode_of(text)
         sys.stderr.write(f"POST {self.path} {mode}\n")
         sys.stderr.flush()
@@ -125,6 +136,10 @@ class H(http.server.BaseHTTPRequestHandler):
             return self.anthropic(text, req)
         if "/responses" in self.path:
             return self.openai_responses(text, req)
+        if "/chat/completions" in self.path:
+            return self.chat(text, req)
+        if "generatecontent" in self.path.lower():
+            return self.gemini(text, req, "streamgeneratecontent" in self.path.lower())
         self.send_json(404, {"error": {"message": f"no {self.path} here"}})
 
     # ---- Anthropic Messages -------------------------------------------
@@ -186,6 +201,64 @@ class H(http.server.BaseHTTPRequestHandler):
             ("response.output_item.done", {"type": "response.output_item.done", "output_index": 0, "item": item}),
             ("response.completed", {"type": "response.completed", "response": done_resp}),
         ])
+
+    # ---- OpenAI Chat Completions (aider through litellm; opencode) ---
+    def chat(self, text, req):
+        tools = [((t.get("function") or {}).get("name")) for t in req.get("tools") or []]
+        msgs = req.get("messages") or []
+        done = any(m.get("role") == "tool" for m in msgs)
+        shell = next((n for n in ("bash", "shell", "run_shell_command") if n in tools), None)
+        usage = {"prompt_tokens": 1500, "completion_tokens": 70, "total_tokens": 1570}
+        if shell and not done:
+            delta = {"role": "assistant", "content": None, "tool_calls": [{"index": 0, "id": "call_standin1", "type": "function",
+                     "function": {"name": shell, "arguments": json.dumps({"command": FILE_LINE, "description": "Write notes.txt"})}}]}
+            finish = "tool_calls"
+        elif tools:
+            delta = {"role": "assistant", "content": FINAL}
+            finish = "stop"
+        else:
+            # No tools (aider): an edit in its "whole" format.
+            delta = {"role": "assistant", "content": "notes.txt\n```\nhello from the stand-in model\n```\n\n" + FINAL}
+            finish = "stop"
+        base = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": int(time.time()), "model": req.get("model", "standin")}
+        if not req.get("stream"):
+            msg = dict(delta)
+            return self.send_json(200, dict(base, object="chat.completion", choices=[{"index": 0, "message": msg, "finish_reason": finish}], usage=usage))
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("connection", "close")
+        self.end_headers()
+        for chunk in (dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": None}]),
+                      dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": finish}]),
+                      dict(base, choices=[], usage=usage)):
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+        self.close_connection = True
+
+    # ---- Gemini generateContent ---------------------------------------
+    def gemini(self, text, req, stream):
+        decls = [d.get("name") for t in req.get("tools") or [] for d in t.get("functionDeclarations") or []]
+        done = "functionResponse" in text
+        if "run_shell_command" in decls and not done:
+            part = {"functionCall": {"name": "run_shell_command", "args": {"command": FILE_LINE, "description": "Write notes.txt"}}}
+        elif decls:
+            part = {"text": FINAL}
+        else:
+            # A utility request (the model router): a plain answer.
+            part = {"text": json.dumps({"reasoning": "stand-in", "model_choice": "flash"})}
+        resp = {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}],
+                "usageMetadata": {"promptTokenCount": 1800, "candidatesTokenCount": 80, "totalTokenCount": 1880},
+                "modelVersion": "standin"}
+        if not stream:
+            return self.send_json(200, resp)
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.wfile.write(f"data: {json.dumps(resp)}\r\n\r\n".encode())
+        self.wfile.flush()
+        self.close_connection = True
 
     def shell_call(self, tools):
         for name in ("shell_command", "shell", "exec_command"):
