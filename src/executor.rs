@@ -263,7 +263,7 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
                             });
                         }
                         job.sandbox_fd = s.as_ref().map(|s| s.ruleset.raw_fd());
-                        job.tmpdir = s.as_ref().map(|s| s.tmpdir.clone());
+                        job.sandbox_env = s.as_ref().map(|s| s.env()).unwrap_or_default();
                         s
                     }
                     Err(e) => {

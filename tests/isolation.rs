@@ -100,6 +100,9 @@ try ssh-key "cat '$HOME/.ssh/id_ed25519' > '$PWD/key-$id.txt'"
 try ssh-key-by-link "cat '$HOME/keys/id_ed25519' > '$PWD/key-link-$id.txt'"
 try tmpdir ": > '$TMPDIR/scratch'"
 echo "work of $id" > own.txt
+# git add works (on the agent's own index); a commit cannot move a ref.
+try git-add "git add own.txt"
+try git-commit "git -c user.name=a -c user.email=a@b.c commit -qm mine"
 sleep 0.5
 "#,
     );
@@ -120,7 +123,7 @@ sleep 0.5
     expect_code(&out, 0);
     for (id, slug) in [("S-0001", "s1"), ("S-0002", "s2")] {
         let escaped = repo.rec_file(&format!("{id}.escaped")).unwrap_or_default();
-        assert_eq!(escaped, "tmpdir\n", "{id} escaped: {escaped}");
+        assert_eq!(escaped, "tmpdir\ngit-add\n", "{id} escaped: {escaped}");
         let refused = repo.rec_file(&format!("{id}.refused")).unwrap_or_default();
         for what in [
             "other-worktree",
@@ -131,6 +134,7 @@ sleep 0.5
             "commondir",
             "ssh-key",
             "ssh-key-by-link",
+            "git-commit",
         ] {
             assert!(
                 refused.lines().any(|l| l == what),

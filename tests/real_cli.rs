@@ -267,3 +267,120 @@ fn codex_does_a_story_and_fails_clearly_on_401_429_and_its_usage_cap() {
     assert_eq!(repo.status("S-0004"), "ready");
     assert!(repo.field("S-0004", "not_before").is_some());
 }
+
+#[test]
+fn gemini_cli_does_a_story_and_fails_clearly_on_401_and_its_quota() {
+    let dir = need_clis!(
+        "gemini_cli_does_a_story_and_fails_clearly_on_401_and_its_quota",
+        "gemini"
+    );
+    let model = Model::start();
+    let repo = repo_of("gemini", &["ok", "401", "cap"]);
+    // Its base URL from the environment, its auth left to that endpoint.
+    let settings = repo.home().join(".gemini");
+    std::fs::create_dir_all(&settings).unwrap();
+    std::fs::write(
+        settings.join("settings.json"),
+        r#"{"security":{"auth":{"useExternal":true}}}"#,
+    )
+    .unwrap();
+    let (url, path) = (model.url(), path_with(&dir));
+    let out = repo.run_env(
+        &["run", "--concurrent", "3", "--no-wait"],
+        &[("PATH", &path), ("GOOGLE_GEMINI_BASE_URL", &url)],
+    );
+    expect_code(&out, 1);
+    assert_eq!(repo.status("S-0001"), "done", "{}", stderr(&out));
+    assert_eq!(
+        committed_notes(&repo, "S-0001"),
+        "hello from the stand-in model\n"
+    );
+    assert!(spent(&repo, "S-0001")["input_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(repo.status("S-0002"), "blocked");
+    let r = repo.blocked_reason("S-0002");
+    assert!(
+        r.contains("401") && r.contains("gemini: authentication failed"),
+        "{r}"
+    );
+    // A quota of `limit: 0` is not retried: the story waits for it.
+    let s3 = repo.read_story("S-0003");
+    assert!(
+        repo.status("S-0003") == "ready" && s3.contains("not_before"),
+        "{s3}\n{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn opencode_does_a_story_and_fails_clearly_on_401() {
+    let dir = need_clis!("opencode_does_a_story_and_fails_clearly_on_401", "opencode");
+    let model = Model::start();
+    let repo = repo_of("opencode", &["ok", "401"]);
+    // Two opencode runs starting at once on a fresh install can find its
+    // database locked: a retry is what a user sets (agent.retries).
+    repo.config(serde_json::json!({"agent": {
+        "preset": "opencode", "model": "opencode/big-pickle", "retries": 2, "retryDelay": 1000
+    }}));
+    // Its config under XDG_CONFIG_HOME (the test's own).
+    let conf = repo.xdg().join("opencode");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("opencode.json"),
+        format!(
+            r#"{{"provider":{{"opencode":{{"options":{{"baseURL":"{}/v1"}}}}}}}}"#,
+            model.url()
+        ),
+    )
+    .unwrap();
+    let path = path_with(&dir);
+    let out = repo.run_env(&["run", "--concurrent", "2"], &[("PATH", &path)]);
+    expect_code(&out, 1);
+    assert_eq!(repo.status("S-0001"), "done", "{}", stderr(&out));
+    assert_eq!(
+        committed_notes(&repo, "S-0001"),
+        "hello from the stand-in model\n"
+    );
+    let s = spent(&repo, "S-0001");
+    assert!(s["input_tokens"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(repo.status("S-0002"), "blocked");
+    let r = repo.blocked_reason("S-0002");
+    assert!(
+        r.contains("opencode: authentication failed"),
+        "{r}\n{}",
+        repo.logs("S-0002").join("")
+    );
+}
+
+#[test]
+fn aider_does_a_story_and_fails_clearly_on_401() {
+    let dir = need_clis!("aider_does_a_story_and_fails_clearly_on_401", "aider");
+    let model = Model::start();
+    let repo = repo_of("aider", &["ok", "401"]);
+    repo.config(serde_json::json!({"agent": {"preset": "aider", "model": "openai/standin"}}));
+    let (base, path) = (format!("{}/v1", model.url()), path_with(&dir));
+    let out = repo.run_env(
+        &["run", "--concurrent", "2"],
+        &[
+            ("PATH", &path),
+            ("OPENAI_API_BASE", &base),
+            ("OPENAI_API_KEY", "sk-stand-in"),
+        ],
+    );
+    expect_code(&out, 1);
+    assert_eq!(repo.status("S-0001"), "done", "{}", stderr(&out));
+    assert_eq!(
+        committed_notes(&repo, "S-0001"),
+        "hello from the stand-in model\n"
+    );
+    let s = spent(&repo, "S-0001");
+    assert_eq!(
+        (s["input_tokens"].as_u64(), s["output_tokens"].as_u64()),
+        (Some(1500), Some(70)),
+        "{s}"
+    );
+    // Its final message is the reply's words.
+    assert!(stderr(&out).contains("STANDIN FINAL"), "{}", stderr(&out));
+    assert_eq!(repo.status("S-0002"), "blocked");
+    let r = repo.blocked_reason("S-0002");
+    assert!(r.contains("aider: authentication failed"), "{r}");
+}

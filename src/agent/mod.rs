@@ -167,12 +167,18 @@ impl Preset {
         }
     }
 
-    /// Environment variables that move the CLI's state elsewhere (written
-    /// like `state` when set).
-    pub fn state_env(self) -> &'static [&'static str] {
+    /// Environment variables that move the CLI's state elsewhere, and the
+    /// folder under each (written like `state` when set).
+    pub fn state_env(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Preset::Claude => &["CLAUDE_CONFIG_DIR"],
-            Preset::Codex => &["CODEX_HOME"],
+            Preset::Claude => &[("CLAUDE_CONFIG_DIR", ""), ("XDG_CONFIG_HOME", "claude")],
+            Preset::Codex => &[("CODEX_HOME", "")],
+            Preset::Opencode => &[
+                ("XDG_DATA_HOME", "opencode"),
+                ("XDG_STATE_HOME", "opencode"),
+                ("XDG_CONFIG_HOME", "opencode"),
+                ("XDG_CACHE_HOME", "opencode"),
+            ],
             _ => &[],
         }
     }
@@ -279,7 +285,7 @@ impl FailureKind {
             FailureKind::Auth => "authentication failed",
             FailureKind::UsageCap => "usage limit reached",
             FailureKind::RateLimit => "rate limited",
-            FailureKind::Overloaded => "the service is overloaded",
+            FailureKind::Overloaded => "the service or the CLI is busy",
             FailureKind::Network => "network error",
             FailureKind::OverBudget => "over budget",
             FailureKind::Other => "the agent reported an error",

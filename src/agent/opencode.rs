@@ -3,7 +3,7 @@
 //! with `tokens` and `cost`), and `error` events. It reads its prompt from
 //! stdin until EOF.
 
-use super::{Line, Reader, Report, failure, short_path, step, str_at, u64_at};
+use super::{FailureKind, Line, Reader, Report, failure, short_path, step, str_at, u64_at};
 use serde_json::Value;
 
 pub const ARGV: [&str; 8] = [
@@ -46,6 +46,17 @@ impl Reader for Opencode {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             if stderr && let Some(e) = logged_error(line) {
                 self.logged = Some(e);
+            }
+            // Two opencode runs starting at once on a fresh install race to
+            // make its SQLite database (1.18.33): "database is locked", or
+            // "Failed query: CREATE TABLE ..." (made by the other). Worth a
+            // retry: the database is there by then.
+            let busy = line.contains("database is locked") || line.starts_with("Failed query:");
+            if stderr && busy && self.report.failure.is_none() {
+                self.report.failure = Some((
+                    FailureKind::Overloaded,
+                    format!("its database was busy ({})", line.trim()),
+                ));
             }
             return Line::raw();
         };
@@ -195,5 +206,20 @@ mod tests {
             msg,
             "Missing bearer or basic authentication in header (HTTP 401)"
         );
+    }
+
+    /// Real opencode 1.18.33, two runs started at once on a fresh install.
+    #[test]
+    fn a_locked_database_is_worth_a_retry() {
+        let mut o = Opencode::new(String::new());
+        o.line(true, "database is locked");
+        let (kind, msg) = o.report().failure.unwrap();
+        assert!(kind.transient(), "{kind:?}");
+        assert_eq!(msg, "its database was busy (database is locked)");
+        let mut o = Opencode::new(String::new());
+        o.line(true, "\u{1b}[91mError: \u{1b}[0mUnexpected error");
+        o.line(true, "Failed query: ");
+        o.line(true, "        CREATE TABLE `workspace` (");
+        assert!(o.report().failure.unwrap().0.transient());
     }
 }

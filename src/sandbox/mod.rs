@@ -110,6 +110,41 @@ pub fn agent_env(
 pub struct Sandbox {
     pub ruleset: landlock::Ruleset,
     pub tmpdir: PathBuf,
+    /// The repo's objects, when the agent works in a worktree of it.
+    objects: Option<PathBuf>,
+}
+
+impl Sandbox {
+    /// What its agents' environment gets: `TMPDIR`, and git's index and
+    /// new objects in it. The shared `.git` is read-only to an agent, yet
+    /// `git add` and `git status` work on a copy of the worktree's index
+    /// with new objects kept apart (the repo's are read through
+    /// `GIT_ALTERNATE_OBJECT_DIRECTORIES`): aider adds each file it makes,
+    /// and gave up on the file when it could not. A commit still fails at
+    /// its ref, and the runner commits the worktree itself.
+    pub fn env(&self) -> Vec<(&'static str, PathBuf)> {
+        let mut env = vec![("TMPDIR", self.tmpdir.clone())];
+        if let Some(objects) = &self.objects {
+            env.push(("GIT_INDEX_FILE", self.tmpdir.join("git-index")));
+            env.push(("GIT_OBJECT_DIRECTORY", self.tmpdir.join("git-objects")));
+            env.push(("GIT_ALTERNATE_OBJECT_DIRECTORIES", objects.clone()));
+        }
+        env
+    }
+}
+
+/// The worktree's own git folder and the repo's objects, from its `.git`
+/// file (checked by the runner before the story started); `None` for a
+/// checkout of its own (`--no-worktree`).
+fn worktree_git(worktree: &Path) -> Option<(PathBuf, PathBuf)> {
+    let meta = std::fs::symlink_metadata(worktree.join(".git")).ok()?;
+    if !meta.is_file() || meta.len() > 4096 {
+        return None;
+    }
+    let text = std::fs::read_to_string(worktree.join(".git")).ok()?;
+    let gitdir = worktree.join(text.strip_prefix("gitdir: ")?.trim());
+    let common = std::fs::read_to_string(gitdir.join("commondir")).ok()?;
+    Some((gitdir.clone(), gitdir.join(common.trim()).join("objects")))
 }
 
 impl Drop for Sandbox {
@@ -146,9 +181,16 @@ pub fn for_story(
             write.push(p);
         }
     }
-    for var in preset.state_env() {
+    for (var, sub) in preset.state_env() {
         if let Some(d) = std::env::var_os(var).filter(|d| !d.is_empty()) {
-            write.push(PathBuf::from(d));
+            let p = PathBuf::from(d).join(sub);
+            if !p.exists() {
+                let _ = std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&p);
+            }
+            write.push(p);
         }
     }
     write.extend(config.write.iter().map(|w| at(w, repo, home.as_deref())));
@@ -161,7 +203,20 @@ pub fn for_story(
     );
     let policy = landlock::Policy { write, home, hide };
     let ruleset = landlock::Ruleset::new(&policy).ok_or("Landlock refused the ruleset")?;
-    Ok(Some(Sandbox { ruleset, tmpdir }))
+    // The agent's git index starts as the worktree's.
+    let objects = worktree_git(worktree).and_then(|(gitdir, objects)| {
+        std::fs::create_dir(tmpdir.join("git-objects")).ok()?;
+        let index = gitdir.join("index");
+        if std::fs::symlink_metadata(&index).is_ok_and(|m| m.is_file()) {
+            let _ = std::fs::copy(&index, tmpdir.join("git-index"));
+        }
+        Some(objects)
+    });
+    Ok(Some(Sandbox {
+        ruleset,
+        tmpdir,
+        objects,
+    }))
 }
 
 /// Where a configured path points: `~/...` under `home`, an absolute path

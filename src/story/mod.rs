@@ -67,9 +67,10 @@ pub struct Job {
     /// The first of the ports the story has for itself (`AI_SDLC_PORT`).
     pub port: Option<u16>,
     /// The Landlock ruleset its agents run under (a descriptor the
-    /// executor holds open), and their private `TMPDIR`.
+    /// executor holds open), and the variables that go with it (their
+    /// private `TMPDIR`, git's index and new objects there).
     pub sandbox_fd: Option<i32>,
-    pub tmpdir: Option<PathBuf>,
+    pub sandbox_env: Vec<(&'static str, PathBuf)>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,7 +159,7 @@ impl Job {
             env_set: config.agent.env_set.clone(),
             port: None,
             sandbox_fd: None,
-            tmpdir: None,
+            sandbox_env: Vec::new(),
         })
     }
 

@@ -291,9 +291,7 @@ fn start_agent(
             std::env::vars_os(),
         );
         cmd.env_clear().envs(env);
-        if let Some(t) = &job.tmpdir {
-            cmd.env("TMPDIR", t);
-        }
+        cmd.envs(job.sandbox_env.iter().map(|(k, v)| (k, v)));
         if let Some(fd) = job.sandbox_fd {
             use std::os::unix::process::CommandExt;
             // SAFETY: between fork and exec, only system calls.
