@@ -27,7 +27,8 @@ impl Exec {
             .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // Its own log lines, for the tests to read (not the console).
+            .stderr(std::fs::File::create(repo.rec.join(format!("{id}.executor-stderr"))).unwrap())
             .spawn()
             .unwrap();
         let stdin = child.stdin.take();
@@ -125,6 +126,12 @@ fn runs_the_story_reports_and_answers_health_checks() {
     assert_eq!(complete["exit_code"], 0);
     drop(ex.stdin.take());
     assert_eq!(ex.exit_code(), 0);
+    // A message it does not know is skipped, and said so.
+    let said = repo.rec_file("S-0001.executor-stderr").unwrap();
+    assert!(
+        said.contains("unknown message type") && said.contains("teleport"),
+        "{said}"
+    );
     assert_eq!(
         repo.read_story("S-0001"),
         before,

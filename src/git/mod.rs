@@ -279,14 +279,20 @@ mod tests {
         std::fs::create_dir_all(&repo).unwrap();
         std::fs::create_dir_all(&marks).unwrap();
         let sh = |script: &str| {
-            let st = Command::new("sh")
+            // Plain git here runs what the repo plants: its words are kept
+            // for a failure, not printed.
+            let out = Command::new("sh")
                 .arg("-c")
                 .arg(script)
                 .current_dir(&repo)
                 .env("M", &marks)
-                .status()
+                .output()
                 .unwrap();
-            assert!(st.success(), "{script}");
+            assert!(
+                out.status.success(),
+                "{script}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         sh(
             "git init -q && git config user.email t@e.invalid && git config user.name t \
