@@ -309,3 +309,42 @@ fn nothing_ready_is_not_an_error() {
     assert!(stderr(&out).contains("no ready stories"));
     assert_eq!(json(&out)["succeeded"], 0);
 }
+
+/// The binary replaced on disk during a run (an upgrade) does not stop the
+/// next story: the runner starts its executors from its own image.
+#[test]
+fn a_binary_replaced_mid_run_still_starts_the_next_story() {
+    let repo = TestRepo::new();
+    let copy = repo.rec.join("ai-sdlc-copy");
+    std::fs::copy(BIN, &copy).unwrap();
+    let agent = repo.agent(
+        "waits",
+        r#"if [ "$id" = S-0001 ]; then n=0; while [ ! -e "$REC/go" ] && [ $n -lt 400 ]; do sleep 0.05; n=$((n+1)); done; fi
+echo w > "w-$id.txt""#,
+    );
+    repo.use_agent(&agent);
+    repo.ready_stories(2);
+    let mut cmd = std::process::Command::new(&copy);
+    hermetic(&mut cmd, &repo.home(), &repo.xdg());
+    let child = cmd
+        .arg("-C")
+        .arg(&repo.root)
+        .args(["run", "--max", "2"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(20, || repo.started("S-0001")),
+        "S-0001 never started"
+    );
+    // The upgrade: a new file at the binary's path.
+    std::fs::remove_file(&copy).unwrap();
+    std::fs::write(&copy, "#!/bin/sh\nexit 99\n").unwrap();
+    std::fs::write(repo.rec.join("go"), "").unwrap();
+    let (code, _, err) = finish(child, 60);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(repo.status("S-0001"), "done");
+    assert_eq!(repo.status("S-0002"), "done", "{err}");
+}

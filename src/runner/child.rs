@@ -164,8 +164,15 @@ fn log_tail(log: &Mutex<RunLog>) -> String {
 /// agent-executor ... -- <ID>`, in a new process group, its stderr the
 /// story's log.
 fn spawn(ctx: &Ctx, job: &Job, log: &Mutex<RunLog>) -> Result<Child, String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find the ai-sdlc binary to start the executor: {e}"))?;
+    // Locally, the very binary that runs (even when an upgrade replaced
+    // its file mid-run); a launcher on another machine needs its path.
+    let self_exe = std::path::Path::new("/proc/self/exe");
+    let exe = if ctx.launch.is_local() && self_exe.exists() {
+        self_exe.to_path_buf()
+    } else {
+        std::env::current_exe()
+            .map_err(|e| format!("cannot find the ai-sdlc binary to start the executor: {e}"))?
+    };
     let stderr = match logs::lock(log).file() {
         Ok(f) => Stdio::from(f),
         Err(_) => Stdio::inherit(),
