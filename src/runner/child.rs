@@ -198,6 +198,12 @@ fn spawn(ctx: &Ctx, job: &Job, log: &Mutex<RunLog>) -> Result<Child, String> {
     let mut cmd = ctx
         .launch
         .command(&exe, &args.to_argv(&ctx.config.root), prefix);
+    if exe == self_exe
+        && let Ok(named) = std::env::current_exe()
+    {
+        // `ps` shows the binary's name, not /proc/self/exe.
+        std::os::unix::process::CommandExt::arg0(&mut cmd, named);
+    }
     if let Some(e) = &launcher {
         cmd.envs(e.env.iter().map(|(k, v)| (*k, v)));
     }
