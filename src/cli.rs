@@ -249,6 +249,13 @@ pub struct AddArgs {
     /// a story this one depends on (repeatable)
     #[argh(option)]
     pub depends: Vec<String>,
+    /// the story's description: what to build and how to check it (the
+    /// agent gets it in its prompt)
+    #[argh(option)]
+    pub body: Option<String>,
+    /// the description from a file (- reads standard input)
+    #[argh(option)]
+    pub body_file: Option<String>,
 }
 
 /// Show the board: stories grouped by status, in priority order.

@@ -191,6 +191,41 @@ fn placeholder_at(chars: &[char]) -> Option<(String, usize)> {
     ok.then_some((inner, close + 1))
 }
 
+/// A story's description: its body without the title heading and the
+/// template's comments; empty when the story says no more than its title.
+pub fn description(story_text: &str) -> String {
+    let body = body_of(story_text);
+    let body: String = body
+        .lines()
+        .skip_while(|l| l.trim().is_empty() || l.trim_start().starts_with("# "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments(&body)
+}
+
+/// `text` without HTML comments (`<!-- ... -->`: a new story's template
+/// note), and without the blank lines they leave.
+fn without_comments(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("<!--") {
+        out.push_str(&rest[..open]);
+        rest = match rest[open..].find("-->") {
+            Some(close) => &rest[open + close + 3..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    let mut lines: Vec<&str> = Vec::new();
+    for l in out.lines() {
+        if l.trim().is_empty() && lines.last().is_none_or(|p| p.trim().is_empty()) {
+            continue;
+        }
+        lines.push(l);
+    }
+    lines.join("\n").trim().to_string()
+}
+
 /// The story's body: everything after the frontmatter's closing line.
 pub fn body_of(text: &str) -> String {
     let mut lines = text.split_inclusive('\n');

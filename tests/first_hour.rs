@@ -134,3 +134,105 @@ fn a_story_that_is_not_there_is_named_as_such() {
         stderr(&out)
     );
 }
+
+#[test]
+fn init_with_another_agent_switches_the_boards_agent_and_trusts_only_what_was_trusted() {
+    let repo = TestRepo::new();
+    std::fs::remove_dir_all(repo.root.join(".ai-sdlc")).unwrap();
+    expect_code(&repo.run(&["init", "--agent", "claude"]), 0);
+    // The user's other settings stay; the old CLI's model goes, said so.
+    let path = repo.root.join(".ai-sdlc.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["agent"]["model"] = "sonnet".into();
+    v["orchestrator"]["concurrency"] = 3.into();
+    std::fs::write(&path, v.to_string()).unwrap();
+    expect_code(&repo.run(&["trust"]), 0);
+    let out = repo.run(&["init", "--agent", "codex"]);
+    expect_code(&out, 0);
+    let said = stdout(&out);
+    assert!(said.contains("agent.preset claude -> codex"), "{said}");
+    assert!(said.contains("dropped agent.model \"sonnet\""), "{said}");
+    assert!(said.contains("trusted the new agent"), "{said}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(v["agent"]["preset"], "codex");
+    assert!(v["agent"].get("model").is_none());
+    assert_eq!(v["orchestrator"]["concurrency"], 3);
+    let shown = stdout(&repo.run(&["trust", "--show"]));
+    assert!(shown.contains("trusted    agent.preset: codex"), "{shown}");
+    // Again: nothing to do.
+    let out = repo.run(&["init", "--agent", "codex"]);
+    assert!(
+        stdout(&out).contains("agent.preset is codex already"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A config with a command nobody trusted: switched, not trusted.
+    let other = TestRepo::new();
+    other.config_untrusted(serde_json::json!({
+        "agent": {"preset": "claude"},
+        "workflow": {"phases": [{"name": "implement"}, {"name": "check", "command": ["make", "check"]}]}
+    }));
+    let out = other.run(&["init", "--agent", "gemini"]);
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("not trusted"), "{}", stdout(&out));
+    let shown = stdout(&other.run(&["trust", "--show"]));
+    assert!(shown.contains("untrusted  agent.preset: gemini"), "{shown}");
+    // Your own agent command is yours: init will not replace it.
+    let own = TestRepo::new();
+    own.config_untrusted(serde_json::json!({"agent": {"command": ["my-agent"]}}));
+    let out = own.run(&["init", "--agent", "codex"]);
+    expect_code(&out, 2);
+    assert!(stderr(&out).contains("agent.command"), "{}", stderr(&out));
+}
+
+#[test]
+fn add_takes_the_description_and_run_warns_of_a_story_that_has_none() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("ok", "echo w > w.txt");
+    repo.use_agent(&agent);
+    let out = repo.run(&[
+        "add",
+        "Greet",
+        "--ready",
+        "--body",
+        "Print hello.\n\nCheck: `make test`.",
+    ]);
+    expect_code(&out, 0);
+    let id = stdout(&out).trim().to_string();
+    let prompt = stdout(&repo.run(&["prompt", &id]));
+    assert!(
+        prompt.contains("Print hello.") && prompt.contains("make test"),
+        "{prompt}"
+    );
+    // From standard input.
+    let mut child = repo
+        .cmd(&["add", "Piped", "--body-file", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"From a pipe.\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    expect_code(&out, 0);
+    let piped = stdout(&out).trim().to_string();
+    assert!(repo.read_story(&piped).contains("From a pipe."));
+    let out = repo.run(&["add", "Both", "--body", "x", "--body-file", "-"]);
+    expect_code(&out, 2);
+    assert!(stderr(&out).contains("not both"), "{}", stderr(&out));
+    // A story that is still the template is named before its agent runs.
+    let bare = stdout(&repo.run(&["add", "Bare", "--ready"]))
+        .trim()
+        .to_string();
+    let agent = repo.agent("ok", "echo w > w.txt");
+    repo.use_agent(&agent);
+    let out = repo.run(&["run", "--max", "2"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("[{bare}] says nothing but its title")),
+        "{err}"
+    );
+    assert!(!err.contains(&format!("[{id}] says nothing")), "{err}");
+}

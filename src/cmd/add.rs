@@ -21,6 +21,7 @@ pub fn run(config: &Config, args: &AddArgs) -> Result<(), Error> {
             TYPES.join(", ")
         )));
     }
+    let body = description(args)?;
     let board = Board::of(config);
     let scan = board::scan(config)?;
     for dep in &args.depends {
@@ -59,7 +60,7 @@ pub fn run(config: &Config, args: &AddArgs) -> Result<(), Error> {
             kind,
             labels: &args.label,
             dependencies: &args.depends,
-            body: "<!-- What to build and how to check it: the agent gets this body (without the frontmatter) in its prompt. -->",
+            body: body.as_deref().unwrap_or(TEMPLATE),
         });
         match board.create(&id, &text) {
             Ok(true) => break id,
@@ -74,4 +75,45 @@ pub fn run(config: &Config, args: &AddArgs) -> Result<(), Error> {
     };
     outln!("{id}");
     Ok(())
+}
+
+/// The body of a story made without `--body`.
+const TEMPLATE: &str = "<!-- What to build and how to check it: the agent gets this body (without the frontmatter) in its prompt. -->";
+
+/// A description is at most this big (a story file is read up to 4 MiB).
+const MAX_BODY: u64 = 1 << 20;
+
+/// `--body` or `--body-file` (`-`: standard input), if given.
+fn description(args: &AddArgs) -> Result<Option<String>, Error> {
+    use std::io::Read;
+    let text = match (&args.body, &args.body_file) {
+        (Some(_), Some(_)) => {
+            return Err(Error::usage("add: give --body or --body-file, not both"));
+        }
+        (Some(b), None) => b.clone(),
+        (None, Some(f)) => {
+            let mut bytes = Vec::new();
+            let read = if f == "-" {
+                std::io::stdin()
+                    .lock()
+                    .take(MAX_BODY + 1)
+                    .read_to_end(&mut bytes)
+            } else {
+                std::fs::File::open(f)
+                    .and_then(|file| file.take(MAX_BODY + 1).read_to_end(&mut bytes))
+            };
+            read.map_err(|e| Error::usage(format!("add: --body-file {f}: {e}")))?;
+            if bytes.len() as u64 > MAX_BODY {
+                return Err(Error::usage(format!(
+                    "add: --body-file {f}: over {} MiB; a story's description is shorter",
+                    MAX_BODY >> 20
+                )));
+            }
+            String::from_utf8(bytes)
+                .map_err(|_| Error::usage(format!("add: --body-file {f}: not UTF-8 text")))?
+        }
+        (None, None) => return Ok(None),
+    };
+    let text = text.trim().to_string();
+    Ok((!text.is_empty()).then_some(text))
 }

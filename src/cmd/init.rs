@@ -73,9 +73,13 @@ pub fn run(dir: Option<&Path>, args: &InitArgs) -> Result<(), Error> {
     let top = Dir::open(&root).map_err(|e| fail(&format!("open {}", root.display()), &e))?;
     let config_path = root.join(CONFIG_FILE);
     if top.exists(CONFIG_FILE).unwrap_or(true) {
-        done.push(format!(
-            "kept {CONFIG_FILE} (already there; `ai-sdlc trust --show` lists the commands it would run, `ai-sdlc trust` allows them)"
-        ));
+        match args.agent.as_deref() {
+            // Asked for an agent: the board's config switches to it.
+            Some(_) => done.extend(switch_agent(&root, &top, preset)?),
+            None => done.push(format!(
+                "kept {CONFIG_FILE} (already there; `ai-sdlc trust --show` lists the commands it would run, `ai-sdlc trust` allows them)"
+            )),
+        }
     } else {
         top.replace(
             CONFIG_FILE,
@@ -121,6 +125,94 @@ pub fn run(dir: Option<&Path>, args: &InitArgs) -> Result<(), Error> {
         "\nNext:\n{commit}  ai-sdlc doctor                        # is the agent installed and logged in?\n  ai-sdlc add \"My first story\" --ready\n  ai-sdlc prompt S-0001                 # what the agent will be told\n  ai-sdlc run"
     );
     Ok(())
+}
+
+/// `init --agent X` on a board that has a config: switch its agent to
+/// `preset` (the other keys kept; `agent.model` and `agent.args`, which
+/// belong to the old CLI, dropped and said). Trusted again only when all
+/// it named was trusted before: init never trusts a stranger's commands.
+fn switch_agent(root: &Path, top: &Dir, preset: Preset) -> Result<Vec<String>, Error> {
+    let path = root.join(CONFIG_FILE);
+    let fail = |e: &dyn std::fmt::Display| {
+        Error::failed(format!(
+            "cannot switch the agent in {}: {e}",
+            path.display()
+        ))
+    };
+    let bytes = top.read(CONFIG_FILE, 1 << 20).map_err(|e| fail(&e))?;
+    let mut v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::usage(format!(
+            "{}: not JSON ({e}); fix it, then run `ai-sdlc init --agent {}` again",
+            path.display(),
+            preset.name()
+        ))
+    })?;
+    let was_trusted = Config::load(root)
+        .ok()
+        .and_then(|c| crate::trust::untrusted_count(&c).ok())
+        == Some(0);
+    let Some(obj) = v.as_object_mut() else {
+        return Err(fail(&"it is not a JSON object"));
+    };
+    let agent = obj.entry("agent").or_insert_with(|| serde_json::json!({}));
+    let Some(agent) = agent.as_object_mut() else {
+        return Err(fail(&"`agent` is not an object"));
+    };
+    if agent.contains_key("command") {
+        return Err(Error::usage(format!(
+            "{} sets agent.command (your own agent): remove it there to use the {} preset",
+            path.display(),
+            preset.name()
+        )));
+    }
+    let old = agent
+        .get("preset")
+        .and_then(|p| p.as_str())
+        .unwrap_or("none")
+        .to_string();
+    if old == preset.name() {
+        return Ok(vec![format!(
+            "kept {CONFIG_FILE} (agent.preset is {old} already)"
+        )]);
+    }
+    agent.insert("preset".into(), preset.name().into());
+    let mut out = vec![format!(
+        "switched {CONFIG_FILE}: agent.preset {old} -> {}",
+        preset.name()
+    )];
+    for key in ["model", "args"] {
+        if let Some(value) = agent.remove(key) {
+            out.push(format!("dropped agent.{key} {value} (it was {old}'s)"));
+        }
+    }
+    if preset.needs_model() {
+        out.push(format!(
+            "{} needs agent.model in {CONFIG_FILE} to run unattended",
+            preset.name()
+        ));
+    }
+    let mut text = serde_json::to_string_pretty(&v).map_err(|e| fail(&e))?;
+    text.push('\n');
+    if !top
+        .replace(CONFIG_FILE, text.as_bytes(), Some(&bytes))
+        .map_err(|e| fail(&e))?
+    {
+        return Err(Error::failed(format!(
+            "{} changed while ai-sdlc was updating it; run `ai-sdlc init --agent {}` again",
+            path.display(),
+            preset.name()
+        )));
+    }
+    let written = Config::load(root).map_err(Error::from)?;
+    out.push(if was_trusted {
+        match crate::trust::record(root, &crate::trust::commands(&written)) {
+            Ok(_) => "trusted the new agent (everything else it names was trusted already)".to_string(),
+            Err(e) => format!("could not record trust ({e}); run `ai-sdlc trust`"),
+        }
+    } else {
+        "not trusted: the config names commands you have not trusted; `ai-sdlc trust --show`, then `ai-sdlc trust`".to_string()
+    });
+    Ok(out)
 }
 
 /// Add the tool's entries (worktrees, logs) to the repo's `.gitignore`

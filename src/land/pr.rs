@@ -30,29 +30,6 @@ pub fn ready(config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
-/// `text` without HTML comments (`<!-- ... -->`: a new story's template
-/// note), and without the blank lines they leave.
-fn without_comments(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(open) = rest.find("<!--") {
-        out.push_str(&rest[..open]);
-        rest = match rest[open..].find("-->") {
-            Some(close) => &rest[open + close + 3..],
-            None => "",
-        };
-    }
-    out.push_str(rest);
-    let mut lines: Vec<&str> = Vec::new();
-    for l in out.lines() {
-        if l.trim().is_empty() && lines.last().is_none_or(|p| p.trim().is_empty()) {
-            continue;
-        }
-        lines.push(l);
-    }
-    lines.join("\n").trim().to_string()
-}
-
 /// The agent's final message of the story's latest run, from its run log
 /// (where the runner writes its first lines).
 fn final_message(config: &Config, story: &Story) -> Option<String> {
@@ -72,14 +49,8 @@ fn final_message(config: &Config, story: &Story) -> Option<String> {
 fn body(config: &Config, story: &Story) -> String {
     let board = Board::of(config);
     let story_text = board.text(&story.id).unwrap_or_default();
-    let body = crate::prompt::body_of(&story_text);
     // The title heading is the pull request's title already.
-    let body: String = body
-        .lines()
-        .skip_while(|l| l.trim().is_empty() || l.trim_start().starts_with("# "))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let mut out = without_comments(&body);
+    let mut out = crate::prompt::description(&story_text);
     if out.is_empty() {
         out = "(The story has no description.)".into();
     }

@@ -337,6 +337,17 @@ pub fn prepare(config: &Config, settings: &mut Settings, args: &RunArgs) -> Resu
     }
     let selected = select(&scan, args, &config.root)?;
     check_cycles(&scan, &selected)?;
+    // Before agent tokens are spent on a title alone.
+    let board = Board::of(config);
+    for id in selected.iter().map(|s| &s.id) {
+        let text = board.text(id).unwrap_or_default();
+        if crate::prompt::description(&text).is_empty() {
+            said.push(format!(
+                "ai-sdlc: warning: [{id}] says nothing but its title (its body is still the template): the agent gets the title alone; write what to build in {}",
+                rel(&config.root, &board.story_path(id))
+            ));
+        }
+    }
     let mut plan = Plan {
         scan,
         selected,
