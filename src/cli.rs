@@ -169,6 +169,9 @@ pub struct TrustArgs {
     /// only show the commands and whether they are trusted
     #[argh(switch)]
     pub show: bool,
+    /// with --show: the commands as JSON on stdout: [{"key", "command", "trusted"}]
+    #[argh(switch)]
+    pub json: bool,
 }
 
 /// Forget the commands trusted for this repo.
@@ -193,7 +196,11 @@ pub struct InitArgs {
 /// Check git, the agent CLI (on PATH, version, logged in where that costs no tokens), the board and the config; say what to fix.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "doctor")]
-pub struct DoctorArgs {}
+pub struct DoctorArgs {
+    /// the findings as JSON on stdout: {"root", "checks": [{"level": "ok"|"warn"|"fail", "what", "fix"}], "problems"}
+    #[argh(switch)]
+    pub json: bool,
+}
 
 /// Print the exact prompt a phase of a story would get.
 #[derive(FromArgs, Debug)]
@@ -365,6 +372,9 @@ pub struct LogsArgs {
 pub struct WorktreesArgs {
     #[argh(subcommand)]
     pub action: Option<WorktreeAction>,
+    /// the list as JSON on stdout: [{"story", "status", "parked", "branch", "state", "clean", "age_s", "size_bytes", "path"}]
+    #[argh(switch)]
+    pub json: bool,
 }
 
 #[derive(FromArgs, Debug)]
@@ -378,7 +388,11 @@ pub enum WorktreeAction {
 /// List worktrees with story, status, branch, clean/dirty, age and size.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "list")]
-pub struct WorktreeList {}
+pub struct WorktreeList {
+    /// the list as JSON on stdout (as `worktrees --json`)
+    #[argh(switch)]
+    pub json: bool,
+}
 
 /// Remove one story's worktree (never its branch).
 #[derive(FromArgs, Debug)]

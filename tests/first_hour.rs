@@ -236,3 +236,43 @@ fn add_takes_the_description_and_run_warns_of_a_story_that_has_none() {
     );
     assert!(!err.contains(&format!("[{id}] says nothing")), "{err}");
 }
+
+#[test]
+fn what_a_script_reads_comes_as_json() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("ok", "echo w > w.txt");
+    repo.use_agent(&agent);
+    repo.ready_stories(1);
+    expect_code(&repo.run(&["run", "--keep-worktrees"]), 0);
+    let parse = |args: &[&str]| -> serde_json::Value {
+        let out = repo.run(args);
+        serde_json::from_str(stdout(&out).trim())
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}{}", stdout(&out), stderr(&out)))
+    };
+    for args in [
+        &["worktrees", "--json"][..],
+        &["worktrees", "list", "--json"],
+    ] {
+        let w = parse(args);
+        assert_eq!(w[0]["story"], "S-0001", "{w}");
+        assert_eq!(w[0]["status"], "done");
+        assert_eq!(w[0]["clean"], true);
+        assert_eq!(w[0]["path"], ".ai-sdlc/worktrees/S-0001-s1");
+        assert!(w[0]["size_bytes"].as_u64().unwrap() > 0);
+    }
+    let d = parse(&["doctor", "--json"]);
+    let checks = d["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["level"] == "ok" && c["what"].as_str().unwrap().contains("git")),
+        "{d}"
+    );
+    assert_eq!(d["problems"], 0, "{d}");
+    let t = parse(&["trust", "--show", "--json"]);
+    assert_eq!(t[0]["key"], "agent.command", "{t}");
+    assert_eq!(t[0]["trusted"], true);
+    let out = repo.run(&["trust", "--json"]);
+    expect_code(&out, 2);
+    assert!(stderr(&out).contains("--show --json"), "{}", stderr(&out));
+}

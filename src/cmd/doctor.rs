@@ -231,7 +231,7 @@ fn agent_checks(config: &Config, out: &mut Vec<Check>) {
     }
 }
 
-pub fn run(dir: Option<&Path>) -> Result<(), Error> {
+pub fn run(dir: Option<&Path>, json: bool) -> Result<(), Error> {
     let mut checks = Vec::new();
     match probe(&["git", "--version"], Path::new(".")) {
         Some((Some(0), v)) => checks.push(Check::Ok(v.trim().to_string())),
@@ -271,6 +271,30 @@ pub fn run(dir: Option<&Path>) -> Result<(), Error> {
         .iter()
         .filter(|c| matches!(c, Check::Fail(..)))
         .count();
+    if json {
+        let list: Vec<serde_json::Value> = checks
+            .iter()
+            .map(|c| {
+                let (level, what, fix) = match c {
+                    Check::Ok(w) => ("ok", w, ""),
+                    Check::Warn(w, f) => ("warn", w, f.as_str()),
+                    Check::Fail(w, f) => ("fail", w, f.as_str()),
+                };
+                serde_json::json!({"level": level, "what": what, "fix": fix})
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "root": root.as_ref().ok().map(|r| r.display().to_string()),
+            "checks": list,
+            "problems": fails,
+        });
+        let _ = writeln!(out, "{doc}");
+        return if fails > 0 {
+            Err(Error::Reported)
+        } else {
+            Ok(())
+        };
+    }
     if let Ok(root) = &root {
         let _ = writeln!(out, "ai-sdlc doctor: {}", root.display());
     }

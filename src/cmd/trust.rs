@@ -7,8 +7,28 @@ use crate::trust::{commands, forget, record, untrusted};
 use std::path::Path;
 
 /// `ai-sdlc trust [--show]`.
-pub fn run(config: &Config, show_only: bool) -> Result<(), Error> {
+pub fn run(config: &Config, show_only: bool, json: bool) -> Result<(), Error> {
+    if json && !show_only {
+        return Err(Error::usage(
+            "trust --json goes with --show: `ai-sdlc trust --show --json`",
+        ));
+    }
     let cmds = commands(config);
+    if json {
+        let missing = untrusted(&config.root, &cmds).map_err(Error::usage)?;
+        let list: Vec<serde_json::Value> = cmds
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "key": c.key,
+                    "command": c.shown,
+                    "trusted": !missing.iter().any(|(m, _)| m == c),
+                })
+            })
+            .collect();
+        outln!("{}", serde_json::Value::from(list));
+        return Ok(());
+    }
     if cmds.is_empty() {
         outln!(
             "{} names no command ai-sdlc would run (no agent, no phase command): nothing to trust",

@@ -116,15 +116,23 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
-fn age(path: &Path) -> String {
-    // git writes the worktree's `.git` file when it creates the worktree.
-    let made = path.join(".git").metadata().and_then(|m| m.modified());
-    let Ok(secs) = made.map(|t| {
+/// Seconds since the worktree was made (git writes its `.git` file then).
+fn age_secs(path: &Path) -> Option<u64> {
+    let made = path
+        .join(".git")
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()?;
+    Some(
         SystemTime::now()
-            .duration_since(t)
+            .duration_since(made)
             .unwrap_or_default()
-            .as_secs()
-    }) else {
+            .as_secs(),
+    )
+}
+
+fn age(path: &Path) -> String {
+    let Some(secs) = age_secs(path) else {
         return "?".into();
     };
     match secs {
@@ -150,6 +158,8 @@ pub fn run(config: &Config, args: &WorktreesArgs) -> Result<(), Error> {
     let serialize =
         || worktree::serialize(&config.root, &config.worktree_base()).map_err(Error::failed);
     match &args.action {
+        Some(WorktreeAction::List(l)) if l.json => list_json(config, &scan),
+        None if args.json => list_json(config, &scan),
         None | Some(WorktreeAction::List(_)) => list(config, &scan),
         Some(WorktreeAction::Remove(r)) => {
             let _lock = serialize()?;
@@ -212,6 +222,29 @@ fn list(config: &Config, scan: &Scan) -> Result<(), Error> {
             .collect();
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     }
+    Ok(())
+}
+
+/// `worktrees --json`: one object per worktree (an empty list for none).
+fn list_json(config: &Config, scan: &Scan) -> Result<(), Error> {
+    let list: Vec<serde_json::Value> = ours(config, scan)?
+        .iter()
+        .map(|o| {
+            let changes = worktree::changes(&o.entry.path);
+            serde_json::json!({
+                "story": o.story.map(|s| s.id.clone()),
+                "status": o.story.map(|s| s.status.to_string()),
+                "parked": o.parked,
+                "branch": o.entry.branch,
+                "state": label(&changes),
+                "clean": changes.as_ref().ok().map(|c| c.is_empty()),
+                "age_s": age_secs(&o.entry.path),
+                "size_bytes": size_on_disk(&o.entry.path),
+                "path": rel(&config.root, &o.entry.path),
+            })
+        })
+        .collect();
+    outln!("{}", serde_json::Value::from(list));
     Ok(())
 }
 
