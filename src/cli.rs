@@ -15,7 +15,7 @@ use std::path::PathBuf;
     example = "ai-sdlc demo",
     example = "ai-sdlc init && ai-sdlc add \"Fix login\" --ready --priority 2",
     example = "ai-sdlc run --concurrent 3",
-    note = "Global options go before or after the command. RUST_LOG sets log levels; NO_COLOR turns colour off."
+    note = "Global options go before or after the command. RUST_LOG sets log levels; NO_COLOR turns colour off. Shell completions: eval \"$(ai-sdlc completions bash)\" (or zsh; fish: ai-sdlc completions fish | source). Exit codes: ai-sdlc help exit-codes."
 )]
 pub struct Cli {
     /// the repo to work in (default: the current directory, searched upward for .ai-sdlc)
@@ -509,6 +509,11 @@ pub fn parse(args: &[String]) -> Parsed {
         normalize(args)
     };
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Some(pos) = command_at(&strs)
+        && strs[pos] == "completions"
+    {
+        return completions(strs.get(pos + 1).copied().unwrap_or(""));
+    }
     if strs.ends_with(&["help", "exit-codes"]) {
         return Parsed::Exit {
             output: EXIT_CODES.trim_end().to_string(),
@@ -539,6 +544,40 @@ pub fn parse(args: &[String]) -> Parsed {
             }
             exit
         }
+    }
+}
+
+/// Where the command word is, after the global options.
+fn command_at(strs: &[&str]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(w) = strs.get(i) {
+        match *w {
+            "-C" | "--dir" => i += 2,
+            w if w.starts_with('-') => i += 1,
+            _ => return Some(i),
+        }
+    }
+    None
+}
+
+/// `ai-sdlc completions bash|zsh|fish`, from the commands' own help.
+fn completions(shell: &str) -> Parsed {
+    let help = |args: &[&str]| match Cli::from_args(&["ai-sdlc"], args) {
+        Err(e) => e.output,
+        Ok(_) => String::new(),
+    };
+    let commands: Vec<crate::completions::Spec> = SUBCOMMANDS
+        .iter()
+        .filter(|c| **c != EXECUTOR_COMMAND)
+        .map(|c| crate::completions::spec(c, &help(&[c, "--help"])))
+        .collect();
+    let global = crate::completions::spec("", &help(&["--help"])).flags;
+    match crate::completions::script(shell, &commands, &global) {
+        Ok(output) => Parsed::Exit { output, code: 0 },
+        Err(why) => Parsed::Exit {
+            output: why,
+            code: 2,
+        },
     }
 }
 

@@ -12,6 +12,7 @@ mod agent;
 mod board;
 mod cli;
 mod cmd;
+mod completions;
 mod config;
 mod demo;
 mod error;

@@ -276,3 +276,47 @@ fn what_a_script_reads_comes_as_json() {
     expect_code(&out, 2);
     assert!(stderr(&out).contains("--show --json"), "{}", stderr(&out));
 }
+
+#[test]
+fn shell_completions_offer_commands_flags_and_story_ids() {
+    let repo = TestRepo::new();
+    repo.ready_stories(2);
+    let out = repo.run(&["completions", "bash"]);
+    expect_code(&out, 0);
+    let script = stdout(&out);
+    // What bash offers for the words typed so far.
+    let complete = |words: &[&str]| -> String {
+        let cword = words.len() - 1;
+        let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        let test = format!(
+            "{script}\nCOMP_WORDS=({}); COMP_CWORD={cword}; _ai_sdlc; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            quoted.join(" ")
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &test])
+            .current_dir(&repo.root)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(complete(&["ai-sdlc", "ru"]), "run\n");
+    assert_eq!(
+        complete(&["ai-sdlc", "-C", ".", "run", "--conc"]),
+        "--concurrent\n"
+    );
+    assert_eq!(complete(&["ai-sdlc", "logs", "S-"]), "S-0001\nS-0002\n");
+    assert_eq!(complete(&["ai-sdlc", "worktrees", "pr"]), "prune\n");
+    for (shell, flag) in [("zsh", "--concurrent"), ("fish", "-l concurrent")] {
+        let out = repo.run(&["completions", shell]);
+        expect_code(&out, 0);
+        assert!(stdout(&out).contains(flag), "{shell}: {}", stdout(&out));
+    }
+    let out = repo.run(&["completions", "tcsh"]);
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("bash, zsh or fish"),
+        "{}",
+        stderr(&out)
+    );
+}
