@@ -162,6 +162,7 @@ fn ctrl_c_returns_the_story_to_ready_and_leaves_no_agent() {
     let repo = TestRepo::new();
     repo.with_agent("hang.sh", "sleep 300 &\nrec bg $!\nsleep 300");
     repo.story("S-0001", "Hang", 1, "ready", "");
+    repo.story("S-0002", "Next", 2, "ready", "");
     let child = repo.spawn(&["run"]);
     let pid = child.id();
     repo.wait_rec("S-0001.bg");
@@ -170,6 +171,8 @@ fn ctrl_c_returns_the_story_to_ready_and_leaves_no_agent() {
     let (code, _, err) = finish(child, 20);
     assert_eq!(code, 130, "{err}");
     assert_eq!(repo.status("S-0001"), "ready");
+    // The one story of this run is reported; the next one was never its.
+    assert!(!err.contains("S-0002"), "{err}");
     for which in ["pid", "bg"] {
         let p = repo.pid("S-0001", which);
         assert_dies(p, 5, &format!("agent process {which}"));

@@ -294,14 +294,17 @@ impl Queue {
         hold: Option<&Hold>,
     ) -> Vec<(Story, Option<Skip>, String)> {
         let mut out = Vec::new();
+        // Of the waiting, only those --max left room for would have started.
+        let mut room = self.max.saturating_sub(self.started);
         for s in self.waiting {
             let parked = s.not_before.filter(|t| *t > now && !self.force);
             if let Some(why) = &self.halted {
                 out.push((s, Some(Skip::Halted), why.clone()));
-            } else if stopping {
-                out.push((s, None, INTERRUPTED.to_string()));
-            } else if self.started >= self.max {
+            } else if self.started >= self.max || stopping && room == 0 {
                 // Beyond --max: not reported.
+            } else if stopping {
+                room -= 1;
+                out.push((s, None, INTERRUPTED.to_string()));
             } else if let Some(t) = parked {
                 let why = format!(
                     "not started: parked at the usage cap until {}",
@@ -446,6 +449,10 @@ mod tests {
             rest.iter()
                 .all(|(_, o, why)| o.is_none() && why == INTERRUPTED)
         );
+        // Stopped with --max 2 and one started: one more would have run.
+        let mut q = Queue::new(three(), HashMap::new(), HashMap::new(), Some(2));
+        assert!(matches!(q.next(NOBODY, 0), Some(Move::Start(_))));
+        assert_eq!(q.never_started(true, 0, None).len(), 1);
     }
 
     #[test]
