@@ -320,3 +320,77 @@ fn shell_completions_offer_commands_flags_and_story_ids() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_dry_run_is_the_real_plan_with_nothing_started() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("ok", "echo w > \"w-$id.txt\"");
+    repo.use_agent(&agent);
+    repo.story("S-0001", "Blocked one", 1, "blocked", "");
+    repo.story(
+        "S-0002",
+        "After the blocked one",
+        2,
+        "ready",
+        "dependencies: [S-0001]\n",
+    );
+    repo.story("S-0003", "Free", 3, "ready", "");
+    repo.story("S-0004", "Also free", 4, "ready", "");
+    let out = repo.run(&["run", "--dry-run", "--concurrent", "2", "--max", "1"]);
+    expect_code(&out, 0);
+    let plan = stdout(&out);
+    assert!(
+        plan.contains("Plan: 1 of 3 selected stories would start"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("S-0002")
+            && plan.contains("[not started: waiting on S-0001: it is blocked, not done]"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("S-0004") && plan.contains("[not started: beyond --max]"),
+        "{plan}"
+    );
+    // As JSON, for a script.
+    let out = repo.run(&[
+        "run",
+        "--dry-run",
+        "--json",
+        "--concurrent",
+        "2",
+        "--max",
+        "1",
+    ]);
+    expect_code(&out, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let starts: Vec<&str> = v["stories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["starts"] == true)
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(starts, ["S-0003"], "{v}");
+    // The real run does what the plan said.
+    expect_code(&repo.run(&["run", "--concurrent", "2", "--max", "1"]), 0);
+    assert_eq!(repo.status("S-0003"), "done");
+    assert_eq!(repo.status("S-0002"), "ready");
+    assert_eq!(repo.status("S-0004"), "ready");
+    // A done story run again with --force: its phases run again.
+    let plan = stdout(&repo.run(&["run", "--dry-run", "--story", "S-0003", "--force"]));
+    assert!(!plan.contains("skipped"), "{plan}");
+    // A config nobody trusted: the plan says the real run would be refused.
+    let other = TestRepo::new();
+    let agent = other.agent("ok", "true");
+    other.config_untrusted(serde_json::json!({"agent": {"command": [agent.to_string_lossy()]}}));
+    other.ready_stories(1);
+    let out = other.run(&["run", "--dry-run"]);
+    expect_code(&out, 2);
+    assert!(stdout(&out).contains("S-0001"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("the real run would be refused"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -20,12 +20,16 @@ pub fn run(root: &Path, args: &RunArgs, quiet: bool, assume_trusted: bool) -> Re
         errln!("ai-sdlc: warning: {w}");
     }
     // Before anything is written or started: the config's commands must
-    // be trusted (a dry run starts nothing).
-    if !args.dry_run
-        && !assume_trusted
-        && let Some(w) = crate::trust::check(&config, args.trust)?
-    {
-        errln!("ai-sdlc: warning: {w}");
+    // be trusted. A dry run starts nothing, and says whether the real run
+    // would be refused.
+    let mut refused = None;
+    if !assume_trusted {
+        match crate::trust::check(&config, args.trust) {
+            Ok(Some(w)) => errln!("ai-sdlc: warning: {w}"),
+            Ok(None) => {}
+            Err(e) if args.dry_run => refused = Some(e.to_string()),
+            Err(e) => return Err(e),
+        }
     }
     settings.commands = crate::trust::fingerprint(&crate::trust::commands(&config));
     let plan = runner::plan::prepare(&config, &mut settings, args)?;
@@ -46,8 +50,7 @@ pub fn run(root: &Path, args: &RunArgs, quiet: bool, assume_trusted: bool) -> Re
         return Ok(());
     }
     if args.dry_run {
-        print_plan(&config, &settings, &plan);
-        return Ok(());
+        return print_plan(&config, &settings, &plan, args, refused);
     }
     let sink: Box<dyn Sink> = if quiet {
         Box::new(report::Quiet)
@@ -128,58 +131,127 @@ fn status(results: &[report::StoryResult]) -> Result<(), Error> {
 }
 
 /// `--dry-run`: what would run, where, and how.
-fn print_plan(config: &Config, settings: &Settings, plan: &Plan) {
-    let (selected, phases): (&[crate::board::Story], &[PlannedPhase]) =
-        (&plan.selected, &plan.phases);
-    let n = settings.max.unwrap_or(selected.len()).min(selected.len());
-    outln!(
-        "Plan: {n} of {} selected {} would start, up to {} at once{}",
-        selected.len(),
-        if selected.len() == 1 {
-            "story"
-        } else {
-            "stories"
-        },
-        settings.concurrency,
-        match (&settings.worktrees, &settings.base_branch) {
-            (true, Some(b)) => format!(", each in a worktree branched from {b}"),
-            (true, None) => ", each in a worktree".to_string(),
-            (false, _) => ", in the repo itself (no worktrees)".to_string(),
-        }
-    );
-    for (i, s) in selected.iter().enumerate() {
-        let prio = s
-            .priority
-            .map(|p| format!("p{p}"))
-            .unwrap_or_else(|| "p-".into());
-        let after = if s.dependencies.is_empty() {
-            String::new()
-        } else {
-            format!("  (after {})", s.dependencies.join(", "))
-        };
-        let marker = if i < n { "" } else { "  [beyond --max]" };
-        outln!("{:>3}. {}  {prio}  {}{after}{marker}", i + 1, s.id, s.title);
-        if settings.worktrees {
+fn print_plan(
+    config: &Config,
+    settings: &Settings,
+    plan: &Plan,
+    args: &RunArgs,
+    refused: Option<String>,
+) -> Result<(), Error> {
+    // The real queue decides, as the run would if each story succeeded.
+    let order = runner::dry_run(config, plan, settings, args);
+    let starts = order.iter().filter(|(_, why)| why.is_none()).count();
+    let story = |id: &str| plan.selected.iter().find(|s| s.id == id);
+    // Phases a story would skip: done before, unless --from or a forced rerun.
+    let skipped = |s: &crate::board::Story, p: &PlannedPhase| {
+        let forced = s.status == crate::board::Status::Done && args.force;
+        crate::workflow::flag(&p.name)
+            .filter(|f| s.is_complete(f) && settings.from.is_none() && !forced)
+    };
+    let place = |s: &crate::board::Story| {
+        settings.worktrees.then(|| {
             let base = config.worktree_base();
-            match crate::worktree::place(&config.root, &base, s) {
-                Ok((folder, branch)) => outln!(
-                    "     worktree {}  branch {branch}",
-                    crate::paths::rel(&config.root, &base.join(folder))
-                ),
-                Err(e) => outln!("     not run: {e}"),
+            crate::worktree::place(&config.root, &base, s).map(|(folder, branch)| {
+                (crate::paths::rel(&config.root, &base.join(folder)), branch)
+            })
+        })
+    };
+    if args.json {
+        let stories: Vec<serde_json::Value> = order
+            .iter()
+            .filter_map(|(id, why)| story(id).map(|s| (s, why)))
+            .map(|(s, why)| {
+                let (worktree, branch) = match place(s) {
+                    Some(Ok((w, b))) => (Some(w), Some(b)),
+                    _ => (None, None),
+                };
+                let phases: Vec<serde_json::Value> = plan
+                    .phases
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "name": p.name,
+                            "preset": p.preset.to_string(),
+                            "argv": p.argv,
+                            "skipped": skipped(s, p).map(|f| format!("{f} is true")),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "id": s.id,
+                    "title": s.title,
+                    "starts": why.is_none(),
+                    "why_not": why,
+                    "dependencies": s.dependencies,
+                    "worktree": worktree,
+                    "branch": branch,
+                    "phases": phases,
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "dry_run": true,
+            "concurrency": settings.concurrency,
+            "base_branch": settings.base_branch,
+            "refused": refused,
+            "stories": stories,
+        });
+        outln!("{doc}");
+    } else {
+        outln!(
+            "Plan: {starts} of {} selected {} would start, up to {} at once{}",
+            plan.selected.len(),
+            if plan.selected.len() == 1 {
+                "story"
+            } else {
+                "stories"
+            },
+            settings.concurrency,
+            match (&settings.worktrees, &settings.base_branch) {
+                (true, Some(b)) => format!(", each in a worktree branched from {b}"),
+                (true, None) => ", each in a worktree".to_string(),
+                (false, _) => ", in the repo itself (no worktrees)".to_string(),
+            }
+        );
+        for (i, (id, why)) in order.iter().enumerate() {
+            let Some(s) = story(id) else { continue };
+            let prio = s
+                .priority
+                .map(|p| format!("p{p}"))
+                .unwrap_or_else(|| "p-".into());
+            let after = if s.dependencies.is_empty() {
+                String::new()
+            } else {
+                format!("  (after {})", s.dependencies.join(", "))
+            };
+            let marker = match why {
+                None => String::new(),
+                Some(w) => format!("  [not started: {}]", w.trim_start_matches("not started: ")),
+            };
+            outln!("{:>3}. {}  {prio}  {}{after}{marker}", i + 1, s.id, s.title);
+            if why.is_some() {
+                continue;
+            }
+            match place(s) {
+                Some(Ok((folder, branch))) => outln!("     worktree {folder}  branch {branch}"),
+                Some(Err(e)) => outln!("     not run: {e}"),
+                None => {}
+            }
+            for p in &plan.phases {
+                match skipped(s, p) {
+                    Some(f) => outln!("     {} (skipped: {f} is true)", p.name),
+                    None => outln!("     {} ({}): {}", p.name, p.preset, p.argv.join(" ")),
+                }
             }
         }
-        for p in phases {
-            let done = crate::workflow::flag(&p.name).filter(|f| s.is_complete(f));
-            match done {
-                Some(f) if settings.from.is_none() => {
-                    outln!("     {} (skipped: {f} is true)", p.name)
-                }
-                _ => outln!("     {} ({}): {}", p.name, p.preset, p.argv.join(" ")),
-            }
+        if let Some(line) = plan.launch.explain(&config.root) {
+            outln!("{line}");
         }
     }
-    if let Some(line) = plan.launch.explain(&config.root) {
-        outln!("{line}");
+    match refused {
+        Some(why) => Err(Error::usage(format!(
+            "the real run would be refused: {why}"
+        ))),
+        None => Ok(()),
     }
 }

@@ -302,6 +302,57 @@ impl Gov {
     }
 }
 
+/// The run's queue of `selected`, as `plan` and the options make it.
+fn queue_of(plan: &Plan, settings: &Settings, args: &RunArgs, selected: Vec<Story>) -> Queue {
+    let bad_keys = if settings.worktrees {
+        plan::key_problems(&plan.scan)
+    } else {
+        HashMap::new()
+    };
+    let statuses = plan
+        .scan
+        .stories
+        .iter()
+        .map(|s| (s.id.clone(), s.status.clone()))
+        .collect();
+    Queue::new(selected, statuses, bad_keys, settings.max).forced(args.force)
+}
+
+/// What the run would do with each selected story if every one it starts
+/// succeeds (`run --dry-run`): the real queue, nothing started. In queue
+/// order: `None` for a story that would start, else why it would not.
+pub fn dry_run(
+    config: &Config,
+    plan: &Plan,
+    settings: &Settings,
+    args: &RunArgs,
+) -> Vec<(String, Option<String>)> {
+    let mut queue = queue_of(plan, settings, args, plan.selected.clone());
+    let board = Board::of(config);
+    let held = |id: &str| lock::is_held(&board, id);
+    let now = crate::time::now_ms();
+    let mut out = Vec::new();
+    while let Some(m) = queue.next(&held, now) {
+        match m {
+            Move::Start(s) => {
+                queue.ended(&s.id, Some(crate::story::Outcome::Succeeded), None);
+                out.push((s.id, None));
+            }
+            Move::Skip(s, why, _) | Move::Leave(s, why) => out.push((s.id, Some(why))),
+        }
+    }
+    for (s, _, why) in queue.never_started(false, now, None) {
+        out.push((s.id, Some(why)));
+    }
+    // What is left was never reported: beyond --max.
+    for s in &plan.selected {
+        if !out.iter().any(|(id, _)| *id == s.id) {
+            out.push((s.id.clone(), Some("beyond --max".into())));
+        }
+    }
+    out
+}
+
 /// What a run did.
 pub struct Ran {
     /// One per story that was tried or reported, in queue order.
@@ -332,18 +383,7 @@ pub fn start(
             None
         }
     };
-    let bad_keys = if settings.worktrees {
-        plan::key_problems(&plan.scan)
-    } else {
-        HashMap::new()
-    };
-    let statuses = plan
-        .scan
-        .stories
-        .iter()
-        .map(|s| (s.id.clone(), s.status.clone()))
-        .collect();
-    let queue = Queue::new(plan.selected, statuses, bad_keys, settings.max).forced(args.force);
+    let queue = queue_of(&plan, &settings, args, plan.selected.clone());
     let gov = Arc::new(Gov::new(&config, &settings));
     let ctx = Arc::new(Ctx {
         gov,
