@@ -176,7 +176,7 @@ pub struct TrustArgs {
 
 /// Forget the commands trusted for this repo.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "untrust")]
+#[argh(subcommand, name = "untrust", example = "ai-sdlc untrust")]
 pub struct UntrustArgs {}
 
 /// Create .ai-sdlc/stories, a default .ai-sdlc.json and .gitignore entries.
@@ -195,7 +195,12 @@ pub struct InitArgs {
 
 /// Check git, the agent CLI (on PATH, version, logged in where that costs no tokens), the board and the config; say what to fix.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "doctor")]
+#[argh(
+    subcommand,
+    name = "doctor",
+    example = "ai-sdlc doctor",
+    example = "ai-sdlc doctor --json"
+)]
 pub struct DoctorArgs {
     /// the findings as JSON on stdout: {"root", "checks": [{"level": "ok"|"warn"|"fail", "what", "fix"}], "problems"}
     #[argh(switch)]
@@ -224,7 +229,12 @@ pub struct PromptArgs {
 
 /// Run the built-in demo: a throwaway git repo with six stories and a scripted agent (needs only sh and git).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "demo")]
+#[argh(
+    subcommand,
+    name = "demo",
+    example = "ai-sdlc demo",
+    example = "ai-sdlc demo --concurrent 6 --dir /tmp/my-demo"
+)]
 pub struct DemoArgs {
     /// how many stories to run at once (default 3)
     #[argh(option)]
@@ -236,7 +246,12 @@ pub struct DemoArgs {
 
 /// Add a story to the board and print its id.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "add")]
+#[argh(
+    subcommand,
+    name = "add",
+    example = "ai-sdlc add \"Fix login\" --ready --body \"The form rejects valid emails. Check: cargo test login\"",
+    example = "ai-sdlc add \"Use the new API\" --depends S-0003 --label epic-api --body-file notes.md"
+)]
 pub struct AddArgs {
     /// the story's title
     #[argh(positional)]
@@ -267,7 +282,12 @@ pub struct AddArgs {
 
 /// Show the board: stories grouped by status, in priority order.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "status")]
+#[argh(
+    subcommand,
+    name = "status",
+    example = "ai-sdlc status",
+    example = "ai-sdlc status --json"
+)]
 pub struct StatusArgs {
     /// print the board as JSON on stdout
     #[argh(switch)]
@@ -350,7 +370,13 @@ pub struct RunArgs {
 
 /// Show a story's latest (or K-th latest) run log.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "logs")]
+#[argh(
+    subcommand,
+    name = "logs",
+    example = "ai-sdlc logs S-0001",
+    example = "ai-sdlc logs S-0001 -f",
+    example = "ai-sdlc logs S-0001 --run 2 -n 50"
+)]
 pub struct LogsArgs {
     /// the story id
     #[argh(positional)]
@@ -368,7 +394,13 @@ pub struct LogsArgs {
 
 /// List and clean up the tool's worktrees (default: list).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "worktrees")]
+#[argh(
+    subcommand,
+    name = "worktrees",
+    example = "ai-sdlc worktrees",
+    example = "ai-sdlc worktrees remove S-0004",
+    example = "ai-sdlc worktrees prune"
+)]
 pub struct WorktreesArgs {
     #[argh(subcommand)]
     pub action: Option<WorktreeAction>,

@@ -202,6 +202,12 @@ fn add_takes_the_description_and_run_warns_of_a_story_that_has_none() {
     ]);
     expect_code(&out, 0);
     let id = stdout(&out).trim().to_string();
+    // A new file: `git commit -am` would not take it, so add says how.
+    assert!(
+        stderr(&out).contains(&format!("git add .ai-sdlc/stories/{id} && git commit")),
+        "{}",
+        stderr(&out)
+    );
     let prompt = stdout(&repo.run(&["prompt", &id]));
     assert!(
         prompt.contains("Print hello.") && prompt.contains("make test"),
@@ -393,4 +399,34 @@ fn a_dry_run_is_the_real_plan_with_nothing_started() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn every_command_shows_an_example_in_its_help() {
+    for c in [
+        "init",
+        "demo",
+        "add",
+        "status",
+        "run",
+        "logs",
+        "worktrees",
+        "doctor",
+        "prompt",
+        "trust",
+        "untrust",
+        "review",
+        "merge",
+        "land",
+        "pr",
+        "cost",
+    ] {
+        let out = bin_out(&[c, "--help"]);
+        expect_code(&out, 0);
+        assert!(
+            stdout(&out).contains("Examples:\n  ai-sdlc "),
+            "{c}: {}",
+            stdout(&out)
+        );
+    }
 }

@@ -74,6 +74,15 @@ pub fn run(config: &Config, args: &AddArgs) -> Result<(), Error> {
         }
     };
     outln!("{id}");
+    // A habitual `git commit -am` does not take a new file.
+    if config.root.join(".git").exists() {
+        errln!(
+            "ai-sdlc: added {}; commit it: git add {} && git commit -m \"{id}\"",
+            crate::paths::rel(&config.root, &board.story_path(&id)),
+            crate::paths::rel(&config.root, &board.story_path(&id).with_file_name(""))
+                .trim_end_matches('/')
+        );
+    }
     Ok(())
 }
 
