@@ -218,6 +218,7 @@ fn add_takes_the_description_and_run_warns_of_a_story_that_has_none() {
         .cmd(&["add", "Piped", "--body-file", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"From a pipe.\n").unwrap();
@@ -429,4 +430,30 @@ fn every_command_shows_an_example_in_its_help() {
             stdout(&out)
         );
     }
+}
+
+#[test]
+fn verbose_says_what_is_decided_and_why() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("ok", "echo w > w.txt");
+    repo.use_agent(&agent);
+    repo.ready_stories(2);
+    repo.story("S-0003", "Later", 3, "backlog", "");
+    let err = stderr(&repo.run(&["run", "--dry-run", "-v"]));
+    for said in [
+        "ai-sdlc: info: config: ",
+        "selected (the ready stories, in priority order): S-0001 S-0002",
+        "not selected: 1 backlog",
+        "phase implement (command): ",
+    ] {
+        assert!(err.contains(said), "{said}: {err}");
+    }
+    assert!(!err.contains("debug"), "{err}");
+    // -vv: every git call, with its time.
+    let err = stderr(&repo.run(&["-vv", "run", "--dry-run"]));
+    let git_line = err
+        .lines()
+        .find(|l| l.starts_with("ai-sdlc: debug: git ") && l.contains(" ms, "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(git_line.contains("exit status: 0"), "{git_line}");
 }

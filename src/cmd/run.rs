@@ -15,7 +15,23 @@ use std::path::Path;
 /// `assume_trusted`: this process wrote the repo's config (the demo).
 pub fn run(root: &Path, args: &RunArgs, quiet: bool, assume_trusted: bool) -> Result<(), Error> {
     let config = load(root, args)?;
+    log::info!(
+        "config: {} (repo {})",
+        config.file_name(),
+        config.root.display()
+    );
     let (mut settings, warnings) = runner::settings(&config, args)?;
+    log::info!(
+        "up to {} at once, time limit {} s, grace {} s, {}",
+        settings.concurrency,
+        settings.timeout.as_secs(),
+        settings.grace.as_secs(),
+        if settings.worktrees {
+            format!("worktrees under {}", config.worktree_base().display())
+        } else {
+            "no worktrees".to_string()
+        }
+    );
     for w in warnings {
         errln!("ai-sdlc: warning: {w}");
     }

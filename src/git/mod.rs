@@ -178,6 +178,7 @@ fn run_full(
         code,
         message,
     };
+    let started = Instant::now();
     // Its own process group: a terminal's Ctrl-C is ours to act on, and a
     // stop takes the programs it started along.
     let mut child = command(dir, args)?
@@ -218,6 +219,11 @@ fn run_full(
             }
         }
     };
+    log::debug!(
+        "git {} ({:.1} ms, {status})",
+        args.join(" "),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     let collect =
         |h: Option<JoinHandle<(Vec<u8>, bool)>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
     let ((out, cut), (err, _)) = (collect(out), collect(err));

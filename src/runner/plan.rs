@@ -117,6 +117,45 @@ pub fn key_problems(scan: &Scan) -> HashMap<String, String> {
 }
 
 /// The stories this run is about, in the order to try them.
+/// `-v`: which stories were selected, and of the rest how many, by status
+/// (one line however big the board).
+fn explain_selection(scan: &Scan, selected: &[Story], args: &RunArgs) {
+    if !log::log_enabled!(log::Level::Info) {
+        return;
+    }
+    let ids: Vec<&str> = selected.iter().map(|s| s.id.as_str()).collect();
+    let how = if args.story.is_empty() {
+        match &args.epic {
+            Some(e) => format!("the ready stories of epic {e}"),
+            None => "the ready stories".to_string(),
+        }
+    } else {
+        "--story".to_string()
+    };
+    let list = if ids.is_empty() {
+        "none".to_string()
+    } else {
+        ids.join(" ")
+    };
+    log::info!("selected ({how}, in priority order): {list}");
+    let mut rest: std::collections::BTreeMap<String, usize> = Default::default();
+    for s in scan
+        .stories
+        .iter()
+        .filter(|s| !ids.contains(&s.id.as_str()))
+    {
+        let why = match (&s.status, &args.epic) {
+            (Status::Ready, Some(_)) => "ready, not in the epic".to_string(),
+            (st, _) => st.to_string(),
+        };
+        *rest.entry(why).or_default() += 1;
+    }
+    if !rest.is_empty() {
+        let list: Vec<String> = rest.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        log::info!("not selected: {}", list.join(", "));
+    }
+}
+
 pub fn select(scan: &Scan, args: &RunArgs, root: &Path) -> Result<Vec<Story>, Error> {
     if args.story.is_empty() {
         return Ok(scan
@@ -337,6 +376,7 @@ pub fn prepare(config: &Config, settings: &mut Settings, args: &RunArgs) -> Resu
     }
     let selected = select(&scan, args, &config.root)?;
     check_cycles(&scan, &selected)?;
+    explain_selection(&scan, &selected, args);
     // Before agent tokens are spent on a title alone.
     let board = Board::of(config);
     for id in selected.iter().map(|s| &s.id) {
@@ -359,6 +399,9 @@ pub fn prepare(config: &Config, settings: &mut Settings, args: &RunArgs) -> Resu
         return Ok(plan);
     }
     plan.phases = phase_commands(config)?;
+    for p in &plan.phases {
+        log::info!("phase {} ({}): {}", p.name, p.preset, p.argv.join(" "));
+    }
     plan.launch = Launch::resolve(config, args.launcher.as_deref()).map_err(Error::usage)?;
     if let (false, Some(argv)) = (args.dry_run, plan.launch.prefix())
         && plan.launch.missing(&config.root)
