@@ -106,3 +106,37 @@ fn the_dashboard_shows_running_stories_a_footer_and_the_summary() {
     }
     assert!(screen.contains("queued 0 · running 0 · done 5"), "{screen}");
 }
+
+#[test]
+fn at_60_columns_the_activity_keeps_its_room() {
+    let repo = TestRepo::new();
+    repo.with_agent(
+        "d.sh",
+        "echo \"working on $AI_SDLC_STORY_ID\"\nwhile [ ! -f \"$REC/go\" ]; do sleep 0.05; done",
+    );
+    repo.story("S-0001", "A story with a long title", 1, "ready", "");
+    repo.story("S-0002", "Another", 2, "ready", "");
+    let cmd = format!(
+        "XDG_CONFIG_HOME={} {BIN} -C {} run --concurrent 2; echo EXIT=$?; sleep 60",
+        repo.xdg().display(),
+        repo.root.display()
+    );
+    let tmux = Tmux::start(&cmd, 60, 20);
+    let mut screen = String::new();
+    let live = wait_for(30, || {
+        screen = tmux.screen();
+        screen.matches("working on S-000").count() == 2
+    });
+    assert!(live, "the activity is cut at 60 columns:\n{screen}");
+    for id in ["S-0001", "S-0002"] {
+        let line = screen.lines().find(|l| l.starts_with(id)).unwrap();
+        assert!(line.contains(&format!("working on {id}")), "{line}");
+        assert!(line.chars().count() <= 60, "{line}");
+    }
+    std::fs::write(repo.rec.join("go"), "").unwrap();
+    assert!(
+        wait_for(30, || tmux.screen().contains("EXIT=0")),
+        "{}",
+        tmux.screen()
+    );
+}

@@ -144,13 +144,20 @@ impl Dashboard {
         } else {
             format!("{} {}/{}", r.phase, r.index + 1, r.count)
         };
-        let title_w = w.saturating_sub(62).clamp(10, 24);
+        let title_w = w.saturating_sub(62).clamp(8, 24);
+        // The activity is what people watch: under 80 columns the bar
+        // gives it its room.
+        let bar = if w >= 80 {
+            format!("{bar} ")
+        } else {
+            String::new()
+        };
         self.segments(
             &[
                 ("1;36", format!("{:<7} ", r.id)),
                 ("", format!("{:<title_w$} ", fit(&r.title, title_w))),
                 ("", format!("{:<14} ", fit(&phase, 14))),
-                ("", format!("{bar} ")),
+                ("", bar),
                 ("2", format!("{elapsed:>7}  ")),
                 ("2", r.last.clone()),
             ],

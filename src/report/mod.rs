@@ -373,7 +373,46 @@ pub fn finished_line(r: &StoryResult) -> String {
 
 /// One story's lines in the summary: outcome, time, cost, worktree,
 /// branch, log, tokens; then why it did not succeed, or what its agent said.
-fn result_lines(s: &mut String, r: &StoryResult, id_w: usize, cut: &dyn Fn(String) -> String) {
+/// `parts` joined by two spaces into lines of at most `width` (a part that
+/// would pass it starts a line of its own, indented under the story), so a
+/// log path is never cut; without a width, one line.
+fn packed(
+    parts: &[String],
+    id_w: usize,
+    width: Option<usize>,
+    cut: &dyn Fn(String) -> String,
+) -> String {
+    let Some(w) = width else {
+        return parts.join("  ") + "\n";
+    };
+    let indent = " ".repeat(id_w + 4);
+    let mut out = String::new();
+    let mut line = String::new();
+    for p in parts {
+        let fits = line.chars().count() + 2 + p.chars().count() < w;
+        if line.is_empty() {
+            line = p.clone();
+        } else if fits {
+            line.push_str("  ");
+            line.push_str(p);
+        } else {
+            out.push_str(&cut(std::mem::take(&mut line)));
+            out.push('\n');
+            line = format!("{indent}{p}");
+        }
+    }
+    out.push_str(&cut(line));
+    out.push('\n');
+    out
+}
+
+fn result_lines(
+    s: &mut String,
+    r: &StoryResult,
+    id_w: usize,
+    width: Option<usize>,
+    cut: &dyn Fn(String) -> String,
+) {
     let mut parts = vec![format!(
         "  {:<id_w$}  {:<9}  {:>7}{}",
         r.id,
@@ -418,8 +457,7 @@ fn result_lines(s: &mut String, r: &StoryResult, id_w: usize, cut: &dyn Fn(Strin
     {
         parts.push(u);
     }
-    s.push_str(&cut(parts.join("  ")));
-    s.push('\n');
+    s.push_str(&packed(&parts, id_w, width, cut));
     if let Some(e) = &r.error
         && r.outcome != Outcome::Succeeded
     {
@@ -595,7 +633,7 @@ pub fn summary(results: &[StoryResult], duration_ms: u64, width: Option<usize>) 
         _ => line,
     };
     for r in results {
-        result_lines(&mut s, r, id_w, &cut);
+        result_lines(&mut s, r, id_w, width, &cut);
     }
     let not_shown = NOT_SHOWN.load(Ordering::Relaxed);
     if not_shown > 0 {
@@ -607,4 +645,34 @@ pub fn summary(results: &[StoryResult], duration_ms: u64, width: Option<usize>) 
         s.push_str("More: ai-sdlc logs <ID>, ai-sdlc worktrees, ai-sdlc status\n");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_line_wider_than_the_terminal_goes_on_below_never_cutting_the_log_path() {
+        let parts: Vec<String> = [
+            "  S-0001  succeeded     0.8s  $0.02",
+            "worktree removed",
+            "ai-sdlc/S-0001-write-the-notes-file",
+            "log .ai-sdlc/stories/S-0001/logs/20261206T092014.751Z.log",
+            "2400 tokens in, 120 out",
+        ]
+        .map(String::from)
+        .to_vec();
+        let cut = |l: String| l;
+        let text = packed(&parts, 6, Some(120), &cut);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines.iter().all(|l| l.chars().count() < 120), "{text}");
+        assert!(
+            lines[1]
+                .starts_with("          log .ai-sdlc/stories/S-0001/logs/20261206T092014.751Z.log"),
+            "{text}"
+        );
+        // Not on a terminal: one line, as before.
+        assert_eq!(packed(&parts, 6, None, &cut).lines().count(), 1);
+    }
 }
