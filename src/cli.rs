@@ -137,6 +137,9 @@ pub struct MergeArgs {
     /// delete each story branch once merged
     #[argh(switch)]
     pub delete_branch: bool,
+    /// the results as JSON on stdout: {"base", "stories": [{"id", "result": "merged"|"already_in"|"stopped", "branch", "commit", "how", "error"}]}
+    #[argh(switch)]
+    pub json: bool,
 }
 
 /// Push story branches and open pull requests with gh; writes pr_url.
@@ -155,6 +158,9 @@ pub struct PrArgs {
     /// every done story with a branch and no pull request yet
     #[argh(switch)]
     pub all: bool,
+    /// the results as JSON on stdout: {"base", "stories": [{"id", "result": "opened"|"already_open"|"already_merged"|"failed", "url", "error"}], "retargeted"}
+    #[argh(switch)]
+    pub json: bool,
 }
 
 /// Show the commands this repo's .ai-sdlc.json may make ai-sdlc run (agent, phase commands) and record them as trusted.

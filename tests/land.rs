@@ -124,11 +124,30 @@ fn review_figures_are_gits_own_and_a_conflict_is_predicted_before_any_merge() {
 #[test]
 fn merge_all_stops_at_the_conflict_with_the_checkout_clean_on_the_merges_before_it() {
     let repo = repo_with_branches(&["Add a file", "line from one", "line from two"]);
-    let out = repo.run(&["merge", "--all"]);
+    let out = repo.run(&["merge", "--all", "--json"]);
     expect_code(&out, 1);
     let err = stderr(&out);
     assert!(err.contains("S-0003") && err.contains("README.md"), "{err}");
     assert!(err.contains("2 merged before it stay merged"), "{err}");
+    // As JSON, for a script: what merged, and where it stopped.
+    let j = json(&out);
+    let results: Vec<(&str, &str)> = j["stories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("S-0001", "merged"),
+            ("S-0002", "merged"),
+            ("S-0003", "stopped")
+        ],
+        "{j}"
+    );
+    assert_eq!(j["base"], "main");
+    assert_eq!(j["stories"][1]["commit"].as_str().unwrap().len(), 40, "{j}");
     // The checkout is clean and on the second's merge; its file is there.
     assert_eq!(dirt(&repo), "");
     assert_eq!(
@@ -758,13 +777,29 @@ fn pr_skips_merged_stories_and_a_stacked_one_targets_its_dependency_until_it_lan
     );
     // S-0003 lands first: pr skips it and says so.
     expect_code(&repo.run(&["land", "S-0003"]), 0);
-    let out = repo.run_env(&["pr", "--all"], &[("PATH", &path)]);
+    let out = repo.run_env(&["pr", "--all", "--json"], &[("PATH", &path)]);
     expect_code(&out, 0);
-    assert!(
-        stdout(&out).contains("S-0003: already merged"),
-        "{}",
-        stdout(&out)
-    );
+    let j = json(&out);
+    let result = |id: &str| {
+        j["stories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("{id}: {j}"))
+            .clone()
+    };
+    assert_eq!(result("S-0003")["result"], "already_merged", "{j}");
+    for id in ["S-0001", "S-0002"] {
+        let r = result(id);
+        assert_eq!(r["result"], "opened", "{j}");
+        assert!(
+            r["url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://github.com/o/r/pull/")
+        );
+    }
     let calls = repo.rec_file("gh.calls").unwrap();
     assert!(!calls.contains("S-0003"), "{calls}");
     // S-0002's pull request goes to S-0001's branch.

@@ -120,7 +120,12 @@ pub fn land(
         && crate::git::push::has_remote(&config.root, &config.land.remote)
         && let Ok(scan) = crate::board::scan(config)
     {
-        super::pr::say_retargeted(config, &name, &scan.stories);
+        // Under --json, stdout is the one JSON value: said on stderr.
+        let mut moved = Vec::new();
+        super::pr::say_retargeted(config, &name, &scan.stories, &mut moved, args.json);
+        for m in moved {
+            errln!("ai-sdlc: {m}");
+        }
     }
     finish(&name, &results, args.json)
 }

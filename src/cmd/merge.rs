@@ -40,6 +40,33 @@ fn chosen(config: &Config, args: &MergeArgs, base: &str) -> Result<Vec<Landing>,
     Ok(v)
 }
 
+/// What `merge` says: lines for people, or one JSON value (`--json`).
+struct Said {
+    json: bool,
+    stories: Vec<serde_json::Value>,
+}
+
+impl Said {
+    fn story(&mut self, text: String, entry: serde_json::Value) {
+        if self.json {
+            self.stories.push(entry);
+        } else {
+            outln!("{text}");
+        }
+    }
+
+    /// The JSON, when asked for, then `r`.
+    fn end(self, base: &str, r: Result<(), Error>) -> Result<(), Error> {
+        if self.json {
+            outln!(
+                "{}",
+                serde_json::json!({"base": base, "stories": self.stories})
+            );
+        }
+        r
+    }
+}
+
 pub fn run(config: &Config, args: &MergeArgs) -> Result<(), Error> {
     if args.all != args.ids.is_empty() {
         return Err(Error::usage(
@@ -52,66 +79,102 @@ pub fn run(config: &Config, args: &MergeArgs) -> Result<(), Error> {
     }
     let name = base(config)?;
     let chosen = chosen(config, args, &name)?;
+    let mut said = Said {
+        json: args.json,
+        stories: Vec::new(),
+    };
     if chosen.is_empty() {
-        outln!("nothing to merge: no done story has work that {name} does not have");
-        return Ok(());
+        if !args.json {
+            outln!("nothing to merge: no done story has work that {name} does not have");
+        }
+        return said.end(&name, Ok(()));
     }
     let base = Base::open(config)?;
     let root = &config.root;
     let mut merged = 0;
     for l in &merge_order(chosen) {
-        let stop = |why: String| {
+        let entry = |result: &str, error: Option<&str>| serde_json::json!({"id": l.story.id, "result": result, "branch": l.branch, "error": error});
+        let mut stop = |why: String| {
             let done = if merged > 0 {
                 format!(" ({merged} merged before it stay merged)")
             } else {
                 String::new()
             };
-            Error::failed(format!("{}: {why}; stopped here{done}", l.story.id))
+            let e = format!("{}: {why}; stopped here{done}", l.story.id);
+            if said.json {
+                said.stories.push(entry("stopped", Some(&e)));
+            }
+            Error::failed(e)
         };
-        let tip = base.tip(root).map_err(Error::failed)?;
+        let tip = match base.tip(root) {
+            Ok(t) => t,
+            Err(e) => {
+                let err = stop(e);
+                return said.end(&name, Err(err));
+            }
+        };
         let made = match make(config, &tip, l) {
             Ok(Some(m)) => m,
             Ok(None) => {
-                outln!("{}: already in {name}; nothing to merge", l.story.id);
+                said.story(
+                    format!("{}: already in {name}; nothing to merge", l.story.id),
+                    entry("already_in", None),
+                );
                 continue;
             }
             Err(Stopped::Conflict(files)) => {
-                return Err(stop(format!(
+                let err = stop(format!(
                     "{} does not merge cleanly into {name}: conflicts in {}. `ai-sdlc land {}` gives it back to its agent to resolve (`ai-sdlc review {}` shows it)",
                     l.branch,
                     files.join(", "),
                     l.story.id,
                     l.story.id
-                )));
+                ));
+                return said.end(&name, Err(err));
             }
-            Err(Stopped::Other(e)) => return Err(stop(e)),
+            Err(Stopped::Other(e)) => {
+                let err = stop(e);
+                return said.end(&name, Err(err));
+            }
         };
         if let Some(v) = &config.land.verify {
             errln!("ai-sdlc: merge.verify: {}", v.join(" "));
             if let Err(out) = verify(root, &config.worktree_base(), &made.commit, v) {
-                return Err(stop(format!(
+                let err = stop(format!(
                     "merge.verify failed on the merged result, {name} is unchanged: {out}"
-                )));
+                ));
+                return said.end(&name, Err(err));
             }
         }
-        let done = advance(config, &base, &tip, l, &made).map_err(stop)?;
+        let done = match advance(config, &base, &tip, l, &made) {
+            Ok(d) => d,
+            Err(e) => {
+                let err = stop(e);
+                return said.end(&name, Err(err));
+            }
+        };
         merged += 1;
         let short = &made.commit[..made.commit.len().min(12)];
-        outln!(
-            "{}: merged {} into {name} ({} {short})",
-            l.story.id,
-            l.branch,
-            made.how
+        let mut e = entry("merged", None);
+        e["commit"] = made.commit.clone().into();
+        e["how"] = made.how.to_string().into();
+        said.story(
+            format!(
+                "{}: merged {} into {name} ({} {short})",
+                l.story.id, l.branch, made.how
+            ),
+            e,
         );
         if let Some(why) = done.branch_stayed {
             errln!("ai-sdlc: warning: {}: {why}", l.story.id);
         }
         if args.delete_branch {
             match delete_branch(root, l) {
-                Ok(said) => outln!("{said}"),
+                Ok(text) if !said.json => outln!("{text}"),
+                Ok(_) => {}
                 Err(e) => errln!("ai-sdlc: warning: {e}"),
             }
         }
     }
-    Ok(())
+    said.end(&name, Ok(()))
 }

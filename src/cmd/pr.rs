@@ -8,6 +8,42 @@ use crate::error::Error;
 use crate::land::pr::{Opened, open, ready, retarget};
 use crate::land::{Landing, base, counts, landings};
 
+/// What `pr` says: lines for people, or one JSON value (`--json`).
+#[derive(Default)]
+struct Said {
+    json: bool,
+    stories: Vec<serde_json::Value>,
+    retargeted: Vec<String>,
+}
+
+impl Said {
+    fn story(
+        &mut self,
+        text: String,
+        id: &str,
+        result: &str,
+        url: Option<&str>,
+        error: Option<&str>,
+    ) {
+        if self.json {
+            self.stories
+                .push(serde_json::json!({"id": id, "result": result, "url": url, "error": error}));
+        } else {
+            outln!("{text}");
+        }
+    }
+
+    fn end(self, base: &str, r: Result<(), Error>) -> Result<(), Error> {
+        if self.json {
+            outln!(
+                "{}",
+                serde_json::json!({"base": base, "stories": self.stories, "retargeted": self.retargeted})
+            );
+        }
+        r
+    }
+}
+
 pub fn run(config: &Config, args: &PrArgs) -> Result<(), Error> {
     if args.all != args.ids.is_empty() {
         return Err(Error::usage(
@@ -17,23 +53,17 @@ pub fn run(config: &Config, args: &PrArgs) -> Result<(), Error> {
     let scan = crate::board::scan(config)?;
     let all = landings(config, &scan)?;
     let name = base(config)?;
+    let mut said = Said {
+        json: args.json,
+        ..Default::default()
+    };
     let merged = |l: &Landing| {
         l.story.merged_at.is_some()
             || counts(&config.root, &name, &l.branch).is_ok_and(|c| c.ahead == 0)
     };
-    let chosen: Vec<&Landing> = if args.all {
+    let candidates: Vec<&Landing> = if args.all {
         all.iter()
             .filter(|l| l.story.status == Status::Done && l.story.pr_url.is_none())
-            .filter(|l| {
-                let m = merged(l);
-                if m {
-                    outln!(
-                        "{}: already merged into {name}; no pull request",
-                        l.story.id
-                    );
-                }
-                !m
-            })
             .collect()
     } else {
         let mut v = Vec::new();
@@ -49,50 +79,82 @@ pub fn run(config: &Config, args: &PrArgs) -> Result<(), Error> {
         }
         v
     };
-    let chosen: Vec<&Landing> = chosen
-        .into_iter()
-        .filter(|l| {
-            if args.all || !merged(l) {
-                return true;
-            }
-            outln!(
-                "{}: already merged into {name}; no pull request",
-                l.story.id
+    let mut chosen = Vec::new();
+    for l in candidates {
+        if merged(l) {
+            said.story(
+                format!(
+                    "{}: already merged into {name}; no pull request",
+                    l.story.id
+                ),
+                &l.story.id,
+                "already_merged",
+                None,
+                None,
             );
-            false
-        })
-        .collect();
+        } else {
+            chosen.push(l);
+        }
+    }
     let stories: Vec<_> = scan.stories.clone();
     if chosen.is_empty() {
-        outln!("no pull request to open: every done story with a branch has one, or is merged");
-        if crate::process::on_path("gh") {
-            say_retargeted(config, &name, &stories);
+        if !args.json {
+            outln!("no pull request to open: every done story with a branch has one, or is merged");
         }
-        return Ok(());
+        if crate::process::on_path("gh") {
+            say_retargeted(config, &name, &stories, &mut said.retargeted, args.json);
+        }
+        return said.end(&name, Ok(()));
     }
     ready(config)?;
-    say_retargeted(config, &name, &stories);
+    say_retargeted(config, &name, &stories, &mut said.retargeted, args.json);
     let mut failed = 0;
     for l in chosen {
+        let id = &l.story.id;
         match open(config, &name, &l.story, &l.branch) {
-            Ok(Opened::New(url)) => outln!("{}: opened {url}", l.story.id),
-            Ok(Opened::Already(url)) => outln!("{}: already open at {url}", l.story.id),
+            Ok(Opened::New(url)) => said.story(
+                format!("{id}: opened {url}"),
+                id,
+                "opened",
+                Some(&url),
+                None,
+            ),
+            Ok(Opened::Already(url)) => said.story(
+                format!("{id}: already open at {url}"),
+                id,
+                "already_open",
+                Some(&url),
+                None,
+            ),
             Err(e) => {
                 failed += 1;
-                errln!("ai-sdlc: {}: {e}", l.story.id);
+                errln!("ai-sdlc: {id}: {e}");
+                if said.json {
+                    said.story(String::new(), id, "failed", None, Some(&e.to_string()));
+                }
             }
         }
     }
-    if failed > 0 {
-        return Err(Error::Reported);
-    }
-    Ok(())
+    let r = if failed > 0 {
+        Err(Error::Reported)
+    } else {
+        Ok(())
+    };
+    said.end(&name, r)
 }
 
-/// Stacked pull requests whose dependency merged: moved to the base.
-pub fn say_retargeted(config: &Config, base: &str, stories: &[crate::board::Story]) {
+/// Stacked pull requests whose dependency merged: moved to the base
+/// (said, or kept in `into` for `--json`).
+pub fn say_retargeted(
+    config: &Config,
+    base: &str,
+    stories: &[crate::board::Story],
+    into: &mut Vec<String>,
+    json: bool,
+) {
     for r in retarget(config, base, stories) {
         match r {
+            Ok(said) if json => into.push(said),
             Ok(said) => outln!("{said}"),
             Err(e) => errln!("ai-sdlc: warning: {e}"),
         }
