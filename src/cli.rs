@@ -284,6 +284,9 @@ pub struct AddArgs {
     /// the description from a file (- reads standard input)
     #[argh(option)]
     pub body_file: Option<String>,
+    /// open the new story in $VISUAL or $EDITOR (default vi) to write it
+    #[argh(switch)]
+    pub edit: bool,
 }
 
 /// Show the board: stories grouped by status, in priority order.

@@ -226,6 +226,22 @@ fn add_takes_the_description_and_run_warns_of_a_story_that_has_none() {
     expect_code(&out, 0);
     let piped = stdout(&out).trim().to_string();
     assert!(repo.read_story(&piped).contains("From a pipe."));
+    // In the user's editor, run as git runs it (through the shell).
+    // (Its $1 is the `--wait` it was given, as `code --wait` takes one.)
+    let editor = repo.agent("ed", "printf 'Written in the editor.\\n' >> \"$2\"");
+    let ed = format!("{} --wait", editor.display());
+    let out = repo.run_env(&["add", "Edited", "--edit"], &[("EDITOR", &ed)]);
+    expect_code(&out, 0);
+    let edited = stdout(&out).trim().to_string();
+    assert!(repo.read_story(&edited).contains("Written in the editor."));
+    assert!(!stderr(&out).contains("says nothing"), "{}", stderr(&out));
+    let out = repo.run_env(&["add", "Untouched", "--edit"], &[("EDITOR", "true")]);
+    expect_code(&out, 0);
+    assert!(
+        stderr(&out).contains("still says nothing but its title"),
+        "{}",
+        stderr(&out)
+    );
     let out = repo.run(&["add", "Both", "--body", "x", "--body-file", "-"]);
     expect_code(&out, 2);
     assert!(stderr(&out).contains("not both"), "{}", stderr(&out));

@@ -73,6 +73,9 @@ pub fn run(config: &Config, args: &AddArgs) -> Result<(), Error> {
             }
         }
     };
+    if args.edit {
+        edit(config, &board.story_path(&id))?;
+    }
     outln!("{id}");
     // A habitual `git commit -am` does not take a new file.
     if config.root.join(".git").exists() {
@@ -125,4 +128,35 @@ fn description(args: &AddArgs) -> Result<Option<String>, Error> {
     };
     let text = text.trim().to_string();
     Ok((!text.is_empty()).then_some(text))
+}
+
+/// `--edit`: the user's editor on the new story, as git runs one (through
+/// the shell, so `EDITOR="code -w"` works); then whether it says more than
+/// its title.
+fn edit(config: &Config, path: &std::path::Path) -> Result<(), Error> {
+    let editor = ["VISUAL", "EDITOR"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| "vi".to_string());
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("{editor} \"$1\""), "editor"])
+        .arg(path)
+        .current_dir(&config.root)
+        .status()
+        .map_err(|e| Error::failed(format!("add --edit: cannot run {editor:?}: {e}")))?;
+    if !status.success() {
+        return Err(Error::failed(format!(
+            "add --edit: {editor:?} exited with {status}; the story is there as it was left: {}",
+            crate::paths::rel(&config.root, path)
+        )));
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    if crate::prompt::description(&text).is_empty() {
+        errln!(
+            "ai-sdlc: warning: {} still says nothing but its title; the agent would get the title alone",
+            crate::paths::rel(&config.root, path)
+        );
+    }
+    Ok(())
 }
