@@ -132,6 +132,17 @@ fn committed_notes(repo: &TestRepo, id: &str) -> String {
     )
 }
 
+/// S-0001 (mode `ok`) is done, its notes.txt committed by the runner on
+/// its branch; its line in the ledger.
+fn did_the_story(repo: &TestRepo, out: &std::process::Output) -> serde_json::Value {
+    assert_eq!(repo.status("S-0001"), "done", "{}", stderr(out));
+    assert_eq!(
+        committed_notes(repo, "S-0001"),
+        "hello from the stand-in model\n"
+    );
+    spent(repo, "S-0001")
+}
+
 /// The ledger's line for a story.
 fn spent(repo: &TestRepo, id: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(repo.root.join(".ai-sdlc/spend.jsonl")).unwrap();
@@ -163,12 +174,7 @@ fn claude_code_does_a_story_and_fails_clearly_on_401_and_429() {
         ],
     );
     expect_code(&out, 1);
-    assert_eq!(repo.status("S-0001"), "done", "{}", stderr(&out));
-    assert_eq!(
-        committed_notes(&repo, "S-0001"),
-        "hello from the stand-in model\n"
-    );
-    let s = spent(&repo, "S-0001");
+    let s = did_the_story(&repo, &out);
     assert!(s["cost_usd"].as_f64().unwrap() > 0.0, "{s}");
     assert!(s["input_tokens"].as_u64().unwrap() > 0, "{s}");
     assert_eq!(s["cost_from"], "cli");
@@ -246,12 +252,7 @@ fn codex_does_a_story_and_fails_clearly_on_401_429_and_its_usage_cap() {
     );
     // Two failed: 1 (75 is for a run where nothing failed).
     expect_code(&out, 1);
-    assert_eq!(repo.status("S-0001"), "done", "{}", stderr(&out));
-    assert_eq!(
-        committed_notes(&repo, "S-0001"),
-        "hello from the stand-in model\n"
-    );
-    let s = spent(&repo, "S-0001");
+    let s = did_the_story(&repo, &out);
     assert!(s["input_tokens"].as_u64().unwrap() > 0, "{s}");
     // Codex reports no cost, and none is made up.
     assert!(s.get("cost_usd").is_none_or(|c| c.is_null()), "{s}");
@@ -290,12 +291,8 @@ fn gemini_cli_does_a_story_and_fails_clearly_on_401_and_its_quota() {
         &[("PATH", &path), ("GOOGLE_GEMINI_BASE_URL", &url)],
     );
     expect_code(&out, 1);
-    assert_eq!(repo.status("S-0001"), "done", "{}", stderr(&out));
-    assert_eq!(
-        committed_notes(&repo, "S-0001"),
-        "hello from the stand-in model\n"
-    );
-    assert!(spent(&repo, "S-0001")["input_tokens"].as_u64().unwrap() > 0);
+    let s = did_the_story(&repo, &out);
+    assert!(s["input_tokens"].as_u64().unwrap() > 0, "{s}");
     assert_eq!(repo.status("S-0002"), "blocked");
     let r = repo.blocked_reason("S-0002");
     assert!(
@@ -335,12 +332,7 @@ fn opencode_does_a_story_and_fails_clearly_on_401() {
     let path = path_with(&dir);
     let out = repo.run_env(&["run", "--concurrent", "2"], &[("PATH", &path)]);
     expect_code(&out, 1);
-    assert_eq!(repo.status("S-0001"), "done", "{}", stderr(&out));
-    assert_eq!(
-        committed_notes(&repo, "S-0001"),
-        "hello from the stand-in model\n"
-    );
-    let s = spent(&repo, "S-0001");
+    let s = did_the_story(&repo, &out);
     assert!(s["input_tokens"].as_u64().unwrap() > 0, "{s}");
     assert_eq!(repo.status("S-0002"), "blocked");
     let r = repo.blocked_reason("S-0002");
@@ -367,12 +359,7 @@ fn aider_does_a_story_and_fails_clearly_on_401() {
         ],
     );
     expect_code(&out, 1);
-    assert_eq!(repo.status("S-0001"), "done", "{}", stderr(&out));
-    assert_eq!(
-        committed_notes(&repo, "S-0001"),
-        "hello from the stand-in model\n"
-    );
-    let s = spent(&repo, "S-0001");
+    let s = did_the_story(&repo, &out);
     assert_eq!(
         (s["input_tokens"].as_u64(), s["output_tokens"].as_u64()),
         (Some(1500), Some(70)),
