@@ -1,7 +1,8 @@
 //! What an agent gets of the machine (SPEC §16): its environment, built
-//! from an allowlist rather than inherited, and a block of ports of its
-//! own. (The filesystem sandbox comes with it in DESIGN.md; see the README
-//! "Safety" section for what is enforced today.)
+//! from an allowlist rather than inherited; the filesystem it may write
+//! and read (`for_story`, the Landlock policy of a story, in `landlock`);
+//! and a block of ports of its own. README "Safety" says what each setup
+//! gets.
 //!
 //! The agent's environment: the system's basics, `AI_SDLC_*`, its preset's
 //! own keys (`ANTHROPIC_API_KEY`, `OPENAI_API_KEY`, ...), `agent.env.pass`
@@ -109,7 +110,7 @@ pub fn agent_env(
 /// ruleset, and the private `TMPDIR` (removed with it: it was made here).
 pub struct Sandbox {
     pub ruleset: landlock::Ruleset,
-    pub tmpdir: PathBuf,
+    tmpdir: PathBuf,
     /// The repo's objects, when the agent works in a worktree of it.
     objects: Option<PathBuf>,
 }
