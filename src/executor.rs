@@ -246,53 +246,39 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
     });
     let r = match prepare(root, &args) {
         Ok((mut job, limits, board, (ports, preset, sandbox))) => {
-            let _sandbox =
-                match crate::sandbox::for_story(preset, &sandbox, &job.repo, &job.workdir, &job.id)
-                {
-                    Ok(s) => {
-                        if s.is_none() && sandbox.enabled {
-                            // Said once by the runner; in the log of each story
-                            // too (under a launcher, this is another machine).
-                            ipc.send(Body::Log {
-                                stream: crate::ipc::Stream::Stderr,
-                                line: format!(
-                                    "no filesystem sandbox on {}: this kernel has no Landlock",
-                                    crate::process::hostname()
-                                ),
-                                show: Some(String::new()),
-                            });
-                        }
-                        job.sandbox_fd = s.as_ref().map(|s| s.ruleset.raw_fd());
-                        job.sandbox_env = s.as_ref().map(|s| s.env()).unwrap_or_default();
-                        s
-                    }
-                    Err(e) => {
-                        ipc.send(Body::Error {
-                            code: "sandbox".into(),
-                            message: format!("its agents run without a filesystem sandbox: {e}"),
-                            recoverable: true,
-                        });
-                        None
-                    }
-                };
-            // Held while the story runs: its ports are its own.
-            let _ports = match crate::sandbox::reserve_ports(ports, &job.id) {
-                Ok(p) => {
-                    job.port = Some(p.first);
-                    Some(p)
-                }
+            // Held while the story runs (its TMPDIR goes with it). A
+            // sandbox that cannot be set up fails the story: never an
+            // agent let loose because a folder could not be made.
+            match isolate(&mut job, preset, &sandbox, &mut ipc) {
                 Err(e) => {
                     ipc.send(Body::Error {
-                        code: "ports".into(),
-                        message: format!("no ports of its own for this story: {e}"),
-                        recoverable: true,
+                        code: "sandbox".into(),
+                        message: e.clone(),
+                        recoverable: false,
                     });
-                    None
+                    RunResult::failed(e, 0)
                 }
-            };
-            ipc.guard =
-                crate::git::guard::Guard::attach(root, args.git_dir.as_deref()).map(|g| (g, board));
-            story::run(&job, &limits, &mut ipc)
+                Ok(_sandbox) => {
+                    // Held while the story runs: its ports are its own.
+                    let _ports = match crate::sandbox::reserve_ports(ports, &job.id) {
+                        Ok(p) => {
+                            job.port = Some(p.first);
+                            Some(p)
+                        }
+                        Err(e) => {
+                            ipc.send(Body::Error {
+                                code: "ports".into(),
+                                message: format!("no ports of its own for this story: {e}"),
+                                recoverable: true,
+                            });
+                            None
+                        }
+                    };
+                    ipc.guard = crate::git::guard::Guard::attach(root, args.git_dir.as_deref())
+                        .map(|g| (g, board));
+                    story::run(&job, &limits, &mut ipc)
+                }
+            }
         }
         Err(e) => {
             log::error!("{e}");
@@ -326,6 +312,38 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
         let _ = w.join();
     }
     code
+}
+
+/// The story's filesystem sandbox, set on `job` (`None`: turned off, or
+/// no Landlock here, which the story's log says); why not, when it is
+/// asked for and cannot be made.
+fn isolate(
+    job: &mut story::Job,
+    preset: crate::agent::Preset,
+    sandbox: &crate::config::SandboxConfig,
+    ipc: &mut Ipc,
+) -> Result<Option<crate::sandbox::Sandbox>, String> {
+    let s = crate::sandbox::for_story(preset, sandbox, &job.repo, &job.workdir, &job.id)
+        .map_err(|e| {
+            format!(
+                "cannot set up the filesystem sandbox: {e}; fix that, or turn it off with \"agent\": {{\"sandbox\": false}}"
+            )
+        })?;
+    if s.is_none() && sandbox.enabled {
+        // Said once by the runner; in the log of each story too (under a
+        // launcher, this is another machine).
+        ipc.send(Body::Log {
+            stream: crate::ipc::Stream::Stderr,
+            line: format!(
+                "no filesystem sandbox on {}: this kernel has no Landlock",
+                crate::process::hostname()
+            ),
+            show: Some(String::new()),
+        });
+    }
+    job.sandbox_fd = s.as_ref().map(|s| s.ruleset.raw_fd());
+    job.sandbox_env = s.as_ref().map(|s| s.env()).unwrap_or_default();
+    Ok(s)
 }
 
 /// What the executor needs of the config beyond the job: how many ports

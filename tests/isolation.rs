@@ -210,3 +210,29 @@ esac"#,
     assert_eq!(repo.rec_file("S-0002.seen").unwrap(), "gone\n");
     assert!(!std::path::Path::new(second.trim()).exists(), "{second}");
 }
+
+/// A sandbox that cannot be set up fails the story before its agent
+/// starts: never an agent let loose because a folder could not be made.
+#[test]
+fn a_sandbox_that_cannot_be_made_fails_the_story_and_runs_no_agent() {
+    if !landlock_here() {
+        eprintln!("no Landlock on this kernel: nothing to set up");
+        return;
+    }
+    let repo = TestRepo::new();
+    let agent = repo.agent("ok", "echo w > w.txt");
+    repo.use_agent(&agent);
+    repo.ready_stories(1);
+    // TMPDIR names a file: no private TMPDIR can be made under it.
+    let not_a_dir = repo.rec.join("tmp-is-a-file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let out = repo.run_env(&["run"], &[("TMPDIR", not_a_dir.to_str().unwrap())]);
+    expect_code(&out, 1);
+    assert_eq!(repo.status("S-0001"), "blocked");
+    let why = repo.blocked_reason("S-0001");
+    assert!(
+        why.contains("cannot set up the filesystem sandbox") && why.contains("\"sandbox\": false"),
+        "{why}"
+    );
+    assert!(!repo.started("S-0001"), "the agent ran");
+}
