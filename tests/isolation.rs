@@ -236,3 +236,39 @@ fn a_sandbox_that_cannot_be_made_fails_the_story_and_runs_no_agent() {
     );
     assert!(!repo.started("S-0001"), "the agent ran");
 }
+
+/// Under the sandbox an agent's git index is its own for the whole story,
+/// as the worktree's is for an agent without one: what it staged in one
+/// phase is staged in the next (the runner commits when the story ends).
+#[test]
+fn what_an_agent_stages_in_one_phase_is_staged_in_the_next() {
+    if !landlock_here() {
+        eprintln!("no Landlock on this kernel: agents use the worktree's own index");
+        return;
+    }
+    let repo = TestRepo::new();
+    let agent = repo.agent(
+        "phases",
+        r#"case "$AI_SDLC_PHASE" in
+  implement) echo w > w.txt; git add w.txt ;;
+  *) git status --porcelain > "$REC/$id.status"; echo more >> w.txt ;;
+esac"#,
+    );
+    repo.config(serde_json::json!({
+        "agent": {"command": [agent.to_string_lossy()]},
+        "workflow": {"phases": [{"name": "implement"}, {"name": "document"}]}
+    }));
+    repo.ready_stories(1);
+    let out = repo.run(&["run"]);
+    expect_code(&out, 0);
+    assert_eq!(
+        repo.rec_file("S-0001.status").as_deref(),
+        Some("A  w.txt\n"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        git(&repo.root, &["show", "ai-sdlc/S-0001-s1:w.txt"]),
+        "w\nmore\n"
+    );
+}
