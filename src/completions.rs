@@ -59,7 +59,10 @@ const TAKES_IDS: [&str; 8] = [
     "worktrees",
 ];
 
-/// The bash script (zsh loads it through bashcompinit).
+/// The bash script (zsh loads it through bashcompinit). Story ids come
+/// from the repo's folder names, which are not ours: they are matched as
+/// plain strings, never given to `compgen -W` (which would expand
+/// `$(...)` in them: a cloned repo could run code on a Tab).
 fn bash(commands: &[Spec], global: &[String]) -> String {
     let names: Vec<&str> = commands.iter().map(|c| c.name).collect();
     let mut cases = String::new();
@@ -67,12 +70,12 @@ fn bash(commands: &[Spec], global: &[String]) -> String {
         let mut words = c.flags.clone();
         words.extend(c.subcommands.iter().cloned());
         let ids = if TAKES_IDS.contains(&c.name) {
-            " $(_ai_sdlc_ids)"
+            "; ids=1"
         } else {
             ""
         };
         cases.push_str(&format!(
-            "    {}) words=\"{}{ids}\" ;;\n",
+            "    {}) words=({}){ids} ;;\n",
             c.name,
             words.join(" ")
         ));
@@ -85,7 +88,8 @@ _ai_sdlc_ids() {{
   ls "$root/.ai-sdlc/stories" 2>/dev/null
 }}
 _ai_sdlc() {{
-  local cur cmd="" i=1 words
+  local cur cmd="" i=1 ids="" w
+  local -a words more
   cur="${{COMP_WORDS[COMP_CWORD]}}"
   while [ "$i" -lt "$COMP_CWORD" ]; do
     case "${{COMP_WORDS[i]}}" in
@@ -99,10 +103,17 @@ _ai_sdlc() {{
     -C|--dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
   esac
   case "$cmd" in
-    "") words="{names} {global}" ;;
-{cases}    *) words="" ;;
+    "") words=({names} {global}) ;;
+{cases}    *) words=() ;;
   esac
-  COMPREPLY=($(compgen -W "$words" -- "$cur"))
+  if [ -n "$ids" ]; then
+    mapfile -t more < <(_ai_sdlc_ids)
+    words+=("${{more[@]}}")
+  fi
+  COMPREPLY=()
+  for w in "${{words[@]}}"; do
+    [[ "$w" == "$cur"* ]] && COMPREPLY+=("$w")
+  done
 }}
 complete -F _ai_sdlc ai-sdlc
 "#,

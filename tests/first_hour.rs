@@ -329,6 +329,14 @@ fn shell_completions_offer_commands_flags_and_story_ids() {
         "--concurrent\n"
     );
     assert_eq!(complete(&["ai-sdlc", "logs", "S-"]), "S-0001\nS-0002\n");
+    // A folder name is the repo's, not code: a Tab never runs it.
+    std::fs::create_dir(repo.root.join(".ai-sdlc/stories/$(touch PWNED)")).unwrap();
+    let offered = complete(&["ai-sdlc", "logs", ""]);
+    assert!(offered.contains("$(touch PWNED)\n"), "{offered}");
+    assert!(
+        !repo.root.join("PWNED").exists(),
+        "a Tab ran a folder's name"
+    );
     assert_eq!(complete(&["ai-sdlc", "worktrees", "pr"]), "prune\n");
     for (shell, flag) in [("zsh", "--concurrent"), ("fish", "-l concurrent")] {
         let out = repo.run(&["completions", shell]);
