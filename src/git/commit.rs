@@ -180,14 +180,16 @@ fn parse_log(out: &str) -> Result<Vec<Logged>, String> {
     if !fields.len().is_multiple_of(5) {
         return Err(format!("{} fields, not five per commit", fields.len()));
     }
-    let is_id = |s: &str| s.len() >= 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
     fields
         .chunks(5)
         .map(|f| {
             let mut ids = f[0].split(' ').filter(|s| !s.is_empty());
-            let id = ids.next().filter(|s| is_id(s)).ok_or("not a commit id")?;
+            let id = ids
+                .next()
+                .filter(|s| super::is_object_id(s))
+                .ok_or("not a commit id")?;
             let parents: Vec<String> = ids.map(str::to_string).collect();
-            if !parents.iter().all(|p| is_id(p)) {
+            if !parents.iter().all(|p| super::is_object_id(p)) {
                 return Err("not a commit id".to_string());
             }
             Ok(Logged {

@@ -121,6 +121,12 @@ pub fn command(dir: &Path, args: &[&str]) -> Result<Command, GitError> {
 /// filter) before it is stopped: nothing may hang the runner.
 const GIT_LIMIT: Duration = Duration::from_secs(600);
 
+/// A full object id (SHA-1 or SHA-256 hex): never an option, a range or
+/// a name git would resolve.
+pub fn is_object_id(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Run git in `dir`: its stdout on success. It is killed after
 /// `GIT_LIMIT`, or at once on a forced stop (a second Ctrl-C).
 pub fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {

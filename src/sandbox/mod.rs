@@ -134,20 +134,6 @@ impl Sandbox {
     }
 }
 
-/// The worktree's own git folder and the repo's objects, from its `.git`
-/// file (checked by the runner before the story started); `None` for a
-/// checkout of its own (`--no-worktree`).
-fn worktree_git(worktree: &Path) -> Option<(PathBuf, PathBuf)> {
-    let meta = std::fs::symlink_metadata(worktree.join(".git")).ok()?;
-    if !meta.is_file() || meta.len() > 4096 {
-        return None;
-    }
-    let text = std::fs::read_to_string(worktree.join(".git")).ok()?;
-    let gitdir = worktree.join(text.strip_prefix("gitdir: ")?.trim());
-    let common = std::fs::read_to_string(gitdir.join("commondir")).ok()?;
-    Some((gitdir.clone(), gitdir.join(common.trim()).join("objects")))
-}
-
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.tmpdir);
@@ -204,15 +190,21 @@ pub fn for_story(
     );
     let policy = landlock::Policy { write, home, hide };
     let ruleset = landlock::Ruleset::new(&policy).ok_or("Landlock refused the ruleset")?;
-    // The agent's git index starts as the worktree's.
-    let objects = worktree_git(worktree).and_then(|(gitdir, objects)| {
-        std::fs::create_dir(tmpdir.join("git-objects")).ok()?;
-        let index = gitdir.join("index");
-        if std::fs::symlink_metadata(&index).is_ok_and(|m| m.is_file()) {
-            let _ = std::fs::copy(&index, tmpdir.join("git-index"));
-        }
-        Some(objects)
-    });
+    // The agent's git index starts as the worktree's, read from where
+    // `check_link` verified it is (this repo's own metadata, not where an
+    // earlier agent may have re-pointed the `.git` file); none for a
+    // checkout of its own (`--no-worktree`).
+    let objects = crate::worktree::check_link(repo, worktree)
+        .ok()
+        .and_then(|gitdir| {
+            let objects = crate::worktree::common_dir(repo).ok()?.join("objects");
+            std::fs::create_dir(tmpdir.join("git-objects")).ok()?;
+            let index = gitdir.join("index");
+            if std::fs::symlink_metadata(&index).is_ok_and(|m| m.is_file()) {
+                let _ = std::fs::copy(&index, tmpdir.join("git-index"));
+            }
+            Some(objects)
+        });
     Ok(Some(Sandbox {
         ruleset,
         tmpdir,

@@ -116,8 +116,8 @@ pub fn serialize(root: &Path, base: &Path) -> Result<Dir, String> {
 /// commit, and its `config.worktree` moves no work tree. An agent that
 /// re-points any of them (at the main checkout's `.git`, at another repo)
 /// would otherwise have the runner's next git call there (commit, switch,
-/// update-index) write into that repo.
-pub fn check_link(root: &Path, wt: &Path) -> Result<(), String> {
+/// update-index) write into that repo. Its metadata folder, when it is tied.
+pub fn check_link(root: &Path, wt: &Path) -> Result<PathBuf, String> {
     let shown = paths::rel(root, &wt.join(".git"));
     let fail = |what: &str, why: String| {
         Err(format!(
@@ -200,7 +200,7 @@ pub fn check_link(root: &Path, wt: &Path) -> Result<(), String> {
         }
         Err(e) => return fail(&meta("config.worktree"), e),
     }
-    Ok(())
+    Ok(gitdir)
 }
 
 /// A HEAD git will not follow out of the repo: a branch, or a commit.
@@ -210,12 +210,12 @@ fn head_is_plain(head: &str) -> bool {
             let r = r.trim();
             r.starts_with("refs/heads/") && !r.contains("..") && !r.contains('\\')
         }
-        None => head.len() >= 40 && head.chars().all(|c| c.is_ascii_hexdigit()),
+        None => git::is_object_id(head),
     }
 }
 
 /// This repo's common git dir (its `.git`).
-fn common_dir(root: &Path) -> Result<PathBuf, String> {
+pub fn common_dir(root: &Path) -> Result<PathBuf, String> {
     if root.join(".git").is_dir() {
         return Ok(root.join(".git"));
     }

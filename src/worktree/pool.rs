@@ -68,7 +68,7 @@ pub fn take(
             Err("is not a worktree of this repo any more".to_string())
         } else {
             crate::worktree::check_link(root, &p)
-                .and_then(|()| switch_safely(root, &p, branch, from))
+                .and_then(|_| switch_safely(root, &p, branch, from))
         };
         if let Err(why) = usable {
             notes.push(format!("{shown}: {why}; not reused"));
