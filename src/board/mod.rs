@@ -291,7 +291,15 @@ pub fn parse_story(text: &str, path: &Path, folder: &str) -> Result<Story, Strin
         pr_url: opt_string(&map, "pr_url")?,
         pr_base: opt_string(&map, "pr_base")?,
         merged_at: opt_string(&map, "merged_at")?,
-        base_ref: opt_string(&map, "base_ref")?,
+        // Given to git: only what ai-sdlc writes there, a commit id.
+        base_ref: match opt_string(&map, "base_ref")? {
+            Some(r) if !crate::git::is_object_id(&r) => {
+                return Err(format!(
+                    "field `base_ref` must be a commit id (40 hex digits), got {r:?}; ai-sdlc writes it when it makes the story's branch: remove the line"
+                ));
+            }
+            r => r,
+        },
         not_before: match opt_string(&map, "not_before")? {
             None => None,
             Some(t) => Some(crate::time::parse_iso(&t).ok_or_else(|| {

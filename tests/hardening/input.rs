@@ -75,3 +75,32 @@ fn control_characters_from_story_files_never_reach_the_terminal() {
         );
     }
 }
+
+#[test]
+fn a_base_ref_that_is_not_a_commit_id_never_reaches_git() {
+    let repo = TestRepo::new();
+    let agent = repo.agent("quiet", "true");
+    repo.config(serde_json::json!({
+        "agent": {"command": [agent.to_string_lossy()]},
+        "workflow": {"allowEmpty": false}
+    }));
+    // base_ref is handed to git (merge-base, land's restack): an option
+    // in its place is refused when the story is read.
+    repo.story(
+        "S-0001",
+        "Hostile",
+        1,
+        "ready",
+        "base_ref: --upload-pack=touch PWNED\n",
+    );
+    let out = repo.run(&["run"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("field `base_ref` must be a commit id") && err.contains("remove the line"),
+        "{err}"
+    );
+    assert!(!repo.started("S-0001"), "{err}");
+    assert!(!repo.root.join("PWNED").exists());
+    let board = stdout(&repo.run(&["status"]));
+    assert!(!board.contains("READY"), "{board}");
+}
