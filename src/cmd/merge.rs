@@ -40,33 +40,6 @@ fn chosen(config: &Config, args: &MergeArgs, base: &str) -> Result<Vec<Landing>,
     Ok(v)
 }
 
-/// What `merge` says: lines for people, or one JSON value (`--json`).
-struct Said {
-    json: bool,
-    stories: Vec<serde_json::Value>,
-}
-
-impl Said {
-    fn story(&mut self, text: String, entry: serde_json::Value) {
-        if self.json {
-            self.stories.push(entry);
-        } else {
-            outln!("{text}");
-        }
-    }
-
-    /// The JSON, when asked for, then `r`.
-    fn end(self, base: &str, r: Result<(), Error>) -> Result<(), Error> {
-        if self.json {
-            outln!(
-                "{}",
-                serde_json::json!({"base": base, "stories": self.stories})
-            );
-        }
-        r
-    }
-}
-
 pub fn run(config: &Config, args: &MergeArgs) -> Result<(), Error> {
     if args.all != args.ids.is_empty() {
         return Err(Error::usage(
@@ -79,15 +52,13 @@ pub fn run(config: &Config, args: &MergeArgs) -> Result<(), Error> {
     }
     let name = base(config)?;
     let chosen = chosen(config, args, &name)?;
-    let mut said = Said {
-        json: args.json,
-        stories: Vec::new(),
-    };
+    let mut said = super::Said::new(args.json);
+    let doc = serde_json::json!({"base": name});
     if chosen.is_empty() {
         if !args.json {
             outln!("nothing to merge: no done story has work that {name} does not have");
         }
-        return said.end(&name, Ok(()));
+        return said.end(doc, Ok(()));
     }
     let base = Base::open(config)?;
     let root = &config.root;
@@ -101,16 +72,14 @@ pub fn run(config: &Config, args: &MergeArgs) -> Result<(), Error> {
                 String::new()
             };
             let e = format!("{}: {why}; stopped here{done}", l.story.id);
-            if said.json {
-                said.stories.push(entry("stopped", Some(&e)));
-            }
+            said.record(entry("stopped", Some(&e)));
             Error::failed(e)
         };
         let tip = match base.tip(root) {
             Ok(t) => t,
             Err(e) => {
                 let err = stop(e);
-                return said.end(&name, Err(err));
+                return said.end(doc, Err(err));
             }
         };
         let made = match make(config, &tip, l) {
@@ -130,11 +99,11 @@ pub fn run(config: &Config, args: &MergeArgs) -> Result<(), Error> {
                     l.story.id,
                     l.story.id
                 ));
-                return said.end(&name, Err(err));
+                return said.end(doc, Err(err));
             }
             Err(Stopped::Other(e)) => {
                 let err = stop(e);
-                return said.end(&name, Err(err));
+                return said.end(doc, Err(err));
             }
         };
         if let Some(v) = &config.land.verify {
@@ -143,14 +112,14 @@ pub fn run(config: &Config, args: &MergeArgs) -> Result<(), Error> {
                 let err = stop(format!(
                     "merge.verify failed on the merged result, {name} is unchanged: {out}"
                 ));
-                return said.end(&name, Err(err));
+                return said.end(doc, Err(err));
             }
         }
         let done = match advance(config, &base, &tip, l, &made) {
             Ok(d) => d,
             Err(e) => {
                 let err = stop(e);
-                return said.end(&name, Err(err));
+                return said.end(doc, Err(err));
             }
         };
         merged += 1;
@@ -170,11 +139,11 @@ pub fn run(config: &Config, args: &MergeArgs) -> Result<(), Error> {
         }
         if args.delete_branch {
             match delete_branch(root, l) {
-                Ok(text) if !said.json => outln!("{text}"),
+                Ok(text) if !said.json() => outln!("{text}"),
                 Ok(_) => {}
                 Err(e) => errln!("ai-sdlc: warning: {e}"),
             }
         }
     }
-    said.end(&name, Ok(()))
+    said.end(doc, Ok(()))
 }

@@ -7,42 +7,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::land::pr::{Opened, open, ready, retarget};
 use crate::land::{Landing, base, counts, landings};
-
-/// What `pr` says: lines for people, or one JSON value (`--json`).
-#[derive(Default)]
-struct Said {
-    json: bool,
-    stories: Vec<serde_json::Value>,
-    retargeted: Vec<String>,
-}
-
-impl Said {
-    fn story(
-        &mut self,
-        text: String,
-        id: &str,
-        result: &str,
-        url: Option<&str>,
-        error: Option<&str>,
-    ) {
-        if self.json {
-            self.stories
-                .push(serde_json::json!({"id": id, "result": result, "url": url, "error": error}));
-        } else {
-            outln!("{text}");
-        }
-    }
-
-    fn end(self, base: &str, r: Result<(), Error>) -> Result<(), Error> {
-        if self.json {
-            outln!(
-                "{}",
-                serde_json::json!({"base": base, "stories": self.stories, "retargeted": self.retargeted})
-            );
-        }
-        r
-    }
-}
+use serde_json::json;
 
 pub fn run(config: &Config, args: &PrArgs) -> Result<(), Error> {
     if args.all != args.ids.is_empty() {
@@ -53,10 +18,9 @@ pub fn run(config: &Config, args: &PrArgs) -> Result<(), Error> {
     let scan = crate::board::scan(config)?;
     let all = landings(config, &scan)?;
     let name = base(config)?;
-    let mut said = Said {
-        json: args.json,
-        ..Default::default()
-    };
+    let mut said = super::Said::new(args.json);
+    let mut retargeted = Vec::new();
+    let entry = |id: &str, result: &str, url: Option<&str>, error: Option<&str>| serde_json::json!({"id": id, "result": result, "url": url, "error": error});
     let merged = |l: &Landing| {
         l.story.merged_at.is_some()
             || counts(&config.root, &name, &l.branch).is_ok_and(|c| c.ahead == 0)
@@ -87,10 +51,7 @@ pub fn run(config: &Config, args: &PrArgs) -> Result<(), Error> {
                     "{}: already merged into {name}; no pull request",
                     l.story.id
                 ),
-                &l.story.id,
-                "already_merged",
-                None,
-                None,
+                entry(&l.story.id, "already_merged", None, None),
             );
         } else {
             chosen.push(l);
@@ -102,36 +63,28 @@ pub fn run(config: &Config, args: &PrArgs) -> Result<(), Error> {
             outln!("no pull request to open: every done story with a branch has one, or is merged");
         }
         if crate::process::on_path("gh") {
-            say_retargeted(config, &name, &stories, &mut said.retargeted, args.json);
+            say_retargeted(config, &name, &stories, &mut retargeted, args.json);
         }
-        return said.end(&name, Ok(()));
+        return said.end(json!({"base": name, "retargeted": retargeted}), Ok(()));
     }
     ready(config)?;
-    say_retargeted(config, &name, &stories, &mut said.retargeted, args.json);
+    say_retargeted(config, &name, &stories, &mut retargeted, args.json);
     let mut failed = 0;
     for l in chosen {
         let id = &l.story.id;
         match open(config, &name, &l.story, &l.branch) {
             Ok(Opened::New(url)) => said.story(
                 format!("{id}: opened {url}"),
-                id,
-                "opened",
-                Some(&url),
-                None,
+                entry(id, "opened", Some(&url), None),
             ),
             Ok(Opened::Already(url)) => said.story(
                 format!("{id}: already open at {url}"),
-                id,
-                "already_open",
-                Some(&url),
-                None,
+                entry(id, "already_open", Some(&url), None),
             ),
             Err(e) => {
                 failed += 1;
                 errln!("ai-sdlc: {id}: {e}");
-                if said.json {
-                    said.story(String::new(), id, "failed", None, Some(&e.to_string()));
-                }
+                said.record(entry(id, "failed", None, Some(&e.to_string())));
             }
         }
     }
@@ -140,7 +93,7 @@ pub fn run(config: &Config, args: &PrArgs) -> Result<(), Error> {
     } else {
         Ok(())
     };
-    said.end(&name, r)
+    said.end(json!({"base": name, "retargeted": retargeted}), r)
 }
 
 /// Stacked pull requests whose dependency merged: moved to the base
