@@ -268,7 +268,9 @@ pub fn main(root: &Path, args: ExecutorArgs) -> i32 {
                         Err(e) => {
                             ipc.send(Body::Error {
                                 code: "ports".into(),
-                                message: format!("no ports of its own for this story: {e}"),
+                                message: format!(
+                                    "no ports of its own for this story ({e}): it runs without AI_SDLC_PORT; free some, or lower agent.ports"
+                                ),
                                 recoverable: true,
                             });
                             None

@@ -121,8 +121,11 @@ fn description(args: &AddArgs) -> Result<Option<String>, Error> {
                     MAX_BODY >> 20
                 )));
             }
-            String::from_utf8(bytes)
-                .map_err(|_| Error::usage(format!("add: --body-file {f}: not UTF-8 text")))?
+            String::from_utf8(bytes).map_err(|_| {
+                Error::usage(format!(
+                    "add: --body-file {f}: not UTF-8 text; save it as UTF-8"
+                ))
+            })?
         }
         (None, None) => return Ok(None),
     };

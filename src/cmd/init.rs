@@ -135,8 +135,9 @@ fn switch_agent(root: &Path, top: &Dir, preset: Preset) -> Result<Vec<String>, E
     let path = root.join(CONFIG_FILE);
     let fail = |e: &dyn std::fmt::Display| {
         Error::failed(format!(
-            "cannot switch the agent in {}: {e}",
-            path.display()
+            "cannot switch the agent in {}: {e}; fix the file (or set agent.preset there yourself), then run `ai-sdlc init --agent {}` again",
+            path.display(),
+            preset.name()
         ))
     };
     let bytes = top.read(CONFIG_FILE, 1 << 20).map_err(|e| fail(&e))?;
