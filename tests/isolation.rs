@@ -103,7 +103,9 @@ echo "work of $id" > own.txt
 # git add works (on the agent's own index); a commit cannot move a ref.
 try git-add "git add own.txt"
 try git-commit "git -c user.name=a -c user.email=a@b.c commit -qm mine"
-sleep 0.5
+# Both have tried before either ends: its worktree stays for the other's try.
+: > "$REC/$id.tried"
+n=0; while [ "$(ls "$REC"/*.tried | wc -l)" -lt 2 ] && [ $n -lt 300 ]; do sleep 0.05; n=$((n+1)); done
 "#,
     );
     repo.use_agent(&agent);
