@@ -49,6 +49,7 @@ pub enum Command {
     Trust(TrustArgs),
     Untrust(UntrustArgs),
     Review(ReviewArgs),
+    Pick(PickArgs),
     Merge(MergeArgs),
     Land(LandArgs),
     Pr(PrArgs),
@@ -116,6 +117,24 @@ pub struct ReviewArgs {
     /// with an id: never page the diff
     #[argh(switch)]
     pub no_pager: bool,
+}
+
+/// Switch a story with several attempts to another of them: its branch moves to that attempt's work; what it held is kept.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "pick",
+    example = "ai-sdlc review S-0001        # lists its attempts",
+    example = "ai-sdlc pick S-0001 3",
+    note = "Every attempt's work stays under refs/ai-sdlc/attempts/<ID>/<k>; the branch's old tip is kept under refs/ai-sdlc/previous/<ID>/. A worktree that has the branch checked out follows (git reset --keep)."
+)]
+pub struct PickArgs {
+    /// the story
+    #[argh(positional)]
+    pub id: String,
+    /// the attempt to switch to (its number, as review lists them)
+    #[argh(positional)]
+    pub attempt: String,
 }
 
 /// Merge story branches into their base, safely: in dependency then priority order, refusing before anything changes when the base's checkout is dirty or a branch conflicts.
@@ -312,6 +331,7 @@ pub struct StatusArgs {
     example = "ai-sdlc run --concurrent 4       # every ready story, four at a time",
     example = "ai-sdlc run --story S-0003 --story S-0007 --timeout 900",
     example = "ai-sdlc run --concurrent 4 --budget-story 2 --budget-run 20   # US dollars",
+    example = "ai-sdlc run --story S-0003 --attempts 3 --concurrent 3   # best of three",
     note = "At a usage cap the story is parked (ready, not_before) and the run waits until the cap lifts; --no-wait exits 75 instead. A rate limit halves the concurrency until things are quiet (governor.rateQuiet). Exit codes: 0 every started story succeeded (or nothing to run); 1 a story failed, timed out or was skipped; 2 usage or configuration error; 75 stopped at a usage cap with --no-wait; 130/143 interrupted (ai-sdlc help exit-codes)."
 )]
 pub struct RunArgs {
@@ -333,6 +353,9 @@ pub struct RunArgs {
     /// the most the whole run may spend, in US dollars (overrides budget.run)
     #[argh(option)]
     pub budget_run: Option<String>,
+    /// implement each story N times, in N worktrees, and keep the best (overrides attempts and agent.attempts)
+    #[argh(option)]
+    pub attempts: Option<String>,
     /// only ready stories of this epic (epic: <name> or label epic-<name>)
     #[argh(option)]
     pub epic: Option<String>,
@@ -488,6 +511,15 @@ pub struct ExecutorArgs {
     /// the repo's git dir, as the runner found it
     #[argh(option)]
     pub git_dir: Option<PathBuf>,
+    /// run only these phases (comma-separated), even when complete
+    #[argh(option)]
+    pub only: Option<String>,
+    /// which attempt at the story this is (AI_SDLC_ATTEMPT)
+    #[argh(option)]
+    pub attempt: Option<u32>,
+    /// the preset this attempt's agent is, instead of the configured one
+    #[argh(option)]
+    pub agent: Option<String>,
 }
 
 impl ExecutorArgs {
@@ -514,6 +546,9 @@ impl ExecutorArgs {
         opt("--workflow", self.workflow.clone());
         opt("--budget-usd", self.budget_usd.map(|d| d.to_string()));
         opt("--budget-tokens", self.budget_tokens.map(|t| t.to_string()));
+        opt("--only", self.only.clone());
+        opt("--attempt", self.attempt.map(|k| k.to_string()));
+        opt("--agent", self.agent.clone());
         if let Some(d) = &self.git_dir {
             v.extend(["--git-dir".into(), d.into()]);
         }
@@ -677,7 +712,7 @@ fn early_exit(e: argh::EarlyExit) -> Parsed {
     Parsed::Exit { output, code }
 }
 
-const SUBCOMMANDS: [&str; 17] = [
+const SUBCOMMANDS: [&str; 18] = [
     "init",
     "demo",
     "add",
@@ -690,6 +725,7 @@ const SUBCOMMANDS: [&str; 17] = [
     "trust",
     "untrust",
     "review",
+    "pick",
     "merge",
     "land",
     "pr",
@@ -847,6 +883,9 @@ mod tests {
             budget_usd: Some(0.5),
             budget_tokens: Some(200_000),
             git_dir: Some("/repo/.git".into()),
+            only: Some("implement".into()),
+            attempt: Some(2),
+            agent: Some("codex".into()),
         };
         let bare = ExecutorArgs {
             base: None,
@@ -857,6 +896,9 @@ mod tests {
             budget_usd: None,
             budget_tokens: None,
             git_dir: None,
+            only: None,
+            attempt: None,
+            agent: None,
             ..args.clone()
         };
         for a in [args, bare] {

@@ -70,6 +70,54 @@ pub struct LandConfig {
     pub max_resolve_rounds: u32,
 }
 
+/// How the attempts of a story are chosen among (SPEC §17).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// A phase of the agent's compares them and names one.
+    Judge,
+    /// The fewest changed lines.
+    Smallest,
+    /// The first to pass the verify command.
+    First,
+}
+
+impl Pick {
+    pub const NAMES: [&'static str; 3] = ["smallest", "first", "judge"];
+
+    pub fn parse(s: &str) -> Option<Pick> {
+        Some(match s {
+            "judge" => Pick::Judge,
+            "smallest" => Pick::Smallest,
+            "first" => Pick::First,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Pick::Judge => "judge",
+            Pick::Smallest => "smallest",
+            Pick::First => "first",
+        }
+    }
+}
+
+/// `agent.attempts`, `agent.attemptAgents` and `attempts.*` (SPEC §17):
+/// several attempts at a story's implement phase, the best one kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptsConfig {
+    /// `agent.attempts`: 1 runs the story once, as always.
+    pub count: u32,
+    /// `agent.attemptAgents`: the presets the attempts go to, round robin
+    /// (empty: the configured agent).
+    pub agents: Vec<Preset>,
+    /// `attempts.verify`: run in each attempt's worktree; a failure drops
+    /// the attempt (`None`: `merge.verify`, else every attempt passes).
+    pub verify: Option<Vec<String>>,
+    /// `attempts.pick`.
+    pub pick: Pick,
+}
+
 /// `governor.*` (SPEC §15): how a run lives with its agent's limits.
 #[derive(Debug, Clone)]
 pub struct GovernorConfig {
@@ -157,7 +205,35 @@ impl AgentConfig {
         self.preset
             .or_else(|| self.command.as_ref().map(|_| Preset::Command))
     }
+
+    /// The presets a story's attempts may go to: the configured agent's
+    /// and `agent.attemptAgents` (built-in presets only).
+    pub fn attempt_presets(&self, attempts: &AttemptsConfig) -> Vec<Preset> {
+        let mut v: Vec<Preset> = self
+            .preset()
+            .into_iter()
+            .chain(attempts.agents.iter().copied())
+            .collect();
+        v.dedup();
+        v
+    }
+
+    /// Run the built-in preset `p` instead: its own command line, without
+    /// the configured agent's extra arguments and model (they are for
+    /// another CLI).
+    pub fn use_preset(&mut self, p: Preset) {
+        if self.preset() != Some(p) {
+            self.preset = Some(p);
+            self.command = None;
+            self.args.clear();
+            self.model = None;
+        }
+    }
 }
+
+/// The most attempts a story may have (`attempts`, `agent.attempts`,
+/// `run --attempts`).
+pub const MAX_ATTEMPTS: u32 = 16;
 
 /// The longest time any setting may name (a year): more would overflow
 /// the clock arithmetic, and nobody means it.
@@ -185,6 +261,7 @@ pub struct Config {
     pub launcher: LauncherConfig,
     pub governor: GovernorConfig,
     pub budget: BudgetConfig,
+    pub attempts: AttemptsConfig,
     /// Keys that look like typos of ours ("did you mean"), for every
     /// command that reads the config to say.
     pub warnings: Vec<String>,
@@ -272,6 +349,12 @@ impl Config {
                 rate_quiet_ms: 60_000,
             },
             budget: BudgetConfig::default(),
+            attempts: AttemptsConfig {
+                count: 1,
+                agents: Vec::new(),
+                verify: None,
+                pick: Pick::Smallest,
+            },
             warnings: Vec::new(),
         }
     }
@@ -460,6 +543,10 @@ const KNOWN: &[&str] = &[
     "worktree.reuse",
     "merge.strategy",
     "merge.verify",
+    "agent.attempts",
+    "agent.attemptAgents",
+    "attempts.verify",
+    "attempts.pick",
     "pr.remote",
     "land.resolve",
     "land.maxResolveRounds",
@@ -641,6 +728,7 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
             "land" => apply_land(c, &r, value)?,
             "governor" => apply_governor(c, &r, value)?,
             "budget" => apply_budget(c, &r, value)?,
+            "attempts" => apply_attempts(c, &r, value)?,
             "logs" => apply_logs(c, &r, value)?,
             _ => r.unknown(key),
         }
@@ -688,6 +776,32 @@ fn apply_agent(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigEr
                 }
             },
             "ports" => a.ports = r.uint(v, &key)?.clamp(1, 1000) as u16,
+            "attempts" => {
+                let max = MAX_ATTEMPTS;
+                c.attempts.count = match r.uint(v, &key)? {
+                    n @ 1.. if n <= max.into() => n as u32,
+                    _ => {
+                        let want = format!("a whole number from 1 to {max}");
+                        return Err(r.err(&key, &want, v));
+                    }
+                }
+            }
+            "attemptAgents" => {
+                let list = v.as_array().ok_or_else(|| {
+                    r.err(&key, "a list of presets, like [\"claude\", \"codex\"]", v)
+                })?;
+                c.attempts.agents = list
+                    .iter()
+                    .map(|p| match r.preset(p, &key) {
+                        Ok(Preset::Command) => Err(r.err(
+                            &key,
+                            &format!("built-in presets ({})", crate::agent::preset_names()),
+                            p,
+                        )),
+                        got => got,
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             "pricing" if v.is_null() => a.pricing = None,
             "pricing" => {
                 let p = r.object(v, &key)?;
@@ -870,6 +984,26 @@ fn apply_merge(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigEr
             }
             "verify" if v.is_null() => c.land.verify = None,
             "verify" => c.land.verify = Some(r.command(v, &key)?),
+            _ => r.unknown(&key),
+        }
+    }
+    Ok(())
+}
+
+/// The `attempts` section (SPEC §17).
+fn apply_attempts(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigError> {
+    for (k, v) in r.object(value, "attempts")? {
+        let key = format!("attempts.{k}");
+        match k.as_str() {
+            "verify" if v.is_null() => c.attempts.verify = None,
+            "verify" => c.attempts.verify = Some(r.command(v, &key)?),
+            "pick" => {
+                let want = format!("one of {}", Pick::NAMES.join(", "));
+                c.attempts.pick = v
+                    .as_str()
+                    .and_then(Pick::parse)
+                    .ok_or_else(|| r.err(&key, &want, v))?;
+            }
             _ => r.unknown(&key),
         }
     }

@@ -368,6 +368,19 @@ fn prepare(
             config.file_name()
         ));
     }
+    if let Some(name) = &args.agent {
+        // Only a built-in preset the config allows for attempts.
+        let allowed = config.agent.attempt_presets(&config.attempts);
+        match crate::agent::Preset::parse(name).filter(|p| allowed.contains(p)) {
+            Some(p) => config.agent.use_preset(p),
+            None => {
+                return Err(format!(
+                    "--agent {name:?}: not an agent {} allows for attempts (agent.attemptAgents)",
+                    config.file_name()
+                ));
+            }
+        }
+    }
     let story = Board::of(&config)
         .load(&args.id)
         .map_err(|b| b.to_string())?;
@@ -379,6 +392,17 @@ fn prepare(
         args.base.as_deref().unwrap_or(""),
         args.setup,
     )?;
+    job.part = story::Part {
+        only: args
+            .only
+            .as_deref()
+            .map(|o| o.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        attempt: args.attempt,
+        agent: config.agent.preset(),
+        workflow: None,
+    };
+    job.part.apply(&mut job.phases);
     job.load_prompts(&config)?;
     let a = &config.agent;
     let limits = Limits {

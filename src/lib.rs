@@ -181,6 +181,7 @@ fn run_cli(cli: cli::Cli) -> Result<(), Error> {
         Command::Trust(args) => cmd::trust::run(&config()?, args.show, args.json),
         Command::Untrust(_) => cmd::trust::untrust(&config::locate(dir)?),
         Command::Review(args) => cmd::review::run(&config()?, &args),
+        Command::Pick(args) => cmd::pick::run(&config()?, &args),
         Command::Merge(args) => cmd::merge::run(&config()?, &args),
         Command::Land(args) => cmd::land::run(&config()?, &args, cli.quiet),
         Command::Pr(args) => cmd::pr::run(&config()?, &args),

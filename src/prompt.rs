@@ -471,6 +471,21 @@ You are in the story's git worktree, {worktree}. It now holds {base_branch} merg
 - Reply with a short summary of how you resolved it.
 "#;
 
+const JUDGE: &str = r#"You are the judge of story {id}: "{title}". Several agents each implemented it, independently, in their own worktrees; each attempt that passed the repository's checks is shown below, numbered, with its diff, what the checks printed, and the agent's final message.
+
+## The story
+
+{body}
+
+{outputs}
+
+## What to do
+
+- Compare the attempts on what the story asks: correctness first, then tests, then clarity and the size of the change. Read the diffs; do not trust a final message that the diff does not bear out.
+- Do not change any file: you are only choosing.
+- End your answer with a line `CHOSEN: <number>` naming the best attempt, followed by your reasons in a few lines.
+"#;
+
 /// The built-in template of a phase.
 pub fn builtin(phase: &str) -> &'static str {
     match phase {
@@ -479,6 +494,7 @@ pub fn builtin(phase: &str) -> &'static str {
         "implement" => IMPLEMENT,
         "review" => REVIEW,
         "resolve" => RESOLVE,
+        "judge" => JUDGE,
         _ => ANY_PHASE,
     }
 }

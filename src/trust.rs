@@ -135,6 +135,22 @@ pub fn commands(config: &Config) -> Vec<Command> {
             shown: words(v),
         });
     }
+    if let Some(v) = &config.attempts.verify {
+        out.push(Command {
+            key: "attempts.verify".into(),
+            value: json!(v).to_string(),
+            shown: words(v),
+        });
+    }
+    // Other agents than the configured one, run on this repo.
+    if !config.attempts.agents.is_empty() {
+        let names: Vec<&str> = config.attempts.agents.iter().map(|p| p.name()).collect();
+        out.push(Command {
+            key: "agent.attemptAgents".into(),
+            value: json!(names).to_string(),
+            shown: names.join(" "),
+        });
+    }
     for p in &config.phases {
         if let Some(c) = &p.command {
             out.push(Command {

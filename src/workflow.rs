@@ -81,6 +81,13 @@ pub const REVIEW_FILE: &str = "review.md";
 /// files in conflict, the checks' output.
 pub const LAND_FILE: &str = "land.md";
 
+/// What a story's judge compares (SPEC §17): each attempt's diff, verify
+/// output and final message, numbered 1..N.
+pub const ATTEMPTS_FILE: &str = "attempts.md";
+
+/// The phase that picks among a story's attempts (`attempts.pick: judge`).
+pub const JUDGE: &str = "judge";
+
 /// How a phase ended, as the workflow sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -140,6 +147,8 @@ pub fn preset(name: &str) -> Option<Vec<Phase>> {
         "implement" => &["implement"],
         // `land`'s own, not offered to `run --workflow`.
         "resolve" => &["resolve"],
+        // The judge of a story's attempts, likewise.
+        JUDGE => &[JUDGE],
         _ => return None,
     };
     Some(
@@ -178,7 +187,7 @@ pub struct Section {
 }
 
 /// In the order a later phase's prompt shows them.
-pub const SECTIONS: [Section; 5] = [
+pub const SECTIONS: [Section; 6] = [
     Section {
         file: "research.md",
         label: "Research",
@@ -206,6 +215,12 @@ pub const SECTIONS: [Section; 5] = [
     Section {
         file: LAND_FILE,
         label: "Landing",
+        phase: None,
+        headings: &[],
+    },
+    Section {
+        file: ATTEMPTS_FILE,
+        label: "The attempts",
         phase: None,
         headings: &[],
     },
@@ -243,7 +258,7 @@ pub fn sections_for(phase: &str) -> Vec<&'static Section> {
         // The story's research and plan, and what it must resolve.
         return SECTIONS
             .iter()
-            .filter(|s| s.file != REVIEW_FILE && s.file != "plan_review.md")
+            .filter(|s| ![REVIEW_FILE, "plan_review.md", ATTEMPTS_FILE].contains(&s.file))
             .collect();
     }
     let Some(at) = order.iter().position(|k| *k == kind) else {
@@ -255,7 +270,7 @@ pub fn sections_for(phase: &str) -> Vec<&'static Section> {
     };
     SECTIONS
         .iter()
-        .filter(|s| s.file != LAND_FILE)
+        .filter(|s| s.file != LAND_FILE && s.file != ATTEMPTS_FILE)
         .filter(|s| match s.phase {
             Some(Kind::Review) => kind == Kind::Implement,
             Some(p) => order.iter().position(|o| *o == p).is_some_and(|i| i < at),
@@ -340,6 +355,30 @@ fn bare(line: &str) -> String {
         .to_ascii_uppercase()
 }
 
+/// The judge's choice among `n` attempts: its last line `CHOSEN: <k>`
+/// (Markdown emphasis and a `#` allowed), with the lines after it as its
+/// reasons (else the text before it). `None` when no such line names one
+/// of 1..=n.
+pub fn chosen(answer: &str, n: u32) -> Option<(u32, String)> {
+    let lines: Vec<&str> = answer.lines().collect();
+    for (i, line) in lines.iter().enumerate().rev() {
+        let b = bare(line);
+        let Some(rest) = b.strip_prefix("CHOSEN") else {
+            continue;
+        };
+        let rest = rest.trim_start_matches([':', ' ', '*', '_', '#']);
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let k = digits.parse::<u32>().ok().filter(|k| (1..=n).contains(k))?;
+        let after = lines[i + 1..].join("\n");
+        let reasons = match after.trim() {
+            "" => lines[..i].join("\n"),
+            t => t.to_string(),
+        };
+        return Some((k, reasons.trim().to_string()));
+    }
+    None
+}
+
 /// The review's verdict: its last line that is `APPROVED`, or that starts
 /// with `CHANGES REQUESTED` (the reasons follow: on that line after a
 /// colon, and on the lines after it).
@@ -408,6 +447,39 @@ mod tests {
         assert_eq!(Kind::Implement.flag(), Some("implementation_complete"));
         assert_eq!(Kind::Review.section().unwrap().file, REVIEW_FILE);
         assert!(Kind::Implement.section().is_none());
+    }
+
+    #[test]
+    fn the_judges_last_chosen_line_names_an_attempt_and_its_reasons() {
+        assert_eq!(
+            chosen("Both work; 2 is simpler.\nCHOSEN: 2\nIt keeps the API.", 3),
+            Some((2, "It keeps the API.".into()))
+        );
+        assert_eq!(
+            chosen("**Chosen: 3**", 3).map(|c| c.0),
+            Some(3),
+            "emphasis and case"
+        );
+        assert_eq!(
+            chosen("Shorter and tested.\n## CHOSEN 1", 2),
+            Some((1, "Shorter and tested.".into()))
+        );
+        assert_eq!(
+            chosen("CHOSEN: 1\nOn second thought:\nCHOSEN: 2", 2).map(|c| c.0),
+            Some(2)
+        );
+        assert_eq!(chosen("CHOSEN: 4", 3), None, "out of range");
+        assert_eq!(chosen("CHOSEN: two", 3), None);
+        assert_eq!(chosen("I like the first one", 3), None);
+    }
+
+    #[test]
+    fn only_the_judge_sees_the_attempts() {
+        let sees = |p: &str| sections_for(p).iter().any(|s| s.file == ATTEMPTS_FILE);
+        assert!(sees(JUDGE));
+        for p in ["research", "plan", "implement", "review", "resolve"] {
+            assert!(!sees(p), "{p}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod support;
 
 mod architecture;
+mod attempts;
 
 mod dashboard;
 mod demo;

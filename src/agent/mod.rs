@@ -40,6 +40,16 @@ pub const PRESETS: [Preset; 6] = [
     Preset::Command,
 ];
 
+/// The built-in presets by name, for messages: `claude, codex, ...`.
+pub fn preset_names() -> String {
+    PRESETS
+        .iter()
+        .filter(|p| **p != Preset::Command)
+        .map(|p| p.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Preset {
     pub fn parse(name: &str) -> Option<Preset> {
         PRESETS.into_iter().find(|p| p.name() == name)

@@ -115,6 +115,11 @@ pub struct Story {
     pub not_before: Option<u64>,
     /// `allow_empty: true`: it may be done without a change of its agent's.
     pub allow_empty: bool,
+    /// `attempts: N`: how many attempts its implement phase gets (SPEC §17).
+    pub attempts: Option<u32>,
+    /// `attempt_agents: [claude, codex]`: the presets its attempts go to,
+    /// round robin.
+    pub attempt_agents: Vec<crate::agent::Preset>,
     /// The story's `story.md`, absolute.
     pub path: PathBuf,
 }
@@ -311,6 +316,33 @@ pub fn parse_story(text: &str, path: &Path, folder: &str) -> Result<Story, Strin
             Yaml::BadValue | Yaml::Null => false,
             y => return Err(field_error("allow_empty", "true or false", y)),
         },
+        attempts: match &map["attempts"] {
+            Yaml::BadValue | Yaml::Null => None,
+            Yaml::Integer(n) if (1..=crate::config::MAX_ATTEMPTS as i64).contains(n) => Some(*n as u32),
+            y => {
+                return Err(field_error(
+                    "attempts",
+                    &format!(
+                        "a whole number from 1 to {}, like `attempts: 3`",
+                        crate::config::MAX_ATTEMPTS
+                    ),
+                    y,
+                ));
+            }
+        },
+        attempt_agents: string_list(&map, "attempt_agents")?
+            .iter()
+            .map(|name| {
+                crate::agent::Preset::parse(name)
+                    .filter(|p| *p != crate::agent::Preset::Command)
+                    .ok_or_else(|| {
+                        format!(
+                            "field `attempt_agents` names {name:?}, which is not a preset; use some of {}",
+                            crate::agent::preset_names()
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
         path: path.to_path_buf(),
         slug,
         id,

@@ -13,6 +13,7 @@ pub mod init;
 pub mod land;
 pub mod logs;
 pub mod merge;
+pub mod pick;
 pub mod pr;
 pub mod prompt;
 pub mod review;

@@ -45,8 +45,24 @@ pub fn run(config: &Config, args: &ReviewArgs) -> Result<(), Error> {
         let older = crate::land::stack::stale_deps(&config.root, &board, &l.story, &tip);
         rows.push((*l, c, older));
     }
+    let attempts: std::collections::HashMap<String, crate::runner::Attempts> = rows
+        .iter()
+        .filter_map(|(l, _, _)| {
+            let id = &l.story.id;
+            Some((id.clone(), crate::runner::attempts_of(&board, id)?))
+        })
+        .collect();
     if args.json {
-        outln!("{}", json_of(&base, &rows, &predictions, &previous));
+        let mut v = json_of(&base, &rows, &predictions, &previous);
+        if let Some(list) = v["stories"].as_array_mut() {
+            for s in list {
+                let id = s["id"].as_str().unwrap_or_default().to_string();
+                if let Some(a) = attempts.get(&id) {
+                    s["attempts"] = json!(a);
+                }
+            }
+        }
+        outln!("{v}");
         return Ok(());
     }
     if rows.is_empty() {
@@ -72,6 +88,11 @@ pub fn run(config: &Config, args: &ReviewArgs) -> Result<(), Error> {
             outln!("Its old tips, kept when land moved its branch (oldest first):");
             for (r, c) in kept {
                 outln!("  {r}  {}", &c[..c.len().min(12)]);
+            }
+        }
+        if let Some(a) = attempts.get(&l.story.id) {
+            for text in attempt_lines(&l.story.id, a) {
+                outln!("{text}");
             }
         }
         let range = format!("{base}...{}", l.branch);
@@ -127,6 +148,58 @@ fn json_of(
         })
         .collect();
     json!({ "base": base, "stories": list })
+}
+
+/// A story's attempts (SPEC §17), a line each: agent, verify result,
+/// lines changed, cost, time, and what became of it.
+fn attempt_lines(id: &str, a: &crate::runner::Attempts) -> Vec<String> {
+    let held = match a.chosen {
+        Some(k) => format!("its branch holds attempt {k}"),
+        None => "none was chosen".into(),
+    };
+    let mut out = vec![
+        format!(
+            "Its attempts ({}, pick: {}; {held}):",
+            a.attempts.len(),
+            a.pick
+        ),
+        format!(
+            "     #  {:<9} {:<11} {:<7} {:>6} {:>8} {:>7}",
+            "agent", "outcome", "verify", "lines", "cost", "time"
+        ),
+    ];
+    for t in &a.attempts {
+        let chosen = a.chosen == Some(t.attempt);
+        let what = if chosen {
+            format!(
+                "chosen: {}",
+                crate::agent::first_line(a.why.as_deref().unwrap_or(""), 120)
+            )
+        } else if t.passed() {
+            "passed, not chosen".into()
+        } else {
+            t.reason()
+        };
+        let fate = match &t.worktree_kept {
+            Some(_) if t.outcome != "not_started" => format!("; worktree kept: {}", t.worktree),
+            _ => String::new(),
+        };
+        out.push(format!(
+            "  {} {:>2}  {:<9} {:<11} {:<7} {:>6} {:>8} {:>7}  {what}{fate}",
+            if chosen { "*" } else { " " },
+            t.attempt,
+            t.agent,
+            t.outcome,
+            t.verify,
+            t.lines.map_or("-".into(), |l| l.to_string()),
+            t.cost_usd.map_or("-".into(), crate::agent::usd),
+            crate::time::human_duration(t.duration_ms),
+        ));
+    }
+    out.push(format!(
+        "  Each attempt's work is kept under refs/ai-sdlc/attempts/{id}/<k>; `ai-sdlc pick {id} <k>` switches to another."
+    ));
+    out
 }
 
 fn conflicts(f: &Fit) -> Vec<String> {

@@ -26,6 +26,9 @@ pub struct Entry {
     pub phase: String,
     #[serde(default = "one")]
     pub round: u32,
+    /// Which of the story's attempts (SPEC §17), when it has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
     /// The preset (`claude`, `codex`, ..., `command`).
     pub agent: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,6 +148,7 @@ mod tests {
             story: story.into(),
             phase: "implement".into(),
             round: 1,
+            attempt: None,
             agent: agent.into(),
             model: None,
             input_tokens: Some(100),

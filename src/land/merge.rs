@@ -322,7 +322,7 @@ pub fn advance(
         branch_stayed: None,
     };
     if let Some(to) = &made.branch_to {
-        match move_branch(root, l, &made.from, to) {
+        match move_branch(root, (&l.story.id, &l.branch), &made.from, to) {
             Ok(kept) => done.kept = Some(kept),
             Err(why) => done.branch_stayed = Some(why),
         }
@@ -407,10 +407,15 @@ pub fn keep_tip(root: &Path, id: &str, tip: &str) -> Result<String, String> {
 /// Move the story branch to `to`, its old tip kept first. A worktree that
 /// has it checked out follows (`reset --keep`: a change of its own that
 /// the move would touch leaves the branch where it was).
-fn move_branch(root: &Path, l: &Landing, old: &str, to: &str) -> Result<String, String> {
-    let refname = format!("refs/heads/{}", l.branch);
-    let kept = keep_tip(root, &l.story.id, old)?;
-    match checked_out(root, &l.branch).map_err(|e| e.to_string())? {
+pub fn move_branch(
+    root: &Path,
+    (id, branch): (&str, &str),
+    old: &str,
+    to: &str,
+) -> Result<String, String> {
+    let refname = format!("refs/heads/{branch}");
+    let kept = keep_tip(root, id, old)?;
+    match checked_out(root, branch).map_err(|e| e.to_string())? {
         Some(w) => {
             crate::worktree::check_link(root, &w)?;
             git::run(&w, &["reset", "--quiet", "--keep", to]).map_err(|e| {

@@ -130,6 +130,9 @@ pub struct StoryResult {
     /// Time and cost of each phase (and round) that ran.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<PhaseTime>,
+    /// Of its spend, what the governor counted already (its attempts').
+    #[serde(skip)]
+    pub counted: crate::governor::Spend,
 }
 
 fn iso_time<S: serde::Serializer>(t: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
@@ -176,6 +179,7 @@ impl StoryResult {
         r.failure = run.failure;
         r.commit = run.commit;
         r.not_before = run.not_before;
+        r.counted = run.counted;
         r
     }
 
@@ -205,6 +209,7 @@ impl StoryResult {
             commit: None,
             not_before: None,
             phases: Vec::new(),
+            counted: Default::default(),
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::board::{Status, Story, outcome_patch, text};
 use crate::logs::{self, RunLog};
 use crate::paths::rel;
 use crate::report::{Note, StoryResult};
-use crate::story::{Job, Outcome, RunResult};
+use crate::story::{Job, Outcome, Part, RunResult};
 use crate::time;
 use crate::workflow::Kind;
 use crate::worktree::{self, WorktreeFate};
@@ -60,6 +60,12 @@ fn runnable(ctx: &Ctx, s: &Story) -> bool {
 
 /// Run a queued story start to end (SPEC §5).
 pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
+    attempt_with(ctx, queued, &|run| run.execute(&Part::default()))
+}
+
+/// Run a queued story start to end, its phases run by `execute` (once,
+/// or best of N: `best_of::execute`).
+pub fn attempt_with(ctx: &Ctx, queued: &Story, execute: &dyn Fn(&Run) -> RunResult) -> Attempt {
     if crate::shutdown::stopping() {
         return not_run(queued, Outcome::Cancelled, super::queue::INTERRUPTED.into());
     }
@@ -79,7 +85,7 @@ pub fn attempt(ctx: &Ctx, queued: &Story) -> Attempt {
         Ok(r) => r,
         Err(why) => return not_run(&story, Outcome::Skipped, why),
     };
-    let result = run.execute();
+    let result = execute(&run);
     let mut r = run.finish(result);
     if ctx.settings.pr && r.outcome == Outcome::Succeeded && r.unrecorded.is_none() {
         r.pr_url = open_pr(ctx, &story, run.place.branch.as_str());
@@ -134,18 +140,18 @@ fn claim(ctx: &Ctx, queued: &Story) -> Result<(StoryClaim, Story), Attempt> {
 }
 
 /// Where a story's agents work.
-struct Place {
+pub(super) struct Place {
     /// The worktree, or the repo without worktrees.
-    workdir: PathBuf,
-    branch: String,
+    pub(super) workdir: PathBuf,
+    pub(super) branch: String,
     /// The story's own worktree, when it has one.
-    worktree: Option<PathBuf>,
+    pub(super) worktree: Option<PathBuf>,
     /// The worktree is new to this story (made, or taken from the pool):
     /// it gets its included files, shares and setup.
-    fresh: bool,
+    pub(super) fresh: bool,
     /// Where a branch made for this run started (`base_ref`), and on which
     /// dependencies' work (stacking).
-    start: Option<crate::land::stack::Start>,
+    pub(super) start: Option<crate::land::stack::Start>,
 }
 
 /// Why a story cannot be placed: skipped (nothing written, try again), or
@@ -236,17 +242,18 @@ fn place(ctx: &Ctx, story: &Story) -> Result<Place, Unplaced> {
     })
 }
 
-/// One story's run, from the moment it is marked in-progress.
-struct Run<'a> {
-    ctx: &'a Ctx,
-    story: &'a Story,
-    place: Place,
-    log: Arc<Mutex<RunLog>>,
+/// One story's run, from the moment it is marked in-progress (or one of
+/// its attempts, SPEC §17).
+pub(super) struct Run<'a> {
+    pub(super) ctx: &'a Ctx,
+    pub(super) story: &'a Story,
+    pub(super) place: Place,
+    pub(super) log: Arc<Mutex<RunLog>>,
     /// The log, relative to the repo, as `last_run.log` names it.
-    log_rel: String,
-    recorder: Arc<Recorder>,
+    pub(super) log_rel: String,
+    pub(super) recorder: Arc<Recorder>,
     /// What was copied and linked into a fresh worktree, to take back.
-    placed: worktree::env::Placed,
+    pub(super) placed: worktree::env::Placed,
 }
 
 impl<'a> Run<'a> {
@@ -312,13 +319,13 @@ impl<'a> Run<'a> {
         self.recorder.patch(&changes)
     }
 
-    fn note(&self, text: &str) {
+    pub(super) fn note(&self, text: &str) {
         logs::lock(&self.log).note(text);
     }
 
-    /// Run the story's phases in an executor, then check what its agents
-    /// left and commit their work.
-    fn execute(&self) -> RunResult {
+    /// Run the story's phases (or `part` of them) in an executor, then
+    /// check what its agents left and commit their work.
+    pub(super) fn execute(&self, part: &Part) -> RunResult {
         let ctx = self.ctx;
         let job = Job::new(
             &ctx.config,
@@ -328,10 +335,12 @@ impl<'a> Run<'a> {
             ctx.settings.base_branch.as_deref().unwrap_or(""),
             self.place.fresh,
         );
-        let job = match job {
+        let mut job = match job {
             Ok(j) => j,
             Err(e) => return RunResult::failed(e, 0),
         };
+        job.part = part.clone();
+        let key = part.key(&self.story.id);
         self.note(&format!(
             "run of {} {:?} in {}",
             self.story.id,
@@ -339,16 +348,20 @@ impl<'a> Run<'a> {
             self.place.workdir.display()
         ));
         if let Some(g) = &ctx.guard {
-            g.started(&self.story.id);
+            g.started(&key);
         }
         let root = &ctx.config.root;
         let shown = self.place.worktree.as_ref().map(|w| rel(root, w));
         let mut result = child::run(ctx, &job, &self.log, &self.recorder, shown);
-        self.check_git(&mut result);
+        self.check_git(&mut result, &key);
         self.park(&mut result);
         self.log_report(&result);
-        if result.outcome == Outcome::Succeeded && ctx.config.worktree.commit {
-            self.commit(&mut result);
+        // A workflow of the runner's own (the judge) makes no work to commit.
+        if result.outcome == Outcome::Succeeded
+            && ctx.config.worktree.commit
+            && part.workflow.is_none()
+        {
+            self.commit(&mut result, part.attempt);
         }
         self.note(&format!(
             "outcome {} after {}{}",
@@ -366,12 +379,14 @@ impl<'a> Run<'a> {
     /// Before anything else touches git: what the agent did to the state
     /// every worktree shares is undone and blocks the story; nor does any
     /// git call go where an agent re-pointed its worktree.
-    fn check_git(&self, result: &mut RunResult) {
+    fn check_git(&self, result: &mut RunResult, key: &str) {
         let ctx = self.ctx;
         let root = &ctx.config.root;
         let tampered = ctx.guard.as_ref().and_then(|g| {
-            g.ended(&self.story.id, &|who| {
-                logs::git_state_folder(&ctx.board, who)
+            g.ended(key, &|who| {
+                // An attempt's key is `<ID>#<k>`: kept with its story.
+                let id = who.split('#').next().unwrap_or(who);
+                logs::git_state_folder(&ctx.board, id)
             })
         });
         if let Some(t) = tampered {
@@ -429,12 +444,12 @@ impl<'a> Run<'a> {
 
     /// Commit the agent's work on the story branch; a commit that fails
     /// fails the story.
-    fn commit(&self, result: &mut RunResult) {
+    fn commit(&self, result: &mut RunResult, attempt: Option<u32>) {
         let Some(path) = &self.place.worktree else {
             return;
         };
         let branch = &self.place.branch;
-        let committed = worktree::commit(path, branch, &commit_message(self.story))
+        let committed = worktree::commit(path, branch, &commit_message(self.story, attempt))
             .map_err(|e| format!("cannot commit the agent's work on {branch}: {e}"))
             // Done only when the commit is on the story's branch in this repo.
             .and_then(|sha| {
@@ -618,7 +633,7 @@ impl<'a> Run<'a> {
 }
 
 /// The story failed at `phase` (a step of the runner's own) for `why`.
-fn fail_at(result: &mut RunResult, phase: &str, why: String) {
+pub(super) fn fail_at(result: &mut RunResult, phase: &str, why: String) {
     result.outcome = Outcome::Failed;
     // Not the agent's failure, whatever the agent said.
     result.failure = None;
@@ -668,19 +683,23 @@ fn flags_to_clear(ctx: &Ctx, story: &Story) -> Vec<(&'static str, Option<Value>)
         .collect()
 }
 
-/// `<ID>: <title>`, and the trailer `Story: <ID>`.
-fn commit_message(story: &Story) -> String {
+/// `<ID>: <title>`, and the trailer `Story: <ID>` (and `Attempt: <k>`).
+fn commit_message(story: &Story, attempt: Option<u32>) -> String {
     let title: String = story
         .title
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    format!("{}: {}\n\nStory: {}\n", story.id, title.trim(), story.id)
+    let (id, title) = (&story.id, title.trim());
+    match attempt {
+        Some(k) => format!("{id}: {title} (attempt {k})\n\nStory: {id}\nAttempt: {k}\n"),
+        None => format!("{id}: {title}\n\nStory: {id}\n"),
+    }
 }
 
 /// A new worktree made ready: `.worktreeinclude` copied, `worktree.share`
 /// linked; what was done goes to the log.
-fn furnish(
+pub(super) fn furnish(
     ctx: &Ctx,
     id: &str,
     wt: &std::path::Path,

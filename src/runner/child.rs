@@ -183,12 +183,28 @@ fn spawn(ctx: &Ctx, job: &Job, log: &Mutex<RunLog>) -> Result<Child, String> {
         branch: job.branch.clone(),
         base: Some(job.facts.base_branch.clone()),
         grace_ms: Some(ctx.settings.grace.as_millis() as u64),
-        workflow: ctx.settings.workflow.clone(),
-        commands: Some(ctx.settings.commands.clone()),
+        workflow: job
+            .part
+            .workflow
+            .clone()
+            .or_else(|| ctx.settings.workflow.clone()),
+        commands: Some(match &job.part.workflow {
+            // The runner's own workflow (the judge): the commands its
+            // config names.
+            Some(w) => {
+                let mut c = ctx.config.clone();
+                c.use_workflow(w)?;
+                crate::trust::fingerprint(&crate::trust::commands(&c))
+            }
+            None => ctx.settings.commands.clone(),
+        }),
         setup: job.has_setup,
         budget_usd: ctx.settings.story_budget.usd,
         budget_tokens: ctx.settings.story_budget.tokens,
         git_dir: ctx.guard.as_ref().map(|g| g.git_dir().to_path_buf()),
+        only: (!job.part.only.is_empty()).then(|| job.part.only.join(",")),
+        attempt: job.part.attempt,
+        agent: job.part.agent.map(|p| p.name().to_string()),
     };
     let launcher = match ctx.launch.prefix() {
         Some(prefix) => Some(job.expand("launcher", prefix, "")?),
@@ -265,6 +281,7 @@ fn start_reader(
         job.id.clone(),
         Arc::clone(recorder),
     );
+    let (key, attempt, agent) = (job.part.key(&job.id), job.part.attempt, job.part.agent);
     let every_line = ctx.settings.single_story();
     let launched = !ctx.launch.is_local();
     let gov = Arc::clone(&ctx.gov);
@@ -274,6 +291,9 @@ fn start_reader(
         .spawn(move || {
             let to = To {
                 id: &id,
+                key: &key,
+                attempt,
+                agent,
                 heard: &heard,
                 log: &log,
                 notes: &notes,
@@ -653,6 +673,11 @@ fn judge(
 /// Where what the executor reports goes.
 struct To<'a> {
     id: &'a str,
+    /// What the governor counts this executor's spend under.
+    key: &'a str,
+    /// The attempt and its own agent, for the spend ledger.
+    attempt: Option<u32>,
+    agent: Option<crate::agent::Preset>,
     heard: &'a Heard,
     log: &'a Mutex<RunLog>,
     notes: &'a Notes,
@@ -672,7 +697,7 @@ fn record(to: &To, body: Body) -> Option<String> {
     let mut log = logs::lock(to.log);
     match body {
         Body::PhaseResult(r) => {
-            if let Err(e) = to.gov.record_spend(id, &r) {
+            if let Err(e) = to.gov.record_spend(id, (to.attempt, to.agent), &r) {
                 log.note(&format!("the spend ledger: {e}"));
                 log::warn!("[{id}] {e}");
             }
@@ -788,7 +813,7 @@ fn governed(to: &To, body: Body) {
         }
         Body::Spent { usd, tokens } => {
             let spent = crate::governor::Spend { usd, tokens };
-            to.gov.spent(to.notes, to.id, spent);
+            to.gov.spent(to.notes, to.key, spent);
         }
         _ => {}
     }

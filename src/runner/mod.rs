@@ -7,6 +7,7 @@
 //! agent's every line; `--concurrent N>1` shows the latest line of each.
 
 mod attempt;
+mod best_of;
 mod child;
 pub mod plan;
 mod queue;
@@ -26,6 +27,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use best_of::{
+    Record as Attempts, attempt_ref, read_record as attempts_of, write_record as write_attempts,
+};
 pub use plan::Plan;
 
 /// The run's options, resolved from flags, environment and config.
@@ -55,6 +59,8 @@ pub struct Settings {
     /// What one story, and the run, may spend (`budget.*`, the flags).
     pub story_budget: crate::governor::Budget,
     pub run_budget: crate::governor::Budget,
+    /// `run --attempts N`: every story's attempts (SPEC §17).
+    pub attempts: Option<u32>,
 }
 
 impl Settings {
@@ -126,6 +132,28 @@ pub fn settings(config: &Config, args: &RunArgs) -> Result<(Settings, Vec<String
     let max = args
         .max
         .or((concurrency == 1 && args.story.is_empty()).then_some(1));
+    let attempts = match &args.attempts {
+        None => None,
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n @ 1..) if n <= crate::config::MAX_ATTEMPTS => Some(n),
+            _ => {
+                return Err(Error::usage(format!(
+                    "--attempts {v:?}: expected a whole number from 1 to {}, like --attempts 3",
+                    crate::config::MAX_ATTEMPTS
+                )));
+            }
+        },
+    };
+    if !worktrees
+        && attempts
+            .or(Some(config.attempts.count))
+            .is_some_and(|n| n > 1)
+    {
+        warnings.push(
+            "attempts need worktrees (each attempt has its own): without them, each story runs once"
+                .to_string(),
+        );
+    }
     let settings = Settings {
         concurrency,
         timeout,
@@ -141,6 +169,7 @@ pub fn settings(config: &Config, args: &RunArgs) -> Result<(Settings, Vec<String
         commands: String::new(),
         pr: args.pr,
         no_wait: args.no_wait,
+        attempts,
         story_budget: crate::governor::Budget {
             usd: match &args.budget_story {
                 Some(v) => Some(dollars("--budget-story", v)?),
@@ -174,6 +203,34 @@ pub struct Ctx {
     pub launch: crate::launch::Launch,
     /// The run's limits: usage caps, rate limits, budgets.
     pub gov: Arc<Gov>,
+    /// How many executors run now, against the governor's limit: a story
+    /// takes one; its extra attempts take more when there are free ones.
+    pub slots: Arc<Slots>,
+}
+
+/// The run's executor slots: the stories the dispatcher started, and the
+/// extra attempts their workers started beside them (SPEC §17), never
+/// more than the governor's limit together.
+#[derive(Default)]
+pub struct Slots {
+    used: std::sync::Mutex<usize>,
+}
+
+impl Slots {
+    /// Take a slot if fewer than `limit` are taken.
+    pub fn try_take(&self, limit: usize) -> bool {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        if *used < limit {
+            *used += 1;
+            return true;
+        }
+        false
+    }
+
+    pub fn give(&self) {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        *used = used.saturating_sub(1);
+    }
 }
 
 /// The run's governor, shared by the dispatcher and the workers' readers
@@ -225,7 +282,12 @@ impl Gov {
     }
 
     /// A phase of story `id` ended: one line in the spend ledger.
-    pub fn record_spend(&self, id: &str, r: &crate::ipc::PhaseResult) -> Result<(), String> {
+    pub fn record_spend(
+        &self,
+        id: &str,
+        (attempt, agent): (Option<u32>, Option<crate::agent::Preset>),
+        r: &crate::ipc::PhaseResult,
+    ) -> Result<(), String> {
         if r.outcome == "skipped" || self.agentless.contains(&r.phase) {
             return Ok(());
         }
@@ -234,7 +296,8 @@ impl Gov {
             story: id.to_string(),
             phase: r.phase.clone(),
             round: r.round,
-            agent: self.agent.clone(),
+            attempt,
+            agent: agent.map_or_else(|| self.agent.clone(), |p| p.name().to_string()),
             model: self.model.clone(),
             input_tokens: r.input_tokens,
             output_tokens: r.output_tokens,
@@ -387,6 +450,7 @@ pub fn start(
     let gov = Arc::new(Gov::new(&config, &settings));
     let ctx = Arc::new(Ctx {
         gov,
+        slots: Arc::default(),
         guard,
         launch: plan.launch,
         board: Board::of(&config),
@@ -524,9 +588,11 @@ fn dispatch(ctx: &Arc<Ctx>, mut queue: Queue, mut lander: Option<LandAfter>) -> 
         let hold = ctx.gov.lock().hold(time::now_ms());
         told.hold(ctx, hold.as_ref());
         if hold.is_none() {
-            let limit = ctx.gov.lock().limit().min(workers.len());
-            while !shutdown::stopping() && in_flight < limit {
+            let limit = ctx.gov.lock().limit();
+            // A slot each: the stories, and the extra attempts beside them.
+            while !shutdown::stopping() && in_flight < workers.len() && ctx.slots.try_take(limit) {
                 let Some(m) = queue.next(&held, time::now_ms()) else {
+                    ctx.slots.give();
                     break;
                 };
                 match m {
@@ -534,13 +600,21 @@ fn dispatch(ctx: &Arc<Ctx>, mut queue: Queue, mut lander: Option<LandAfter>) -> 
                         ctx.gov.lock().started(&s.id);
                         if job_tx.send(s).is_ok() {
                             in_flight += 1;
+                        } else {
+                            ctx.slots.give();
                         }
                     }
-                    Move::Skip(s, why, code) => results.push(skipped(ctx, &s, why, code)),
-                    Move::Leave(s, why) => ctx.notes.send(Note::Info {
-                        id: Some(s.id.clone()),
-                        text: format!("not run: {why}"),
-                    }),
+                    Move::Skip(s, why, code) => {
+                        ctx.slots.give();
+                        results.push(skipped(ctx, &s, why, code));
+                    }
+                    Move::Leave(s, why) => {
+                        ctx.slots.give();
+                        ctx.notes.send(Note::Info {
+                            id: Some(s.id.clone()),
+                            text: format!("not run: {why}"),
+                        });
+                    }
                 }
             }
         }
@@ -570,6 +644,7 @@ fn dispatch(ctx: &Arc<Ctx>, mut queue: Queue, mut lander: Option<LandAfter>) -> 
             recv(result_rx) -> got => {
                 let Ok((story, a)) = got else { break None };
                 in_flight -= 1;
+                ctx.slots.give();
                 ended(ctx, &mut queue, &mut results, &mut lander, story, a);
             }
             recv(ctx.gov.woken()) -> _ => {}
@@ -629,7 +704,12 @@ fn ended(
     use crate::story::Outcome;
     match a {
         attempt::Attempt::Ran(mut r) => {
-            ctx.gov.lock().ended(&story.id, spend_of(&r));
+            let spent = spend_of(&r);
+            let left = crate::governor::Spend {
+                usd: (spent.usd - r.counted.usd).max(0.0),
+                tokens: spent.tokens.saturating_sub(r.counted.tokens),
+            };
+            ctx.gov.lock().ended(&story.id, left);
             if let (Some(l), Outcome::Succeeded) = (lander.as_mut(), r.outcome) {
                 r.landed = Some(l.land(ctx, &story.id));
             }
@@ -749,7 +829,7 @@ fn spawn_workers(
                 for story in jobs {
                     // A bug in handling one story fails that story, not the run.
                     let a = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        attempt::attempt(&ctx, &story)
+                        attempt::attempt_with(&ctx, &story, &best_of::execute)
                     }))
                     .unwrap_or_else(|panic| attempt::crashed(&story, panic));
                     if results.send((story, a)).is_err() {

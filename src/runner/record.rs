@@ -42,6 +42,12 @@ pub struct Recorder {
     /// (one write of the story fewer), not when it is reported.
     last_phase: Option<String>,
     pending: Mutex<Vec<(&'static str, bool)>>,
+    /// `false` for an attempt (SPEC §17): its phases are timed, but only
+    /// the chosen one's work counts on the board, written by the runner.
+    writes: bool,
+    /// What the last phase that succeeded handed on (its final message,
+    /// or the end of a plain command's output).
+    output: Mutex<Option<String>>,
 }
 
 impl Recorder {
@@ -72,6 +78,17 @@ impl Recorder {
             phases: Mutex::new(Vec::new()),
             last_phase: last_phase.map(str::to_string),
             pending: Mutex::new(Vec::new()),
+            writes: true,
+            output: Mutex::new(None),
+        }
+    }
+
+    /// For one attempt of story `id`, or its judge: phases are timed,
+    /// nothing is written.
+    pub fn quiet(board: &Board, id: &str) -> Recorder {
+        Recorder {
+            writes: false,
+            ..Recorder::new(board, id, None, None)
         }
     }
 
@@ -164,6 +181,10 @@ impl Recorder {
         if r.outcome != "succeeded" {
             return;
         }
+        *self.output.lock().unwrap_or_else(|p| p.into_inner()) = r.output.clone();
+        if !self.writes {
+            return;
+        }
         if let (Some(sec), Some(text)) = (workflow::section_of(&r.phase), &r.output) {
             match self.section(sec.file, &format!("{}\n", workflow::bounded(text))) {
                 Ok(()) => log.note(&format!("phase {}: its output is in {}", r.phase, sec.file)),
@@ -203,6 +224,14 @@ impl Recorder {
                 r.verdict.as_deref().unwrap_or("")
             ));
         }
+    }
+
+    /// What the last phase that succeeded handed on.
+    pub fn output(&self) -> Option<String> {
+        self.output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The phases that ran, in order.

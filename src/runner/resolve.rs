@@ -47,6 +47,7 @@ impl AgentResolver {
             pr: false,
             commands: crate::trust::fingerprint(&crate::trust::commands(&rc)),
             no_wait: true,
+            attempts: None,
             story_budget: crate::governor::Budget {
                 usd: config.budget.story,
                 tokens: config.budget.story_tokens,
@@ -68,6 +69,7 @@ impl AgentResolver {
                 guard,
                 launch: crate::launch::Launch::Local,
                 gov,
+                slots: Arc::default(),
             },
         })
     }
@@ -84,6 +86,7 @@ impl AgentResolver {
         Ok(AgentResolver {
             ctx: Ctx {
                 gov: Arc::clone(&parent.gov),
+                slots: Arc::default(),
                 board: Board::of(&rc),
                 config: rc,
                 settings,

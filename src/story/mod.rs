@@ -71,6 +71,46 @@ pub struct Job {
     /// private `TMPDIR`, git's index and new objects there).
     pub sandbox_fd: Option<i32>,
     pub sandbox_env: Vec<(&'static str, PathBuf)>,
+    /// A part of the story's run (SPEC §17), as the runner asks for it:
+    /// the whole workflow by default.
+    pub part: Part,
+}
+
+/// Which part of a story's run an executor does: the whole workflow, or
+/// (a story with several attempts) the phases before implement, one
+/// attempt's implement, or the judge.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Part {
+    /// Only these phases run, even when complete (empty: every phase).
+    pub only: Vec<String>,
+    /// Which attempt this is (`AI_SDLC_ATTEMPT`).
+    pub attempt: Option<u32>,
+    /// The attempt's own agent, when not the configured one.
+    pub agent: Option<Preset>,
+    /// A built-in workflow of the runner's (`judge`), instead of the run's.
+    pub workflow: Option<String>,
+}
+
+impl Part {
+    /// Whom the governor counts this part's spend under, within the story.
+    pub fn key(&self, id: &str) -> String {
+        match (&self.workflow, self.attempt) {
+            (_, Some(k)) => format!("{id}#{k}"),
+            (Some(w), None) => format!("{id}#{w}"),
+            (None, None) if !self.only.is_empty() => format!("{id}#shared"),
+            (None, None) => id.to_string(),
+        }
+    }
+
+    /// Only the phases named run; those run even when complete.
+    pub fn apply(&self, phases: &mut [PhaseCommand]) {
+        if self.only.is_empty() {
+            return;
+        }
+        for p in phases.iter_mut().filter(|p| p.kind != Kind::Setup) {
+            p.complete = !self.only.contains(&p.name);
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +200,7 @@ impl Job {
             port: None,
             sandbox_fd: None,
             sandbox_env: Vec::new(),
+            part: Part::default(),
         })
     }
 
@@ -231,6 +272,9 @@ impl Job {
     /// `AI_SDLC_PORT`, and `PORT` unless it has one.
     pub fn env(&self, phase: &str) -> HashMap<&'static str, String> {
         let mut env = self.ai_sdlc_env(phase);
+        if let Some(k) = self.part.attempt {
+            env.insert("AI_SDLC_ATTEMPT", k.to_string());
+        }
         if let Some(p) = self.port {
             env.insert("AI_SDLC_PORT", p.to_string());
             let own =
@@ -361,6 +405,9 @@ pub struct RunResult {
     /// Parked at a usage cap: not to start again before this (ms since the
     /// epoch).
     pub not_before: Option<u64>,
+    /// Of `report`'s spend, what the governor counted already (a story's
+    /// attempts, SPEC §17, each counted as it ended).
+    pub counted: crate::governor::Spend,
 }
 
 impl RunResult {

@@ -1,0 +1,906 @@
+//! Best of N (SPEC §17): several attempts at a story's implement phase.
+//!
+//! The phases before implement run once, in the story's worktree. Then
+//! each attempt runs implement in a worktree and branch of its own
+//! (`<story folder>-attempt-<k>`, `<story branch>-attempt-<k>`), from the
+//! story branch's tip, concurrently within the run's limit: the story's
+//! own slot, and the run's free ones (`Slots`). The verify command
+//! (`attempts.verify`, else `merge.verify`) runs in each attempt's
+//! worktree; a failure drops the attempt. `attempts.pick` chooses among
+//! the rest: `judge` (a hidden workflow whose agent reads every attempt
+//! and ends with `CHOSEN: <k>`), `smallest` or `first`. Every attempt's
+//! tip is kept under `refs/ai-sdlc/attempts/<ID>/<k>`; the story branch
+//! moves to the chosen one; the rest of the workflow (review) runs on it.
+//! What happened is in the story's `attempts.json`, for `review` and
+//! `pick`.
+
+use super::attempt::{Place, Run, fail_at, furnish};
+use super::record::Recorder;
+use crate::agent::{Preset, Report};
+use crate::config::Pick;
+use crate::governor::Spend;
+use crate::logs::RunLog;
+use crate::paths::rel;
+use crate::report::Note;
+use crate::story::{Outcome, Part, RunResult};
+use crate::workflow::{self, Kind};
+use crate::{git, shutdown, worktree};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The story's record of its attempts, in its folder.
+pub const RECORD_FILE: &str = "attempts.json";
+
+/// How many attempts the story gets, when more than one: `run
+/// --attempts`, else the story's `attempts`, else `agent.attempts`; only
+/// with worktrees, an implement phase of the agent's, and implement still
+/// to do.
+fn wanted(run: &Run) -> Option<u32> {
+    let ctx = run.ctx;
+    let n = ctx
+        .settings
+        .attempts
+        .or(run.story.attempts)
+        .unwrap_or(ctx.config.attempts.count);
+    if n < 2 || run.place.worktree.is_none() {
+        return None;
+    }
+    let implement = ctx
+        .config
+        .phases
+        .iter()
+        .any(|p| p.kind() == Kind::Implement && p.command.is_none());
+    // Read again: `run --from` may have cleared its flag.
+    let done = ctx
+        .board
+        .load(&run.story.id)
+        .map(|s| s.is_complete("implementation_complete"))
+        .unwrap_or(false);
+    (implement && !done).then_some(n)
+}
+
+/// Run the story's phases: best of N when it has several attempts, else
+/// once.
+pub(super) fn execute(run: &Run) -> RunResult {
+    match wanted(run) {
+        Some(n) => run.best_of(n),
+        None => run.execute(&Part::default()),
+    }
+}
+
+/// The tip of attempt `k` of story `id`, kept whatever is chosen.
+pub fn attempt_ref(id: &str, k: u32) -> String {
+    format!("refs/ai-sdlc/attempts/{id}/{k}")
+}
+
+/// What `attempts.json` says of a story's attempts.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Record {
+    /// The commit every attempt started from.
+    pub start: String,
+    pub pick: String,
+    /// The attempt the story branch holds (`None`: none passed, or the
+    /// run stopped first).
+    pub chosen: Option<u32>,
+    /// Why it was chosen: the judge's reasons, or the rule's.
+    pub why: Option<String>,
+    pub attempts: Vec<Tried>,
+}
+
+/// One attempt, as it ended.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Tried {
+    pub attempt: u32,
+    pub agent: String,
+    pub branch: String,
+    pub worktree: String,
+    /// `succeeded`, `failed`, `timed_out`, `cancelled`, `parked`, `not_started`.
+    pub outcome: String,
+    pub error: Option<String>,
+    /// `passed`, `failed`, `none` (no verify command), or `not_run`.
+    pub verify: String,
+    /// The end of what the verify command printed.
+    pub verify_output: Option<String>,
+    /// Its tip, kept under `refs/ai-sdlc/attempts/<ID>/<k>`.
+    pub commit: Option<String>,
+    pub lines: Option<u64>,
+    pub files: Option<u64>,
+    pub cost_usd: Option<f64>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub duration_ms: u64,
+    /// When its agent ended, ms after the attempts started (`first`).
+    pub ended_ms: u64,
+    pub final_message: Option<String>,
+    /// Why its worktree is kept; `None` when it was removed.
+    pub worktree_kept: Option<String>,
+    pub log: Option<String>,
+}
+
+impl Tried {
+    /// A candidate: its agent succeeded and the verify command passed.
+    pub fn passed(&self) -> bool {
+        self.outcome == "succeeded" && (self.verify == "passed" || self.verify == "none")
+    }
+
+    /// Why it dropped out.
+    pub fn reason(&self) -> String {
+        match (self.outcome.as_str(), &self.error) {
+            ("succeeded", _) if self.verify == "failed" => format!(
+                "verify failed: {}",
+                crate::agent::first_line(self.verify_output.as_deref().unwrap_or(""), 300)
+            ),
+            (o, Some(e)) => format!("{o}: {}", crate::agent::first_line(e, 300)),
+            (o, None) => o.replace('_', " "),
+        }
+    }
+}
+
+/// Choose among the attempts that passed, by `rule` (not the judge):
+/// `smallest` the fewest changed lines, `first` the first whose agent
+/// ended; ties to the lower number.
+pub fn pick_by(rule: Pick, tried: &[Tried]) -> Option<u32> {
+    let passed = tried.iter().filter(|t| t.passed());
+    match rule {
+        Pick::First => passed.min_by_key(|t| (t.ended_ms, t.attempt)),
+        Pick::Smallest | Pick::Judge => {
+            passed.min_by_key(|t| (t.lines.unwrap_or(u64::MAX), t.attempt))
+        }
+    }
+    .map(|t| t.attempt)
+}
+
+/// The record of story `id`, if it had attempts.
+pub fn read_record(board: &crate::board::Board, id: &str) -> Option<Record> {
+    serde_json::from_str(&board.section(id, RECORD_FILE)?).ok()
+}
+
+/// Write the record of story `id`'s attempts (atomically).
+pub fn write_record(board: &crate::board::Board, id: &str, record: &Record) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(record).map_err(|e| e.to_string())?;
+    board.write_section(id, RECORD_FILE, &format!("{text}\n"))
+}
+
+/// An attempt while it runs, and what is needed to settle it after.
+struct Running {
+    tried: Tried,
+    path: PathBuf,
+    placed: worktree::env::Placed,
+    report: Report,
+    fresh_from: String,
+}
+
+impl<'a> Run<'a> {
+    /// The story, best of `n`: shared phases, attempts, verify, pick,
+    /// then the rest of its workflow on the chosen attempt.
+    pub(super) fn best_of(&self, n: u32) -> RunResult {
+        let started = Instant::now();
+        let (ctx, id) = (self.ctx, &self.story.id);
+        let agents = match self.attempt_agents() {
+            Ok(a) => a,
+            Err(why) => {
+                let mut r = RunResult::failed(why, 0);
+                r.failed_phase = Some("attempts".into());
+                return r;
+            }
+        };
+        let mut total = Report::default();
+        let mut counted = Spend::default();
+        // 1. The phases before implement, once.
+        let phases = &ctx.config.phases;
+        let at = phases
+            .iter()
+            .position(|p| p.kind() == Kind::Implement)
+            .unwrap_or(0);
+        let now = ctx.board.load(id).unwrap_or_else(|_| self.story.clone());
+        let shared: Vec<String> = phases[..at]
+            .iter()
+            .filter(|p| !p.kind().flag().is_some_and(|f| now.is_complete(f)))
+            .map(|p| p.name.clone())
+            .collect();
+        if !shared.is_empty() {
+            self.say(&format!(
+                "{} run once; {n} attempts at implement build on them",
+                shared.join(", ")
+            ));
+            let part = Part {
+                only: shared,
+                ..Part::default()
+            };
+            let r = self.execute(&part);
+            self.counted(&part, &r.report, &mut counted);
+            if r.outcome != Outcome::Succeeded {
+                return r;
+            }
+            total.add_usage(&r.report);
+        }
+        let root = &ctx.config.root;
+        let start = match git::refs::commit_of(root, &format!("refs/heads/{}", self.place.branch)) {
+            Ok(c) => c,
+            Err(e) => return RunResult::failed(format!("cannot read its branch: {e}"), 0),
+        };
+        // 2. The attempts, side by side.
+        let mut running = self.attempts(n, &agents, &start);
+        for a in &running {
+            total.add_usage(&a.report);
+            let s = crate::governor::spend_of(
+                a.report.cost_usd,
+                a.report.input_tokens,
+                a.report.output_tokens,
+                None,
+            )
+            .0;
+            counted.usd += s.usd;
+            counted.tokens += s.tokens;
+        }
+        // 3. Verify.
+        for a in running.iter_mut() {
+            if a.tried.outcome == "succeeded" && !shutdown::stopping() {
+                self.verify(a);
+            }
+        }
+        let mut record = Record {
+            start: start.clone(),
+            pick: ctx.config.attempts.pick.name().to_string(),
+            ..Record::default()
+        };
+        let kept = self.keep_tips(&mut running);
+        let finish = |mut r: RunResult, total: &Report, counted: Spend| {
+            r.report.add_usage(total);
+            r.duration_ms = started.elapsed().as_millis() as u64;
+            r.counted = counted;
+            r
+        };
+        if shutdown::stopping() {
+            record.attempts = self.settle(&mut running, None);
+            self.write_record(&record);
+            let mut r = RunResult::failed("run interrupted".into(), 0);
+            r.outcome = Outcome::Cancelled;
+            r.exit_code = None;
+            return finish(r, &total, counted);
+        }
+        // 4. Pick.
+        let tried: Vec<Tried> = running.iter().map(|a| a.tried.clone()).collect();
+        let Some((k, why)) = self.pick(&tried, &mut total, &mut counted) else {
+            record.attempts = self.settle(&mut running, None);
+            self.write_record(&record);
+            return finish(all_failed(&record.attempts), &total, counted);
+        };
+        record.chosen = Some(k);
+        record.why = Some(why.clone());
+        self.say(&format!(
+            "chose attempt {k} ({}): {}",
+            record.pick,
+            crate::agent::first_line(&why, 200)
+        ));
+        // 5. The story branch takes the chosen attempt's work.
+        let tip = running
+            .iter()
+            .find(|a| a.tried.attempt == k)
+            .and_then(|a| a.tried.commit.clone());
+        let adopted = match (&tip, kept) {
+            (_, Err(e)) => Err(e),
+            (Some(tip), Ok(())) => self.adopt(tip),
+            (None, Ok(())) => Ok(()),
+        };
+        record.attempts = self.settle(&mut running, Some(k));
+        self.write_record(&record);
+        if let Err(why) = adopted {
+            let mut r = RunResult::default();
+            fail_at(&mut r, "attempts", why);
+            return finish(r, &total, counted);
+        }
+        // Implement is done: the rest of the workflow skips it.
+        let done = [(
+            "implementation_complete",
+            Some(crate::board::frontmatter::Value::Bool(true)),
+        )];
+        if let Err(e) = self.recorder.patch(&done) {
+            let mut r = RunResult::default();
+            fail_at(&mut r, "attempts", format!("cannot record it: {e}"));
+            return finish(r, &total, counted);
+        }
+        let chosen = running.iter().find(|a| a.tried.attempt == k);
+        // 6. The rest of the workflow, on the chosen work.
+        let rest = phases[at + 1..].iter().any(|p| p.kind() != Kind::Setup);
+        let mut r = if rest {
+            self.execute(&Part::default())
+        } else {
+            RunResult {
+                outcome: Outcome::Succeeded,
+                exit_code: Some(0),
+                ..RunResult::default()
+            }
+        };
+        if r.report.final_message.is_none() {
+            r.report.final_message = chosen.and_then(|a| a.report.final_message.clone());
+        }
+        r.commit = r.commit.or(tip);
+        finish(r, &total, counted)
+    }
+
+    /// Tell the user, and the log.
+    fn say(&self, text: &str) {
+        self.note(text);
+        self.ctx.notes.send(Note::Info {
+            id: Some(self.story.id.clone()),
+            text: text.to_string(),
+        });
+    }
+
+    /// A part's spend, counted by the governor now it ended.
+    fn counted(&self, part: &Part, report: &Report, counted: &mut Spend) {
+        let s = crate::governor::spend_of(
+            report.cost_usd,
+            report.input_tokens,
+            report.output_tokens,
+            None,
+        )
+        .0;
+        self.ctx.gov.lock().ended(&part.key(&self.story.id), s);
+        counted.usd += s.usd;
+        counted.tokens += s.tokens;
+    }
+
+    /// The agent of each attempt, round robin over the story's
+    /// `attempt_agents`, else `agent.attemptAgents` (`None`: the
+    /// configured agent). A story may only name agents the config allows.
+    fn attempt_agents(&self) -> Result<Vec<Preset>, String> {
+        let c = &self.ctx.config;
+        let allowed = c.agent.attempt_presets(&c.attempts);
+        if let Some(p) = self
+            .story
+            .attempt_agents
+            .iter()
+            .find(|p| !allowed.contains(p))
+        {
+            return Err(format!(
+                "its attempt_agents names {}, which {} does not allow: add it to agent.attemptAgents there (a story may only choose among the agents the config trusts)",
+                p.name(),
+                c.file_name()
+            ));
+        }
+        Ok(if self.story.attempt_agents.is_empty() {
+            c.attempts.agents.clone()
+        } else {
+            self.story.attempt_agents.clone()
+        })
+    }
+
+    /// Run attempts 1..=n: each takes the story's own slot when it is
+    /// free, else a free slot of the run's; none starts after a stop.
+    fn attempts(&self, n: u32, agents: &[Preset], start: &str) -> Vec<Running> {
+        let ctx = self.ctx;
+        let (tx, rx) = crossbeam_channel::bounded::<(Running, bool)>(n as usize);
+        let mut next = 1;
+        let mut own_free = true;
+        let mut running = 0;
+        let mut done: Vec<Running> = Vec::new();
+        let begun = Instant::now();
+        std::thread::scope(|scope| {
+            loop {
+                while next <= n && !shutdown::stopping() {
+                    let own = own_free;
+                    if !own && !ctx.slots.try_take(ctx.gov.lock().limit()) {
+                        break;
+                    }
+                    let k = next;
+                    let agent =
+                        (!agents.is_empty()).then(|| agents[(k as usize - 1) % agents.len()]);
+                    let tx = tx.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("attempt-{k}"))
+                        .stack_size(256 * 1024)
+                        .spawn_scoped(scope, move || {
+                            let mut a = self.one(k, n, agent, start);
+                            a.tried.ended_ms = begun.elapsed().as_millis() as u64;
+                            let _ = tx.send((a, own));
+                        });
+                    match spawned {
+                        Ok(_) => {
+                            own_free &= !own;
+                            running += 1;
+                            next += 1;
+                        }
+                        Err(e) => {
+                            if !own {
+                                ctx.slots.give();
+                            }
+                            log::warn!("cannot start attempt {k}: {e}");
+                            break;
+                        }
+                    }
+                }
+                if running == 0 {
+                    break;
+                }
+                // A slot may free up elsewhere in the run: look again soon.
+                if let Ok((a, own)) = rx.recv_timeout(Duration::from_millis(100)) {
+                    running -= 1;
+                    if own {
+                        own_free = true;
+                    } else {
+                        ctx.slots.give();
+                        ctx.gov.poke();
+                    }
+                    done.push(a);
+                }
+            }
+        });
+        for k in next..=n {
+            let agent = (!agents.is_empty()).then(|| agents[(k as usize - 1) % agents.len()]);
+            done.push(Running {
+                tried: Tried {
+                    attempt: k,
+                    agent: self.agent_name(agent),
+                    outcome: "not_started".into(),
+                    error: Some("run interrupted".into()),
+                    verify: "not_run".into(),
+                    ..Tried::default()
+                },
+                path: PathBuf::new(),
+                placed: Default::default(),
+                report: Report::default(),
+                fresh_from: String::new(),
+            });
+        }
+        done.sort_by_key(|a| a.tried.attempt);
+        done
+    }
+
+    fn agent_name(&self, agent: Option<Preset>) -> String {
+        agent
+            .or(self.ctx.config.agent.preset())
+            .map_or("the agent", |p| p.name())
+            .to_string()
+    }
+
+    /// Attempt `k`: its worktree and branch, its implement phase in an
+    /// executor, its work committed on its branch.
+    fn one(&self, k: u32, n: u32, agent: Option<Preset>, start: &str) -> Running {
+        let ctx = self.ctx;
+        let (root, id) = (&ctx.config.root, &self.story.id);
+        let folder = format!(
+            "{}-attempt-{k}",
+            self.place
+                .workdir
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| self.story.key())
+        );
+        let branch = format!("{}-attempt-{k}", self.place.branch);
+        let base = ctx.config.worktree_base();
+        let path = base.join(&folder);
+        let mut tried = Tried {
+            attempt: k,
+            agent: self.agent_name(agent),
+            branch: branch.clone(),
+            worktree: rel(root, &path),
+            verify: "not_run".into(),
+            ..Tried::default()
+        };
+        let mut a = Running {
+            tried: Tried::default(),
+            path: path.clone(),
+            placed: Default::default(),
+            report: Report::default(),
+            fresh_from: start.to_string(),
+        };
+        let made = worktree::serialize(root, &base)
+            .and_then(|held| worktree::prepare(root, &held, &folder, &branch, start));
+        let how = match made {
+            Ok(h) => h,
+            Err(e) => {
+                tried.outcome = "failed".into();
+                tried.error = Some(format!("cannot create its worktree: {e}"));
+                a.tried = tried;
+                return a;
+            }
+        };
+        // Its own log; rotation never takes this run's others.
+        let keep = ctx.config.logs_keep + n as usize + 2;
+        let log = match RunLog::create(&ctx.board, id, keep) {
+            Ok(l) => l,
+            Err(e) => {
+                tried.outcome = "failed".into();
+                tried.error = Some(format!("cannot create its log: {e}"));
+                a.tried = tried;
+                return a;
+            }
+        };
+        let log_rel = rel(root, &log.path);
+        let mut run = Run {
+            ctx,
+            story: self.story,
+            place: Place {
+                workdir: path.clone(),
+                branch,
+                worktree: Some(path.clone()),
+                fresh: how != worktree::Prepared::Reused,
+                start: Some(crate::land::stack::Start {
+                    commit: start.to_string(),
+                    on: Vec::new(),
+                }),
+            },
+            log: Arc::new(Mutex::new(log)),
+            log_rel: log_rel.clone(),
+            recorder: Arc::new(Recorder::quiet(&ctx.board, id)),
+            placed: Default::default(),
+        };
+        if run.place.fresh {
+            furnish(ctx, id, &path, &mut run.placed, &run.log);
+        }
+        self.say(&format!(
+            "attempt {k}/{n} ({}) in {}, log {log_rel}",
+            tried.agent, tried.worktree
+        ));
+        self.note(&format!("attempt {k}: its log is {log_rel}"));
+        let implement = ctx
+            .config
+            .phases
+            .iter()
+            .find(|p| p.kind() == Kind::Implement)
+            .map(|p| p.name.clone())
+            .unwrap_or_else(|| "implement".into());
+        let part = Part {
+            only: vec![implement],
+            attempt: Some(k),
+            agent,
+            workflow: None,
+        };
+        let r = run.execute(&part);
+        let s = crate::governor::spend_of(
+            r.report.cost_usd,
+            r.report.input_tokens,
+            r.report.output_tokens,
+            None,
+        )
+        .0;
+        ctx.gov.lock().ended(&part.key(id), s);
+        tried.outcome = r.outcome.as_str().to_string();
+        tried.error = r.error.clone();
+        tried.duration_ms = r.duration_ms;
+        tried.cost_usd = r.report.cost_usd;
+        tried.input_tokens = r.report.input_tokens;
+        tried.output_tokens = r.report.output_tokens;
+        tried.final_message = run.recorder.output().or(r.report.final_message.clone());
+        tried.log = Some(log_rel);
+        if let Ok(c) = crate::land::counts(root, start, &run.place.branch) {
+            tried.lines = Some(c.insertions + c.deletions);
+            tried.files = Some(c.files);
+        }
+        let shown = match (&tried.outcome[..], tried.lines) {
+            ("succeeded", Some(l)) => format!("succeeded, {l} lines changed"),
+            _ => tried.reason(),
+        };
+        self.say(&format!("attempt {k}: {shown}"));
+        a.tried = tried;
+        a.placed = run.placed;
+        a.report = r.report;
+        a
+    }
+
+    /// Run the verify command in the attempt's worktree.
+    fn verify(&self, a: &mut Running) {
+        let c = &self.ctx.config;
+        let Some(argv) = c.attempts.verify.as_ref().or(c.land.verify.as_ref()) else {
+            a.tried.verify = "none".into();
+            return;
+        };
+        let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let k = a.tried.attempt;
+        let (ok, text) = match crate::process::ask(&words, &a.path, self.ctx.settings.timeout) {
+            Ok(ans) => (
+                ans.code == Some(0),
+                format!(
+                    "{}{}",
+                    ans.text.trim(),
+                    match ans.code {
+                        Some(0) => String::new(),
+                        Some(c) => format!("\n({} exited with code {c})", argv.join(" ")),
+                        None => format!("\n({} was killed by a signal)", argv.join(" ")),
+                    }
+                ),
+            ),
+            Err(e) => (false, e),
+        };
+        let tail = tail(&text, 4 << 10);
+        a.tried.verify = if ok { "passed" } else { "failed" }.into();
+        a.tried.verify_output = Some(tail.to_string());
+        self.say(&format!(
+            "attempt {k}: verify {}",
+            if ok { "passed" } else { "failed" }
+        ));
+    }
+
+    /// Every attempt's tip under `refs/ai-sdlc/attempts/<ID>/<k>`.
+    fn keep_tips(&self, running: &mut [Running]) -> Result<(), String> {
+        let root = &self.ctx.config.root;
+        let mut failed = Ok(());
+        for a in running.iter_mut() {
+            let branch = format!("refs/heads/{}", a.tried.branch);
+            let Ok(tip) = git::refs::commit_of(root, &branch) else {
+                continue;
+            };
+            if tip == a.fresh_from {
+                continue;
+            }
+            let name = attempt_ref(&self.story.id, a.tried.attempt);
+            let old = git::refs::commit_of(root, &name).unwrap_or_default();
+            let kept = git::refs::update(root, &name, &tip, &old, "ai-sdlc: an attempt's tip");
+            match kept {
+                Ok(()) => a.tried.commit = Some(tip),
+                Err(e) => failed = Err(format!("cannot keep attempt {}: {e}", a.tried.attempt)),
+            }
+        }
+        failed
+    }
+
+    /// Choose: the only one that passed, else by `attempts.pick`.
+    fn pick(
+        &self,
+        tried: &[Tried],
+        total: &mut Report,
+        counted: &mut Spend,
+    ) -> Option<(u32, String)> {
+        let rule = self.ctx.config.attempts.pick;
+        let passed: Vec<&Tried> = tried.iter().filter(|t| t.passed()).collect();
+        match passed.as_slice() {
+            [] => return None,
+            [one] => return Some((one.attempt, "the only attempt that passed".into())),
+            _ => {}
+        }
+        let by_rule = |why: String| pick_by(rule, tried).map(|k| (k, why));
+        match rule {
+            Pick::First => by_rule("the first to pass".into()),
+            Pick::Smallest => {
+                by_rule("the smallest change that passed (fewest lines changed)".into())
+            }
+            Pick::Judge => match self.judge(tried, total, counted) {
+                Ok(chosen) => Some(chosen),
+                Err(why) => {
+                    self.say(&format!("{why}; picking the smallest instead"));
+                    pick_by(Pick::Smallest, tried)
+                        .map(|k| (k, format!("the smallest change ({why})")))
+                }
+            },
+        }
+    }
+
+    /// The judge: a hidden workflow whose agent compares the attempts
+    /// that passed (`attempts.md`) and names one.
+    fn judge(
+        &self,
+        tried: &[Tried],
+        total: &mut Report,
+        counted: &mut Spend,
+    ) -> Result<(u32, String), String> {
+        let ctx = self.ctx;
+        let passed: Vec<&Tried> = tried.iter().filter(|t| t.passed()).collect();
+        let text = evidence(&ctx.config.root, &passed);
+        ctx.board
+            .write_section(&self.story.id, workflow::ATTEMPTS_FILE, &text)?;
+        let judge = Run {
+            ctx,
+            story: self.story,
+            place: Place {
+                workdir: self.place.workdir.clone(),
+                branch: self.place.branch.clone(),
+                worktree: self.place.worktree.clone(),
+                fresh: false,
+                start: None,
+            },
+            log: Arc::clone(&self.log),
+            log_rel: self.log_rel.clone(),
+            recorder: Arc::new(Recorder::quiet(&ctx.board, &self.story.id)),
+            placed: Default::default(),
+        };
+        let part = Part {
+            workflow: Some(workflow::JUDGE.into()),
+            ..Part::default()
+        };
+        self.say(&format!("the judge compares {} attempts", passed.len()));
+        let r = judge.execute(&part);
+        self.counted(&part, &r.report, counted);
+        total.add_usage(&r.report);
+        if r.outcome != Outcome::Succeeded {
+            return Err(format!(
+                "the judge {}",
+                r.error.unwrap_or_else(|| r.outcome.describe().to_string())
+            ));
+        }
+        let answer = judge.recorder.output().unwrap_or_default();
+        let max = tried.iter().map(|t| t.attempt).max().unwrap_or(0);
+        match workflow::chosen(&answer, max) {
+            Some((k, why)) if passed.iter().any(|t| t.attempt == k) => Ok((k, why)),
+            Some((k, _)) => Err(format!("the judge chose attempt {k}, which did not pass")),
+            None => Err("the judge's answer has no line CHOSEN: <number>".into()),
+        }
+    }
+
+    /// Move the story branch (checked out in its worktree) to `tip`: it
+    /// started where every attempt did, so this only moves forward.
+    fn adopt(&self, tip: &str) -> Result<(), String> {
+        let root = &self.ctx.config.root;
+        let Some(wt) = &self.place.worktree else {
+            return Err("no worktree".into());
+        };
+        worktree::check_link(root, wt)?;
+        git::run(wt, &["merge", "--ff-only", "--quiet", tip]).map_err(|e| {
+            format!(
+                "cannot move {} to the chosen attempt ({e}); every attempt is kept under refs/ai-sdlc/attempts/{}/",
+                self.place.branch, self.story.id
+            )
+        })?;
+        worktree::verify_on_branch(root, wt, &self.place.branch)?;
+        Ok(())
+    }
+
+    /// Remove the worktrees of attempts that passed (their work is kept
+    /// under their refs), and their branches; keep a failed attempt's,
+    /// as a failed story's is. Returns the attempts as recorded.
+    fn settle(&self, running: &mut [Running], chosen: Option<u32>) -> Vec<Tried> {
+        let ctx = self.ctx;
+        let root = &ctx.config.root;
+        for a in running.iter_mut() {
+            let t = &mut a.tried;
+            if t.outcome == "not_started" {
+                continue;
+            }
+            let why = match () {
+                _ if ctx.settings.keep_worktrees => Some("asked to keep worktrees".into()),
+                _ if chosen.is_none() => Some(t.reason()),
+                _ if !t.passed() => Some(t.reason()),
+                _ if t.commit.is_none() => Some("its work is not kept under a ref".into()),
+                _ => {
+                    worktree::env::take_back(&a.path, &a.placed);
+                    let gone = worktree::removable(&a.path, &t.branch).and_then(|_| {
+                        let held = worktree::serialize(root, &ctx.config.worktree_base())?;
+                        let r = worktree::remove(root, &a.path, false);
+                        drop(held);
+                        r
+                    });
+                    match gone {
+                        Ok(()) => {
+                            if let Err(e) = git::refs::delete_branch(root, &t.branch) {
+                                log::warn!("cannot delete {}: {e}", t.branch);
+                            }
+                            None
+                        }
+                        Err(e) => Some(e),
+                    }
+                }
+            };
+            t.worktree_kept = why;
+        }
+        running.iter().map(|a| a.tried.clone()).collect()
+    }
+
+    fn write_record(&self, record: &Record) {
+        if let Err(e) = write_record(&self.ctx.board, &self.story.id, record) {
+            self.say(&format!("the record of its attempts: {e}"));
+        }
+    }
+}
+
+/// Every attempt failed: the story is blocked with each one's reason (or
+/// parked, when one stopped at a usage cap).
+fn all_failed(tried: &[Tried]) -> RunResult {
+    let reasons: Vec<String> = tried
+        .iter()
+        .map(|t| format!("attempt {} ({}): {}", t.attempt, t.agent, t.reason()))
+        .collect();
+    let mut r = RunResult::default();
+    fail_at(
+        &mut r,
+        "implement",
+        format!("no attempt passed: {}", reasons.join("; ")),
+    );
+    r
+}
+
+/// The last `max` bytes of `text`, at a character boundary.
+fn tail(text: &str, max: usize) -> &str {
+    let mut at = text.len().saturating_sub(max);
+    while !text.is_char_boundary(at) {
+        at += 1;
+    }
+    &text[at..]
+}
+
+/// What the judge reads: each attempt that passed, by its number, with
+/// its diff, what verify printed, and its agent's final message; within
+/// the bound a section has.
+fn evidence(root: &Path, passed: &[&Tried]) -> String {
+    let each = (workflow::MAX_OUTPUT - 4096) / passed.len().max(1);
+    let numbers: Vec<String> = passed.iter().map(|t| t.attempt.to_string()).collect();
+    let mut out = format!(
+        "The attempts that passed: {}. Answer with one of these numbers.\n",
+        numbers.join(", ")
+    );
+    for t in passed {
+        let mut part = format!(
+            "\n### Attempt {} ({}): {} lines changed in {} files\n\n",
+            t.attempt,
+            t.agent,
+            t.lines.unwrap_or(0),
+            t.files.unwrap_or(0)
+        );
+        if let Some(m) = &t.final_message {
+            part.push_str(&format!(
+                "Its agent's final message:\n\n{}\n\n",
+                tail(m.trim(), each / 4)
+            ));
+        }
+        if let Some(v) = &t.verify_output {
+            part.push_str(&format!(
+                "The checks printed:\n\n```\n{}\n```\n\n",
+                tail(v.trim(), each / 8)
+            ));
+        }
+        let diff = t
+            .commit
+            .as_deref()
+            .and_then(|c| {
+                let range = format!("{c}~1..{c}");
+                git::run_bounded(root, &["diff", &range, "--"], &[0], each / 2).ok()
+            })
+            .map(|b| b.text)
+            .unwrap_or_default();
+        part.push_str(&format!("Its diff:\n\n```diff\n{}\n```\n", diff.trim_end()));
+        out.push_str(tail(&part, each));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tried(k: u32, outcome: &str, verify: &str, lines: u64, ended_ms: u64) -> Tried {
+        Tried {
+            attempt: k,
+            outcome: outcome.into(),
+            verify: verify.into(),
+            lines: Some(lines),
+            ended_ms,
+            ..Tried::default()
+        }
+    }
+
+    #[test]
+    fn smallest_and_first_choose_among_the_attempts_that_passed() {
+        let t = [
+            tried(1, "succeeded", "failed", 1, 10),
+            tried(2, "succeeded", "passed", 30, 50),
+            tried(3, "succeeded", "passed", 8, 90),
+            tried(4, "failed", "not_run", 0, 5),
+        ];
+        assert_eq!(pick_by(Pick::Smallest, &t), Some(3));
+        assert_eq!(pick_by(Pick::First, &t), Some(2));
+        // Ties go to the lower number.
+        let tie = [
+            tried(2, "succeeded", "none", 5, 7),
+            tried(1, "succeeded", "none", 5, 7),
+        ];
+        assert_eq!(pick_by(Pick::Smallest, &tie), Some(1));
+        assert_eq!(pick_by(Pick::First, &tie), Some(1));
+        assert_eq!(pick_by(Pick::Smallest, &t[..1]), None);
+    }
+
+    #[test]
+    fn an_attempt_says_why_it_dropped_out() {
+        let mut t = tried(1, "succeeded", "failed", 1, 1);
+        t.verify_output = Some("FAIL: test_add\n(make exited with code 2)".into());
+        assert_eq!(t.reason(), "verify failed: FAIL: test_add");
+        let mut t = tried(2, "failed", "not_run", 0, 1);
+        t.error = Some("phase implement exited with code 3".into());
+        assert_eq!(t.reason(), "failed: phase implement exited with code 3");
+        assert_eq!(
+            tried(3, "not_started", "not_run", 0, 0).reason(),
+            "not started"
+        );
+    }
+}

@@ -1,0 +1,349 @@
+//! Best of N (SPEC §17): several attempts at a story's implement phase,
+//! each in its own worktree and branch; the verify command drops the
+//! failing ones; a judge, the smallest change or the first picks; every
+//! attempt's work is kept. The agent is a script whose attempts differ
+//! by `AI_SDLC_ATTEMPT`.
+
+use crate::support::*;
+use std::path::Path;
+
+/// Implement: attempt 1 writes a broken answer (verify fails), attempt 2
+/// a one-line one, attempt 3 a five-line one (more by other numbers).
+/// With "race" in the title, attempt 2 waits until attempt 3's work is
+/// committed (so 3 is the first to pass). With "hang" in it, each attempt writes
+/// its answer and waits for `go`. The judge answers what `judge.answer`
+/// holds, else chooses attempt 3.
+const AGENT: &str = r#"
+k="${AI_SDLC_ATTEMPT:-none}"
+case "$AI_SDLC_PHASE" in
+implement)
+  rec "attempt$k.start" "$(date +%s%N)"
+  echo "$k $(pwd)" >> "$REC/$id.attempts"
+  case "$k" in
+  1) printf 'broken\n' > answer.txt ;;
+  2) printf 'forty-two\n' > answer.txt ;;
+  *) printf 'the answer\nis\nforty\nplus\ntwo\n' > answer.txt ;;
+  esac
+  case "$AI_SDLC_STORY_TITLE" in
+  *race*) if [ "$k" = 2 ]; then i=0; while ! git log -1 --format=%s "${AI_SDLC_BRANCH%2}3" 2>/dev/null | grep -q 'attempt 3' && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; fi ;;
+  *hang*) while [ ! -f "$REC/go" ]; do sleep 0.05; done ;;
+  *slow*) sleep 0.3 ;;
+  esac
+  printf 'Attempt %s wrote answer.txt.\n' "$k"
+  rec "attempt$k.end" "$(date +%s%N)" ;;
+judge)
+  cp "$REC/$id.stdin" "$REC/$id.judge.stdin"
+  env | grep '^AI_SDLC_PHASE=' > "$REC/$id.judge.env"
+  if [ -f "$REC/judge.answer" ]; then cat "$REC/judge.answer"
+  else printf 'Attempt 3 explains itself best.\nCHOSEN: 3\nIt reads well and passes.\n'; fi ;;
+review)
+  cp "$REC/$id.stdin" "$REC/$id.review.stdin"
+  printf 'Fine.\nAPPROVED\n' ;;
+esac
+"#;
+
+/// A repo whose agent is the script above, checked by a verify command
+/// that fails on a broken answer; `pick` and more of `attempts`.
+fn repo_with(attempts: serde_json::Value, extra: serde_json::Value) -> TestRepo {
+    let repo = TestRepo::new();
+    let agent = repo.agent("attempts.sh", AGENT);
+    let mut config = serde_json::json!({
+        "agent": {"command": [agent.to_string_lossy()]},
+        "attempts": attempts,
+        "orchestrator": {"healthCheckInterval": 200}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    if config["attempts"]["verify"].is_null() {
+        config["attempts"]["verify"] =
+            serde_json::json!(["sh", "-c", "! grep -q broken answer.txt"]);
+    }
+    repo.config(config);
+    repo
+}
+
+fn on_branch(repo: &TestRepo, branch: &str, file: &str) -> String {
+    git(&repo.root, &["show", &format!("{branch}:{file}")])
+}
+
+fn record(repo: &TestRepo, id: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(repo.story_path(id).with_file_name("attempts.json"))
+        .unwrap_or_else(|e| panic!("{id} has no attempts.json: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn attempt_worktree(repo: &TestRepo, k: u32) -> std::path::PathBuf {
+    repo.worktree(&format!("S-0001-answer-it-attempt-{k}"))
+}
+
+#[test]
+fn the_judge_chooses_among_the_attempts_that_pass_and_every_attempt_is_kept() {
+    let repo = repo_with(serde_json::json!({"pick": "judge"}), serde_json::json!({}));
+    repo.story("S-0001", "Answer it", 1, "ready", "attempts: 3\n");
+    let out = repo.run(&["run", "--concurrent", "3"]);
+    expect_code(&out, 0);
+    assert_eq!(repo.status("S-0001"), "done");
+    let branch = "ai-sdlc/S-0001-answer-it";
+    // The judged attempt (3), not the smallest (2), is the story's work.
+    assert_eq!(
+        on_branch(&repo, branch, "answer.txt"),
+        "the answer\nis\nforty\nplus\ntwo\n"
+    );
+    // Every attempt's work is reachable.
+    for (k, want) in [(1, "broken\n"), (2, "forty-two\n"), (3, "the answer\n")] {
+        let r = format!("refs/ai-sdlc/attempts/S-0001/{k}");
+        assert!(
+            on_branch(&repo, &r, "answer.txt").starts_with(want),
+            "attempt {k}"
+        );
+    }
+    // The judge ran as its own phase, saw the two that passed by number,
+    // their diffs, and not the one that failed verify.
+    let env = repo.rec_file("S-0001.judge.env").expect("no judge ran");
+    assert_eq!(env.trim(), "AI_SDLC_PHASE=judge");
+    let prompt = repo.rec_file("S-0001.judge.stdin").unwrap();
+    assert!(prompt.contains("### Attempt 2") && prompt.contains("### Attempt 3"));
+    assert!(!prompt.contains("### Attempt 1"), "{prompt}");
+    assert!(prompt.contains("+forty-two") && prompt.contains("CHOSEN: <number>"));
+    // The worktrees of the attempts that passed are gone (their work is
+    // under their refs); the failed one's is kept, with its work.
+    assert!(!attempt_worktree(&repo, 2).exists());
+    assert!(!attempt_worktree(&repo, 3).exists());
+    assert_eq!(
+        std::fs::read_to_string(attempt_worktree(&repo, 1).join("answer.txt")).unwrap(),
+        "broken\n"
+    );
+    let rec = record(&repo, "S-0001");
+    assert_eq!(rec["chosen"], 3);
+    assert_eq!(rec["attempts"][0]["verify"], "failed");
+    assert_eq!(rec["attempts"][1]["verify"], "passed");
+    assert_eq!(rec["attempts"][1]["lines"], 1);
+    assert_eq!(rec["attempts"][2]["lines"], 5);
+    // `review` lists the three: agent, verify, lines, time, the judge's reason.
+    let out = repo.run(&["review", "S-0001", "--stat"]);
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("Its attempts (3, pick: judge; its branch holds attempt 3)"),
+        "{text}"
+    );
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("attempts.sh") || l.contains(" succeeded "))
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(text.contains("verify failed"), "{text}");
+    assert!(text.contains("chosen: It reads well and passes."), "{text}");
+    // The ledger has a line per attempt.
+    let ledger =
+        std::fs::read_to_string(repo.root.join(".ai-sdlc/spend.jsonl")).unwrap_or_default();
+    for k in 1..=3 {
+        assert!(ledger.contains(&format!("\"attempt\":{k}")), "{ledger}");
+    }
+}
+
+#[test]
+fn smallest_picks_the_fewest_changed_lines_and_first_the_first_to_pass() {
+    for (pick, want) in [
+        ("smallest", "forty-two\n"),
+        ("first", "the answer\nis\nforty\nplus\ntwo\n"),
+    ] {
+        let repo = repo_with(serde_json::json!({"pick": pick}), serde_json::json!({}));
+        repo.story("S-0001", "Answer it race", 1, "ready", "slug: answer-it\n");
+        let out = repo.run(&["run", "--attempts", "3", "--concurrent", "3"]);
+        expect_code(&out, 0);
+        assert_eq!(repo.status("S-0001"), "done", "{pick}");
+        assert_eq!(
+            on_branch(&repo, "ai-sdlc/S-0001-answer-it", "answer.txt"),
+            want,
+            "{pick}"
+        );
+        assert!(
+            repo.rec_file("S-0001.judge.stdin").is_none(),
+            "no judge with {pick}"
+        );
+    }
+}
+
+#[test]
+fn phases_before_implement_run_once_and_review_runs_on_the_chosen_attempt() {
+    let repo = repo_with(
+        serde_json::json!({"pick": "smallest"}),
+        serde_json::json!({"workflow": {"phases": [{"name": "plan"}, {"name": "implement"}, {"name": "review"}]}}),
+    );
+    repo.story("S-0001", "Answer it", 1, "ready", "attempts: 3\n");
+    let out = repo.run(&["run", "--concurrent", "2"]);
+    expect_code(&out, 0);
+    let phases = repo.rec_file("S-0001.phases").unwrap();
+    let count = |p: &str| phases.lines().filter(|l| *l == p).count();
+    assert_eq!(
+        (count("plan"), count("implement"), count("review")),
+        (1, 3, 1),
+        "{phases}"
+    );
+    // The review saw the chosen attempt's diff.
+    let review = repo.rec_file("S-0001.review.stdin").unwrap();
+    assert!(review.contains("+forty-two"), "{review}");
+    assert_eq!(repo.status("S-0001"), "done");
+}
+
+#[test]
+fn never_more_agents_at_once_than_the_concurrency_limit() {
+    let repo = repo_with(
+        serde_json::json!({"pick": "smallest"}),
+        serde_json::json!({}),
+    );
+    repo.story("S-0001", "Answer it slow", 1, "ready", "slug: answer-it\n");
+    repo.story(
+        "S-0002",
+        "Answer that slow",
+        2,
+        "ready",
+        "slug: answer-that\n",
+    );
+    let out = repo.run(&["run", "--attempts", "3", "--concurrent", "2"]);
+    expect_code(&out, 0);
+    // Each attempt's agent said when it started and ended.
+    let mut spans = Vec::new();
+    for id in ["S-0001", "S-0002"] {
+        for k in 1..=3 {
+            let read = |s: &str| -> u128 {
+                repo.rec_file(&format!("{id}.attempt{k}.{s}"))
+                    .unwrap_or_else(|| panic!("{id} attempt {k} did not run"))
+                    .trim()
+                    .parse()
+                    .unwrap()
+            };
+            spans.push((read("start"), read("end")));
+        }
+    }
+    let most = spans
+        .iter()
+        .map(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count())
+        .max()
+        .unwrap();
+    assert!(most <= 2, "{most} agents ran at once: {spans:?}");
+    assert_eq!(repo.status("S-0001"), "done");
+    assert_eq!(repo.status("S-0002"), "done");
+}
+
+#[test]
+fn ctrl_c_mid_way_keeps_every_attempts_work() {
+    let repo = repo_with(
+        serde_json::json!({"pick": "smallest"}),
+        serde_json::json!({}),
+    );
+    repo.story(
+        "S-0001",
+        "Answer it hang",
+        1,
+        "ready",
+        "slug: answer-it\nattempts: 3\n",
+    );
+    let child = repo.spawn(&["run", "--concurrent", "3"]);
+    let all_wrote = wait_for(30, || {
+        (1..=3).all(|k| attempt_worktree(&repo, k).join("answer.txt").exists())
+            && repo
+                .rec_file("S-0001.attempts")
+                .is_some_and(|a| a.lines().count() == 3)
+    });
+    assert!(all_wrote, "the three attempts did not all start");
+    let pids: Vec<i32> = (1..=3).map(|_| 0).collect();
+    drop(pids);
+    signal(child.id(), libc::SIGINT);
+    let (code, _, err) = finish(child, 30);
+    assert_eq!(code, 130, "{err}");
+    for k in 1..=3 {
+        let wt = attempt_worktree(&repo, k);
+        assert!(
+            wt.join("answer.txt").exists(),
+            "attempt {k}'s work is gone: {err}"
+        );
+    }
+    assert_eq!(repo.status("S-0001"), "ready");
+    let rec = record(&repo, "S-0001");
+    assert_eq!(rec["attempts"].as_array().unwrap().len(), 3);
+    assert!(rec["chosen"].is_null());
+}
+
+#[test]
+fn when_every_attempt_fails_the_story_is_blocked_with_each_reason_and_keeps_every_worktree() {
+    let repo = repo_with(
+        serde_json::json!({"pick": "smallest", "verify": ["false"]}),
+        serde_json::json!({}),
+    );
+    repo.story("S-0001", "Answer it", 1, "ready", "attempts: 2\n");
+    let out = repo.run(&["run", "--concurrent", "2"]);
+    expect_code(&out, 1);
+    assert_eq!(repo.status("S-0001"), "blocked");
+    let why = repo.blocked_reason("S-0001");
+    assert!(
+        why.contains("attempt 1") && why.contains("attempt 2"),
+        "{why}"
+    );
+    assert!(why.contains("verify failed"), "{why}");
+    for k in 1..=2 {
+        assert!(attempt_worktree(&repo, k).join("answer.txt").exists());
+    }
+}
+
+#[test]
+fn pick_switches_the_story_branch_by_hand_and_keeps_what_it_replaces() {
+    let repo = repo_with(
+        serde_json::json!({"pick": "smallest"}),
+        serde_json::json!({}),
+    );
+    repo.story("S-0001", "Answer it", 1, "ready", "attempts: 3\n");
+    expect_code(&repo.run(&["run", "--concurrent", "3"]), 0);
+    let branch = "ai-sdlc/S-0001-answer-it";
+    let before = git(&repo.root, &["rev-parse", branch]);
+    assert_eq!(on_branch(&repo, branch, "answer.txt"), "forty-two\n");
+    let out = repo.run(&["pick", "S-0001", "3"]);
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("is now attempt 3"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(on_branch(&repo, branch, "answer.txt").starts_with("the answer"));
+    let kept = git(
+        &repo.root,
+        &[
+            "for-each-ref",
+            "--format=%(objectname)",
+            "refs/ai-sdlc/previous/S-0001/",
+        ],
+    );
+    assert_eq!(kept.trim(), before.trim());
+    assert_eq!(record(&repo, "S-0001")["chosen"], 3);
+    // An attempt that does not exist, or a story without attempts: a clear error.
+    let out = repo.run(&["pick", "S-0001", "9"]);
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("its attempts are 1, 2, 3"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_story_may_only_send_its_attempts_to_agents_the_config_allows() {
+    let repo = repo_with(
+        serde_json::json!({"pick": "smallest"}),
+        serde_json::json!({}),
+    );
+    repo.story(
+        "S-0001",
+        "Answer it",
+        1,
+        "ready",
+        "attempts: 2\nattempt_agents: [codex]\n",
+    );
+    let out = repo.run(&["run"]);
+    expect_code(&out, 1);
+    let why = repo.blocked_reason("S-0001");
+    assert!(why.contains("agent.attemptAgents"), "{why}");
+    assert!(repo.rec_file("S-0001.attempts").is_none(), "an attempt ran");
+    let _ = Path::new("");
+}
