@@ -5,7 +5,6 @@
 //! by `AI_SDLC_ATTEMPT`.
 
 use crate::support::*;
-use std::path::Path;
 
 /// Implement: attempt 1 writes a broken answer (verify fails), attempt 2
 /// a one-line one, attempt 3 a five-line one (more by other numbers).
@@ -18,6 +17,7 @@ k="${AI_SDLC_ATTEMPT:-none}"
 case "$AI_SDLC_PHASE" in
 implement)
   rec "attempt$k.start" "$(date +%s%N)"
+  rec "attempt$k.pid" $$
   echo "$k $(pwd)" >> "$REC/$id.attempts"
   case "$k" in
   1) printf 'broken\n' > answer.txt ;;
@@ -249,11 +249,15 @@ fn ctrl_c_mid_way_keeps_every_attempts_work() {
                 .is_some_and(|a| a.lines().count() == 3)
     });
     assert!(all_wrote, "the three attempts did not all start");
-    let pids: Vec<i32> = (1..=3).map(|_| 0).collect();
-    drop(pids);
+    let pids: Vec<i32> = (1..=3)
+        .map(|k| repo.pid("S-0001", &format!("attempt{k}.pid")))
+        .collect();
     signal(child.id(), libc::SIGINT);
     let (code, _, err) = finish(child, 30);
     assert_eq!(code, 130, "{err}");
+    for pid in pids {
+        assert_dies(pid, 5, "an attempt's agent");
+    }
     for k in 1..=3 {
         let wt = attempt_worktree(&repo, k);
         assert!(
@@ -345,5 +349,84 @@ fn a_story_may_only_send_its_attempts_to_agents_the_config_allows() {
     let why = repo.blocked_reason("S-0001");
     assert!(why.contains("agent.attemptAgents"), "{why}");
     assert!(repo.rec_file("S-0001.attempts").is_none(), "an attempt ran");
-    let _ = Path::new("");
+}
+
+#[test]
+fn attempt_agents_spread_the_attempts_over_presets_round_robin() {
+    let repo = crate::presets::preset_repo(
+        "claude",
+        serde_json::json!({"attemptAgents": ["claude", "codex"], "attempts": 3}),
+        "",
+    );
+    let out = crate::presets::run_with(
+        &repo,
+        &["run", "--concurrent", "2"],
+        &[("STANDIN_CODEX_LOGGED_IN", "1")],
+    );
+    expect_code(&out, 0);
+    assert_eq!(repo.status("S-0001"), "done");
+    let work = |k: u32, file: &str| {
+        git_cmd(&repo.root)
+            .args([
+                "cat-file",
+                "-e",
+                &format!("refs/ai-sdlc/attempts/S-0001/{k}:{file}"),
+            ])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(work(1, "notes-claude.txt") && !work(1, "notes-codex.txt"));
+    assert!(
+        work(2, "notes-codex.txt") && !work(2, "notes-claude.txt"),
+        "{}",
+        record(&repo, "S-0001")
+    );
+    assert!(work(3, "notes-claude.txt"));
+    // The ledger says which agent each attempt was, and what it cost.
+    let ledger = std::fs::read_to_string(repo.root.join(".ai-sdlc/spend.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = ledger
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let agent_of = |k: u32| {
+        lines
+            .iter()
+            .find(|l| l["attempt"] == k)
+            .map(|l| l["agent"].as_str().unwrap().to_string())
+    };
+    assert_eq!(agent_of(1).as_deref(), Some("claude"));
+    assert_eq!(agent_of(2).as_deref(), Some("codex"));
+    assert_eq!(agent_of(3).as_deref(), Some("claude"));
+    let rec = record(&repo, "S-0001");
+    assert_eq!(rec["attempts"][1]["agent"], "codex");
+}
+
+#[test]
+fn a_bad_number_of_attempts_is_refused_naming_the_flag_field_or_key() {
+    let repo = repo_with(serde_json::json!({}), serde_json::json!({}));
+    repo.story("S-0001", "Answer it", 1, "ready", "");
+    let out = repo.run(&["run", "--attempts", "0"]);
+    expect_code(&out, 2);
+    assert!(stderr(&out).contains("--attempts \"0\": expected a whole number from 1 to 16"));
+    repo.story("S-0002", "Answer that", 2, "ready", "attempts: many\n");
+    let out = repo.run(&["run", "--story", "S-0002"]);
+    assert!(
+        stderr(&out).contains("field `attempts` must be a whole number from 1 to 16"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        repo.root.join(".ai-sdlc.json"),
+        r#"{"agent": {"attempts": 99}}"#,
+    )
+    .unwrap();
+    let out = repo.run(&["status"]);
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("key `agent.attempts` must be a whole number from 1 to 16"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!attempt_worktree(&repo, 1).exists());
 }

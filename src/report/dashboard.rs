@@ -228,7 +228,10 @@ impl Dashboard {
     }
 
     fn finished(&mut self, r: &StoryResult) {
-        self.rows.retain(|row| row.id != r.id);
+        // With its attempts' rows (`S-0001#2`).
+        let part = format!("{}#", r.id);
+        self.rows
+            .retain(|row| row.id != r.id && !row.id.starts_with(&part));
         // A parked story that resumed and ended is counted once, as it ended.
         if let Some(i) = self.parked_ids.iter().position(|p| *p == r.id) {
             self.parked_ids.swap_remove(i);
@@ -276,15 +279,20 @@ impl Sink for Dashboard {
         self.dirty = true;
         match note {
             Note::Planned { total } => self.total = total,
-            Note::Started { id, title, .. } => self.rows.push(Row {
-                id: clean(&id),
-                title: clean(&title),
-                phase: String::new(),
-                index: 0,
-                count: 0,
-                started: Instant::now(),
-                last: String::new(),
-            }),
+            Note::Started { id, title, .. } => {
+                // A story's next part (after its attempts) takes its row again.
+                let id = clean(&id);
+                self.rows.retain(|r| r.id != id);
+                self.rows.push(Row {
+                    id,
+                    title: clean(&title),
+                    phase: String::new(),
+                    index: 0,
+                    count: 0,
+                    started: Instant::now(),
+                    last: String::new(),
+                })
+            }
             Note::Phase {
                 id,
                 name,

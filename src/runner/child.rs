@@ -318,7 +318,7 @@ fn announce(ctx: &Ctx, job: &Job, log: &Mutex<RunLog>, pgid: u32, worktree: Opti
         if launched { " (the launcher's)" } else { "" }
     ));
     ctx.notes.send(Note::Started {
-        id: job.id.clone(),
+        id: job.part.key(&job.id),
         title: job.title.clone(),
         pid: Some(pgid),
         worktree,
@@ -326,7 +326,7 @@ fn announce(ctx: &Ctx, job: &Job, log: &Mutex<RunLog>, pgid: u32, worktree: Opti
     });
     if launched {
         ctx.notes.send(Note::Phase {
-            id: job.id.clone(),
+            id: job.part.key(&job.id),
             name: "queued on cluster".into(),
             index: 0,
             count: 0,
@@ -445,7 +445,7 @@ impl Watch<'_> {
             Action::Kill => {
                 logs::lock(log).note(&format!("SIGKILL to the executor's group {pgid}"));
                 self.ctx.notes.send(Note::Info {
-                    id: Some(self.job.id.clone()),
+                    id: Some(self.job.part.key(&self.job.id)),
                     text: "did not stop in time: SIGKILL".into(),
                 });
                 let step = self
@@ -496,7 +496,7 @@ impl Watch<'_> {
             Some(HealthNews::Responsive) => ("responsive again".to_string(), false),
         };
         logs::lock(self.log).note(&text);
-        let id = Some(self.job.id.clone());
+        let id = Some(self.job.part.key(&self.job.id));
         self.ctx.notes.send(if warn {
             Note::Warn { id, text }
         } else {
@@ -693,11 +693,12 @@ struct To<'a> {
 /// reporter. Returns the agent's output line, for the caller to pass on as
 /// it sees fit.
 fn record(to: &To, body: Body) -> Option<String> {
-    let (id, notes, heard) = (to.id, to.notes, to.heard);
+    // People see a part of a story (an attempt) by its own key: `S-0001#2`.
+    let (id, notes, heard) = (to.key, to.notes, to.heard);
     let mut log = logs::lock(to.log);
     match body {
         Body::PhaseResult(r) => {
-            if let Err(e) = to.gov.record_spend(id, (to.attempt, to.agent), &r) {
+            if let Err(e) = to.gov.record_spend(to.id, (to.attempt, to.agent), &r) {
                 log.note(&format!("the spend ledger: {e}"));
                 log::warn!("[{id}] {e}");
             }
@@ -823,7 +824,7 @@ fn governed(to: &To, body: Body) {
 /// lines at most every `OUTPUT_NOTE_EVERY`, or `every_line` (the
 /// single-story mode streams them).
 fn read_child(out: ChildStdout, to: &To, every_line: bool) {
-    let (id, log, notes) = (to.id, to.log, to.notes);
+    let (id, log, notes) = (to.key, to.log, to.notes);
     let mut reader = LineReader::new(out, MAX_LINE);
     let mut bad = 0u64;
     let mut pending_output: Option<String> = None;
