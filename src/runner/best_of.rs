@@ -128,10 +128,14 @@ impl Tried {
     /// Why it dropped out.
     pub fn reason(&self) -> String {
         match (self.outcome.as_str(), &self.error) {
-            ("succeeded", _) if self.verify == "failed" => format!(
-                "verify failed: {}",
-                crate::agent::first_line(self.verify_output.as_deref().unwrap_or(""), 300)
-            ),
+            ("succeeded", _) if self.verify == "failed" => {
+                // Its last words (a failing test's message), and how it ended.
+                let out = self.verify_output.as_deref().unwrap_or("");
+                let mut lines = out.lines().map(str::trim).filter(|l| !l.is_empty()).rev();
+                let said: Vec<&str> = lines.by_ref().take(2).collect();
+                let said = said.into_iter().rev().collect::<Vec<_>>().join(" ");
+                format!("verify failed: {}", crate::agent::cut(&said, 300))
+            }
             (o, Some(e)) => format!("{o}: {}", crate::agent::first_line(e, 300)),
             (o, None) => o.replace('_', " "),
         }
@@ -894,7 +898,10 @@ mod tests {
     fn an_attempt_says_why_it_dropped_out() {
         let mut t = tried(1, "succeeded", "failed", 1, 1);
         t.verify_output = Some("FAIL: test_add\n(make exited with code 2)".into());
-        assert_eq!(t.reason(), "verify failed: FAIL: test_add");
+        assert_eq!(
+            t.reason(),
+            "verify failed: FAIL: test_add (make exited with code 2)"
+        );
         let mut t = tried(2, "failed", "not_run", 0, 1);
         t.error = Some("phase implement exited with code 3".into());
         assert_eq!(t.reason(), "failed: phase implement exited with code 3");
