@@ -360,10 +360,11 @@ fn attempt_agents_spread_the_attempts_over_presets_round_robin() {
     );
     let out = crate::presets::run_with(
         &repo,
-        &["run", "--concurrent", "2"],
+        &["run", "--concurrent", "2", "--json"],
         &[("STANDIN_CODEX_LOGGED_IN", "1")],
     );
     expect_code(&out, 0);
+    let result = json(&out);
     assert_eq!(repo.status("S-0001"), "done");
     let work = |k: u32, file: &str| {
         git_cmd(&repo.root)
@@ -400,6 +401,15 @@ fn attempt_agents_spread_the_attempts_over_presets_round_robin() {
     assert_eq!(agent_of(3).as_deref(), Some("claude"));
     let rec = record(&repo, "S-0001");
     assert_eq!(rec["attempts"][1]["agent"], "codex");
+    // Every attempt's cost counts in the story's.
+    let each: f64 = (0..3)
+        .map(|i| rec["attempts"][i]["cost_usd"].as_f64().unwrap_or(0.0))
+        .sum();
+    let story = result["results"][0]["cost_usd"].as_f64().unwrap();
+    assert!(
+        each > 0.0 && (story - each).abs() < 1e-9,
+        "{story} vs {each}"
+    );
 }
 
 #[test]

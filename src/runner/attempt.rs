@@ -341,6 +341,11 @@ impl<'a> Run<'a> {
         };
         job.part = part.clone();
         let key = part.key(&self.story.id);
+        if key != self.story.id {
+            // A part of the story (an attempt): the governor counts its
+            // spend under its own key until it ends (`best_of`).
+            ctx.gov.lock().started(&key);
+        }
         self.note(&format!(
             "run of {} {:?} in {}",
             self.story.id,

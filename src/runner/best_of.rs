@@ -173,7 +173,14 @@ struct Running {
     path: PathBuf,
     placed: worktree::env::Placed,
     report: Report,
+    /// What the governor counted of it when it ended.
+    spent: Spend,
     fresh_from: String,
+}
+
+fn add(to: &mut Spend, s: Spend) {
+    to.usd += s.usd;
+    to.tokens += s.tokens;
 }
 
 impl<'a> Run<'a> {
@@ -214,7 +221,7 @@ impl<'a> Run<'a> {
                 ..Part::default()
             };
             let r = self.execute(&part);
-            self.counted(&part, &r.report, &mut counted);
+            add(&mut counted, self.ended(&part, &r.report));
             if r.outcome != Outcome::Succeeded {
                 return r;
             }
@@ -229,15 +236,7 @@ impl<'a> Run<'a> {
         let mut running = self.attempts(n, &agents, &start);
         for a in &running {
             total.add_usage(&a.report);
-            let s = crate::governor::spend_of(
-                a.report.cost_usd,
-                a.report.input_tokens,
-                a.report.output_tokens,
-                None,
-            )
-            .0;
-            counted.usd += s.usd;
-            counted.tokens += s.tokens;
+            add(&mut counted, a.spent);
         }
         // 3. Verify.
         for a in running.iter_mut() {
@@ -334,18 +333,11 @@ impl<'a> Run<'a> {
         });
     }
 
-    /// A part's spend, counted by the governor now it ended.
-    fn counted(&self, part: &Part, report: &Report, counted: &mut Spend) {
-        let s = crate::governor::spend_of(
-            report.cost_usd,
-            report.input_tokens,
-            report.output_tokens,
-            None,
-        )
-        .0;
+    /// A part of the story ended: the governor counts its spend now.
+    fn ended(&self, part: &Part, r: &Report) -> Spend {
+        let s = crate::governor::spend_of(r.cost_usd, r.input_tokens, r.output_tokens, None).0;
         self.ctx.gov.lock().ended(&part.key(&self.story.id), s);
-        counted.usd += s.usd;
-        counted.tokens += s.tokens;
+        s
     }
 
     /// The agent of each attempt, round robin over the story's
@@ -447,6 +439,7 @@ impl<'a> Run<'a> {
                 path: PathBuf::new(),
                 placed: Default::default(),
                 report: Report::default(),
+                spent: Spend::default(),
                 fresh_from: String::new(),
             });
         }
@@ -490,6 +483,7 @@ impl<'a> Run<'a> {
             path: path.clone(),
             placed: Default::default(),
             report: Report::default(),
+            spent: Spend::default(),
             fresh_from: start.to_string(),
         };
         let made = worktree::serialize(root, &base)
@@ -555,14 +549,7 @@ impl<'a> Run<'a> {
             workflow: None,
         };
         let r = run.execute(&part);
-        let s = crate::governor::spend_of(
-            r.report.cost_usd,
-            r.report.input_tokens,
-            r.report.output_tokens,
-            None,
-        )
-        .0;
-        ctx.gov.lock().ended(&part.key(id), s);
+        a.spent = self.ended(&part, &r.report);
         tried.outcome = r.outcome.as_str().to_string();
         tried.error = r.error.clone();
         tried.duration_ms = r.duration_ms;
@@ -707,7 +694,7 @@ impl<'a> Run<'a> {
         };
         self.say(&format!("the judge compares {} attempts", passed.len()));
         let r = judge.execute(&part);
-        self.counted(&part, &r.report, counted);
+        add(counted, self.ended(&part, &r.report));
         total.add_usage(&r.report);
         if r.outcome != Outcome::Succeeded {
             return Err(format!(
