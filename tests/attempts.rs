@@ -170,11 +170,34 @@ fn smallest_picks_the_fewest_changed_lines_and_first_the_first_to_pass() {
 fn phases_before_implement_run_once_and_review_runs_on_the_chosen_attempt() {
     let repo = repo_with(
         serde_json::json!({"pick": "smallest"}),
-        serde_json::json!({"workflow": {"phases": [{"name": "plan"}, {"name": "implement"}, {"name": "review"}]}}),
+        serde_json::json!({
+            "workflow": {"phases": [{"name": "plan"}, {"name": "implement"}, {"name": "review"}]},
+            "worktree": {"setup": ["sh", "-c", "pwd >> \"$SETUP_RUNS\""]}
+        }),
     );
     repo.story("S-0001", "Answer it", 1, "ready", "attempts: 3\n");
-    let out = repo.run(&["run", "--concurrent", "2"]);
+    let runs = repo.rec.join("setup.runs");
+    let out = repo.run_env(
+        &["run", "--concurrent", "2"],
+        &[("SETUP_RUNS", runs.to_str().unwrap())],
+    );
     expect_code(&out, 0);
+    // worktree.setup ran once in each new worktree: the story's, and each attempt's.
+    let mut setups: Vec<String> = std::fs::read_to_string(&runs)
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit('/').next().unwrap().to_string())
+        .collect();
+    setups.sort();
+    assert_eq!(
+        setups,
+        [
+            "S-0001-answer-it",
+            "S-0001-answer-it-attempt-1",
+            "S-0001-answer-it-attempt-2",
+            "S-0001-answer-it-attempt-3"
+        ]
+    );
     let phases = repo.rec_file("S-0001.phases").unwrap();
     let count = |p: &str| phases.lines().filter(|l| *l == p).count();
     assert_eq!(

@@ -254,6 +254,9 @@ pub(super) struct Run<'a> {
     pub(super) recorder: Arc<Recorder>,
     /// What was copied and linked into a fresh worktree, to take back.
     pub(super) placed: worktree::env::Placed,
+    /// `worktree.setup` ran in it: a fresh worktree gets it once, however
+    /// many executors run there (a story's attempts, SPEC §17).
+    pub(super) set_up: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Run<'a> {
@@ -277,6 +280,7 @@ impl<'a> Run<'a> {
             log_rel,
             recorder,
             placed: worktree::env::Placed::default(),
+            set_up: Default::default(),
         };
         if let (true, Some(w)) = (run.place.fresh, run.place.worktree.clone()) {
             furnish(ctx, &story.id, &w, &mut run.placed, &run.log);
@@ -333,7 +337,7 @@ impl<'a> Run<'a> {
             self.place.workdir.clone(),
             &self.place.branch,
             ctx.settings.base_branch.as_deref().unwrap_or(""),
-            self.place.fresh,
+            self.place.fresh && !self.set_up.swap(true, std::sync::atomic::Ordering::Relaxed),
         );
         let mut job = match job {
             Ok(j) => j,

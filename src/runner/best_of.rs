@@ -526,6 +526,7 @@ impl<'a> Run<'a> {
             log_rel: log_rel.clone(),
             recorder: Arc::new(Recorder::quiet(&ctx.board, id)),
             placed: Default::default(),
+            set_up: Default::default(),
         };
         if run.place.fresh {
             furnish(ctx, id, &path, &mut run.placed, &run.log);
@@ -687,6 +688,7 @@ impl<'a> Run<'a> {
             log_rel: self.log_rel.clone(),
             recorder: Arc::new(Recorder::quiet(&ctx.board, &self.story.id)),
             placed: Default::default(),
+            set_up: Default::default(),
         };
         let part = Part {
             workflow: Some(workflow::JUDGE.into()),
