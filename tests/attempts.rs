@@ -463,3 +463,33 @@ fn a_bad_number_of_attempts_is_refused_naming_the_flag_field_or_key() {
     );
     assert!(!attempt_worktree(&repo, 1).exists());
 }
+
+#[test]
+fn an_attempt_at_the_usage_cap_parks_the_story_and_no_other_attempt_starts() {
+    let repo = crate::presets::preset_repo(
+        "codex",
+        serde_json::json!({"attempts": 3}),
+        "stand-in: hits-cap",
+    );
+    let env = [
+        ("STANDIN_CODEX_LOGGED_IN", "1"),
+        ("STANDIN_CAP_SECS", "600"),
+    ];
+    let out = crate::presets::run_with(&repo, &["run", "--no-wait"], &env);
+    let err = stderr(&out);
+    expect_code(&out, 75);
+    // Parked, not blocked: ready again once the cap lifts.
+    assert_eq!(repo.status("S-0001"), "ready", "{err}");
+    assert!(repo.field("S-0001", "not_before").is_some(), "{err}");
+    assert_eq!(repo.field("S-0001", "blocked_reason"), None);
+    let rec = record(&repo, "S-0001");
+    assert_eq!(rec["attempts"][0]["outcome"], "parked", "{rec}");
+    for k in 1..3 {
+        assert_eq!(rec["attempts"][k]["outcome"], "not_started", "{rec}");
+        let why = rec["attempts"][k]["error"].as_str().unwrap();
+        assert!(why.starts_with("paused: codex usage limit"), "{why}");
+    }
+    // The first attempt's worktree is kept for the resume.
+    assert!(repo.worktree("S-0001-add-notes-attempt-1").exists());
+    assert!(!repo.worktree("S-0001-add-notes-attempt-2").exists());
+}

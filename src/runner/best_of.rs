@@ -176,6 +176,8 @@ struct Running {
     /// What the governor counted of it when it ended.
     spent: Spend,
     fresh_from: String,
+    /// It stopped at (or did not start for) a usage cap lifting then.
+    not_before: Option<u64>,
 }
 
 fn add(to: &mut Spend, s: Spend) {
@@ -238,6 +240,21 @@ impl<'a> Run<'a> {
             total.add_usage(&a.report);
             add(&mut counted, a.spent);
         }
+        let unstarted: Vec<String> = running
+            .iter()
+            .filter(|a| a.tried.outcome == "not_started")
+            .map(|a| a.tried.attempt.to_string())
+            .collect();
+        if let (false, Some(a)) = (
+            shutdown::stopping(),
+            running.iter().find(|a| a.tried.outcome == "not_started"),
+        ) {
+            self.say(&format!(
+                "attempts {} did not start ({}); the others are compared",
+                unstarted.join(", "),
+                a.tried.error.as_deref().unwrap_or("")
+            ));
+        }
         // 3. Verify.
         for a in running.iter_mut() {
             if a.tried.outcome == "succeeded" && !shutdown::stopping() {
@@ -269,7 +286,8 @@ impl<'a> Run<'a> {
         let Some((k, why)) = self.pick(&tried, &mut total, &mut counted) else {
             record.attempts = self.settle(&mut running, None);
             self.write_record(&record);
-            return finish(all_failed(&record.attempts), &total, counted);
+            let parked = running.iter().filter_map(|a| a.not_before).max();
+            return finish(all_failed(&record.attempts, parked), &total, counted);
         };
         record.chosen = Some(k);
         record.why = Some(why.clone());
@@ -374,10 +392,18 @@ impl<'a> Run<'a> {
         let mut own_free = true;
         let mut running = 0;
         let mut done: Vec<Running> = Vec::new();
+        let mut held: Option<crate::governor::Hold> = None;
         let begun = Instant::now();
         std::thread::scope(|scope| {
             loop {
-                while next <= n && !shutdown::stopping() {
+                while next <= n && !shutdown::stopping() && held.is_none() {
+                    // A usage cap or the run's budget: no more attempts start.
+                    if next > 1 {
+                        held = ctx.gov.lock().hold(crate::time::now_ms());
+                        if held.is_some() {
+                            break;
+                        }
+                    }
                     let own = own_free;
                     if !own && !ctx.slots.try_take(ctx.gov.lock().limit()) {
                         break;
@@ -432,7 +458,13 @@ impl<'a> Run<'a> {
                     attempt: k,
                     agent: self.agent_name(agent),
                     outcome: "not_started".into(),
-                    error: Some("run interrupted".into()),
+                    error: Some(match &held {
+                        Some(crate::governor::Hold::Paused { why, .. }) => {
+                            format!("paused: {why}")
+                        }
+                        Some(crate::governor::Hold::Budget(why)) => why.clone(),
+                        None => "run interrupted".into(),
+                    }),
                     verify: "not_run".into(),
                     ..Tried::default()
                 },
@@ -441,6 +473,10 @@ impl<'a> Run<'a> {
                 report: Report::default(),
                 spent: Spend::default(),
                 fresh_from: String::new(),
+                not_before: match &held {
+                    Some(crate::governor::Hold::Paused { until, .. }) => Some(*until),
+                    _ => None,
+                },
             });
         }
         done.sort_by_key(|a| a.tried.attempt);
@@ -485,6 +521,7 @@ impl<'a> Run<'a> {
             report: Report::default(),
             spent: Spend::default(),
             fresh_from: start.to_string(),
+            not_before: None,
         };
         let made = worktree::serialize(root, &base)
             .and_then(|held| worktree::prepare(root, &held, &folder, &branch, start));
@@ -551,6 +588,11 @@ impl<'a> Run<'a> {
         };
         let r = run.execute(&part);
         a.spent = self.ended(&part, &r.report);
+        a.not_before = r.not_before.filter(|_| r.outcome == Outcome::Parked);
+        if a.not_before.is_some() {
+            // The account's cap: no attempt (and no story) starts until it lifts.
+            ctx.gov.capped(a.not_before);
+        }
         tried.outcome = r.outcome.as_str().to_string();
         tried.error = r.error.clone();
         tried.duration_ms = r.duration_ms;
@@ -780,7 +822,7 @@ impl<'a> Run<'a> {
 
 /// Every attempt failed: the story is blocked with each one's reason (or
 /// parked, when one stopped at a usage cap).
-fn all_failed(tried: &[Tried]) -> RunResult {
+fn all_failed(tried: &[Tried], parked: Option<u64>) -> RunResult {
     let reasons: Vec<String> = tried
         .iter()
         .map(|t| format!("attempt {} ({}): {}", t.attempt, t.agent, t.reason()))
@@ -791,6 +833,11 @@ fn all_failed(tried: &[Tried]) -> RunResult {
         "implement",
         format!("no attempt passed: {}", reasons.join("; ")),
     );
+    if let Some(until) = parked {
+        // Not a failure of the story: it waits for the cap, and runs again.
+        r.outcome = Outcome::Parked;
+        r.not_before = Some(until);
+    }
     r
 }
 
