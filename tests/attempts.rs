@@ -5,13 +5,15 @@
 //! by `AI_SDLC_ATTEMPT`.
 
 use crate::support::*;
+use std::path::Path;
 
 /// Implement: attempt 1 writes a broken answer (verify fails), attempt 2
 /// a one-line one, attempt 3 a five-line one (more by other numbers).
 /// With "race" in the title, attempt 2 waits until attempt 3's work is
 /// committed (so 3 is the first to pass). With "hang" in it, each attempt writes
 /// its answer and waits for `go`. The judge answers what `judge.answer`
-/// holds, else chooses attempt 3.
+/// holds, else chooses attempt 3 (and scribbles in its worktree, which
+/// it should not).
 const AGENT: &str = r#"
 k="${AI_SDLC_ATTEMPT:-none}"
 case "$AI_SDLC_PHASE" in
@@ -33,6 +35,8 @@ implement)
   rec "attempt$k.end" "$(date +%s%N)" ;;
 judge)
   cp "$REC/$id.stdin" "$REC/$id.judge.stdin"
+  pwd > "$REC/$id.judge.cwd"
+  echo 'a judge that scribbles' >> answer.txt
   env | grep '^AI_SDLC_PHASE=' > "$REC/$id.judge.env"
   if [ -f "$REC/judge.answer" ]; then cat "$REC/judge.answer"
   else printf 'Attempt 3 explains itself best.\nCHOSEN: 3\nIt reads well and passes.\n'; fi ;;
@@ -100,6 +104,9 @@ fn the_judge_chooses_among_the_attempts_that_pass_and_every_attempt_is_kept() {
     }
     // The judge ran as its own phase, saw the two that passed by number,
     // their diffs, and not the one that failed verify.
+    // The judge ran in a throwaway worktree: its scribble is gone with it.
+    let judged_in = repo.rec_file("S-0001.judge.cwd").unwrap();
+    assert!(!Path::new(judged_in.trim()).exists(), "{judged_in}");
     let env = repo.rec_file("S-0001.judge.env").expect("no judge ran");
     assert_eq!(env.trim(), "AI_SDLC_PHASE=judge");
     let prompt = repo.rec_file("S-0001.judge.stdin").unwrap();

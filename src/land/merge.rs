@@ -224,14 +224,15 @@ fn merge_commit(
     }
 }
 
-/// A throwaway worktree, detached at `at`, removed on drop.
-struct Scratch {
+/// A throwaway worktree, detached at `at`, removed on drop (with what
+/// was made in it: it is ours).
+pub struct Scratch {
     root: PathBuf,
-    path: PathBuf,
+    pub path: PathBuf,
 }
 
 impl Scratch {
-    fn new(root: &Path, wt_base: &Path, at: &str) -> Result<Scratch, String> {
+    pub fn new(root: &Path, wt_base: &Path, at: &str) -> Result<Scratch, String> {
         let _ = std::fs::create_dir_all(wt_base);
         let path = wt_base.join(format!(
             ".land-{}-{}",

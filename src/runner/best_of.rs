@@ -716,13 +716,18 @@ impl<'a> Run<'a> {
         let text = evidence(&ctx.config.root, &passed);
         ctx.board
             .write_section(&self.story.id, workflow::ATTEMPTS_FILE, &text)?;
+        // The judge only reads: it gets a throwaway worktree at the start,
+        // so nothing it might write can get in the way of the chosen work.
+        let root = &ctx.config.root;
+        let start = git::refs::commit_of(root, &format!("refs/heads/{}", self.place.branch))?;
+        let scratch = crate::land::merge::Scratch::new(root, &ctx.config.worktree_base(), &start)?;
         let judge = Run {
             ctx,
             story: self.story,
             place: Place {
-                workdir: self.place.workdir.clone(),
+                workdir: scratch.path.clone(),
                 branch: self.place.branch.clone(),
-                worktree: self.place.worktree.clone(),
+                worktree: Some(scratch.path.clone()),
                 fresh: false,
                 start: None,
             },
