@@ -371,3 +371,59 @@ fn aider_does_a_story_and_fails_clearly_on_401() {
     let r = repo.blocked_reason("S-0002");
     assert!(r.contains("aider: authentication failed"), "{r}");
 }
+
+#[test]
+fn claude_code_makes_three_attempts_and_judges_them() {
+    let dir = need_clis!("claude_code_makes_three_attempts_and_judges_them", "claude");
+    let model = Model::start();
+    let repo = repo_of("claude", &["ok"]);
+    repo.config(serde_json::json!({
+        "agent": {"preset": "claude", "attempts": 3},
+        "attempts": {"pick": "judge", "verify": ["test", "-s", "notes.txt"]}
+    }));
+    let url = model.url();
+    let path = path_with(&dir);
+    let out = repo.run_env(
+        &["run", "--concurrent", "2", "--json"],
+        &[
+            ("PATH", &path),
+            ("ANTHROPIC_BASE_URL", &url),
+            ("ANTHROPIC_API_KEY", "sk-stand-in"),
+            ("IS_SANDBOX", "1"),
+        ],
+    );
+    expect_code(&out, 0);
+    assert_eq!(repo.status("S-0001"), "done", "{}", stderr(&out));
+    assert_eq!(
+        committed_notes(&repo, "S-0001"),
+        "hello from the stand-in model\n"
+    );
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo.story_path("S-0001").with_file_name("attempts.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    // The real CLI's answer was read for its CHOSEN line and reasons.
+    assert_eq!(rec["chosen"], 1, "{rec}");
+    assert_eq!(
+        rec["why"], "It writes notes.txt as the story asks.",
+        "{rec}"
+    );
+    for k in 0..3 {
+        assert_eq!(rec["attempts"][k]["verify"], "passed", "{rec}");
+        assert!(
+            rec["attempts"][k]["cost_usd"].as_f64().unwrap() > 0.0,
+            "{rec}"
+        );
+    }
+    // Three attempts and the judge: four phases of the CLI's, all priced.
+    let v = json(&out);
+    let cost = v["results"][0]["cost_usd"].as_f64().unwrap();
+    let each: f64 = (0..3)
+        .map(|k| rec["attempts"][k]["cost_usd"].as_f64().unwrap())
+        .sum();
+    assert!(
+        cost > each,
+        "the judge's cost is counted too: {cost} vs {each}"
+    );
+}

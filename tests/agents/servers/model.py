@@ -12,6 +12,7 @@
 # The mode is the first `stand-in: <mode>` in the request (the story's
 # text reaches the model in the prompt), else MODE, else ok:
 #   ok     a shell tool call `echo ... > notes.txt`, then "STANDIN FINAL: ..."
+#          (to a judge of attempts, Anthropic only: "CHOSEN: 1" and a reason)
 #   401    authentication error
 #   429    rate limit (retry-after: 1)
 #   cap    Anthropic: a plan's usage cap (unified rate-limit headers);
@@ -25,6 +26,9 @@ DEFAULT = os.environ.get("MODE", "ok")
 RESET = int(time.time()) + 3600
 FILE_LINE = "echo 'hello from the stand-in model' > notes.txt"
 FINAL = "STANDIN FINAL: created notes.txt"
+# What a judge of a story's attempts (its prompt asks for `CHOSEN: <number>`)
+# answers: no tool call, a choice and a reason.
+JUDGE = "Both attempts write the notes; the first is as good as any.\nCHOSEN: 1\nIt writes notes.txt as the story asks."
 
 
 def mode_of(text):
@@ -146,13 +150,14 @@ class H(http.server.BaseHTTPRequestHandler):
     def anthropic(self, text, req):
         tools = [t.get("name") for t in req.get("tools") or []]
         done = "tool_result" in text
-        if "Bash" in tools and not done:
+        judge = "CHOSEN: <number>" in text
+        if "Bash" in tools and not done and not judge:
             block = {"type": "tool_use", "id": "toolu_standin1", "name": "Bash", "input": {}}
             delta = {"type": "input_json_delta", "partial_json": json.dumps({"command": FILE_LINE, "description": "Write notes.txt"})}
             stop = "tool_use"
         else:
             block = {"type": "text", "text": ""}
-            delta = {"type": "text_delta", "text": FINAL if "Bash" in tools else "Stand-in"}
+            delta = {"type": "text_delta", "text": JUDGE if judge else FINAL if "Bash" in tools else "Stand-in"}
             stop = "end_turn"
         msg = {"id": "msg_standin", "type": "message", "role": "assistant", "model": req.get("model", "standin"),
                "content": [], "stop_reason": None, "stop_sequence": None,
