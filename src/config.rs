@@ -545,6 +545,7 @@ const KNOWN: &[&str] = &[
     "merge.verify",
     "agent.attempts",
     "agent.attemptAgents",
+    "attemptAgents",
     "attempts.verify",
     "attempts.pick",
     "pr.remote",
@@ -652,6 +653,23 @@ impl Reader<'_> {
             .collect()
     }
 
+    /// A list of built-in presets (`agent.attemptAgents`).
+    fn presets(&self, v: &Value, key: &str) -> Result<Vec<Preset>, ConfigError> {
+        let list = v
+            .as_array()
+            .ok_or_else(|| self.err(key, "a list of presets, like [\"claude\", \"codex\"]", v))?;
+        list.iter()
+            .map(|p| match self.preset(p, key) {
+                Ok(Preset::Command) => Err(self.err(
+                    key,
+                    &format!("built-in presets ({})", crate::agent::preset_names()),
+                    p,
+                )),
+                got => got,
+            })
+            .collect()
+    }
+
     fn preset(&self, v: &Value, key: &str) -> Result<Preset, ConfigError> {
         let names: Vec<&str> = PRESETS.iter().map(|p| p.name()).collect();
         let want = format!("one of {}", names.join(", "));
@@ -729,6 +747,8 @@ fn apply(c: &mut Config, v: &Value, file: &Path) -> Result<(), ConfigError> {
             "governor" => apply_governor(c, &r, value)?,
             "budget" => apply_budget(c, &r, value)?,
             "attempts" => apply_attempts(c, &r, value)?,
+            // Also read where SPEC §17's words put it, beside `agent`.
+            "attemptAgents" => c.attempts.agents = r.presets(value, "attemptAgents")?,
             "logs" => apply_logs(c, &r, value)?,
             _ => r.unknown(key),
         }
@@ -786,22 +806,7 @@ fn apply_agent(c: &mut Config, r: &Reader, value: &Value) -> Result<(), ConfigEr
                     }
                 }
             }
-            "attemptAgents" => {
-                let list = v.as_array().ok_or_else(|| {
-                    r.err(&key, "a list of presets, like [\"claude\", \"codex\"]", v)
-                })?;
-                c.attempts.agents = list
-                    .iter()
-                    .map(|p| match r.preset(p, &key) {
-                        Ok(Preset::Command) => Err(r.err(
-                            &key,
-                            &format!("built-in presets ({})", crate::agent::preset_names()),
-                            p,
-                        )),
-                        got => got,
-                    })
-                    .collect::<Result<_, _>>()?;
-            }
+            "attemptAgents" => c.attempts.agents = r.presets(v, &key)?,
             "pricing" if v.is_null() => a.pricing = None,
             "pricing" => {
                 let p = r.object(v, &key)?;
@@ -1213,6 +1218,38 @@ mod tests {
             "useOrchestrator",
         ] {
             assert_eq!(did_you_mean(far), None, "{far}");
+        }
+    }
+
+    #[test]
+    fn attempts_are_read_where_the_spec_puts_them_and_refused_with_the_key() {
+        let c = load_text(
+            r#"{"agent": {"preset": "claude", "attempts": 3, "attemptAgents": ["claude", "codex"]},
+               "attempts": {"verify": ["make", "test"], "pick": "judge"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.attempts.count, 3);
+        assert_eq!(c.attempts.agents, [Preset::Claude, Preset::Codex]);
+        assert_eq!(c.attempts.verify, Some(vec!["make".into(), "test".into()]));
+        assert_eq!(c.attempts.pick, Pick::Judge);
+        let top = load_text(r#"{"attemptAgents": ["gemini"]}"#).unwrap();
+        assert_eq!(top.attempts.agents, [Preset::Gemini]);
+        assert_eq!(
+            Config::defaults(PathBuf::from("/r")).attempts.pick,
+            Pick::Smallest
+        );
+        for (bad, key) in [
+            (r#"{"agent": {"attempts": 0}}"#, "agent.attempts"),
+            (r#"{"agent": {"attempts": 17}}"#, "agent.attempts"),
+            (
+                r#"{"agent": {"attemptAgents": ["command"]}}"#,
+                "agent.attemptAgents",
+            ),
+            (r#"{"attemptAgents": "claude"}"#, "attemptAgents"),
+            (r#"{"attempts": {"pick": "best"}}"#, "attempts.pick"),
+        ] {
+            let e = load_text(bad).unwrap_err().0;
+            assert!(e.contains(&format!("key `{key}` must be")), "{bad}: {e}");
         }
     }
 

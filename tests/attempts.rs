@@ -85,6 +85,11 @@ fn attempt_worktree(repo: &TestRepo, k: u32) -> std::path::PathBuf {
 fn the_judge_chooses_among_the_attempts_that_pass_and_every_attempt_is_kept() {
     let repo = repo_with(serde_json::json!({"pick": "judge"}), serde_json::json!({}));
     repo.story("S-0001", "Answer it", 1, "ready", "attempts: 3\n");
+    let plan = stdout(&repo.run(&["run", "--dry-run"]));
+    assert!(
+        plan.contains("3 attempts at implement, each in a worktree of its own; pick: judge"),
+        "{plan}"
+    );
     let out = repo.run(&["run", "--concurrent", "3"]);
     expect_code(&out, 0);
     assert_eq!(repo.status("S-0001"), "done");

@@ -201,6 +201,7 @@ fn print_plan(
                     "dependencies": s.dependencies,
                     "worktree": worktree,
                     "branch": branch,
+                    "attempts": runner::attempts_for(config, settings, s),
                     "phases": phases,
                 })
             })
@@ -252,6 +253,13 @@ fn print_plan(
                 Some(Ok((folder, branch))) => outln!("     worktree {folder}  branch {branch}"),
                 Some(Err(e)) => outln!("     not run: {e}"),
                 None => {}
+            }
+            let n = runner::attempts_for(config, settings, s);
+            if n > 1 {
+                outln!(
+                    "     {n} attempts at implement, each in a worktree of its own; pick: {}",
+                    config.attempts.pick.name()
+                );
             }
             for p in &plan.phases {
                 match skipped(s, p) {

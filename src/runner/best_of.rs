@@ -39,11 +39,7 @@ pub const RECORD_FILE: &str = "attempts.json";
 /// to do.
 fn wanted(run: &Run) -> Option<u32> {
     let ctx = run.ctx;
-    let n = ctx
-        .settings
-        .attempts
-        .or(run.story.attempts)
-        .unwrap_or(ctx.config.attempts.count);
+    let n = count(&ctx.config, &ctx.settings, run.story);
     if n < 2 || run.place.worktree.is_none() {
         return None;
     }
@@ -59,6 +55,22 @@ fn wanted(run: &Run) -> Option<u32> {
         .map(|s| s.is_complete("implementation_complete"))
         .unwrap_or(false);
     (implement && !done).then_some(n)
+}
+
+/// How many attempts `story` gets: `run --attempts`, else its own
+/// `attempts`, else `agent.attempts`; one without worktrees.
+pub fn count(
+    config: &crate::config::Config,
+    settings: &super::Settings,
+    story: &crate::board::Story,
+) -> u32 {
+    if !settings.worktrees {
+        return 1;
+    }
+    settings
+        .attempts
+        .or(story.attempts)
+        .unwrap_or(config.attempts.count)
 }
 
 /// Run the story's phases: best of N when it has several attempts, else

@@ -28,7 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use best_of::{
-    Record as Attempts, attempt_ref, read_record as attempts_of, write_record as write_attempts,
+    Record as Attempts, attempt_ref, count as attempts_for, read_record as attempts_of,
+    write_record as write_attempts,
 };
 pub use plan::Plan;
 
