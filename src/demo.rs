@@ -38,6 +38,14 @@ esac
 mkdir -p src
 file="src/$(printf '%s' "$AI_SDLC_STORY_ID" | tr 'A-Z' 'a-z').txt"
 printf 'Work for %s: %s\n' "$AI_SDLC_STORY_ID" "$AI_SDLC_STORY_TITLE" > "$file"
+if [ -n "$AI_SDLC_ATTEMPT" ]; then
+  # One of several attempts at the story: each drafts it its own way.
+  case "$AI_SDLC_ATTEMPT" in
+    1) printf 'A long first draft,\nwith more words\nthan it needs.\n' >> "$file" ;;
+    3) printf 'A second thought,\nin two lines.\n' >> "$file" ;;
+  esac
+  echo "agent: this is attempt $AI_SDLC_ATTEMPT"
+fi
 echo "agent: wrote $file (ai-sdlc commits it on the story branch)"
 for dep in src/s-*.txt; do
   [ "$dep" = "$file" ] || echo "agent: building on $dep, which a story this one depends on wrote"
@@ -62,6 +70,8 @@ struct DemoStory {
     title: &'static str,
     body: &'static str,
     deps: &'static [&'static str],
+    /// Several attempts at it, the best kept (SPEC §17).
+    attempts: u32,
 }
 
 const STORIES: [DemoStory; 6] = [
@@ -69,31 +79,37 @@ const STORIES: [DemoStory; 6] = [
         title: "Add a greeting module",
         body: "Create the greeting module.",
         deps: &[],
+        attempts: 1,
     },
     DemoStory {
         title: "Write the command-line entry point",
         body: "Parse arguments and call the module.\n\ndemo: changelog (this story and S-0006 both add a line at the end of CHANGELOG.md: `ai-sdlc land` finds the conflict and gives it back to the agent)",
         deps: &[],
+        attempts: 1,
     },
     DemoStory {
         title: "Document the public API",
         body: "Describe every function.\n\ndemo: leave build output (the agent leaves build/report.txt, which git ignores: it is not committed, and the worktree is kept so that it is not lost)",
         deps: &[],
+        attempts: 1,
     },
     DemoStory {
         title: "Fix the flaky integration test",
         body: "demo: fail (this story fails on purpose, to show a blocked story)",
         deps: &[],
+        attempts: 1,
     },
     DemoStory {
         title: "Validate user input",
         body: "Runs after S-0001 is done, stacked on its work: its worktree starts with S-0001's file.",
         deps: &["S-0001"],
+        attempts: 1,
     },
     DemoStory {
         title: "Polish the README",
-        body: "Make it read well.\n\ndemo: changelog",
+        body: "Make it read well.\n\ndemo: changelog\n\nIt gets three attempts, each in a worktree of its own; the smallest change is kept, and `ai-sdlc review S-0006` lists them.",
         deps: &[],
+        attempts: 3,
     },
 ];
 
@@ -160,7 +176,7 @@ pub fn build_repo(root: &Path) -> Result<(), Error> {
     for (i, s) in STORIES.iter().enumerate() {
         let id = format!("S-{:04}", i + 1);
         let deps: Vec<String> = s.deps.iter().map(|d| d.to_string()).collect();
-        let text = story_text(&NewStory {
+        let mut text = story_text(&NewStory {
             id: &id,
             title: s.title,
             priority: (i as i64 + 1) * 10,
@@ -170,6 +186,13 @@ pub fn build_repo(root: &Path) -> Result<(), Error> {
             dependencies: &deps,
             body: s.body,
         });
+        if s.attempts > 1 {
+            text = text.replacen(
+                "status: ready\n",
+                &format!("status: ready\nattempts: {}\n", s.attempts),
+                1,
+            );
+        }
         write(
             &root.join(".ai-sdlc/stories").join(&id).join("story.md"),
             &text,

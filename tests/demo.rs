@@ -58,6 +58,14 @@ fn the_demo_runs_six_stories_and_exits_0() {
         "{}",
         stderr(&out)
     );
+    // S-0006 made three attempts; the smallest was kept, every one is reachable.
+    assert!(
+        stderr(&out).contains("[S-0006] chose attempt 2 (smallest)"),
+        "{}",
+        stderr(&out)
+    );
+    let attempts = git(&dir, &["for-each-ref", "refs/ai-sdlc/attempts/S-0006/"]);
+    assert_eq!(attempts.lines().count(), 3, "{attempts}");
     let branches = git(&dir, &["branch", "--list", "ai-sdlc/*"]);
     assert_eq!(branches.lines().count(), 6, "{branches}");
     // The runner committed the agent's work on the story branch.

@@ -13,7 +13,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Result<(), Error> {
     build_repo(&root)?;
     let concurrent = args.concurrent.clone().unwrap_or_else(|| "3".into());
     errln!(
-        "Demo repo: {}\nRunning its 6 stories with `ai-sdlc run --concurrent {concurrent}` and a scripted agent ({FAILS_ON_PURPOSE} fails on purpose; S-0005 is stacked on S-0001; S-0002 and S-0006 conflict, for `land` to resolve).\n",
+        "Demo repo: {}\nRunning its 6 stories with `ai-sdlc run --concurrent {concurrent}` and a scripted agent ({FAILS_ON_PURPOSE} fails on purpose; S-0005 is stacked on S-0001; S-0006 gets three attempts, the smallest kept; S-0002 and S-0006 conflict, for `land` to resolve).\n",
         root.display()
     );
     let run_args = RunArgs {
@@ -67,7 +67,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Result<(), Error> {
     };
     let dir = root.display();
     outln!(
-        "\nLook around:\n  {me} -C {dir} status\n  {me} -C {dir} logs {FAILS_ON_PURPOSE}\n  {me} -C {dir} worktrees\n  {me} -C {dir} review          # the story branches against main (merged ones say so)\n  {me} -C {dir} land --dry-run  # what landing would do now\n  git -C {dir} log --oneline --all"
+        "\nLook around:\n  {me} -C {dir} status\n  {me} -C {dir} logs {FAILS_ON_PURPOSE}\n  {me} -C {dir} worktrees\n  {me} -C {dir} review          # the story branches against main (merged ones say so)\n  {me} -C {dir} review S-0006   # its three attempts, and which was kept\n  {me} -C {dir} land --dry-run  # what landing would do now\n  git -C {dir} log --oneline --all"
     );
     // The one failure is on purpose: a demo that went as planned exits 0.
     let scan = crate::board::scan(&config)?;
