@@ -454,6 +454,18 @@ fn a_bad_number_of_attempts_is_refused_naming_the_flag_field_or_key() {
     let out = repo.run(&["run", "--attempts", "0"]);
     expect_code(&out, 2);
     assert!(stderr(&out).contains("--attempts \"0\": expected a whole number from 1 to 16"));
+    // Without worktrees there is nowhere to put an attempt: once, and said.
+    let out = repo.run(&["run", "--no-worktree", "--attempts", "2"]);
+    expect_code(&out, 0);
+    assert!(
+        stderr(&out).contains("attempts need worktrees"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        repo.rec_file("S-0001.attempts").unwrap().trim(),
+        format!("none {}", repo.root.display())
+    );
     repo.story("S-0002", "Answer that", 2, "ready", "attempts: many\n");
     let out = repo.run(&["run", "--story", "S-0002"]);
     assert!(

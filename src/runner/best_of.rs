@@ -43,6 +43,11 @@ fn wanted(run: &Run) -> Option<u32> {
     if n < 2 || run.place.worktree.is_none() {
         return None;
     }
+    if !ctx.config.worktree.commit {
+        // An attempt's work is what is committed on its branch.
+        run.note("worktree.commit is false: the story runs once, not in attempts");
+        return None;
+    }
     let implement = ctx
         .config
         .phases
@@ -725,13 +730,16 @@ impl<'a> Run<'a> {
     ) -> Result<(u32, String), String> {
         let ctx = self.ctx;
         let passed: Vec<&Tried> = tried.iter().filter(|t| t.passed()).collect();
-        let text = evidence(&ctx.config.root, &passed);
+        let start = git::refs::commit_of(
+            &ctx.config.root,
+            &format!("refs/heads/{}", self.place.branch),
+        )?;
+        let text = evidence(&ctx.config.root, &start, &passed);
         ctx.board
             .write_section(&self.story.id, workflow::ATTEMPTS_FILE, &text)?;
         // The judge only reads: it gets a throwaway worktree at the start,
         // so nothing it might write can get in the way of the chosen work.
         let root = &ctx.config.root;
-        let start = git::refs::commit_of(root, &format!("refs/heads/{}", self.place.branch))?;
         let scratch = crate::land::merge::Scratch::new(root, &ctx.config.worktree_base(), &start)?;
         let judge = Run {
             ctx,
@@ -870,7 +878,7 @@ fn tail(text: &str, max: usize) -> &str {
 /// What the judge reads: each attempt that passed, by its number, with
 /// its diff, what verify printed, and its agent's final message; within
 /// the bound a section has.
-fn evidence(root: &Path, passed: &[&Tried]) -> String {
+fn evidence(root: &Path, start: &str, passed: &[&Tried]) -> String {
     let each = (workflow::MAX_OUTPUT - 4096) / passed.len().max(1);
     let numbers: Vec<String> = passed.iter().map(|t| t.attempt.to_string()).collect();
     let mut out = format!(
@@ -901,7 +909,8 @@ fn evidence(root: &Path, passed: &[&Tried]) -> String {
             .commit
             .as_deref()
             .and_then(|c| {
-                let range = format!("{c}~1..{c}");
+                // All its work, however many commits (a resumed attempt has more).
+                let range = format!("{start}..{c}");
                 git::run_bounded(root, &["diff", &range, "--"], &[0], each / 2).ok()
             })
             .map(|b| b.text)

@@ -145,15 +145,17 @@ pub fn settings(config: &Config, args: &RunArgs) -> Result<(Settings, Vec<String
             }
         },
     };
-    if !worktrees
-        && attempts
-            .or(Some(config.attempts.count))
-            .is_some_and(|n| n > 1)
-    {
+    let several = attempts.unwrap_or(config.attempts.count) > 1;
+    if several && !worktrees {
         warnings.push(
             "attempts need worktrees (each attempt has its own): without them, each story runs once"
                 .to_string(),
         );
+    } else if several && !config.worktree.commit {
+        warnings.push(format!(
+            "attempts need worktree.commit (an attempt's work is what is committed on its branch): with it false in {}, each story runs once",
+            config.file_name()
+        ));
     }
     let settings = Settings {
         concurrency,
