@@ -304,6 +304,16 @@ fn ctrl_c_mid_way_keeps_every_attempts_work() {
     let rec = record(&repo, "S-0001");
     assert_eq!(rec["attempts"].as_array().unwrap().len(), 3);
     assert!(rec["chosen"].is_null());
+    // The next run resumes in the same worktrees and finishes.
+    std::fs::write(repo.rec.join("go"), "").unwrap();
+    let out = repo.run(&["run", "--concurrent", "3"]);
+    expect_code(&out, 0);
+    assert_eq!(repo.status("S-0001"), "done", "{}", stderr(&out));
+    assert_eq!(record(&repo, "S-0001")["chosen"], 2);
+    assert_eq!(
+        on_branch(&repo, "ai-sdlc/S-0001-answer-it", "answer.txt"),
+        "forty-two\n"
+    );
 }
 
 #[test]
