@@ -239,9 +239,11 @@ impl<'a> Run<'a> {
                 only: shared,
                 ..Part::default()
             };
-            let r = self.execute(&part);
+            let mut r = self.execute(&part);
             add(&mut counted, self.ended(&part, &r.report));
             if r.outcome != Outcome::Succeeded {
+                // Counted already, under its own key.
+                r.counted = counted;
                 return r;
             }
             total.add_usage(&r.report);
