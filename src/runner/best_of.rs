@@ -253,8 +253,13 @@ impl<'a> Run<'a> {
             Ok(c) => c,
             Err(e) => return RunResult::failed(format!("cannot read its branch: {e}"), 0),
         };
-        // 2. The attempts, side by side.
-        let mut running = self.attempts(n, &agents, &start);
+        // 2. The attempts, side by side. One that finished in an earlier
+        // run from this same start (stopped by Ctrl-C or a cap) is not run again.
+        let earlier = read_record(&ctx.board, id)
+            .filter(|r| r.start == start && r.chosen.is_none())
+            .map(|r| r.attempts)
+            .unwrap_or_default();
+        let mut running = self.attempts(n, &agents, &start, &earlier);
         for a in &running {
             total.add_usage(&a.report);
             add(&mut counted, a.spent);
@@ -404,7 +409,7 @@ impl<'a> Run<'a> {
 
     /// Run attempts 1..=n: each takes the story's own slot when it is
     /// free, else a free slot of the run's; none starts after a stop.
-    fn attempts(&self, n: u32, agents: &[Preset], start: &str) -> Vec<Running> {
+    fn attempts(&self, n: u32, agents: &[Preset], start: &str, earlier: &[Tried]) -> Vec<Running> {
         let ctx = self.ctx;
         let (tx, rx) = crossbeam_channel::bounded::<(Running, bool)>(n as usize);
         let mut next = 1;
@@ -435,7 +440,8 @@ impl<'a> Run<'a> {
                         .name(format!("attempt-{k}"))
                         .stack_size(256 * 1024)
                         .spawn_scoped(scope, move || {
-                            let mut a = self.one(k, n, agent, start);
+                            let before = earlier.iter().find(|t| t.attempt == k);
+                            let mut a = self.one(k, n, agent, start, before);
                             a.tried.ended_ms = begun.elapsed().as_millis() as u64;
                             let _ = tx.send((a, own));
                         });
@@ -511,7 +517,14 @@ impl<'a> Run<'a> {
 
     /// Attempt `k`: its worktree and branch, its implement phase in an
     /// executor, its work committed on its branch.
-    fn one(&self, k: u32, n: u32, agent: Option<Preset>, start: &str) -> Running {
+    fn one(
+        &self,
+        k: u32,
+        n: u32,
+        agent: Option<Preset>,
+        start: &str,
+        before: Option<&Tried>,
+    ) -> Running {
         let ctx = self.ctx;
         let (root, id) = (&ctx.config.root, &self.story.id);
         let folder = format!(
@@ -553,6 +566,17 @@ impl<'a> Run<'a> {
                 return a;
             }
         };
+        if let Some(t) = before.filter(|t| self.finished_before(t, &path)) {
+            self.say(&format!(
+                "attempt {k}: done in an earlier run ({}), not run again",
+                t.commit.as_deref().map_or("", |c| &c[..c.len().min(12)])
+            ));
+            a.tried = Tried {
+                worktree_kept: None,
+                ..t.clone()
+            };
+            return a;
+        }
         // Its own log; rotation never takes this run's others.
         let keep = ctx.config.logs_keep + n as usize + 2;
         let log = match RunLog::create(&ctx.board, id, keep) {
@@ -633,6 +657,17 @@ impl<'a> Run<'a> {
         a.placed = run.placed;
         a.report = r.report;
         a
+    }
+
+    /// Attempt `t` of an earlier run ended well, and its branch and
+    /// worktree (at `path`) are still just as it left them.
+    fn finished_before(&self, t: &Tried, path: &Path) -> bool {
+        let root = &self.ctx.config.root;
+        let tip = git::refs::commit_of(root, &format!("refs/heads/{}", t.branch)).ok();
+        t.outcome == "succeeded"
+            && t.commit.is_some()
+            && tip == t.commit
+            && worktree::changes(path).is_ok_and(|c| c.is_empty())
     }
 
     /// Run the verify command in the attempt's worktree.
