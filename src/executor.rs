@@ -401,6 +401,7 @@ fn prepare(
         attempt: args.attempt,
         agent: config.agent.preset(),
         workflow: None,
+        budget: None,
     };
     job.part.apply(&mut job.phases);
     job.load_prompts(&config)?;

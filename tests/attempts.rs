@@ -545,3 +545,41 @@ fn an_attempt_at_the_usage_cap_parks_the_story_and_no_other_attempt_starts() {
     assert!(repo.worktree("S-0001-add-notes-attempt-1").exists());
     assert!(!repo.worktree("S-0001-add-notes-attempt-2").exists());
 }
+
+#[test]
+fn a_storys_budget_is_shared_among_its_attempts() {
+    // Each claude stand-in phase costs $0.0123.
+    let repo = crate::presets::preset_repo("claude", serde_json::json!({"attempts": 3}), "");
+    let out = crate::presets::run_with(&repo, &["run", "--budget-story", "0.06"], &[]);
+    expect_code(&out, 0);
+    // Each attempt gets a third of it, and Claude Code is told so.
+    let argv = repo.rec_file("S-0001.argv").unwrap();
+    assert!(argv.contains("--max-budget-usd\n0.0200"), "{argv}");
+    // An agent that spends $0.20 a step until stopped: with $1.50 for the
+    // story, each attempt is stopped over its $0.50, and the story, every
+    // attempt over its share, is blocked.
+    let repo = crate::presets::preset_repo(
+        "opencode",
+        serde_json::json!({"attempts": 3}),
+        "stand-in: spend",
+    );
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo.root.join(".ai-sdlc.json")).unwrap())
+            .unwrap();
+    config["orchestrator"]["shutdownTimeout"] = 500.into();
+    repo.config(config);
+    let out = crate::presets::run_with(
+        &repo,
+        &["run", "--budget-story", "1.50", "--concurrent", "3"],
+        &[],
+    );
+    expect_code(&out, 1);
+    assert_eq!(repo.status("S-0001"), "blocked", "{}", stderr(&out));
+    let why = repo.blocked_reason("S-0001");
+    assert!(why.contains("no attempt passed"), "{why}");
+    assert_eq!(
+        why.matches("over budget: $0.60 of $0.50").count(),
+        3,
+        "{why}"
+    );
+}

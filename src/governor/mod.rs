@@ -78,6 +78,18 @@ impl Budget {
         self.usd.is_some() || self.tokens.is_some()
     }
 
+    /// What is left of it after `spent`, shared equally among `ways`
+    /// (a story's attempts, SPEC §17); never below nothing.
+    pub fn share(&self, spent: Spend, ways: u32) -> Budget {
+        let ways = ways.max(1);
+        Budget {
+            usd: self.usd.map(|b| (b - spent.usd).max(0.0) / f64::from(ways)),
+            tokens: self
+                .tokens
+                .map(|b| b.saturating_sub(spent.tokens) / u64::from(ways)),
+        }
+    }
+
     /// Why `spent` is over this budget ("$0.52 of $0.50"), if it is.
     pub fn over(&self, spent: Spend) -> Option<String> {
         if let Some(max) = self.usd
@@ -313,6 +325,33 @@ impl Governor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_is_shared_among_attempts_after_what_was_spent() {
+        let b = Budget {
+            usd: Some(1.0),
+            tokens: Some(1000),
+        };
+        let spent = Spend {
+            usd: 0.4,
+            tokens: 100,
+        };
+        let each = b.share(spent, 3);
+        assert!((each.usd.unwrap() - 0.2).abs() < 1e-12);
+        assert_eq!(each.tokens, Some(300));
+        assert_eq!(
+            b.share(
+                Spend {
+                    usd: 2.0,
+                    tokens: 5000
+                },
+                2
+            )
+            .usd,
+            Some(0.0)
+        );
+        assert_eq!(Budget::default().share(spent, 3), Budget::default());
+    }
 
     fn gov(max: usize) -> Governor {
         Governor::new(

@@ -259,7 +259,10 @@ impl<'a> Run<'a> {
             .filter(|r| r.start == start && r.chosen.is_none())
             .map(|r| r.attempts)
             .unwrap_or_default();
-        let mut running = self.attempts(n, &agents, &start, &earlier);
+        // The story's budget is shared: each attempt gets an equal part of
+        // what the shared phases left.
+        let each = self.budget_left(counted, n);
+        let mut running = self.attempts(n, &agents, &start, &earlier, each);
         for a in &running {
             total.add_usage(&a.report);
             add(&mut counted, a.spent);
@@ -351,7 +354,10 @@ impl<'a> Run<'a> {
         // 6. The rest of the workflow, on the chosen work.
         let rest = phases[at + 1..].iter().any(|p| p.kind() != Kind::Setup);
         let mut r = if rest {
-            self.execute(&Part::default())
+            self.execute(&Part {
+                budget: self.budget_left(counted, 1),
+                ..Part::default()
+            })
         } else {
             RunResult {
                 outcome: Outcome::Succeeded,
@@ -364,6 +370,13 @@ impl<'a> Run<'a> {
         }
         r.commit = r.commit.or(tip);
         finish(r, &total, counted)
+    }
+
+    /// The story's budget left after `spent`, in `ways` equal parts
+    /// (`None`: it has none).
+    fn budget_left(&self, spent: Spend, ways: u32) -> Option<crate::governor::Budget> {
+        let b = self.ctx.settings.story_budget;
+        b.is_set().then(|| b.share(spent, ways))
     }
 
     /// Tell the user, and the log.
@@ -409,7 +422,14 @@ impl<'a> Run<'a> {
 
     /// Run attempts 1..=n: each takes the story's own slot when it is
     /// free, else a free slot of the run's; none starts after a stop.
-    fn attempts(&self, n: u32, agents: &[Preset], start: &str, earlier: &[Tried]) -> Vec<Running> {
+    fn attempts(
+        &self,
+        n: u32,
+        agents: &[Preset],
+        start: &str,
+        earlier: &[Tried],
+        budget: Option<crate::governor::Budget>,
+    ) -> Vec<Running> {
         let ctx = self.ctx;
         let (tx, rx) = crossbeam_channel::bounded::<(Running, bool)>(n as usize);
         let mut next = 1;
@@ -441,7 +461,7 @@ impl<'a> Run<'a> {
                         .stack_size(256 * 1024)
                         .spawn_scoped(scope, move || {
                             let before = earlier.iter().find(|t| t.attempt == k);
-                            let mut a = self.one(k, n, agent, start, before);
+                            let mut a = self.one((k, n), agent, start, before, budget);
                             a.tried.ended_ms = begun.elapsed().as_millis() as u64;
                             let _ = tx.send((a, own));
                         });
@@ -519,11 +539,11 @@ impl<'a> Run<'a> {
     /// executor, its work committed on its branch.
     fn one(
         &self,
-        k: u32,
-        n: u32,
+        (k, n): (u32, u32),
         agent: Option<Preset>,
         start: &str,
         before: Option<&Tried>,
+        budget: Option<crate::governor::Budget>,
     ) -> Running {
         let ctx = self.ctx;
         let (root, id) = (&ctx.config.root, &self.story.id);
@@ -628,6 +648,7 @@ impl<'a> Run<'a> {
             attempt: Some(k),
             agent,
             workflow: None,
+            budget,
         };
         let r = run.execute(&part);
         a.spent = self.ended(&part, &r.report);
@@ -796,6 +817,7 @@ impl<'a> Run<'a> {
         };
         let part = Part {
             workflow: Some(workflow::JUDGE.into()),
+            budget: self.budget_left(*counted, 1),
             ..Part::default()
         };
         self.say(&format!("the judge compares {} attempts", passed.len()));

@@ -89,6 +89,8 @@ pub struct Part {
     pub agent: Option<Preset>,
     /// A built-in workflow of the runner's (`judge`), instead of the run's.
     pub workflow: Option<String>,
+    /// Its share of the story's budget, instead of all of it.
+    pub budget: Option<crate::governor::Budget>,
 }
 
 impl Part {
