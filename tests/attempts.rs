@@ -583,3 +583,73 @@ fn a_storys_budget_is_shared_among_its_attempts() {
         "{why}"
     );
 }
+
+#[test]
+fn attempt_branches_stay_in_the_tools_namespace_whatever_the_story_names() {
+    // A story file is input: its `branch:` must not lead an attempt onto,
+    // or a cleanup into, a branch of the user's.
+    let repo = repo_with(
+        serde_json::json!({"pick": "smallest"}),
+        serde_json::json!({}),
+    );
+    git(&repo.root, &["branch", "user-work-attempt-2"]);
+    let users = git(&repo.root, &["rev-parse", "user-work-attempt-2"]);
+    repo.story(
+        "S-0001",
+        "Answer it",
+        1,
+        "ready",
+        "attempts: 3\nbranch: user-work\n",
+    );
+    let out = repo.run(&["run", "--concurrent", "3"]);
+    expect_code(&out, 0);
+    assert_eq!(on_branch(&repo, "user-work", "answer.txt"), "forty-two\n");
+    // The user's branch is where it was, and still there.
+    assert_eq!(
+        git(&repo.root, &["rev-parse", "user-work-attempt-2"]),
+        users
+    );
+    let kept = git(&repo.root, &["rev-parse", "refs/ai-sdlc/attempts/S-0001/2"]);
+    assert_ne!(kept, users);
+}
+
+#[test]
+fn an_attempt_that_re_points_its_worktree_gets_no_git_call_and_keeps_its_work() {
+    let repo = TestRepo::new();
+    // Attempt 2 makes a repo of its own on its branch and points its
+    // worktree's .git at it: the runner's commit would land there, and the
+    // worktree would be removed as clean.
+    let agent = repo.agent(
+        "repoint.sh",
+        r#"case "$AI_SDLC_ATTEMPT" in
+2) git init -q "$REC/fake" && git -C "$REC/fake" checkout -q -b "$AI_SDLC_BRANCH"
+   printf 'gitdir: %s\n' "$REC/fake/.git" > .git
+   echo 'forty-two' > answer.txt ;;
+*) printf 'the answer\nis forty-two\n' > answer.txt ;;
+esac"#,
+    );
+    repo.config(serde_json::json!({
+        "agent": {"command": [agent.to_string_lossy()], "sandbox": false, "attempts": 2},
+        "orchestrator": {"healthCheckInterval": 200}
+    }));
+    repo.story("S-0001", "Answer it", 1, "ready", "");
+    let out = repo.run(&["run", "--concurrent", "2"]);
+    expect_code(&out, 0);
+    // The other attempt is the story's work; attempt 2 dropped out for its .git.
+    assert_eq!(
+        on_branch(&repo, "ai-sdlc/S-0001-answer-it", "answer.txt"),
+        "the answer\nis forty-two\n"
+    );
+    let rec = record(&repo, "S-0001");
+    let why = rec["attempts"][1]["error"].as_str().unwrap();
+    assert!(why.contains(".git") && why.contains("points at"), "{why}");
+    // Nothing was committed into the agent's repo; its work is still there.
+    let fake = repo.rec.join("fake");
+    let log = git_cmd(&fake).args(["log", "--oneline"]).output().unwrap();
+    assert!(
+        !log.status.success(),
+        "the runner committed into the agent's repo"
+    );
+    assert!(attempt_worktree(&repo, 2).join("answer.txt").exists());
+    assert!(rec["attempts"][1]["commit"].is_null(), "{rec}");
+}

@@ -2,7 +2,7 @@
 //!
 //! The phases before implement run once, in the story's worktree. Then
 //! each attempt runs implement in a worktree and branch of its own
-//! (`<story folder>-attempt-<k>`, `<story branch>-attempt-<k>`), from the
+//! (`<ID>-<slug>-attempt-<k>` on `ai-sdlc/<ID>-<slug>-attempt-<k>`), from the
 //! story branch's tip, concurrently within the run's limit: the story's
 //! own slot, and the run's free ones (`Slots`). The verify command
 //! (`attempts.verify`, else `merge.verify`) runs in each attempt's
@@ -547,15 +547,10 @@ impl<'a> Run<'a> {
     ) -> Running {
         let ctx = self.ctx;
         let (root, id) = (&ctx.config.root, &self.story.id);
-        let folder = format!(
-            "{}-attempt-{k}",
-            self.place
-                .workdir
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_else(|| self.story.key())
-        );
-        let branch = format!("{}-attempt-{k}", self.place.branch);
+        // Named from the story's key, never from its `branch:` field (a
+        // story file is input): an attempt's branch is always the tool's own.
+        let folder = format!("{}-attempt-{k}", self.story.key());
+        let branch = worktree::branch_name(&folder);
         let base = ctx.config.worktree_base();
         let path = base.join(&folder);
         let mut tried = Tried {
