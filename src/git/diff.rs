@@ -24,6 +24,12 @@ pub fn patch(dir: &Path, from: &str, max: usize) -> Result<Bounded, GitError> {
     run_bounded(dir, &["diff", from, "--"], &[0], max)
 }
 
+/// `git diff <from>..<to>`: what the commits after `from` up to `to`
+/// changed, at most `max` bytes.
+pub fn between(dir: &Path, from: &str, to: &str, max: usize) -> Result<Bounded, GitError> {
+    run_bounded(dir, &["diff", &format!("{from}..{to}"), "--"], &[0], max)
+}
+
 /// An untracked file as a diff against nothing, at most `max` bytes.
 pub fn new_file(dir: &Path, file: &str, max: usize) -> Result<Bounded, GitError> {
     // Exit code 1 means "they differ".

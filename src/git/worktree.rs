@@ -1,6 +1,6 @@
-//! Worktrees: add, list, move, switch, remove. May run: your own global
-//! filters (git lfs) while files are checked out (add, switch); nothing of
-//! the repo's.
+//! Worktrees: add, list, move, switch, fast-forward, remove. May run:
+//! your own global filters (git lfs) while files are checked out (add,
+//! switch, fast-forward); nothing of the repo's.
 
 use super::{GitError, run};
 use std::path::{Path, PathBuf};
@@ -84,6 +84,12 @@ pub fn switch(dir: &Path, branch: &str, from: Option<&str>) -> Result<(), GitErr
         None => run(dir, &["switch", "--quiet", "--", branch]),
     }
     .map(|_| ())
+}
+
+/// Move the branch checked out at `dir` forward to the commit `to`, and
+/// its files with it; refused unless `to` descends from where it is.
+pub fn fast_forward(dir: &Path, to: &str) -> Result<(), GitError> {
+    run(dir, &["merge", "--ff-only", "--quiet", to]).map(|_| ())
 }
 
 /// Detach the worktree at `dir` (at `at`, or where it is).

@@ -842,7 +842,7 @@ impl<'a> Run<'a> {
             return Err("no worktree".into());
         };
         worktree::check_link(root, wt)?;
-        git::run(wt, &["merge", "--ff-only", "--quiet", tip]).map_err(|e| {
+        git::worktree::fast_forward(wt, tip).map_err(|e| {
             format!(
                 "cannot move {} to the chosen attempt ({e}); every attempt is kept under refs/ai-sdlc/attempts/{}/",
                 self.place.branch, self.story.id
@@ -962,11 +962,8 @@ fn evidence(root: &Path, start: &str, passed: &[&Tried]) -> String {
         let diff = t
             .commit
             .as_deref()
-            .and_then(|c| {
-                // All its work, however many commits (a resumed attempt has more).
-                let range = format!("{start}..{c}");
-                git::run_bounded(root, &["diff", &range, "--"], &[0], each / 2).ok()
-            })
+            // All its work, however many commits (a resumed attempt has more).
+            .and_then(|c| git::diff::between(root, start, c, each / 2).ok())
             .map(|b| b.text)
             .unwrap_or_default();
         part.push_str(&format!("Its diff:\n\n```diff\n{}\n```\n", diff.trim_end()));
