@@ -399,9 +399,8 @@ fn prepare(
             .map(|o| o.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
         attempt: args.attempt,
-        agent: config.agent.preset(),
-        workflow: None,
-        budget: None,
+        // The rest is the runner's to pass on as flags, here already taken.
+        ..story::Part::default()
     };
     job.part.apply(&mut job.phases);
     job.load_prompts(&config)?;

@@ -6,13 +6,13 @@ use crate::board::{Board, lock};
 use crate::cli::PickArgs;
 use crate::config::Config;
 use crate::error::Error;
-use crate::runner::{attempt_ref, attempts_of, write_attempts};
+use crate::runner::best_of::{attempt_ref, read_record, write_record};
 
 pub fn run(config: &Config, args: &PickArgs) -> Result<(), Error> {
     let (root, id) = (&config.root, args.id.as_str());
     let board = Board::of(config);
     let story = board.load(id).map_err(|b| Error::usage(b.to_string()))?;
-    let mut record = attempts_of(&board, id).ok_or_else(|| {
+    let mut record = read_record(&board, id).ok_or_else(|| {
         Error::usage(format!(
             "{id} has had no attempts to pick from; `ai-sdlc run --story {id} --attempts 3` makes some"
         ))
@@ -61,7 +61,7 @@ pub fn run(config: &Config, args: &PickArgs) -> Result<(), Error> {
         crate::land::merge::move_branch(root, (id, &branch), &old, &tip).map_err(Error::failed)?;
     record.chosen = Some(k);
     record.why = Some("picked by hand (ai-sdlc pick)".into());
-    if let Err(e) = write_attempts(&board, id, &record) {
+    if let Err(e) = write_record(&board, id, &record) {
         errln!("ai-sdlc: warning: {e}");
     }
     outln!(

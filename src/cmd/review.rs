@@ -45,11 +45,11 @@ pub fn run(config: &Config, args: &ReviewArgs) -> Result<(), Error> {
         let older = crate::land::stack::stale_deps(&config.root, &board, &l.story, &tip);
         rows.push((*l, c, older));
     }
-    let attempts: std::collections::HashMap<String, crate::runner::Attempts> = rows
+    let attempts: std::collections::HashMap<String, crate::runner::best_of::Record> = rows
         .iter()
         .filter_map(|(l, _, _)| {
             let id = &l.story.id;
-            Some((id.clone(), crate::runner::attempts_of(&board, id)?))
+            Some((id.clone(), crate::runner::best_of::read_record(&board, id)?))
         })
         .collect();
     if args.json {
@@ -152,7 +152,7 @@ fn json_of(
 
 /// A story's attempts (SPEC §17), a line each: agent, verify result,
 /// lines changed, cost, time, and what became of it.
-fn attempt_lines(id: &str, a: &crate::runner::Attempts) -> Vec<String> {
+fn attempt_lines(id: &str, a: &crate::runner::best_of::Record) -> Vec<String> {
     let held = match a.chosen {
         Some(k) => format!("its branch holds attempt {k}"),
         None => "none was chosen".into(),
@@ -190,7 +190,7 @@ fn attempt_lines(id: &str, a: &crate::runner::Attempts) -> Vec<String> {
             t.attempt,
             t.agent,
             t.outcome,
-            t.verify,
+            t.verify.as_str(),
             t.lines.map_or("-".into(), |l| l.to_string()),
             t.cost_usd.map_or("-".into(), crate::agent::usd),
             crate::time::human_duration(t.duration_ms),

@@ -201,7 +201,7 @@ fn print_plan(
                     "dependencies": s.dependencies,
                     "worktree": worktree,
                     "branch": branch,
-                    "attempts": runner::attempts_for(config, settings, s),
+                    "attempts": runner::best_of::count(config, settings, s),
                     "phases": phases,
                 })
             })
@@ -254,7 +254,7 @@ fn print_plan(
                 Some(Err(e)) => outln!("     not run: {e}"),
                 None => {}
             }
-            let n = runner::attempts_for(config, settings, s);
+            let n = runner::best_of::count(config, settings, s);
             if n > 1 {
                 outln!(
                     "     {n} attempts at implement, each in a worktree of its own; pick: {}",

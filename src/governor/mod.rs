@@ -34,6 +34,16 @@ impl Spend {
     }
 }
 
+impl Spend {
+    /// What is left of it once `o` is taken out (never below nothing).
+    pub fn less(self, o: Spend) -> Spend {
+        Spend {
+            usd: (self.usd - o.usd).max(0.0),
+            tokens: self.tokens.saturating_sub(o.tokens),
+        }
+    }
+}
+
 impl std::ops::Add for Spend {
     type Output = Spend;
     fn add(self, o: Spend) -> Spend {

@@ -37,7 +37,7 @@ pub const RECORD_FILE: &str = "attempts.json";
 /// --attempts`, else the story's `attempts`, else `agent.attempts`; only
 /// with worktrees, an implement phase of the agent's, and implement still
 /// to do.
-fn wanted(run: &Run) -> Option<u32> {
+fn wanted(run: &Run) -> Option<(u32, crate::board::Story)> {
     let ctx = run.ctx;
     let n = count(&ctx.config, &ctx.settings, run.story);
     if n < 2 || run.place.worktree.is_none() {
@@ -53,13 +53,9 @@ fn wanted(run: &Run) -> Option<u32> {
         .phases
         .iter()
         .any(|p| p.kind() == Kind::Implement && p.command.is_none());
-    // Read again: `run --from` may have cleared its flag.
-    let done = ctx
-        .board
-        .load(&run.story.id)
-        .map(|s| s.is_complete("implementation_complete"))
-        .unwrap_or(false);
-    (implement && !done).then_some(n)
+    // Read again: `run --from` may have cleared its flags.
+    let now = ctx.board.load(&run.story.id).ok()?;
+    (implement && !now.is_complete("implementation_complete")).then_some((n, now))
 }
 
 /// How many attempts `story` gets: `run --attempts`, else its own
@@ -82,7 +78,7 @@ pub fn count(
 /// once.
 pub(super) fn execute(run: &Run) -> RunResult {
     match wanted(run) {
-        Some(n) => run.best_of(n),
+        Some((n, now)) => run.best_of(n, &now),
         None => run.execute(&Part::default()),
     }
 }
@@ -116,8 +112,7 @@ pub struct Tried {
     /// `succeeded`, `failed`, `timed_out`, `cancelled`, `parked`, `not_started`.
     pub outcome: String,
     pub error: Option<String>,
-    /// `passed`, `failed`, `none` (no verify command), or `not_run`.
-    pub verify: String,
+    pub verify: Verify,
     /// The end of what the verify command printed.
     pub verify_output: Option<String>,
     /// Its tip, kept under `refs/ai-sdlc/attempts/<ID>/<k>`.
@@ -136,16 +131,41 @@ pub struct Tried {
     pub log: Option<String>,
 }
 
+/// What the verify command said of an attempt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verify {
+    /// Its agent did not succeed, or the run stopped first.
+    #[default]
+    NotRun,
+    Passed,
+    Failed,
+    /// There is no verify command: an attempt whose agent succeeded counts.
+    #[serde(rename = "none")]
+    NoCommand,
+}
+
+impl Verify {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verify::NotRun => "not_run",
+            Verify::Passed => "passed",
+            Verify::Failed => "failed",
+            Verify::NoCommand => "none",
+        }
+    }
+}
+
 impl Tried {
     /// A candidate: its agent succeeded and the verify command passed.
     pub fn passed(&self) -> bool {
-        self.outcome == "succeeded" && (self.verify == "passed" || self.verify == "none")
+        self.outcome == "succeeded" && matches!(self.verify, Verify::Passed | Verify::NoCommand)
     }
 
     /// Why it dropped out.
     pub fn reason(&self) -> String {
         match (self.outcome.as_str(), &self.error) {
-            ("succeeded", _) if self.verify == "failed" => {
+            ("succeeded", _) if self.verify == Verify::Failed => {
                 // Its last words (a failing test's message), and how it ended.
                 let out = self.verify_output.as_deref().unwrap_or("");
                 let mut lines = out.lines().map(str::trim).filter(|l| !l.is_empty()).rev();
@@ -192,20 +212,15 @@ struct Running {
     report: Report,
     /// What the governor counted of it when it ended.
     spent: Spend,
-    fresh_from: String,
     /// It stopped at (or did not start for) a usage cap lifting then.
     not_before: Option<u64>,
-}
-
-fn add(to: &mut Spend, s: Spend) {
-    to.usd += s.usd;
-    to.tokens += s.tokens;
 }
 
 impl<'a> Run<'a> {
     /// The story, best of `n`: shared phases, attempts, verify, pick,
     /// then the rest of its workflow on the chosen attempt.
-    pub(super) fn best_of(&self, n: u32) -> RunResult {
+    /// `now` is the story as it is after it was marked in-progress.
+    pub(super) fn best_of(&self, n: u32, now: &crate::board::Story) -> RunResult {
         let started = Instant::now();
         let (ctx, id) = (self.ctx, &self.story.id);
         let agents = match self.attempt_agents() {
@@ -224,7 +239,6 @@ impl<'a> Run<'a> {
             .iter()
             .position(|p| p.kind() == Kind::Implement)
             .unwrap_or(0);
-        let now = ctx.board.load(id).unwrap_or_else(|_| self.story.clone());
         let shared: Vec<String> = phases[..at]
             .iter()
             .filter(|p| !p.kind().flag().is_some_and(|f| now.is_complete(f)))
@@ -240,7 +254,7 @@ impl<'a> Run<'a> {
                 ..Part::default()
             };
             let mut r = self.execute(&part);
-            add(&mut counted, self.ended(&part, &r.report));
+            counted = counted + self.ended(&part, &r.report);
             if r.outcome != Outcome::Succeeded {
                 // Counted already, under its own key.
                 r.counted = counted;
@@ -265,21 +279,19 @@ impl<'a> Run<'a> {
         let mut running = self.attempts(n, &agents, &start, &earlier, each);
         for a in &running {
             total.add_usage(&a.report);
-            add(&mut counted, a.spent);
+            counted = counted + a.spent;
         }
-        let unstarted: Vec<String> = running
+        let unstarted: Vec<&Tried> = running
             .iter()
-            .filter(|a| a.tried.outcome == "not_started")
-            .map(|a| a.tried.attempt.to_string())
+            .map(|a| &a.tried)
+            .filter(|t| t.outcome == "not_started")
             .collect();
-        if let (false, Some(a)) = (
-            shutdown::stopping(),
-            running.iter().find(|a| a.tried.outcome == "not_started"),
-        ) {
+        if let (false, [first, ..]) = (shutdown::stopping(), unstarted.as_slice()) {
+            let ks: Vec<String> = unstarted.iter().map(|t| t.attempt.to_string()).collect();
             self.say(&format!(
                 "attempts {} did not start ({}); the others are compared",
-                unstarted.join(", "),
-                a.tried.error.as_deref().unwrap_or("")
+                ks.join(", "),
+                first.error.as_deref().unwrap_or("")
             ));
         }
         // 3. Verify.
@@ -293,7 +305,7 @@ impl<'a> Run<'a> {
             pick: ctx.config.attempts.pick.name().to_string(),
             ..Record::default()
         };
-        let kept = self.keep_tips(&mut running);
+        let kept = self.keep_tips(&mut running, &start);
         let finish = |mut r: RunResult, total: &Report, counted: Spend| {
             r.report.add_usage(total);
             r.duration_ms = started.elapsed().as_millis() as u64;
@@ -310,7 +322,7 @@ impl<'a> Run<'a> {
         }
         // 4. Pick.
         let tried: Vec<Tried> = running.iter().map(|a| a.tried.clone()).collect();
-        let Some((k, why)) = self.pick(&tried, &mut total, &mut counted) else {
+        let Some((k, why)) = self.pick(&tried, &start, &mut total, &mut counted) else {
             record.attempts = self.settle(&mut running, None);
             self.write_record(&record);
             let parked = running.iter().filter_map(|a| a.not_before).max();
@@ -390,7 +402,7 @@ impl<'a> Run<'a> {
 
     /// A part of the story ended: the governor counts its spend now.
     fn ended(&self, part: &Part, r: &Report) -> Spend {
-        let s = crate::governor::spend_of(r.cost_usd, r.input_tokens, r.output_tokens, None).0;
+        let s = crate::story::spend(r);
         self.ctx.gov.lock().ended(&part.key(&self.story.id), s);
         s
     }
@@ -431,6 +443,9 @@ impl<'a> Run<'a> {
         budget: Option<crate::governor::Budget>,
     ) -> Vec<Running> {
         let ctx = self.ctx;
+        // Round robin over the agents (none: the configured one).
+        let agent_of =
+            |k: u32| (!agents.is_empty()).then(|| agents[(k as usize - 1) % agents.len()]);
         let (tx, rx) = crossbeam_channel::bounded::<(Running, bool)>(n as usize);
         let mut next = 1;
         let mut own_free = true;
@@ -453,8 +468,7 @@ impl<'a> Run<'a> {
                         break;
                     }
                     let k = next;
-                    let agent =
-                        (!agents.is_empty()).then(|| agents[(k as usize - 1) % agents.len()]);
+                    let agent = agent_of(k);
                     let tx = tx.clone();
                     let spawned = std::thread::Builder::new()
                         .name(format!("attempt-{k}"))
@@ -497,7 +511,7 @@ impl<'a> Run<'a> {
             }
         });
         for k in next..=n {
-            let agent = (!agents.is_empty()).then(|| agents[(k as usize - 1) % agents.len()]);
+            let agent = agent_of(k);
             done.push(Running {
                 tried: Tried {
                     attempt: k,
@@ -510,14 +524,12 @@ impl<'a> Run<'a> {
                         Some(crate::governor::Hold::Budget(why)) => why.clone(),
                         None => "run interrupted".into(),
                     }),
-                    verify: "not_run".into(),
                     ..Tried::default()
                 },
                 path: PathBuf::new(),
                 placed: Default::default(),
                 report: Report::default(),
                 spent: Spend::default(),
-                fresh_from: String::new(),
                 not_before: match &held {
                     Some(crate::governor::Hold::Paused { until, .. }) => Some(*until),
                     _ => None,
@@ -558,7 +570,6 @@ impl<'a> Run<'a> {
             agent: self.agent_name(agent),
             branch: branch.clone(),
             worktree: rel(root, &path),
-            verify: "not_run".into(),
             ..Tried::default()
         };
         let mut a = Running {
@@ -567,7 +578,6 @@ impl<'a> Run<'a> {
             placed: Default::default(),
             report: Report::default(),
             spent: Spend::default(),
-            fresh_from: start.to_string(),
             not_before: None,
         };
         let made = worktree::serialize(root, &base)
@@ -690,7 +700,7 @@ impl<'a> Run<'a> {
     fn verify(&self, a: &mut Running) {
         let c = &self.ctx.config;
         let Some(argv) = c.attempts.verify.as_ref().or(c.land.verify.as_ref()) else {
-            a.tried.verify = "none".into();
+            a.tried.verify = Verify::NoCommand;
             return;
         };
         let words: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -711,16 +721,13 @@ impl<'a> Run<'a> {
             Err(e) => (false, e),
         };
         let tail = tail(&text, 4 << 10);
-        a.tried.verify = if ok { "passed" } else { "failed" }.into();
+        a.tried.verify = if ok { Verify::Passed } else { Verify::Failed };
         a.tried.verify_output = Some(tail.to_string());
-        self.say(&format!(
-            "attempt {k}: verify {}",
-            if ok { "passed" } else { "failed" }
-        ));
+        self.say(&format!("attempt {k}: verify {}", a.tried.verify.as_str()));
     }
 
     /// Every attempt's tip under `refs/ai-sdlc/attempts/<ID>/<k>`.
-    fn keep_tips(&self, running: &mut [Running]) -> Result<(), String> {
+    fn keep_tips(&self, running: &mut [Running], start: &str) -> Result<(), String> {
         let root = &self.ctx.config.root;
         let mut failed = Ok(());
         for a in running.iter_mut() {
@@ -728,7 +735,8 @@ impl<'a> Run<'a> {
             let Ok(tip) = git::refs::commit_of(root, &branch) else {
                 continue;
             };
-            if tip == a.fresh_from {
+            // No work of its own: nothing to keep.
+            if tip == start {
                 continue;
             }
             let name = attempt_ref(&self.story.id, a.tried.attempt);
@@ -746,6 +754,7 @@ impl<'a> Run<'a> {
     fn pick(
         &self,
         tried: &[Tried],
+        start: &str,
         total: &mut Report,
         counted: &mut Spend,
     ) -> Option<(u32, String)> {
@@ -762,7 +771,7 @@ impl<'a> Run<'a> {
             Pick::Smallest => {
                 by_rule("the smallest change that passed (fewest lines changed)".into())
             }
-            Pick::Judge => match self.judge(tried, total, counted) {
+            Pick::Judge => match self.judge(tried, start, total, counted) {
                 Ok(chosen) => Some(chosen),
                 Err(why) => {
                     self.say(&format!("{why}; picking the smallest instead"));
@@ -778,22 +787,19 @@ impl<'a> Run<'a> {
     fn judge(
         &self,
         tried: &[Tried],
+        start: &str,
         total: &mut Report,
         counted: &mut Spend,
     ) -> Result<(u32, String), String> {
         let ctx = self.ctx;
         let passed: Vec<&Tried> = tried.iter().filter(|t| t.passed()).collect();
-        let start = git::refs::commit_of(
-            &ctx.config.root,
-            &format!("refs/heads/{}", self.place.branch),
-        )?;
-        let text = evidence(&ctx.config.root, &start, &passed);
+        let text = evidence(&ctx.config.root, start, &passed);
         ctx.board
             .write_section(&self.story.id, workflow::ATTEMPTS_FILE, &text)?;
         // The judge only reads: it gets a throwaway worktree at the start,
         // so nothing it might write can get in the way of the chosen work.
         let root = &ctx.config.root;
-        let scratch = crate::land::merge::Scratch::new(root, &ctx.config.worktree_base(), &start)?;
+        let scratch = crate::land::merge::Scratch::new(root, &ctx.config.worktree_base(), start)?;
         let judge = Run {
             ctx,
             story: self.story,
@@ -817,7 +823,7 @@ impl<'a> Run<'a> {
         };
         self.say(&format!("the judge compares {} attempts", passed.len()));
         let r = judge.execute(&part);
-        add(counted, self.ended(&part, &r.report));
+        *counted = *counted + self.ended(&part, &r.report);
         total.add_usage(&r.report);
         if r.outcome != Outcome::Succeeded {
             return Err(format!(
@@ -980,7 +986,7 @@ mod tests {
         Tried {
             attempt: k,
             outcome: outcome.into(),
-            verify: verify.into(),
+            verify: serde_json::from_value(serde_json::json!(verify)).unwrap(),
             lines: Some(lines),
             ended_ms,
             ..Tried::default()

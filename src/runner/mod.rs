@@ -7,7 +7,7 @@
 //! agent's every line; `--concurrent N>1` shows the latest line of each.
 
 mod attempt;
-mod best_of;
+pub mod best_of;
 mod child;
 pub mod plan;
 mod queue;
@@ -27,10 +27,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use best_of::{
-    Record as Attempts, attempt_ref, count as attempts_for, read_record as attempts_of,
-    write_record as write_attempts,
-};
 pub use plan::Plan;
 
 /// The run's options, resolved from flags, environment and config.
@@ -707,12 +703,10 @@ fn ended(
     use crate::story::Outcome;
     match a {
         attempt::Attempt::Ran(mut r) => {
-            let spent = spend_of(&r);
-            let left = crate::governor::Spend {
-                usd: (spent.usd - r.counted.usd).max(0.0),
-                tokens: spent.tokens.saturating_sub(r.counted.tokens),
-            };
-            ctx.gov.lock().ended(&story.id, left);
+            // Its attempts' spend was counted as each ended.
+            ctx.gov
+                .lock()
+                .ended(&story.id, spend_of(&r).less(r.counted));
             if let (Some(l), Outcome::Succeeded) = (lander.as_mut(), r.outcome) {
                 r.landed = Some(l.land(ctx, &story.id));
             }

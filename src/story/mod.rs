@@ -662,7 +662,7 @@ fn over_budget(result: &mut RunResult, phase: &PhaseCommand, limits: &Limits) ->
 }
 
 /// What a report's totals come to (costs are priced per phase already).
-fn spend(r: &Report) -> crate::governor::Spend {
+pub fn spend(r: &Report) -> crate::governor::Spend {
     crate::governor::spend_of(r.cost_usd, r.input_tokens, r.output_tokens, None).0
 }
 
