@@ -199,12 +199,7 @@ fn squash_and_rebase_give_their_history_and_a_failing_verify_moves_nothing() {
         std::fs::write(repo.root.join("other.txt"), "x\n").unwrap();
         git(&repo.root, &["add", "other.txt"]);
         git(&repo.root, &["commit", "-qm", "main moves"]);
-        let mut cfg: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(repo.root.join(".ai-sdlc.json")).unwrap(),
-        )
-        .unwrap();
-        cfg["merge"] = serde_json::json!({"strategy": strategy});
-        repo.config(cfg);
+        repo.edit_config(|cfg| cfg["merge"] = serde_json::json!({"strategy": strategy}));
         let before = head(&repo.root);
         let out = repo.run(&["merge", "S-0001", "--delete-branch"]);
         expect_code(&out, 0);

@@ -32,11 +32,9 @@ fn a_usage_cap_parks_the_story_and_the_run_resumes_it_at_its_phase_when_the_cap_
         serde_json::json!({}),
         "stand-in: hits-cap in implement",
     );
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo.root.join(".ai-sdlc.json")).unwrap())
-            .unwrap();
-    cfg["workflow"] = serde_json::json!({"phases": [{"name": "plan"}, {"name": "implement"}]});
-    repo.config(cfg);
+    repo.edit_config(|cfg| {
+        cfg["workflow"] = serde_json::json!({"phases": [{"name": "plan"}, {"name": "implement"}]});
+    });
     repo.story("S-0002", "Second", 20, "ready", "");
     repo.story("S-0003", "Third", 30, "ready", "");
     let out = run_with(&repo, &["run", "--max", "3", "--json"], &[]);
@@ -149,11 +147,9 @@ fn rate_limits_halve_the_concurrency_and_it_climbs_back_when_quiet() {
         serde_json::json!({"retries": 2, "retryDelay": 100}),
         "stand-in: rate-limit-once\nstand-in: slow",
     );
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo.root.join(".ai-sdlc.json")).unwrap())
-            .unwrap();
-    cfg["governor"] = serde_json::json!({"rateQuiet": 1500});
-    repo.config(cfg);
+    repo.edit_config(|cfg| {
+        cfg["governor"] = serde_json::json!({"rateQuiet": 1500});
+    });
     for i in 2..=4 {
         let id = format!("S-000{i}");
         repo.story(&id, "Limited", 10 + i, "ready", "");
@@ -197,27 +193,10 @@ fn iso(secs: u64) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// The ledger's entries: (story, phase, cost, cost_from, outcome).
-fn ledger(repo: &TestRepo) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(repo.root.join(".ai-sdlc/spend.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn with_config(repo: &TestRepo, f: impl FnOnce(&mut serde_json::Value)) {
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo.root.join(".ai-sdlc.json")).unwrap())
-            .unwrap();
-    f(&mut cfg);
-    repo.config(cfg);
-}
-
 #[test]
 fn a_story_over_its_budget_is_stopped_mid_phase_and_blocked() {
     let repo = preset_repo("opencode", serde_json::json!({}), "stand-in: spend");
-    with_config(&repo, |c| c["orchestrator"]["shutdownTimeout"] = 500.into());
+    repo.edit_config(|c| c["orchestrator"]["shutdownTimeout"] = 500.into());
     let out = run_with(&repo, &["run", "--budget-story", "0.50"], &[]);
     let err = stderr(&out);
     expect_code(&out, 1);
@@ -239,7 +218,7 @@ fn a_story_over_its_budget_is_stopped_mid_phase_and_blocked() {
         .unwrap();
     assert!(steps < 15, "it went on for {steps} steps");
     // What it spent is on the ledger.
-    let l = ledger(&repo);
+    let l = repo.ledger();
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(l[0]["story"], "S-0001");
     assert_eq!(l[0]["outcome"], "failed");
@@ -281,7 +260,7 @@ fn a_run_budget_stops_new_starts_and_the_ledger_sums_to_the_json_total() {
     }
     // The ledger, `cost` and the run's --json agree.
     let total = v["cost_usd"].as_f64().unwrap();
-    let l = ledger(&repo);
+    let l = repo.ledger();
     let sum: f64 = l.iter().map(|e| e["cost_usd"].as_f64().unwrap()).sum();
     assert_eq!(l.len(), 2, "{l:?}");
     assert!(
@@ -321,7 +300,7 @@ fn claude_gets_the_story_budget_and_token_only_clis_are_priced_never_guessed() {
     let out = run_with(&repo, &["run", "--json"], &env);
     expect_code(&out, 0);
     assert!(json(&out)["cost_usd"].is_null(), "{}", stdout(&out));
-    assert!(ledger(&repo)[0]["cost_usd"].is_null());
+    assert!(repo.ledger()[0]["cost_usd"].is_null());
     // ...and its tokens at the price set.
     let repo = preset_repo(
         "codex",
@@ -334,6 +313,6 @@ fn claude_gets_the_story_budget_and_token_only_clis_are_priced_never_guessed() {
     let want = (2468.0 * 1.25 + 126.0 * 10.0) / 1e6;
     let got = json(&out)["cost_usd"].as_f64().unwrap();
     assert!((got - want).abs() < 1e-9, "{got} {want}");
-    let l = ledger(&repo);
+    let l = repo.ledger();
     assert_eq!(l[0]["cost_from"], "pricing");
 }

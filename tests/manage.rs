@@ -84,11 +84,9 @@ fn worktrees_list_remove_and_prune() {
     repo.story("S-0002", "Failed", 2, "ready", "");
     repo.story("S-0003", "Clean done", 3, "ready", "");
     // The agents' work stays uncommitted, so S-0001's worktree is dirty.
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo.root.join(".ai-sdlc.json")).unwrap())
-            .unwrap();
-    cfg["worktree"] = serde_json::json!({"commit": false});
-    repo.config(cfg);
+    repo.edit_config(|cfg| {
+        cfg["worktree"] = serde_json::json!({"commit": false});
+    });
     let out = repo.run(&["run", "--concurrent", "3", "--keep-worktrees"]);
     expect_code(&out, 1);
 

@@ -616,12 +616,9 @@ fn real_clis_accept_the_preset_command_lines_and_fail_only_on_login() {
             continue;
         }
         let repo = preset_repo(preset, agent, "Say hi.");
-        let mut cfg: Value = serde_json::from_str(
-            &std::fs::read_to_string(repo.root.join(".ai-sdlc.json")).unwrap(),
-        )
-        .unwrap();
-        cfg["agent"]["idleTimeout"] = Value::from(20_000);
-        repo.config(cfg);
+        repo.edit_config(|cfg| {
+            cfg["agent"]["idleTimeout"] = Value::from(20_000);
+        });
         let home = TempDir::new("home");
         let t0 = std::time::Instant::now();
         let out = repo.run_env(
@@ -656,11 +653,9 @@ fn real_clis_accept_the_preset_command_lines_and_fail_only_on_login() {
 #[test]
 fn a_later_phase_gets_what_the_earlier_ones_said() {
     let repo = preset_repo("claude", serde_json::json!({}), "");
-    let mut cfg: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo.root.join(".ai-sdlc.json")).unwrap())
-            .unwrap();
-    cfg["workflow"] = serde_json::json!({"phases": [{"name": "plan"}, {"name": "implement"}]});
-    repo.config(cfg);
+    repo.edit_config(|cfg| {
+        cfg["workflow"] = serde_json::json!({"phases": [{"name": "plan"}, {"name": "implement"}]});
+    });
     let out = run_with(&repo, &["run", "--json"], &[]);
     expect_code(&out, 0);
     // The stand-in records the last prompt it got: the implement phase's.

@@ -145,11 +145,12 @@ fn did_the_story(repo: &TestRepo, out: &std::process::Output) -> serde_json::Val
 
 /// The ledger's line for a story.
 fn spent(repo: &TestRepo, id: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(repo.root.join(".ai-sdlc/spend.jsonl")).unwrap();
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    let ledger = repo.ledger();
+    ledger
+        .iter()
         .find(|v| v["story"] == id)
-        .unwrap_or_else(|| panic!("no spend line for {id}:\n{text}"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no spend line for {id}: {ledger:?}"))
 }
 
 #[test]

@@ -257,6 +257,23 @@ impl TestRepo {
         fs::write(self.root.join(".ai-sdlc.json"), v.to_string()).unwrap();
     }
 
+    /// Change `.ai-sdlc.json` with `f` and trust it again.
+    pub fn edit_config(&self, f: impl FnOnce(&mut serde_json::Value)) {
+        let text = fs::read_to_string(self.root.join(".ai-sdlc.json")).unwrap();
+        let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
+        f(&mut cfg);
+        self.config(cfg);
+    }
+
+    /// The spend ledger's entries (`.ai-sdlc/spend.jsonl`), oldest first.
+    pub fn ledger(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(self.root.join(".ai-sdlc/spend.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// Use `agent` as agent.command, with extra config merged in.
     pub fn use_agent(&self, agent: &Path) {
         self.config(serde_json::json!({
