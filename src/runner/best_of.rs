@@ -265,7 +265,13 @@ impl<'a> Run<'a> {
         let root = &ctx.config.root;
         let start = match git::refs::commit_of(root, &format!("refs/heads/{}", self.place.branch)) {
             Ok(c) => c,
-            Err(e) => return RunResult::failed(format!("cannot read its branch: {e}"), 0),
+            Err(e) => {
+                let why = format!(
+                    "cannot read its branch {} ({e}); its worktree is kept: check the branch with git and run it again",
+                    self.place.branch
+                );
+                return RunResult::failed(why, 0);
+            }
         };
         // 2. The attempts, side by side. One that finished in an earlier
         // run from this same start (stopped by Ctrl-C or a cap) is not run again.
@@ -326,7 +332,7 @@ impl<'a> Run<'a> {
             record.attempts = self.settle(&mut running, None);
             self.write_record(&record);
             let parked = running.iter().filter_map(|a| a.not_before).max();
-            return finish(all_failed(&record.attempts, parked), &total, counted);
+            return finish(all_failed(id, &record.attempts, parked), &total, counted);
         };
         record.chosen = Some(k);
         record.why = Some(why.clone());
@@ -359,7 +365,10 @@ impl<'a> Run<'a> {
         )];
         if let Err(e) = self.recorder.patch(&done) {
             let mut r = RunResult::default();
-            fail_at(&mut r, "attempts", format!("cannot record it: {e}"));
+            let why = format!(
+                "its branch holds the chosen attempt {k}, but that is not recorded ({e}); run it again to go on"
+            );
+            fail_at(&mut r, "attempts", why);
             return finish(r, &total, counted);
         }
         let chosen = running.iter().find(|a| a.tried.attempt == k);
@@ -744,7 +753,12 @@ impl<'a> Run<'a> {
             let kept = git::refs::update(root, &name, &tip, &old, "ai-sdlc: an attempt's tip");
             match kept {
                 Ok(()) => a.tried.commit = Some(tip),
-                Err(e) => failed = Err(format!("cannot keep attempt {}: {e}", a.tried.attempt)),
+                Err(e) => {
+                    failed = Err(format!(
+                        "cannot keep attempt {} under {name} ({e}); its work is on branch {}: run the story again",
+                        a.tried.attempt, a.tried.branch
+                    ))
+                }
             }
         }
         failed
@@ -845,7 +859,7 @@ impl<'a> Run<'a> {
     fn adopt(&self, tip: &str) -> Result<(), String> {
         let root = &self.ctx.config.root;
         let Some(wt) = &self.place.worktree else {
-            return Err("no worktree".into());
+            return Err("the story has no worktree to take the chosen attempt's work (attempts need worktrees)".into());
         };
         worktree::check_link(root, wt)?;
         git::worktree::fast_forward(wt, tip).map_err(|e| {
@@ -907,7 +921,7 @@ impl<'a> Run<'a> {
 
 /// Every attempt failed: the story is blocked with each one's reason (or
 /// parked, when one stopped at a usage cap).
-fn all_failed(tried: &[Tried], parked: Option<u64>) -> RunResult {
+fn all_failed(id: &str, tried: &[Tried], parked: Option<u64>) -> RunResult {
     let reasons: Vec<String> = tried
         .iter()
         .map(|t| format!("attempt {} ({}): {}", t.attempt, t.agent, t.reason()))
@@ -916,7 +930,10 @@ fn all_failed(tried: &[Tried], parked: Option<u64>) -> RunResult {
     fail_at(
         &mut r,
         "implement",
-        format!("no attempt passed: {}", reasons.join("; ")),
+        format!(
+            "no attempt passed: {}. Every attempt's worktree is kept (`ai-sdlc review {id}` lists them): fix what failed and run it again, or `ai-sdlc pick {id} <k>` one that left work",
+            reasons.join("; ")
+        ),
     );
     if let Some(until) = parked {
         // Not a failure of the story: it waits for the cap, and runs again.
