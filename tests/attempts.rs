@@ -383,6 +383,20 @@ fn pick_switches_the_story_branch_by_hand_and_keeps_what_it_replaces() {
     );
     assert_eq!(kept.trim(), before.trim());
     assert_eq!(record(&repo, "S-0001")["chosen"], 3);
+    // A story file that names a branch ai-sdlc would not use moves nothing.
+    let text = repo.read_story("S-0001");
+    let hostile = text.replace(&format!("branch: {branch}"), "branch: ../../HEAD");
+    assert_ne!(hostile, text);
+    std::fs::write(repo.story_path("S-0001"), &hostile).unwrap();
+    let out = repo.run(&["pick", "S-0001", "2"]);
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("not a branch name ai-sdlc uses"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(on_branch(&repo, branch, "answer.txt").starts_with("the answer"));
+    std::fs::write(repo.story_path("S-0001"), &text).unwrap();
     // An attempt that does not exist, or a story without attempts: a clear error.
     let out = repo.run(&["pick", "S-0001", "9"]);
     expect_code(&out, 2);

@@ -51,6 +51,10 @@ pub fn run(config: &Config, args: &PickArgs) -> Result<(), Error> {
         ))
     })?;
     let branch = crate::land::branch_of(&story);
+    // The story file names it: only a branch name ai-sdlc would use (as `land`).
+    if let Some(why) = crate::worktree::branch_problem(&branch) {
+        return Err(Error::usage(format!("{id}: {why}")));
+    }
     let old = crate::git::refs::commit_of(root, &format!("refs/heads/{branch}"))
         .map_err(|e| Error::failed(format!("cannot read {branch}: {}", e.message)))?;
     if old == tip {
