@@ -147,6 +147,12 @@ fn the_judge_chooses_among_the_attempts_that_pass_and_every_attempt_is_kept() {
     assert_eq!(rows.len(), 3, "{text}");
     assert!(text.contains("verify failed"), "{text}");
     assert!(text.contains("chosen: It reads well and passes."), "{text}");
+    let v = json(&repo.run(&["review", "S-0001", "--json"]));
+    assert_eq!(v["stories"][0]["attempts"]["chosen"], 3, "{v}");
+    assert_eq!(
+        v["stories"][0]["attempts"]["attempts"][0]["verify"], "failed",
+        "{v}"
+    );
     // The ledger has a line per attempt.
     let ledger = repo.ledger();
     for k in 1..=3 {

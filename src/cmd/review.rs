@@ -53,16 +53,10 @@ pub fn run(config: &Config, args: &ReviewArgs) -> Result<(), Error> {
         })
         .collect();
     if args.json {
-        let mut v = json_of(&base, &rows, &predictions, &previous);
-        if let Some(list) = v["stories"].as_array_mut() {
-            for s in list {
-                let id = s["id"].as_str().unwrap_or_default().to_string();
-                if let Some(a) = attempts.get(&id) {
-                    s["attempts"] = json!(a);
-                }
-            }
-        }
-        outln!("{v}");
+        outln!(
+            "{}",
+            json_of(&base, &rows, &predictions, &previous, &attempts)
+        );
         return Ok(());
     }
     if rows.is_empty() {
@@ -118,6 +112,7 @@ fn json_of(
     rows: &[(&Landing, Counts, Vec<String>)],
     predictions: &std::collections::HashMap<String, crate::land::Prediction>,
     previous: &std::collections::HashMap<String, Vec<(String, String)>>,
+    attempts: &std::collections::HashMap<String, crate::runner::best_of::Record>,
 ) -> serde_json::Value {
     let none = Vec::new();
     let previous_of = |id: &str| previous.get(id).unwrap_or(&none);
@@ -144,6 +139,7 @@ fn json_of(
                     .map(|(r, c)| json!({"ref": r, "commit": c}))
                     .collect::<Vec<_>>(),
                 "pr_url": l.story.pr_url, "merged_at": l.story.merged_at,
+                "attempts": attempts.get(&l.story.id),
             })
         })
         .collect();
